@@ -1,0 +1,353 @@
+//! The one typed configuration. Every address, port, name and limit the
+//! server uses is a field here; `conclave config example` prints
+//! [`EXAMPLE`], which a test keeps in step with these defaults.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// SQLite store and the generated certificate live here.
+    pub data_dir: PathBuf,
+    /// Virtual hosts whose users have accounts.
+    pub hosts: Vec<String>,
+    /// A host on which anyone may sign in with SASL ANONYMOUS (meetings'
+    /// guests). Empty disables it.
+    pub guest_host: String,
+    /// Bare JIDs of the administrators.
+    pub admins: Vec<String>,
+    pub c2s: C2s,
+    pub http: Http,
+    pub tls: Tls,
+    pub auth: Auth,
+    pub limits: Limits,
+    pub registration: Registration,
+    pub turn: Turn,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct C2s {
+    pub bind: Vec<IpAddr>,
+    /// Plain TCP with STARTTLS; 0 disables.
+    pub starttls_port: u16,
+    /// XEP-0368 direct TLS; 0 disables.
+    pub direct_tls_port: u16,
+    pub require_encryption: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    pub bind: Vec<IpAddr>,
+    /// HTTPS; 0 disables.
+    pub port: u16,
+    pub websocket_path: String,
+    pub bosh_path: String,
+    /// Seconds a BOSH request may be held open (XEP-0124 `wait` ceiling).
+    pub bosh_max_wait_secs: u64,
+    /// Seconds a BOSH session survives without a request.
+    pub bosh_inactivity_secs: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain; empty means a self-signed one generated
+    /// into `data_dir` on first start.
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// PBKDF2 iterations for newly stored SCRAM keys.
+    pub scram_iterations: u32,
+    /// PLAIN is offered only over TLS, and only when this is on.
+    pub allow_plain: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// A stanza larger than this closes the stream with policy-violation.
+    pub max_stanza_bytes: usize,
+    pub max_connections_per_ip: usize,
+    /// Failed logins per address per minute before all logins from it are
+    /// refused with temporary-auth-failure.
+    pub auth_failures_per_minute: u32,
+    /// A stream that has not authenticated and bound within this time is
+    /// closed with connection-timeout.
+    pub unauthenticated_timeout_secs: u64,
+    /// Offline messages kept per user; past it senders get
+    /// service-unavailable.
+    pub max_offline_messages: usize,
+    /// Stanzas queued for a slow client before it is disconnected.
+    pub session_queue: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Registration {
+    /// XEP-0077 in-band registration; off by default, as XEP-0479 advises.
+    pub allow: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Turn {
+    /// coturn's `static-auth-secret`; empty: no TURN credentials.
+    pub secret: String,
+    pub host: String,
+    pub port: u16,
+    /// Lifetime of handed-out credentials.
+    pub ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// A tracing filter: `info`, `debug`, `conclave=trace,sqlx=warn`, ...
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./conclave-data"),
+            hosts: vec!["localhost".into()],
+            guest_host: "guest.localhost".into(),
+            admins: Vec::new(),
+            c2s: C2s::default(),
+            http: Http::default(),
+            tls: Tls::default(),
+            auth: Auth::default(),
+            limits: Limits::default(),
+            registration: Registration::default(),
+            turn: Turn::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+fn loopback() -> Vec<IpAddr> {
+    vec![IpAddr::from([127, 0, 0, 1])]
+}
+
+impl Default for C2s {
+    fn default() -> Self {
+        C2s {
+            bind: loopback(),
+            starttls_port: 5222,
+            direct_tls_port: 5223,
+            require_encryption: true,
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            bind: loopback(),
+            port: 8443,
+            websocket_path: "/xmpp-websocket".into(),
+            bosh_path: "/http-bind".into(),
+            bosh_max_wait_secs: 60,
+            bosh_inactivity_secs: 60,
+        }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            scram_iterations: 10_000,
+            allow_plain: true,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_stanza_bytes: 256 * 1024,
+            max_connections_per_ip: 64,
+            auth_failures_per_minute: 5,
+            unauthenticated_timeout_secs: 30,
+            max_offline_messages: 1000,
+            session_queue: 4096,
+        }
+    }
+}
+
+impl Default for Turn {
+    fn default() -> Self {
+        Turn {
+            secret: String::new(),
+            host: "localhost".into(),
+            port: 3478,
+            ttl_secs: 86_400,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Checks what serde cannot: a bad value is reported with the setting's
+    /// name and what to do about it.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.hosts.is_empty() {
+            return Err("`hosts` must name at least one virtual host".into());
+        }
+        for h in self.hosts.iter().chain(std::iter::once(&self.guest_host)) {
+            if h.is_empty() && h == &self.guest_host {
+                continue;
+            }
+            if jid::BareJid::new(h).map(|j| j.node().is_some()).unwrap_or(true) {
+                return Err(format!("`{h}` is not a valid domain name for a host"));
+            }
+        }
+        if self.hosts.contains(&self.guest_host) {
+            return Err("`guest_host` must differ from every entry in `hosts`".into());
+        }
+        if self.limits.max_stanza_bytes < 4096 {
+            return Err("`limits.max_stanza_bytes` must be at least 4096".into());
+        }
+        if self.limits.session_queue == 0 {
+            return Err("`limits.session_queue` must be at least 1".into());
+        }
+        if self.auth.scram_iterations < 4096 {
+            return Err("`auth.scram_iterations` must be at least 4096 (RFC 7677)".into());
+        }
+        if self.tls.cert.is_empty() != self.tls.key.is_empty() {
+            return Err("set both `tls.cert` and `tls.key`, or neither".into());
+        }
+        for p in [&self.http.websocket_path, &self.http.bosh_path] {
+            if !p.starts_with('/') {
+                return Err(format!("HTTP path `{p}` must start with '/'"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_local_host(&self, domain: &str) -> bool {
+        self.hosts.iter().any(|h| h == domain) || self.is_guest_host(domain)
+    }
+
+    pub fn is_guest_host(&self, domain: &str) -> bool {
+        !self.guest_host.is_empty() && self.guest_host == domain
+    }
+}
+
+/// The commented example that `conclave config example` prints.
+pub const EXAMPLE: &str = r#"# Conclave configuration. Every setting is optional: the values shown are
+# the defaults. Environment variables override the file: CONCLAVE_ then the
+# key, with `__` between section and key, e.g. CONCLAVE_C2S__STARTTLS_PORT=5222
+# or CONCLAVE_HOSTS='["example.org"]'.
+
+# Where the SQLite store and the generated certificate live.
+data_dir = "./conclave-data"
+# Virtual hosts whose users have accounts.
+hosts = ["localhost"]
+# Anyone may sign in here with SASL ANONYMOUS (meeting guests); "" disables.
+guest_host = "guest.localhost"
+# Bare JIDs of the administrators.
+admins = []
+
+[c2s]
+# Addresses to listen on. Loopback by default: open it up deliberately.
+bind = ["127.0.0.1"]
+# XMPP with STARTTLS (0 disables).
+starttls_port = 5222
+# XMPP over direct TLS, XEP-0368 (0 disables).
+direct_tls_port = 5223
+# Refuse authentication before TLS.
+require_encryption = true
+
+[http]
+bind = ["127.0.0.1"]
+# HTTPS: /health, /metrics, WebSocket and BOSH (0 disables).
+port = 8443
+websocket_path = "/xmpp-websocket"
+bosh_path = "/http-bind"
+# Longest time a BOSH request is held open, in seconds.
+bosh_max_wait_secs = 60
+# A BOSH session without requests for this long is ended, in seconds.
+bosh_inactivity_secs = 60
+
+[tls]
+# PEM certificate chain and key. Empty: a self-signed certificate for the
+# hosts is generated into data_dir on first start.
+cert = ""
+key = ""
+
+[auth]
+# PBKDF2 iterations for stored SCRAM keys (passwords are never stored).
+scram_iterations = 10000
+# Offer SASL PLAIN (only ever over TLS).
+allow_plain = true
+
+[limits]
+# Largest stanza in bytes; larger ones close the stream (policy-violation).
+max_stanza_bytes = 262144
+# Simultaneous connections from one address.
+max_connections_per_ip = 64
+# Failed logins per address per minute before logins from it are refused.
+auth_failures_per_minute = 5
+# Seconds a connection may take to authenticate and bind.
+unauthenticated_timeout_secs = 30
+# Offline messages kept per user.
+max_offline_messages = 1000
+# Stanzas queued for one slow client before it is disconnected.
+session_queue = 4096
+
+[registration]
+# XEP-0077 in-band registration.
+allow = false
+
+[turn]
+# coturn's static-auth-secret; set it to hand out TURN credentials (XEP-0215).
+secret = ""
+host = "localhost"
+port = 3478
+# Lifetime of handed-out credentials, in seconds.
+ttl_secs = 86400
+
+[log]
+# A tracing filter, e.g. "info" or "conclave=debug,sqlx=warn".
+level = "info"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_matches_defaults() {
+        let parsed: Config = toml::from_str(EXAMPLE).expect("example parses");
+        let a = toml::to_string(&parsed).unwrap();
+        let b = toml::to_string(&Config::default()).unwrap();
+        assert_eq!(a, b);
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn validation_names_the_setting() {
+        let mut c = Config::default();
+        c.limits.max_stanza_bytes = 10;
+        assert!(c.validate().unwrap_err().contains("limits.max_stanza_bytes"));
+        let mut c = Config::default();
+        c.guest_host = "localhost".into();
+        assert!(c.validate().unwrap_err().contains("guest_host"));
+    }
+}

@@ -1,0 +1,128 @@
+//! Storage behind traits. Services see only these traits; SQLite is the
+//! embedded default and PostgreSQL is meant to slot in behind the same ones.
+//!
+//! Owners and contacts are bare JIDs as strings, already normalised by the
+//! caller: the store never interprets addresses.
+
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists")]
+    Conflict,
+    #[error("not found")]
+    NotFound,
+    #[error("quota exceeded")]
+    Quota,
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A user's SCRAM keys for one hash. Never the password, never a
+/// password equivalent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramRecord {
+    /// `SCRAM-SHA-1` or `SCRAM-SHA-256`.
+    pub mechanism: String,
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    /// Fails with `Conflict` if the account exists.
+    async fn create_user(&self, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()>;
+    async fn set_keys(&self, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()>;
+    async fn user_exists(&self, host: &str, user: &str) -> Result<bool>;
+    async fn scram_keys(&self, host: &str, user: &str, mechanism: &str) -> Result<Option<ScramRecord>>;
+    /// Removes the account and everything kept for it.
+    async fn delete_user(&self, host: &str, user: &str) -> Result<()>;
+    async fn list_users(&self, host: Option<&str>) -> Result<Vec<(String, String)>>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscription {
+    None,
+    To,
+    From,
+    Both,
+}
+
+impl Subscription {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subscription::None => "none",
+            Subscription::To => "to",
+            Subscription::From => "from",
+            Subscription::Both => "both",
+        }
+    }
+
+    pub fn parse(s: &str) -> Subscription {
+        match s {
+            "to" => Subscription::To,
+            "from" => Subscription::From,
+            "both" => Subscription::Both,
+            _ => Subscription::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterItem {
+    pub contact: String,
+    pub name: Option<String>,
+    pub subscription: Subscription,
+    /// An outbound subscription request awaits the contact's answer.
+    pub ask: bool,
+    pub groups: Vec<String>,
+}
+
+#[async_trait]
+pub trait Rosters: Send + Sync {
+    /// The roster and its version.
+    async fn roster(&self, owner: &str) -> Result<(u64, Vec<RosterItem>)>;
+    /// Writes (inserts or replaces) an item and returns the new version.
+    async fn put_item(&self, owner: &str, item: &RosterItem) -> Result<u64>;
+    /// Deletes an item and returns the new version.
+    async fn remove_item(&self, owner: &str, contact: &str) -> Result<u64>;
+    /// Inbound subscription requests not yet answered (RFC 6121 §3.1.3:
+    /// they are redelivered at every login until answered).
+    async fn pending_in(&self, owner: &str) -> Result<Vec<String>>;
+    async fn set_pending_in(&self, owner: &str, contact: &str, pending: bool) -> Result<()>;
+}
+
+#[derive(Debug, Clone)]
+pub struct OfflineMessage {
+    pub id: i64,
+    pub stamp: u64,
+    pub stanza: String,
+}
+
+#[async_trait]
+pub trait Offline: Send + Sync {
+    /// Stores a message durably; fails with `Quota` past `limit` messages.
+    async fn push(&self, owner: &str, stamp: u64, stanza: &str, limit: usize) -> Result<()>;
+    async fn list(&self, owner: &str) -> Result<Vec<OfflineMessage>>;
+    /// Deleted only after delivery, so a crash between the two duplicates
+    /// rather than loses.
+    async fn delete_upto(&self, owner: &str, max_id: i64) -> Result<()>;
+}
+
+#[async_trait]
+pub trait Vcards: Send + Sync {
+    async fn vcard(&self, owner: &str) -> Result<Option<String>>;
+    async fn set_vcard(&self, owner: &str, xml: &str) -> Result<()>;
+}
+
+/// Everything the XMPP services need from storage.
+pub trait Store: Accounts + Rosters + Offline + Vcards {}
+impl<T: Accounts + Rosters + Offline + Vcards> Store for T {}

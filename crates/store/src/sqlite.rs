@@ -1,0 +1,442 @@
+//! The embedded default: one SQLite file in WAL mode, so that a crash or a
+//! SIGKILL leaves every committed transaction intact and the CLI can work
+//! on the same file while the server runs.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::*;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS users (
+  host TEXT NOT NULL, username TEXT NOT NULL, created INTEGER NOT NULL,
+  PRIMARY KEY (host, username)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS scram (
+  host TEXT NOT NULL, username TEXT NOT NULL, mechanism TEXT NOT NULL,
+  salt BLOB NOT NULL, iterations INTEGER NOT NULL, stored_key BLOB NOT NULL, server_key BLOB NOT NULL,
+  PRIMARY KEY (host, username, mechanism)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS roster (
+  owner TEXT NOT NULL, contact TEXT NOT NULL, name TEXT, subscription TEXT NOT NULL,
+  ask INTEGER NOT NULL DEFAULT 0, groups TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (owner, contact)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS roster_version (owner TEXT PRIMARY KEY, ver INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscription_requests (
+  owner TEXT NOT NULL, contact TEXT NOT NULL, PRIMARY KEY (owner, contact)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS offline (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, stamp INTEGER NOT NULL, stanza TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS offline_owner ON offline (owner, id);
+CREATE TABLE IF NOT EXISTS vcards (owner TEXT PRIMARY KEY, vcard TEXT NOT NULL) WITHOUT ROWID;
+"#;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL in WAL mode: a process crash loses nothing committed;
+            // only a power cut may lose the last transactions.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Checkpoints the WAL into the main file and closes every connection.
+    pub async fn close(&self) {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
+        self.pool.close().await;
+    }
+
+    async fn bump_version(tx: &mut sqlx::SqliteConnection, owner: &str) -> Result<u64> {
+        let row = sqlx::query(
+            "INSERT INTO roster_version (owner, ver) VALUES (?1, 1)
+             ON CONFLICT(owner) DO UPDATE SET ver = ver + 1 RETURNING ver",
+        )
+        .bind(owner)
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok(row.get::<i64, _>(0) as u64)
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn write_keys(tx: &mut sqlx::SqliteConnection, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()> {
+    sqlx::query("DELETE FROM scram WHERE host = ?1 AND username = ?2")
+        .bind(host)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    for k in keys {
+        sqlx::query(
+            "INSERT INTO scram (host, username, mechanism, salt, iterations, stored_key, server_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(host)
+        .bind(user)
+        .bind(&k.mechanism)
+        .bind(&k.salt)
+        .bind(k.iterations as i64)
+        .bind(&k.stored_key)
+        .bind(&k.server_key)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Accounts for SqliteStore {
+    async fn create_user(&self, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("INSERT INTO users (host, username, created) VALUES (?1, ?2, ?3)")
+            .bind(host)
+            .bind(user)
+            .bind(now())
+            .execute(&mut *tx)
+            .await;
+        match r {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict),
+            r => {
+                r?;
+            }
+        }
+        write_keys(&mut tx, host, user, keys).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_keys(&self, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if !exists(&mut tx, host, user).await? {
+            return Err(StoreError::NotFound);
+        }
+        write_keys(&mut tx, host, user, keys).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_exists(&self, host: &str, user: &str) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        exists(&mut conn, host, user).await
+    }
+
+    async fn scram_keys(&self, host: &str, user: &str, mechanism: &str) -> Result<Option<ScramRecord>> {
+        let row = sqlx::query(
+            "SELECT salt, iterations, stored_key, server_key FROM scram
+             WHERE host = ?1 AND username = ?2 AND mechanism = ?3",
+        )
+        .bind(host)
+        .bind(user)
+        .bind(mechanism)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| ScramRecord {
+            mechanism: mechanism.to_owned(),
+            salt: r.get(0),
+            iterations: r.get::<i64, _>(1) as u32,
+            stored_key: r.get(2),
+            server_key: r.get(3),
+        }))
+    }
+
+    async fn delete_user(&self, host: &str, user: &str) -> Result<()> {
+        let bare = format!("{user}@{host}");
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM users WHERE host = ?1 AND username = ?2")
+            .bind(host)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM scram WHERE host = ?1 AND username = ?2")
+            .bind(host)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        for q in [
+            "DELETE FROM roster WHERE owner = ?1",
+            "DELETE FROM roster_version WHERE owner = ?1",
+            "DELETE FROM subscription_requests WHERE owner = ?1",
+            "DELETE FROM offline WHERE owner = ?1",
+            "DELETE FROM vcards WHERE owner = ?1",
+        ] {
+            sqlx::query(q)
+                .bind(&bare)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_users(&self, host: Option<&str>) -> Result<Vec<(String, String)>> {
+        let rows = match host {
+            Some(h) => {
+                sqlx::query("SELECT host, username FROM users WHERE host = ?1 ORDER BY host, username")
+                    .bind(h)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT host, username FROM users ORDER BY host, username")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+async fn exists(conn: &mut sqlx::SqliteConnection, host: &str, user: &str) -> Result<bool> {
+    Ok(sqlx::query("SELECT 1 FROM users WHERE host = ?1 AND username = ?2")
+        .bind(host)
+        .bind(user)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some())
+}
+
+#[async_trait]
+impl Rosters for SqliteStore {
+    async fn roster(&self, owner: &str) -> Result<(u64, Vec<RosterItem>)> {
+        let ver = sqlx::query("SELECT ver FROM roster_version WHERE owner = ?1")
+            .bind(owner)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.get::<i64, _>(0) as u64)
+            .unwrap_or(0);
+        let rows = sqlx::query(
+            "SELECT contact, name, subscription, ask, groups FROM roster WHERE owner = ?1 ORDER BY contact",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .into_iter()
+            .map(|r| {
+                let groups: String = r.get(4);
+                RosterItem {
+                    contact: r.get(0),
+                    name: r.get(1),
+                    subscription: Subscription::parse(r.get::<&str, _>(2)),
+                    ask: r.get::<i64, _>(3) != 0,
+                    groups: groups
+                        .split('\n')
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                }
+            })
+            .collect();
+        Ok((ver, items))
+    }
+
+    async fn put_item(&self, owner: &str, item: &RosterItem) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO roster (owner, contact, name, subscription, ask, groups) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(owner, contact) DO UPDATE SET name = ?3, subscription = ?4, ask = ?5, groups = ?6",
+        )
+        .bind(owner)
+        .bind(&item.contact)
+        .bind(&item.name)
+        .bind(item.subscription.as_str())
+        .bind(item.ask as i64)
+        .bind(item.groups.join("\n"))
+        .execute(&mut *tx)
+        .await?;
+        let ver = Self::bump_version(&mut tx, owner).await?;
+        tx.commit().await?;
+        Ok(ver)
+    }
+
+    async fn remove_item(&self, owner: &str, contact: &str) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM roster WHERE owner = ?1 AND contact = ?2")
+            .bind(owner)
+            .bind(contact)
+            .execute(&mut *tx)
+            .await?;
+        let ver = Self::bump_version(&mut tx, owner).await?;
+        tx.commit().await?;
+        Ok(ver)
+    }
+
+    async fn pending_in(&self, owner: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT contact FROM subscription_requests WHERE owner = ?1")
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn set_pending_in(&self, owner: &str, contact: &str, pending: bool) -> Result<()> {
+        let q = if pending {
+            "INSERT OR IGNORE INTO subscription_requests (owner, contact) VALUES (?1, ?2)"
+        } else {
+            "DELETE FROM subscription_requests WHERE owner = ?1 AND contact = ?2"
+        };
+        sqlx::query(q).bind(owner).bind(contact).execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Offline for SqliteStore {
+    async fn push(&self, owner: &str, stamp: u64, stanza: &str, limit: usize) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM offline WHERE owner = ?1")
+            .bind(owner)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        if count as usize >= limit {
+            return Err(StoreError::Quota);
+        }
+        sqlx::query("INSERT INTO offline (owner, stamp, stanza) VALUES (?1, ?2, ?3)")
+            .bind(owner)
+            .bind(stamp as i64)
+            .bind(stanza)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list(&self, owner: &str) -> Result<Vec<OfflineMessage>> {
+        let rows = sqlx::query("SELECT id, stamp, stanza FROM offline WHERE owner = ?1 ORDER BY id")
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OfflineMessage {
+                id: r.get(0),
+                stamp: r.get::<i64, _>(1) as u64,
+                stanza: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn delete_upto(&self, owner: &str, max_id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM offline WHERE owner = ?1 AND id <= ?2")
+            .bind(owner)
+            .bind(max_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Vcards for SqliteStore {
+    async fn vcard(&self, owner: &str) -> Result<Option<String>> {
+        Ok(sqlx::query("SELECT vcard FROM vcards WHERE owner = ?1")
+            .bind(owner)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    async fn set_vcard(&self, owner: &str, xml: &str) -> Result<()> {
+        sqlx::query("INSERT INTO vcards (owner, vcard) VALUES (?1, ?2) ON CONFLICT(owner) DO UPDATE SET vcard = ?2")
+            .bind(owner)
+            .bind(xml)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ScramRecord {
+        ScramRecord {
+            mechanism: "SCRAM-SHA-256".into(),
+            salt: vec![1, 2],
+            iterations: 4096,
+            stored_key: vec![3; 32],
+            server_key: vec![4; 32],
+        }
+    }
+
+    async fn store() -> (SqliteStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("conclave-store-{}-{}", std::process::id(), now_nanos()));
+        std::fs::create_dir_all(&dir).unwrap();
+        (SqliteStore::open(&dir.join("db.sqlite")).await.unwrap(), dir)
+    }
+
+    fn now_nanos() -> u128 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    }
+
+    #[tokio::test]
+    async fn accounts_round_trip() {
+        let (s, dir) = store().await;
+        s.create_user("localhost", "alice", &[key()]).await.unwrap();
+        assert!(matches!(s.create_user("localhost", "alice", &[key()]).await, Err(StoreError::Conflict)));
+        assert_eq!(s.scram_keys("localhost", "alice", "SCRAM-SHA-256").await.unwrap(), Some(key()));
+        assert_eq!(s.scram_keys("localhost", "alice", "SCRAM-SHA-1").await.unwrap(), None);
+        assert_eq!(s.list_users(None).await.unwrap(), vec![("localhost".into(), "alice".into())]);
+        s.set_vcard("alice@localhost", "<vCard/>").await.unwrap();
+        s.delete_user("localhost", "alice").await.unwrap();
+        assert!(!s.user_exists("localhost", "alice").await.unwrap());
+        assert_eq!(s.vcard("alice@localhost").await.unwrap(), None);
+        assert!(matches!(s.delete_user("localhost", "alice").await, Err(StoreError::NotFound)));
+        s.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn roster_versions_and_offline_quota() {
+        let (s, dir) = store().await;
+        let item = RosterItem {
+            contact: "bob@localhost".into(),
+            name: Some("Bob".into()),
+            subscription: Subscription::To,
+            ask: false,
+            groups: vec!["Friends".into(), "Work".into()],
+        };
+        assert_eq!(s.put_item("alice@localhost", &item).await.unwrap(), 1);
+        let (ver, items) = s.roster("alice@localhost").await.unwrap();
+        assert_eq!((ver, items), (1, vec![item]));
+        assert_eq!(s.remove_item("alice@localhost", "bob@localhost").await.unwrap(), 2);
+        s.push("bob@localhost", 1, "<message/>", 2).await.unwrap();
+        s.push("bob@localhost", 2, "<message/>", 2).await.unwrap();
+        assert!(matches!(s.push("bob@localhost", 3, "<message/>", 2).await, Err(StoreError::Quota)));
+        let msgs = s.list("bob@localhost").await.unwrap();
+        assert_eq!(msgs.len(), 2);
+        s.delete_upto("bob@localhost", msgs[1].id).await.unwrap();
+        assert!(s.list("bob@localhost").await.unwrap().is_empty());
+        s.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,235 @@
+//! Small helpers over minidom elements for the three stanza kinds, and the
+//! error replies RFC 6120 §8.3 prescribes.
+
+use minidom::Element;
+use rxml::{Namespace, NcName};
+
+use crate::ns;
+
+/// Attribute access by plain names. minidom wants validated names and a
+/// namespace for every write; the server only ever sets unprefixed
+/// attributes whose names it chose itself.
+pub trait ElementExt {
+    fn set(&mut self, name: &str, value: &str);
+    fn unset(&mut self, name: &str);
+    fn with(self, name: &str, value: &str) -> Self;
+    fn text_child(self, name: &str, ns: &str, text: &str) -> Self;
+}
+
+impl ElementExt for Element {
+    fn set(&mut self, name: &str, value: &str) {
+        if let Ok(n) = NcName::try_from(name) {
+            self.attrs_mut().insert(Namespace::NONE, n, value.to_owned());
+        }
+    }
+
+    fn unset(&mut self, name: &str) {
+        if let Ok(n) = NcName::try_from(name) {
+            self.attrs_mut().remove(&Namespace::NONE, &n);
+        }
+    }
+
+    fn with(mut self, name: &str, value: &str) -> Self {
+        self.set(name, value);
+        self
+    }
+
+    fn text_child(mut self, name: &str, ns: &str, text: &str) -> Self {
+        let mut c = Element::bare(name, ns);
+        c.append_text(text);
+        self.append_child(c);
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Message,
+    Presence,
+    Iq,
+}
+
+pub fn kind(el: &Element) -> Option<Kind> {
+    if el.ns() != ns::CLIENT {
+        return None;
+    }
+    match el.name() {
+        "message" => Some(Kind::Message),
+        "presence" => Some(Kind::Presence),
+        "iq" => Some(Kind::Iq),
+        _ => None,
+    }
+}
+
+/// Stanza error types (RFC 6120 §8.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    Auth,
+    Cancel,
+    Continue,
+    Modify,
+    Wait,
+}
+
+impl ErrorType {
+    fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::Auth => "auth",
+            ErrorType::Cancel => "cancel",
+            ErrorType::Continue => "continue",
+            ErrorType::Modify => "modify",
+            ErrorType::Wait => "wait",
+        }
+    }
+}
+
+/// The usual type for each defined condition (RFC 6120 §8.3.3).
+pub fn default_type(condition: &str) -> ErrorType {
+    match condition {
+        "bad-request" | "jid-malformed" | "not-acceptable" | "policy-violation" | "redirect"
+        | "gone" => ErrorType::Modify,
+        "forbidden" | "not-authorized" | "registration-required" | "subscription-required" => {
+            ErrorType::Auth
+        }
+        "resource-constraint" | "unexpected-request" | "remote-server-timeout" => ErrorType::Wait,
+        _ => ErrorType::Cancel,
+    }
+}
+
+/// Builds the error reply to `orig`: addresses swapped, payload kept for
+/// messages and presences (so the sender can tell which one failed), the
+/// `<error/>` appended.
+pub fn error_reply(orig: &Element, condition: &str, text: Option<&str>) -> Element {
+    let mut reply = Element::builder(orig.name(), ns::CLIENT).build();
+    if let Some(id) = orig.attr("id") {
+        reply.set("id", id);
+    }
+    if let Some(from) = orig.attr("from") {
+        reply.set("to", from);
+    }
+    if let Some(to) = orig.attr("to") {
+        reply.set("from", to);
+    }
+    reply.set("type", "error");
+    if orig.name() != "iq" {
+        for child in orig.children() {
+            if child.name() != "error" {
+                reply.append_child(child.clone());
+            }
+        }
+    }
+    let mut err = Element::bare("error", ns::CLIENT).with("type", default_type(condition).as_str());
+    err.append_child(Element::bare(condition, ns::STANZAS_ERR));
+    if let Some(t) = text {
+        let mut te = Element::bare("text", ns::STANZAS_ERR);
+        te.append_text(t);
+        err.append_child(te);
+    }
+    reply.append_child(err);
+    reply
+}
+
+/// An empty `type='result'` reply to an IQ.
+pub fn iq_result(orig: &Element) -> Element {
+    let mut reply = Element::bare("iq", ns::CLIENT);
+    if let Some(id) = orig.attr("id") {
+        reply.set("id", id);
+    }
+    if let Some(from) = orig.attr("from") {
+        reply.set("to", from);
+    }
+    if let Some(to) = orig.attr("to") {
+        reply.set("from", to);
+    }
+    reply.set("type", "result");
+    reply
+}
+
+/// The first element child of an IQ: the one that names what it is about.
+pub fn iq_payload(iq: &Element) -> Option<&Element> {
+    iq.children().next()
+}
+
+/// Serialises an element once; callers share the bytes among recipients.
+pub fn to_bytes(el: &Element) -> bytes::Bytes {
+    let mut buf = Vec::with_capacity(256);
+    // Writing into a Vec cannot fail for I/O reasons, and every element was
+    // either parsed or built from valid names, so an error here would be a
+    // bug in the caller; an empty frame is the safe outcome.
+    if el.write_to(&mut buf).is_err() {
+        buf.clear();
+    }
+    bytes::Bytes::from(buf)
+}
+
+/// A stream error in the `stream:` prefix form that every client parses.
+pub fn stream_error(condition: &str, text: Option<&str>) -> String {
+    let mut s = format!(
+        "<stream:error xmlns:stream='{}'><{} xmlns='{}'/>",
+        ns::STREAM,
+        condition,
+        ns::STREAMS_ERR
+    );
+    if let Some(t) = text {
+        s.push_str(&format!(
+            "<text xmlns='{}'>{}</text>",
+            ns::STREAMS_ERR,
+            escape(t)
+        ));
+    }
+    s.push_str("</stream:error>");
+    s
+}
+
+/// Escapes text for an attribute value or a text node.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::parse_element;
+
+    #[test]
+    fn error_reply_swaps_and_keeps_payload() {
+        let m = parse_element(
+            b"<message xmlns='jabber:client' from='a@b/c' to='d@e' id='7' type='chat'><body>x</body></message>",
+            4096,
+        )
+        .unwrap();
+        let e = error_reply(&m, "service-unavailable", None);
+        assert_eq!(e.attr("to"), Some("a@b/c"));
+        assert_eq!(e.attr("from"), Some("d@e"));
+        assert_eq!(e.attr("type"), Some("error"));
+        assert!(e.has_child("body", ns::CLIENT));
+        let err = e.get_child("error", ns::CLIENT).unwrap();
+        assert_eq!(err.attr("type"), Some("cancel"));
+        assert!(err.has_child("service-unavailable", ns::STANZAS_ERR));
+        let bytes = to_bytes(&e);
+        let back = parse_element(&bytes, 4096).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn iq_errors_drop_payload() {
+        let iq = parse_element(
+            b"<iq xmlns='jabber:client' type='get' id='1'><q xmlns='urn:unknown'/></iq>",
+            4096,
+        )
+        .unwrap();
+        let e = error_reply(&iq, "feature-not-implemented", Some("no"));
+        assert!(!e.has_child("q", "urn:unknown"));
+    }
+}

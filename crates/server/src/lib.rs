@@ -1,1 +1,14 @@
+//! The services layer: the router, client sessions and one module per XEP
+//! area, over the sans-IO core and the store traits. No sockets here: the
+//! runtime hands sessions a [`transport::Transport`].
 
+pub mod config;
+pub mod hub;
+pub mod limits;
+pub mod modules;
+pub mod router;
+pub mod session;
+pub mod transport;
+
+pub use config::Config;
+pub use hub::Server;

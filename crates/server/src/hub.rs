@@ -1,0 +1,328 @@
+//! The server: configuration, store, router and the module registry, and
+//! the dispatch of every stanza a session sends (RFC 6120 §8, RFC 6121 §8).
+//!
+//! Modules declare the IQ payloads they handle and the disco features they
+//! bring; disco answers are built from the same registry, so what the
+//! server advertises cannot drift from what it does.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use jid::Jid;
+use minidom::Element;
+use xmpp_core::ns;
+use xmpp_core::stanza::{self, ElementExt, Kind};
+
+use crate::config::Config;
+use crate::limits::AuthLimiter;
+use crate::modules;
+use crate::modules::roster::Rosters;
+use crate::router::{Router, SessionHandle};
+use conclave_store::Store;
+
+/// The authenticated, bound sender of a stanza.
+#[derive(Debug)]
+pub struct Session {
+    pub handle: Arc<SessionHandle>,
+    pub user: String,
+    pub host: String,
+    pub anonymous: bool,
+}
+
+impl Session {
+    pub fn full(&self) -> &str {
+        &self.handle.full
+    }
+
+    pub fn bare(&self) -> &str {
+        &self.handle.bare
+    }
+
+    pub fn send(&self, el: &Element) {
+        self.handle.send(stanza::to_bytes(el));
+    }
+}
+
+/// Where an IQ is addressed, as far as handler lookup goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The server's domain.
+    Server,
+    /// A local account's bare JID (the sender's own, or another's).
+    Account,
+}
+
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+/// Handles one IQ get/set; it answers through `Session::send` or routes.
+/// The `&str` is the bare JID the IQ is addressed to (Account) or the
+/// server domain (Server).
+pub type IqHandler = for<'a> fn(&'a Server, &'a Session, &'a str, Element) -> HandlerFuture<'a>;
+
+pub struct IqRoute {
+    pub target: Target,
+    pub ns: &'static str,
+    pub handler: IqHandler,
+}
+
+/// One XEP area: what it handles and what it advertises.
+pub struct Module {
+    pub name: &'static str,
+    /// Server disco features.
+    pub features: &'static [&'static str],
+    /// Features of an account's bare JID.
+    pub account_features: &'static [&'static str],
+    pub iq: &'static [IqRoute],
+    /// Whether the configuration turns this module on.
+    pub enabled: fn(&Config) -> bool,
+}
+
+pub struct Server {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub router: Router,
+    pub rosters: Rosters,
+    pub auth_limiter: AuthLimiter,
+    iq: HashMap<(Target, &'static str), IqHandler>,
+    server_features: Vec<&'static str>,
+    account_features: Vec<&'static str>,
+    caps_ver: String,
+    shutting_down: AtomicBool,
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
+}
+
+pub const SERVER_NAME: &str = "Conclave";
+pub const CAPS_NODE: &str = "https://conclave.chat/caps";
+
+impl Server {
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Arc<Server> {
+        let mut iq = HashMap::new();
+        let mut server_features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS];
+        let mut account_features = vec![ns::DISCO_INFO];
+        for m in modules::ALL {
+            if !(m.enabled)(&config) {
+                continue;
+            }
+            server_features.extend_from_slice(m.features);
+            account_features.extend_from_slice(m.account_features);
+            for r in m.iq {
+                iq.insert((r.target, r.ns), r.handler);
+            }
+        }
+        server_features.sort_unstable();
+        server_features.dedup();
+        account_features.sort_unstable();
+        account_features.dedup();
+        let caps_ver = modules::disco::caps_ver(&server_features);
+        let limiter = AuthLimiter::new(config.limits.auth_failures_per_minute);
+        Arc::new(Server {
+            config: Arc::new(config),
+            store,
+            router: Router::default(),
+            rosters: Rosters::default(),
+            auth_limiter: limiter,
+            iq,
+            server_features,
+            account_features,
+            caps_ver,
+            shutting_down: AtomicBool::new(false),
+            shutdown_tx: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    pub fn server_features(&self) -> &[&'static str] {
+        &self.server_features
+    }
+
+    pub fn account_features(&self) -> &[&'static str] {
+        &self.account_features
+    }
+
+    pub fn caps_ver(&self) -> &str {
+        &self.caps_ver
+    }
+
+    /// XEP-0115 element for stream features.
+    pub fn caps_element(&self) -> String {
+        format!(
+            "<c xmlns='{}' hash='sha-1' node='{}' ver='{}'/>",
+            ns::CAPS,
+            CAPS_NODE,
+            self.caps_ver
+        )
+    }
+
+    /// Tells every session to close with `system-shutdown`.
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.shutdown_tx.send_replace(true);
+        for h in self.router.all() {
+            h.close(Some("system-shutdown"));
+        }
+    }
+
+    /// Changes when the server begins to shut down; sessions still
+    /// negotiating close on it.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Handles one stanza from a bound session. `Err` is a stream error
+    /// condition: the session closes the stream with it.
+    pub async fn handle_stanza(&self, s: &Session, mut el: Element) -> Result<(), &'static str> {
+        let Some(kind) = stanza::kind(&el) else {
+            return Err("unsupported-stanza-type");
+        };
+        // RFC 6120 §8.1.2.1: the server stamps `from`; a client may only
+        // name itself there.
+        if let Some(from) = el.attr("from") {
+            match Jid::new(from) {
+                Ok(j) if j.as_str() == s.full() || j.as_str() == s.bare() => {}
+                _ => return Err("invalid-from"),
+            }
+        }
+        el.set("from", s.full());
+        metrics::counter!("conclave_stanzas_in_total", "kind" => kind_label(kind)).increment(1);
+        let to = match el.attr("to") {
+            None => None,
+            Some(t) => match Jid::new(t) {
+                Ok(j) => Some(j),
+                Err(_) => {
+                    if el.attr("type") != Some("error") {
+                        s.send(&stanza::error_reply(&el, "jid-malformed", None));
+                    }
+                    return Ok(());
+                }
+            },
+        };
+        if let Some(j) = &to {
+            // Normalised form, so that routing compares like with like.
+            el.set("to", j.as_str());
+        }
+        match kind {
+            Kind::Iq => self.handle_iq(s, to, el).await,
+            Kind::Message => modules::message::from_client(self, s, to, el).await,
+            Kind::Presence => modules::presence::from_client(self, s, to, el).await,
+        }
+        Ok(())
+    }
+
+    async fn handle_iq(&self, s: &Session, to: Option<Jid>, el: Element) {
+        let ty = el.attr("type").unwrap_or("");
+        let request = matches!(ty, "get" | "set");
+        if !matches!(ty, "get" | "set" | "result" | "error") || el.attr("id").is_none() {
+            if ty != "error" {
+                s.send(&stanza::error_reply(&el, "bad-request", None));
+            }
+            return;
+        }
+        if request && el.children().count() != 1 {
+            s.send(&stanza::error_reply(&el, "bad-request", None));
+            return;
+        }
+        let (target, addressed, implicit) = match &to {
+            None => (Target::Account, s.bare().to_owned(), true),
+            Some(j) if !self.config.is_local_host(j.domain().as_str()) => {
+                if request {
+                    s.send(&stanza::error_reply(&el, "remote-server-not-found", None));
+                }
+                return;
+            }
+            Some(j) if j.node().is_none() => {
+                if j.resource().is_some() {
+                    if request {
+                        s.send(&stanza::error_reply(&el, "service-unavailable", None));
+                    }
+                    return;
+                }
+                (Target::Server, j.as_str().to_owned(), false)
+            }
+            Some(j) if j.is_full() => {
+                let bare = j.to_bare();
+                match self.router.session(bare.as_str(), j.as_str()) {
+                    Some(h) => {
+                        h.send(stanza::to_bytes(&el));
+                    }
+                    None if request => s.send(&stanza::error_reply(&el, "service-unavailable", None)),
+                    None => {}
+                }
+                return;
+            }
+            Some(j) => (Target::Account, j.as_str().to_owned(), false),
+        };
+        if !request {
+            // Results and errors addressed to the server or an account are
+            // answers to nothing the server asked: drop them.
+            return;
+        }
+        let Some(payload_ns) = stanza::iq_payload(&el).map(Element::ns) else {
+            s.send(&stanza::error_reply(&el, "bad-request", None));
+            return;
+        };
+        let handler = self
+            .iq
+            .get(&(target, payload_ns.as_str()))
+            .or_else(|| {
+                // An IQ without `to` is the account's; what the account does
+                // not handle, the server does (RFC 6120 §10.3.3).
+                implicit
+                    .then(|| self.iq.get(&(Target::Server, payload_ns.as_str())))
+                    .flatten()
+            })
+            .copied();
+        let addressed = if implicit && handler.is_some() && !self.iq.contains_key(&(target, payload_ns.as_str())) {
+            s.host.clone()
+        } else {
+            addressed
+        };
+        match handler {
+            Some(h) => h(self, s, &addressed, el).await,
+            None => s.send(&stanza::error_reply(&el, "service-unavailable", None)),
+        }
+    }
+
+    /// Sends a stanza to every session in `targets`, serialised once.
+    pub fn deliver(&self, targets: &[Arc<SessionHandle>], el: &Element) {
+        if targets.is_empty() {
+            return;
+        }
+        let bytes = stanza::to_bytes(el);
+        self.deliver_bytes(targets, &bytes);
+    }
+
+    pub fn deliver_bytes(&self, targets: &[Arc<SessionHandle>], bytes: &Bytes) {
+        for t in targets {
+            t.send(bytes.clone());
+        }
+        metrics::counter!("conclave_stanzas_out_total").increment(targets.len() as u64);
+    }
+
+    /// Whether a local account exists. Online users answer from memory.
+    pub async fn user_exists(&self, bare: &str) -> bool {
+        if self.router.is_online(bare) {
+            return true;
+        }
+        let Some((user, host)) = bare.split_once('@') else {
+            return false;
+        };
+        if self.config.is_guest_host(host) {
+            return false;
+        }
+        self.store.user_exists(host, user).await.unwrap_or(false)
+    }
+}
+
+fn kind_label(k: Kind) -> &'static str {
+    match k {
+        Kind::Message => "message",
+        Kind::Presence => "presence",
+        Kind::Iq => "iq",
+    }
+}

@@ -1,0 +1,132 @@
+//! XEP-0030 service discovery and the XEP-0115 caps hash. The feature
+//! lists come from the module registry, never from a list kept here.
+
+use aws_lc_rs::digest;
+use base64::Engine;
+use minidom::Element;
+use xmpp_core::stanza::{self, ElementExt};
+use xmpp_core::ns;
+
+use crate::hub::{CAPS_NODE, HandlerFuture, IqRoute, Module, SERVER_NAME, Server, Session, Target};
+
+pub const MODULE: Module = Module {
+    name: "disco",
+    features: &[],
+    account_features: &[],
+    iq: &[
+        IqRoute {
+            target: Target::Server,
+            ns: ns::DISCO_INFO,
+            handler: server_info,
+        },
+        IqRoute {
+            target: Target::Server,
+            ns: ns::DISCO_ITEMS,
+            handler: items,
+        },
+        IqRoute {
+            target: Target::Account,
+            ns: ns::DISCO_INFO,
+            handler: account_info,
+        },
+        IqRoute {
+            target: Target::Account,
+            ns: ns::DISCO_ITEMS,
+            handler: items,
+        },
+    ],
+    enabled: super::always,
+};
+
+/// XEP-0115 §5.1 verification string for one identity and these features.
+pub fn caps_ver(features: &[&str]) -> String {
+    let mut f: Vec<&str> = features.to_vec();
+    f.sort_unstable();
+    let mut s = format!("server/im//{SERVER_NAME}<");
+    for x in f {
+        s.push_str(x);
+        s.push('<');
+    }
+    let d = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(d.as_ref())
+}
+
+fn info_query(node: Option<&str>, category: &str, kind: &str, name: Option<&str>, features: &[&str]) -> Element {
+    let mut q = Element::bare("query", ns::DISCO_INFO);
+    if let Some(n) = node {
+        q.set("node", n);
+    }
+    let mut id = Element::bare("identity", ns::DISCO_INFO)
+        .with("category", category)
+        .with("type", kind);
+    if let Some(n) = name {
+        id.set("name", n);
+    }
+    q.append_child(id);
+    for f in features {
+        q.append_child(Element::bare("feature", ns::DISCO_INFO).with("var", f));
+    }
+    q
+}
+
+fn server_info<'a>(srv: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> HandlerFuture<'a> {
+    Box::pin(async move {
+        if iq.attr("type") != Some("get") {
+            s.send(&stanza::error_reply(&iq, "bad-request", None));
+            return;
+        }
+        let node = stanza::iq_payload(&iq).and_then(|p| p.attr("node"));
+        if let Some(n) = node
+            && n != format!("{CAPS_NODE}#{}", srv.caps_ver())
+        {
+            s.send(&stanza::error_reply(&iq, "item-not-found", None));
+            return;
+        }
+        let mut reply = stanza::iq_result(&iq);
+        reply.append_child(info_query(node, "server", "im", Some(SERVER_NAME), srv.server_features()));
+        s.send(&reply);
+    })
+}
+
+fn account_info<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> HandlerFuture<'a> {
+    Box::pin(async move {
+        if iq.attr("type") != Some("get") {
+            s.send(&stanza::error_reply(&iq, "bad-request", None));
+            return;
+        }
+        if !srv.user_exists(owner).await {
+            s.send(&stanza::error_reply(&iq, "service-unavailable", None));
+            return;
+        }
+        let guest = owner
+            .split_once('@')
+            .is_some_and(|(_, h)| srv.config.is_guest_host(h));
+        let kind = if guest { "anonymous" } else { "registered" };
+        let mut reply = stanza::iq_result(&iq);
+        reply.append_child(info_query(None, "account", kind, None, srv.account_features()));
+        s.send(&reply);
+    })
+}
+
+fn items<'a>(_: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> HandlerFuture<'a> {
+    Box::pin(async move {
+        if iq.attr("type") != Some("get") {
+            s.send(&stanza::error_reply(&iq, "bad-request", None));
+            return;
+        }
+        let mut reply = stanza::iq_result(&iq);
+        reply.append_child(Element::bare("query", ns::DISCO_ITEMS));
+        s.send(&reply);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn caps_ver_is_order_independent_and_stable() {
+        let a = super::caps_ver(&["urn:xmpp:ping", "http://jabber.org/protocol/disco#info"]);
+        let b = super::caps_ver(&["http://jabber.org/protocol/disco#info", "urn:xmpp:ping"]);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 28);
+    }
+}

@@ -1,0 +1,33 @@
+//! One module per XEP area, each exposing one `MODULE` (what it handles
+//! and advertises). Routing-level behaviour (presence, messages) has its
+//! entry points called by the hub directly.
+
+pub mod disco;
+pub mod extdisco;
+pub mod message;
+pub mod ping;
+pub mod presence;
+pub mod register;
+pub mod roster;
+pub mod time;
+pub mod vcard;
+pub mod version;
+
+use crate::hub::Module;
+
+/// Every module the server knows, in disco order.
+pub const ALL: &[&Module] = &[
+    &roster::MODULE,
+    &message::MODULE,
+    &ping::MODULE,
+    &version::MODULE,
+    &time::MODULE,
+    &vcard::MODULE,
+    &register::MODULE,
+    &extdisco::MODULE,
+    &disco::MODULE,
+];
+
+pub(crate) fn always(_: &crate::config::Config) -> bool {
+    true
+}

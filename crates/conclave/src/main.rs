@@ -1,1 +1,261 @@
-fn main() {}
+//! `conclave`: the runtime. Parses the command line, loads the one
+//! configuration, opens the store and wires listeners to the services.
+
+mod bosh;
+mod c2s;
+mod http;
+mod load;
+mod tls;
+mod users;
+mod ws;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use conclave_server::limits::ConnLimiter;
+use conclave_server::{Config, Server};
+use conclave_store::SqliteStore;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Parser)]
+#[command(
+    name = "conclave",
+    version,
+    about = "Conclave: one self-hosted server for private meetings and chat (XMPP, conferences, web client).",
+    long_about = "Conclave: one self-hosted server for private meetings and chat.\n\n\
+        With no configuration, `conclave serve` serves the domain `localhost` on loopback: XMPP on \
+        5222 (STARTTLS) and 5223 (direct TLS), HTTPS on 8443 (WebSocket, BOSH, /health, /metrics), \
+        with a self-signed certificate and its SQLite store in ./conclave-data.\n\n\
+        Settings come from a TOML file (--config) and CONCLAVE_* environment variables; \
+        `conclave config example` prints them all with their defaults."
+)]
+struct Cli {
+    /// TOML configuration file; environment variables CONCLAVE_* override it.
+    #[arg(long, short, global = true, env = "CONCLAVE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server until SIGTERM or Ctrl-C.
+    Serve,
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Manage accounts (works while the server runs).
+    User {
+        #[command(subcommand)]
+        command: users::UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a commented example configuration with every default.
+    Example,
+    /// Print the configuration in effect (file + environment), as TOML.
+    Show,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => {
+            print!("{}", conclave_server::config::EXAMPLE);
+            ExitCode::SUCCESS
+        }
+        command => {
+            let cfg = match load::load(cli.config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("conclave: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("conclave: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = rt.block_on(async move {
+                match command {
+                    Command::Serve => serve(cfg).await,
+                    Command::Config {
+                        command: ConfigCommand::Show,
+                    } => toml::to_string(&cfg)
+                        .map(|s| print!("{s}"))
+                        .map_err(|e| e.to_string()),
+                    Command::User { command } => users::run(&cfg, command).await,
+                    Command::Config {
+                        command: ConfigCommand::Example,
+                    } => Ok(()),
+                }
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("conclave: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+pub async fn open_store(cfg: &Config) -> Result<SqliteStore, String> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", cfg.data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let path = cfg.data_dir.join("conclave.db");
+    SqliteStore::open(&path)
+        .await
+        .map_err(|e| format!("cannot open the store {}: {e}", path.display()))
+}
+
+/// Counts connection tasks, so that shutdown can wait for them.
+#[derive(Clone, Default)]
+pub struct Live(Arc<AtomicUsize>);
+
+pub struct LiveToken(Arc<AtomicUsize>);
+
+impl Live {
+    pub fn enter(&self) -> LiveToken {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        LiveToken(self.0.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for LiveToken {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+async fn bind_all(addrs: &[std::net::IpAddr], port: u16, what: &str) -> Result<Vec<TcpListener>, String> {
+    let mut out = Vec::new();
+    for ip in addrs {
+        let sa = SocketAddr::new(*ip, port);
+        let l = TcpListener::bind(sa)
+            .await
+            .map_err(|e| format!("cannot listen for {what} on {sa}: {e} (change the port in the configuration)"))?;
+        tracing::info!(%sa, "listening for {what}");
+        out.push(l);
+    }
+    Ok(out)
+}
+
+async fn serve(cfg: Config) -> Result<(), String> {
+    init_logging(&cfg.log.level);
+    let store = Arc::new(open_store(&cfg).await?);
+    let tls_xmpp = TlsAcceptor::from(tls::server_config(&cfg, &[b"xmpp-client"])?);
+    let tls_http = TlsAcceptor::from(tls::server_config(&cfg, &[b"http/1.1"])?);
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+        .ok();
+    let c2s_cfg = cfg.c2s.clone();
+    let http_cfg = cfg.http.clone();
+    let server = Server::new(cfg, store.clone());
+    let limiter = ConnLimiter::default();
+    let live = Live::default();
+    let mut tasks = Vec::new();
+    for (port, direct, what) in [
+        (c2s_cfg.starttls_port, false, "XMPP clients (STARTTLS)"),
+        (c2s_cfg.direct_tls_port, true, "XMPP clients (direct TLS)"),
+    ] {
+        if port == 0 {
+            continue;
+        }
+        for l in bind_all(&c2s_cfg.bind, port, what).await? {
+            tasks.push(tokio::spawn(c2s::listen(
+                server.clone(),
+                l,
+                tls_xmpp.clone(),
+                direct,
+                limiter.clone(),
+                live.clone(),
+            )));
+        }
+    }
+    if http_cfg.port != 0 {
+        let app = http::router(server.clone(), metrics);
+        for l in bind_all(&http_cfg.bind, http_cfg.port, "HTTPS").await? {
+            tasks.push(tokio::spawn(http::serve(
+                server.clone(),
+                l,
+                tls_http.clone(),
+                app.clone(),
+                limiter.clone(),
+                live.clone(),
+            )));
+        }
+    }
+    tracing::info!(hosts = ?server.config.hosts, "Conclave is up");
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown();
+    for t in &tasks {
+        t.abort();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while live.count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

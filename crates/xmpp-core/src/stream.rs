@@ -93,7 +93,7 @@ impl StreamPolicy {
     }
 
     pub fn features_before_auth(&self) -> String {
-        let mut s = String::from("<stream:features>");
+        let mut s = String::from("<stream:features xmlns:stream='http://etherx.jabber.org/streams'>");
         if self.starttls_available && !self.secure {
             s.push_str("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>");
             if self.require_encryption {
@@ -126,7 +126,7 @@ impl StreamPolicy {
 
     pub fn features_after_auth(&self) -> String {
         let mut s = String::from(
-            "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
+            "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
              <session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
              <ver xmlns='urn:xmpp:features:rosterver'/>",
         );

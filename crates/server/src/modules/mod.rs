@@ -4,6 +4,7 @@
 
 pub mod disco;
 pub mod extdisco;
+pub mod legacy_session;
 pub mod message;
 pub mod ping;
 pub mod presence;
@@ -26,6 +27,7 @@ pub const ALL: &[&Module] = &[
     &register::MODULE,
     &extdisco::MODULE,
     &disco::MODULE,
+    &legacy_session::MODULE,
 ];
 
 pub(crate) fn always(_: &crate::config::Config) -> bool {

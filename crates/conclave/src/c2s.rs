@@ -1,0 +1,357 @@
+//! XMPP over TCP: STARTTLS on one port, direct TLS (XEP-0368) on another.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use conclave_server::Server;
+use conclave_server::limits::{ConnGuard, ConnLimiter};
+use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use xmpp_core::framing::{Frame, FramingError, StreamParser};
+use xmpp_core::sasl::ChannelBinding;
+use xmpp_core::stanza;
+
+use crate::Live;
+
+const READ_BUF: usize = 4096;
+
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Gone,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            Stream::Gone => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// Bytes to frames, shared by the negotiating transport and the reader
+/// half. Parse errors are held back until the frames before them are out.
+struct Inbound {
+    parser: StreamParser,
+    frames: VecDeque<Frame>,
+    scratch: Vec<Frame>,
+    error: Option<FramingError>,
+    buf: Box<[u8]>,
+    max: usize,
+}
+
+impl Inbound {
+    fn new(max: usize) -> Self {
+        Inbound {
+            parser: StreamParser::new(max),
+            frames: VecDeque::new(),
+            scratch: Vec::new(),
+            error: None,
+            buf: vec![0u8; READ_BUF].into_boxed_slice(),
+            max,
+        }
+    }
+
+    async fn recv<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Event {
+        loop {
+            if let Some(f) = self.frames.pop_front() {
+                return Event::Frame(f);
+            }
+            if let Some(e) = self.error.take() {
+                return Event::Error(e);
+            }
+            let n = match r.read(&mut self.buf).await {
+                Ok(0) | Err(_) => return Event::Gone,
+                Ok(n) => n,
+            };
+            if let Err(e) = self.parser.feed(&self.buf[..n], &mut self.scratch) {
+                self.error = Some(e);
+            }
+            self.frames.extend(self.scratch.drain(..));
+        }
+    }
+
+    fn restart(&mut self) {
+        self.parser = StreamParser::new(self.max);
+        self.frames.clear();
+    }
+}
+
+pub struct TcpTransport {
+    stream: Stream,
+    inbound: Inbound,
+    acceptor: TlsAcceptor,
+    info: ConnInfo,
+    header_sent: bool,
+    first_host: String,
+    guard: ConnGuard,
+}
+
+fn header(from: &str, id: &str) -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='{}' from='{}' version='1.0' xml:lang='en'>",
+        stanza::escape(id),
+        stanza::escape(from)
+    )
+}
+
+async fn close_stream<W: AsyncWrite + Unpin>(w: &mut W, condition: Option<&str>) {
+    let mut out = String::new();
+    if let Some(c) = condition {
+        out.push_str(&stanza::stream_error(c, None));
+    }
+    out.push_str("</stream:stream>");
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let _ = w.write_all(out.as_bytes()).await;
+        let _ = w.flush().await;
+        let _ = w.shutdown().await;
+    })
+    .await;
+}
+
+impl Transport for TcpTransport {
+    type Reader = TcpReader;
+    type Writer = TcpWriter;
+
+    fn info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+
+    async fn recv(&mut self) -> Event {
+        self.inbound.recv(&mut self.stream).await
+    }
+
+    async fn send_header(&mut self, from: &str, id: &str) -> io::Result<()> {
+        self.header_sent = true;
+        self.send(header(from, id).as_bytes()).await
+    }
+
+    async fn send(&mut self, xml: &[u8]) -> io::Result<()> {
+        self.stream.write_all(xml).await?;
+        self.stream.flush().await
+    }
+
+    async fn starttls(&mut self) -> io::Result<()> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        let tls = self.acceptor.accept(tcp).await?;
+        self.stream = Stream::Tls(Box::new(tls));
+        self.info.secure = true;
+        self.info.starttls_available = false;
+        Ok(())
+    }
+
+    fn restart(&mut self) {
+        self.inbound.restart();
+    }
+
+    fn channel_binding(&self) -> ChannelBinding {
+        channel_binding(&self.stream)
+    }
+
+    async fn close(mut self, condition: Option<&str>) {
+        if !self.header_sent && condition.is_some() {
+            // RFC 6120 §4.9.1.2: an error before the client's header still
+            // needs ours first.
+            let h = header(&self.first_host, &conclave_server::session::random_id());
+            let _ = self.stream.write_all(h.as_bytes()).await;
+        }
+        close_stream(&mut self.stream, condition).await;
+    }
+
+    fn split(self) -> (TcpReader, TcpWriter) {
+        let (r, w) = tokio::io::split(self.stream);
+        (
+            TcpReader {
+                read: r,
+                inbound: self.inbound,
+            },
+            TcpWriter {
+                write: w,
+                buf: Vec::new(),
+                _guard: self.guard,
+            },
+        )
+    }
+}
+
+/// RFC 9266 tls-exporter, only on TLS 1.3 (on 1.2 it is safe only with
+/// extended master secret, which cannot be checked here).
+fn channel_binding(s: &Stream) -> ChannelBinding {
+    let Stream::Tls(tls) = s else {
+        return ChannelBinding::None;
+    };
+    let conn = tls.get_ref().1;
+    if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return ChannelBinding::None;
+    }
+    let mut out = vec![0u8; 32];
+    match conn.export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None) {
+        Ok(_) => ChannelBinding::TlsExporter(out),
+        Err(_) => ChannelBinding::None,
+    }
+}
+
+pub struct TcpReader {
+    read: ReadHalf<Stream>,
+    inbound: Inbound,
+}
+
+impl FrameReader for TcpReader {
+    async fn recv(&mut self) -> Event {
+        self.inbound.recv(&mut self.read).await
+    }
+}
+
+pub struct TcpWriter {
+    write: WriteHalf<Stream>,
+    /// Batches a burst of stanzas into one write; released when large so
+    /// that an idle session keeps no buffer.
+    buf: Vec<u8>,
+    _guard: ConnGuard,
+}
+
+impl FrameWriter for TcpWriter {
+    async fn send(&mut self, xml: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(xml);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.write.write_all(&self.buf).await?;
+            self.buf.clear();
+            if self.buf.capacity() > 16 * 1024 {
+                self.buf = Vec::new();
+            }
+        }
+        self.write.flush().await
+    }
+
+    async fn close(mut self, condition: Option<&str>) {
+        let _ = self.flush().await;
+        close_stream(&mut self.write, condition).await;
+    }
+}
+
+/// Accepts connections on one c2s port until the server shuts down.
+pub async fn listen(
+    server: Arc<Server>,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    direct_tls: bool,
+    limiter: ConnLimiter,
+    live: Live,
+) {
+    let mut shutdown = server.shutdown_signal();
+    loop {
+        let (tcp, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let server = server.clone();
+        let acceptor = acceptor.clone();
+        let limiter = limiter.clone();
+        let token = live.enter();
+        tokio::spawn(async move {
+            let _token = token;
+            accept(server, tcp, addr, acceptor, direct_tls, limiter).await;
+        });
+    }
+}
+
+async fn accept(
+    server: Arc<Server>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    acceptor: TlsAcceptor,
+    direct_tls: bool,
+    limiter: ConnLimiter,
+) {
+    let _ = tcp.set_nodelay(true);
+    let first_host = server.config.hosts.first().cloned().unwrap_or_default();
+    let Some(guard) = limiter.acquire(addr.ip(), server.config.limits.max_connections_per_ip) else {
+        tracing::info!(peer = %addr.ip(), "too many connections from this address");
+        let mut tcp = tcp;
+        let refuse = format!(
+            "{}{}</stream:stream>",
+            header(&first_host, "refused"),
+            stanza::stream_error("policy-violation", Some("too many connections from your address"))
+        );
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tcp.write_all(refuse.as_bytes())).await;
+        return;
+    };
+    let stream = if direct_tls {
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(server.config.limits.unauthenticated_timeout_secs),
+            acceptor.accept(tcp),
+        )
+        .await
+        {
+            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+            _ => return,
+        }
+    } else {
+        Stream::Plain(tcp)
+    };
+    let t = TcpTransport {
+        stream,
+        inbound: Inbound::new(server.config.limits.max_stanza_bytes),
+        acceptor,
+        info: ConnInfo {
+            peer: addr.ip(),
+            secure: direct_tls,
+            starttls_available: !direct_tls,
+            kind: if direct_tls { "tls" } else { "tcp" },
+        },
+        header_sent: false,
+        first_host,
+        guard,
+    };
+    conclave_server::session::run(server, t).await;
+}

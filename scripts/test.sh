@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The single test command: lint, unit tests, build, then end-to-end tests that
+# drive the real binary on loopback with third-party XMPP clients.
+#
+# Environment:
+#   CONCLAVE_BIN   binary under test (default: target/debug/conclave)
+#   TARGET         e2e target: conclave (default) or prosody (reference server)
+#   PYTEST_ARGS    extra arguments for pytest (e.g. "-k roster -x")
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+section() { printf '\n======== %s ========\n' "$*"; }
+
+section "cargo fmt --check"
+cargo fmt --all -- --check
+
+section "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section "cargo test"
+cargo test --workspace
+
+section "cargo build -p conclave"
+cargo build -p conclave
+export CONCLAVE_BIN="${CONCLAVE_BIN:-$ROOT/target/debug/conclave}"
+echo "binary under test: $CONCLAVE_BIN"
+
+section "install e2e test dependencies"
+scripts/install-test-deps.sh
+
+failed=()
+
+section "e2e: pytest (slixmpp) tests/e2e"
+# shellcheck disable=SC2086
+if ! tests/.venv/bin/pytest tests/e2e ${PYTEST_ARGS:-}; then
+  failed+=("pytest tests/e2e")
+fi
+
+section "e2e: node --test tests/node (@xmpp/client WebSocket, Strophe.js BOSH)"
+if ! node --test tests/node/; then
+  failed+=("node --test tests/node")
+fi
+
+section "summary"
+if [ "${#failed[@]}" -gt 0 ]; then
+  printf 'FAILED: %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "all test stages passed"

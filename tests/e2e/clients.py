@@ -1,0 +1,221 @@
+"""slixmpp (asyncio) client helpers. Every await here has a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import xml.etree.ElementTree as ET
+
+import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout  # noqa: F401  (re-exported for tests)
+
+from harness import ServerBase, insecure_ssl_context
+
+log = logging.getLogger("e2e.clients")
+
+T = 10.0  # default timeout for a single protocol step (seconds)
+
+
+def run(coro, timeout: float = 60.0):
+    """Run one async scenario with an overall timeout."""
+
+    async def wrapper():
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(wrapper())
+
+
+class LoginFailed(Exception):
+    def __init__(self, kind: str, condition: str | None = None, detail: str = ""):
+        super().__init__(f"{kind}: {condition} {detail}".strip())
+        self.kind = kind  # 'failed_auth' | 'stream_error' | 'disconnected' | 'no_auth'
+        self.condition = condition
+
+
+class Client(slixmpp.ClientXMPP):
+    """A slixmpp client pointed at the server under test on loopback."""
+
+    def __init__(
+        self,
+        server: ServerBase,
+        jid: str,
+        password: str = "",
+        *,
+        tls: str = "starttls",  # 'starttls' | 'direct'
+        mech: str | None = None,
+        register: bool = False,
+    ):
+        super().__init__(jid, password, sasl_mech=mech)
+        self.target = server
+        self.tls_mode = tls
+        self.ssl_context = insecure_ssl_context()
+        self.enable_plaintext = False
+        self.enable_starttls = tls == "starttls"
+        self.enable_direct_tls = tls == "direct"
+        self.whitespace_keepalive = False
+        # Subscription handling is done explicitly by the tests.
+        self.auto_authorize = None
+        self.auto_subscribe = False
+        for p in ("xep_0030", "xep_0092", "xep_0199", "xep_0202", "xep_0203", "xep_0054"):
+            self.register_plugin(p)
+        self.messages: asyncio.Queue = asyncio.Queue()
+        self.stream_errors: list[str] = []
+        self.auth_failures: list[str] = []
+        self.presences: list = []
+        self._presence_event = asyncio.Event()
+        self.add_event_handler("message", self._on_message)
+        self.add_event_handler("message_error", self._on_message)
+        self.add_event_handler("stream_error", self._on_stream_error)
+        self.add_event_handler("failed_auth", self._on_failed_auth)
+        self.add_event_handler("presence", self._on_presence)
+        if register:
+            self.register_plugin("xep_0077")
+            self.plugin["xep_0077"].force_registration = True
+            self.registered: asyncio.Future = asyncio.get_event_loop().create_future()
+            self.add_event_handler("register", self._on_register)
+
+    # --- event handlers ------------------------------------------------------
+    def _on_message(self, msg):
+        self.messages.put_nowait(msg)
+
+    def _on_stream_error(self, err):
+        self.stream_errors.append(err["condition"])
+
+    def _on_failed_auth(self, failure):
+        self.auth_failures.append(failure["condition"])
+
+    def _on_presence(self, pres):
+        self.presences.append(pres)
+        self._presence_event.set()
+
+    async def _on_register(self, form):
+        resp = self.Iq()
+        resp["type"] = "set"
+        resp["register"]["username"] = self.boundjid.user
+        resp["register"]["password"] = self.password
+        try:
+            await resp.send(timeout=T)
+        except (IqError, IqTimeout) as e:
+            if not self.registered.done():
+                self.registered.set_exception(e)
+            self.disconnect(wait=0)
+            return
+        if not self.registered.done():
+            self.registered.set_result(True)
+
+    # --- connection ------------------------------------------------------------
+    def port(self) -> int:
+        return self.target.direct_tls_port if self.tls_mode == "direct" else self.target.starttls_port
+
+    async def login(self, timeout: float = T, presence: bool = True) -> "Client":
+        """Connect and wait for session start; raise LoginFailed otherwise."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+
+        def finish(kind, cond=None, detail=""):
+            if not done.done():
+                done.set_result((kind, cond, detail))
+
+        handlers = {
+            "session_start": lambda _: finish("ok"),
+            "failed_auth": lambda f: finish("failed_auth", f["condition"], f["text"]),
+            "no_auth": lambda _: finish("no_auth"),
+            "stream_error": lambda e: finish("stream_error", e["condition"], e["text"]),
+            "disconnected": lambda reason: finish("disconnected", None, str(reason)),
+            "connection_failed": lambda e: finish("connection_failed", None, str(e)),
+        }
+        for ev, h in handlers.items():
+            self.add_event_handler(ev, h)
+        try:
+            self.connect(self.target.host, self.port())
+            try:
+                kind, cond, detail = await asyncio.wait_for(done, timeout)
+            except asyncio.TimeoutError:
+                self.abort_now()
+                raise LoginFailed("timeout", None, f"no session within {timeout}s")
+        finally:
+            for ev, h in handlers.items():
+                self.del_event_handler(ev, h)
+        if kind != "ok":
+            self.abort_now()
+            raise LoginFailed(kind, cond, detail)
+        if presence:
+            self.send_presence()
+        return self
+
+    def abort_now(self):
+        self.cancel_connection_attempt()
+        self.abort()
+
+    async def close(self, timeout: float = 3.0):
+        self.cancel_connection_attempt()
+        if self.transport is None:
+            return
+        try:
+            await asyncio.wait_for(self.disconnect(wait=timeout), timeout + 1)
+        except (asyncio.TimeoutError, Exception):
+            self.abort()
+
+    async def wait_disconnected(self, timeout: float = T):
+        if self.transport is None:
+            return
+        await asyncio.wait_for(self.disconnected, timeout)
+
+    # --- helpers ---------------------------------------------------------------
+    async def next_message(self, timeout: float = T, pred=None):
+        """Next received <message/> with a body (and matching pred)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise asyncio.TimeoutError("no message received")
+            msg = await asyncio.wait_for(self.messages.get(), left)
+            if not msg["body"]:
+                continue
+            if pred is None or pred(msg):
+                return msg
+
+    async def wait_presence(self, pred, timeout: float = T):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for p in self.presences:
+                if pred(p):
+                    return p
+            left = deadline - loop.time()
+            if left <= 0:
+                raise asyncio.TimeoutError("presence not received")
+            self._presence_event.clear()
+            try:
+                await asyncio.wait_for(self._presence_event.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+    async def iq(self, type_: str, payload: str | ET.Element | None, to: str | None = None, timeout: float = T):
+        """Send an IQ with a raw XML payload; returns the result Iq (raises IqError)."""
+        iq = self.Iq()
+        iq["type"] = type_
+        if to:
+            iq["to"] = to
+        if payload is not None:
+            if isinstance(payload, str):
+                payload = ET.fromstring(payload)
+            iq.append(payload)
+        return await iq.send(timeout=timeout)
+
+    async def ping_server(self, timeout: float = T):
+        return await self.iq("get", "<ping xmlns='urn:xmpp:ping'/>", to=self.boundjid.domain, timeout=timeout)
+
+
+async def login(server: ServerBase, jid: str, password: str = "", **kw) -> Client:
+    """Create a client and log it in (sends initial presence)."""
+    presence = kw.pop("presence", True)
+    timeout = kw.pop("timeout", T)
+    c = Client(server, jid, password, **kw)
+    await c.login(timeout=timeout, presence=presence)
+    return c
+
+
+async def close_all(*clients: Client):
+    await asyncio.gather(*(c.close() for c in clients if c is not None), return_exceptions=True)

@@ -1,0 +1,133 @@
+"""The conclave command line: user management and config example."""
+
+import os
+import subprocess
+import tomllib
+
+import pytest
+
+from clients import LoginFailed, login, run
+from harness import conclave_bin, unique
+
+pytestmark = pytest.mark.conclave_only
+
+
+@pytest.fixture
+def offline(server_factory):
+    """A configured (data dir, ports) but not running server, for CLI use."""
+    return server_factory(start=False)
+
+
+def test_help_exits_zero():
+    r = subprocess.run([str(conclave_bin()), "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    for word in ("serve", "user", "config"):
+        assert word in out, out
+
+
+def test_config_example_is_toml(offline):
+    r = offline.cli("config", "example")
+    assert r.returncode == 0, r.stderr
+    cfg = tomllib.loads(r.stdout)
+    # the keys documented in docs/interface.md
+    for section, keys in {
+        "c2s": ["starttls_port", "direct_tls_port"],
+        "http": ["port"],
+        "limits": ["max_stanza_bytes", "max_connections_per_ip", "auth_failures_per_minute",
+                   "unauthenticated_timeout_secs"],
+        "registration": ["allow"],
+        "turn": ["secret"],
+        "log": ["level"],
+    }.items():
+        assert section in cfg, f"[{section}] missing from example"
+        for k in keys:
+            assert k in cfg[section], f"{section}.{k} missing from example"
+    assert "hosts" in cfg and "data_dir" in cfg
+
+
+def test_user_add_list_passwd_remove(offline):
+    a, b = f"{unique('cli')}@localhost", f"{unique('cli')}@localhost"
+    r = offline.cli("user", "add", a, input="pw-one\n")
+    assert r.returncode == 0, r.stderr
+    r = offline.cli("user", "add", b, input="pw-two\n")
+    assert r.returncode == 0, r.stderr
+    # duplicate
+    r = offline.cli("user", "add", a, input="whatever\n")
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "exists" in r.stderr.lower(), r.stderr
+    # list: one bare JID per line
+    r = offline.cli("user", "list")
+    assert r.returncode == 0, r.stderr
+    lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip()]
+    assert sorted(lines) == sorted([a, b]), r.stdout
+    r = offline.cli("user", "list", "--host", "localhost")
+    assert r.returncode == 0 and sorted(r.stdout.split()) == sorted([a, b]), r
+    # passwd, then remove
+    r = offline.cli("user", "passwd", a, input="pw-three\n")
+    assert r.returncode == 0, r.stderr
+    r = offline.cli("user", "remove", b)
+    assert r.returncode == 0, r.stderr
+    r = offline.cli("user", "list")
+    assert r.stdout.split() == [a], r.stdout
+    # errors on unknown users
+    r = offline.cli("user", "remove", b)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    r = offline.cli("user", "passwd", b, input="x\n")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+
+    # the server sees what the CLI did
+    offline.start()
+
+    async def scenario():
+        c = await login(offline, a, "pw-three")
+        await c.close()
+        for jid, pw in ((a, "pw-one"), (b, "pw-two")):
+            with pytest.raises(LoginFailed):
+                c = await login(offline, jid, pw, mech="PLAIN")
+                await c.close()
+
+    run(scenario())
+
+
+def test_cli_while_server_running(server):
+    """Users added and removed with the CLI while the server runs take effect at once."""
+    jid, pw = server.add_user()
+
+    async def ok():
+        c = await login(server, jid, pw)
+        await c.close()
+
+    run(ok())
+    r = server.cli("user", "passwd", jid, input="changed-pw\n")
+    assert r.returncode == 0, r.stderr
+
+    async def changed():
+        c = await login(server, jid, "changed-pw")
+        await c.close()
+
+    run(changed())
+    r = server.cli("user", "remove", jid)
+    assert r.returncode == 0, r.stderr
+
+    async def gone():
+        with pytest.raises(LoginFailed):
+            c = await login(server, jid, "changed-pw", mech="PLAIN")
+            await c.close()
+
+    run(gone())
+
+
+def test_config_flag_position(tmp_path):
+    """--config is global: before or after the subcommand."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "d"}"\nhosts = ["example.test"]\n')
+    jid = f"{unique('cfg')}@example.test"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
+    r = subprocess.run([str(conclave_bin()), "--config", str(cfg), "user", "add", jid],
+                       input="pw\n", capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([str(conclave_bin()), "user", "list", "--config", str(cfg)],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [jid], r.stdout

@@ -1,0 +1,98 @@
+"""Crash durability and graceful shutdown of the server process."""
+
+import asyncio
+import signal
+import time
+
+from clients import login, run
+from harness import unique
+
+
+def test_offline_message_survives_sigkill(server_factory):
+    srv = server_factory()
+    alice_jid, alice_pw = srv.add_user()
+    bob_jid, bob_pw = srv.add_user()
+    body = "durable " + unique("m")
+
+    async def send():
+        alice = await login(srv, alice_jid, alice_pw)
+        try:
+            alice.send_message(mto=bob_jid, mbody=body, mtype="chat")
+            # in-order processing: the ping result acknowledges the message
+            await alice.ping_server()
+        finally:
+            alice.abort_now()
+
+    run(send())
+    srv.signal(signal.SIGKILL)
+    srv.wait(10)
+    srv.start()
+
+    async def receive():
+        bob = await login(srv, bob_jid, bob_pw)
+        try:
+            msg = await bob.next_message(timeout=10)
+            assert msg["body"] == body
+            assert msg["from"].bare == alice_jid
+        finally:
+            await bob.close()
+
+    run(receive())
+
+
+def test_accounts_and_roster_survive_restart(server_factory):
+    srv = server_factory()
+    alice_jid, alice_pw = srv.add_user()
+    bob_jid, _ = srv.add_user()
+
+    async def add():
+        alice = await login(srv, alice_jid, alice_pw)
+        try:
+            await alice.iq("set", f"<query xmlns='jabber:iq:roster'><item jid='{bob_jid}' name='B'/></query>")
+            await alice.ping_server()
+        finally:
+            alice.abort_now()
+
+    run(add())
+    srv.signal(signal.SIGKILL)
+    srv.wait(10)
+    srv.start()
+
+    async def check():
+        alice = await login(srv, alice_jid, alice_pw)
+        try:
+            iq = await alice.iq("get", "<query xmlns='jabber:iq:roster'/>")
+            jids = [i.get("jid") for i in iq.xml.iter("{jabber:iq:roster}item")]
+            assert bob_jid in jids
+        finally:
+            await alice.close()
+
+    run(check())
+
+
+def test_sigterm_graceful_shutdown(server_factory):
+    srv = server_factory()
+    jid, pw = srv.add_user()
+
+    async def scenario():
+        c = await login(srv, jid, pw)
+        try:
+            t0 = time.monotonic()
+            srv.signal(signal.SIGTERM)
+            await c.wait_disconnected(timeout=10)
+            assert "system-shutdown" in c.stream_errors, f"stream errors seen: {c.stream_errors}"
+            return time.monotonic() - t0
+        finally:
+            c.abort_now()
+
+    run(scenario())
+    t0 = time.monotonic()
+    rc = srv.wait(timeout=10)
+    assert rc == 0, f"exit status {rc} after SIGTERM"
+    assert time.monotonic() - t0 < 8
+
+
+def test_sigterm_with_no_clients_exits_zero(server_factory):
+    srv = server_factory()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(timeout=10) == 0

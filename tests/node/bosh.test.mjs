@@ -1,0 +1,53 @@
+// XEP-0124/0206 BOSH with Strophe.js, talking to an @xmpp/client WebSocket user.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startServer } from "./lib/server.mjs";
+import { wsLogin, wsClose, nextMessage, xml, boshLogin, boshClose, boshNextMessage } from "./lib/xmpp.mjs";
+
+let srv;
+
+before(async () => {
+  srv = await startServer(["boshcarol", "wsdave"]);
+});
+
+after(async () => {
+  if (srv) await srv.stop();
+});
+
+const pw = (jid) => srv.users[jid];
+
+test("bosh: log in with Strophe.js", async () => {
+  const s = await boshLogin(srv, "boshcarol@localhost/bosh1", pw("boshcarol@localhost"));
+  try {
+    assert.equal(s.Strophe.getBareJidFromJid(s.conn.jid), "boshcarol@localhost");
+    assert.ok(s.Strophe.getResourceFromJid(s.conn.jid), `no resource in ${s.conn.jid}`);
+  } finally {
+    await boshClose(s);
+  }
+});
+
+test("bosh: exchange messages with a websocket user", async () => {
+  const s = await boshLogin(srv, "boshcarol@localhost", pw("boshcarol@localhost"));
+  const w = await wsLogin(srv, "wsdave@localhost", pw("wsdave@localhost"), "ws");
+  try {
+    s.conn.send(s.$pres());
+    await w.send(xml("presence"));
+    // BOSH -> WebSocket
+    const body1 = `from bosh ${Date.now()}`;
+    s.conn.send(s.$msg({ to: "wsdave@localhost", type: "chat" }).c("body").t(body1));
+    const m = await nextMessage(w, (st) => st.getChildText("body") === body1);
+    assert.equal(m.attrs.from, s.conn.jid);
+    // WebSocket -> BOSH (to the full JID the message came from)
+    const body2 = `from websocket ${Date.now()}`;
+    await w.send(xml("message", { to: m.attrs.from, type: "chat" }, xml("body", {}, body2)));
+    const r = await boshNextMessage(s, (st) => st.getElementsByTagName("body")[0].textContent === body2);
+    assert.equal(r.getAttribute("from"), "wsdave@localhost/ws");
+  } finally {
+    await wsClose(w);
+    await boshClose(s);
+  }
+});
+
+test("bosh: wrong password fails", async () => {
+  await assert.rejects(boshLogin(srv, "boshcarol@localhost", "nope"), /BOSH login failed/);
+});

@@ -42,6 +42,16 @@ NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_CLIENT = "jabber:client"
 
 
+def prosody_deviation(reason: str):
+    """Mark a test that checks an RFC rule the reference server is known to break.
+
+    Expected to fail against Prosody only (strict: an unexpected pass is reported).
+    """
+    import pytest
+
+    return pytest.mark.xfail(TARGET == "prosody", reason="Prosody 0.12: " + reason, strict=True)
+
+
 class Unsupported(Exception):
     """The target server has no equivalent for a requested config override."""
 

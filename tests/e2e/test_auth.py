@@ -189,3 +189,96 @@ def test_same_resource_conflict(server):
             await close_all(old, new, bob_c)
 
     run(scenario())
+
+
+def test_registration_disabled(server_factory):
+    srv = server_factory({"registration.allow": False})
+    jid = f"{unique('reg')}@{srv.domain}"
+
+    with RawStream(srv) as r:
+        feats = r.tls_open()
+        assert feats.find("{http://jabber.org/features/iq-register}register") is None, "feature advertised"
+        r.send("<iq type='set' id='r1'><query xmlns='jabber:iq:register'>"
+               f"<username>{jid.split('@')[0]}</username><password>pw</password></query></iq>")
+        try:
+            el = r.wait_for(lambda e: e.get("id") == "r1")
+            assert el.get("type") == "error", r.describe()
+            assert harness.stanza_error_condition(el) in ("not-allowed", "service-unavailable", "forbidden"), r.describe()
+        except harness.StreamClosed:
+            pass  # refusing by closing the stream is acceptable too
+
+    async def no_account():
+        c = Client(srv, jid, "pw", mech="PLAIN")
+        with pytest.raises(LoginFailed):
+            await c.login()
+        await c.close()
+
+    run(no_account())
+
+    # password change needs only authentication, not open registration
+    user_jid, pw = srv.add_user()
+
+    async def change():
+        c = await login(srv, user_jid, pw)
+        try:
+            await c.iq("set", f"<query xmlns='jabber:iq:register'><username>{c.boundjid.user}</username>"
+                              "<password>changed-pw</password></query>", to=srv.domain)
+        finally:
+            await c.close()
+        c = await login(srv, user_jid, "changed-pw")
+        await c.close()
+
+    run(change())
+
+
+def test_plain_disabled(server_factory):
+    srv = server_factory({"auth.allow_plain": False})
+    with RawStream(srv) as r:
+        r.tls_open()
+        mechs = r.mechanisms()
+        assert "PLAIN" not in mechs and mechs, mechs
+        jid, pw = srv.add_user()
+        res = r.auth_plain(jid.split("@")[0], pw)
+        assert res.tag == f"{{{NS_SASL}}}failure", r.describe()
+        assert harness.sasl_failure_condition(res) in ("invalid-mechanism", "encryption-required"), r.describe()
+
+
+def test_username_is_case_insensitive(server):
+    """RFC 7622 localparts are case-folded: Alice@localhost is alice@localhost."""
+    local = unique("casey")
+    jid, pw = server.add_user(local)
+
+    async def scenario():
+        c = await login(server, f"{local.upper()}@{server.domain}", pw, mech="SCRAM-SHA-1")
+        try:
+            assert c.boundjid.bare == jid, c.boundjid
+        finally:
+            await c.close()
+
+    run(scenario())
+
+
+def test_guest_cannot_register_or_use_password_on_guest_host(server):
+    """guest_host is SASL ANONYMOUS only."""
+    with RawStream(server) as r:
+        r.open(to=server.guest_domain)
+        r.starttls()
+        r.open(to=server.guest_domain)
+        mechs = r.mechanisms()
+        assert "ANONYMOUS" in mechs, mechs
+        assert not ({"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"} & set(mechs)), mechs
+
+
+def test_anonymous_jids_are_unique(server):
+    async def scenario():
+        a = await login(server, server.guest_domain, "")
+        b = await login(server, server.guest_domain, "")
+        try:
+            assert a.boundjid.bare != b.boundjid.bare
+            # guests can talk to each other
+            a.send_message(mto=b.boundjid.full, mbody="hi guest", mtype="chat")
+            assert (await b.next_message())["body"] == "hi guest"
+        finally:
+            await close_all(a, b)
+
+    run(scenario())

@@ -8,13 +8,7 @@ import asyncio
 import pytest
 
 from clients import IqError, login, run
-import harness
-from harness import NS_CLIENT, RawStream, stanza_error_condition
-
-
-def prosody_deviation(reason):
-    """Known RFC deviation of the reference server: expected to fail there only."""
-    return pytest.mark.xfail(harness.TARGET == "prosody", reason="Prosody 0.12: " + reason, strict=True)
+from harness import NS_CLIENT, RawStream, prosody_deviation, stanza_error_condition
 
 
 def authed(server):

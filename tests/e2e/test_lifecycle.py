@@ -96,3 +96,40 @@ def test_sigterm_with_no_clients_exits_zero(server_factory):
     srv = server_factory()
     srv.signal(signal.SIGTERM)
     assert srv.wait(timeout=10) == 0
+
+
+def test_sigint_graceful_shutdown(server_factory):
+    """Ctrl-C behaves like SIGTERM."""
+    srv = server_factory()
+    jid, pw = srv.add_user()
+
+    async def scenario():
+        c = await login(srv, jid, pw)
+        try:
+            srv.signal(signal.SIGINT)
+            await c.wait_disconnected(timeout=10)
+            assert "system-shutdown" in c.stream_errors, c.stream_errors
+        finally:
+            c.abort_now()
+
+    run(scenario())
+    assert srv.wait(timeout=10) == 0
+
+
+def test_sigterm_with_many_clients(server_factory):
+    srv = server_factory()
+    users = [srv.add_user() for _ in range(8)]
+
+    async def scenario():
+        clients = [await login(srv, *u) for u in users]
+        try:
+            srv.signal(signal.SIGTERM)
+            await asyncio.gather(*(c.wait_disconnected(timeout=10) for c in clients))
+            for c in clients:
+                assert "system-shutdown" in c.stream_errors, c.stream_errors
+        finally:
+            for c in clients:
+                c.abort_now()
+
+    run(scenario())
+    assert srv.wait(timeout=10) == 0

@@ -1,10 +1,13 @@
 """Abuse limits: brute force, connection floods, idle unauthenticated streams."""
 
+import asyncio
 import socket
 import ssl
 import time
 
 import pytest
+
+from clients import login, run
 
 from harness import NS_SASL, NS_STREAM, RawStream, StreamClosed, sasl_failure_condition, stream_error_condition
 
@@ -119,3 +122,58 @@ def test_unauthenticated_timeout_raw_tcp(server_factory):
         assert elapsed <= 8, f"connection still open after {elapsed:.1f}s"
     finally:
         s.close()
+
+
+def test_unauthenticated_timeout_despite_keepalives(server_factory):
+    """Whitespace keepalives must not keep an unauthenticated stream open forever (slowloris)."""
+    srv = server_factory({"limits.unauthenticated_timeout_secs": 2})
+    with RawStream(srv) as r:
+        r.open()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 8:
+            if not r.try_send(" "):
+                break
+            try:
+                r.wait_closed(0.5)
+                break
+            except TimeoutError:
+                pass
+        assert r.closed or r.stream_ended, f"unauthenticated stream still open after 8s of keepalives; {r.describe()}"
+
+
+@pytest.mark.conclave_only
+def test_max_offline_messages(server_factory):
+    srv = server_factory({"limits.max_offline_messages": 3})
+    alice_jid, alice_pw = srv.add_user()
+    bob_jid, bob_pw = srv.add_user()
+
+    async def scenario():
+        alice = await login(srv, alice_jid, alice_pw)
+        try:
+            for i in range(5):
+                alice.send_message(mto=bob_jid, mbody=f"offline {i}", mtype="chat")
+            await alice.ping_server()
+            bounces = []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while len(bounces) < 2 and loop.time() < deadline:
+                try:
+                    m = await asyncio.wait_for(alice.messages.get(), deadline - loop.time())
+                except asyncio.TimeoutError:
+                    break
+                if m["type"] == "error":
+                    bounces.append(m)
+            assert len(bounces) == 2, f"want 2 bounces for messages over the quota, got {len(bounces)}"
+            for m in bounces:
+                assert m["error"]["condition"] == "service-unavailable", m
+                assert m["body"] in ("offline 3", "offline 4", ""), m
+        finally:
+            await alice.close()
+        bob = await login(srv, bob_jid, bob_pw)
+        try:
+            got = [(await bob.next_message())["body"] for _ in range(3)]
+            assert got == ["offline 0", "offline 1", "offline 2"], got
+        finally:
+            await bob.close()
+
+    run(scenario())

@@ -48,7 +48,11 @@ fn body(attrs: &str, inner: &[u8]) -> Vec<u8> {
 }
 
 fn terminate(condition: &str) -> Vec<u8> {
-    format!("<body xmlns='{}' type='terminate' condition='{condition}'/>", ns::BOSH).into_bytes()
+    format!(
+        "<body xmlns='{}' type='terminate' condition='{condition}'/>",
+        ns::BOSH
+    )
+    .into_bytes()
 }
 
 impl Bosh {
@@ -57,7 +61,12 @@ impl Bosh {
     }
 
     /// Handles one HTTP POST; returns the response body.
-    pub async fn request(self: &Arc<Self>, server: &Arc<Server>, peer: IpAddr, data: &[u8]) -> Vec<u8> {
+    pub async fn request(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        peer: IpAddr,
+        data: &[u8],
+    ) -> Vec<u8> {
         let max = server.config.limits.max_stanza_bytes;
         let Ok(b) = parse_element(data, max.saturating_mul(2)) else {
             return terminate("bad-request");
@@ -164,7 +173,11 @@ impl Bosh {
             let _ = s.inbox.send(open_event(b)).await;
         }
         for c in b.children() {
-            if s.inbox.send(Event::Frame(Frame::Stanza(c.clone()))).await.is_err() {
+            if s.inbox
+                .send(Event::Frame(Frame::Stanza(c.clone())))
+                .await
+                .is_err()
+            {
                 return terminate("remote-connection-failed");
             }
         }
@@ -215,7 +228,9 @@ impl BoshSession {
                             v.extend_from_slice(b"</body>");
                             v
                         }
-                        None => format!("<body xmlns='{}' type='terminate'/>", ns::BOSH).into_bytes(),
+                        None => {
+                            format!("<body xmlns='{}' type='terminate'/>", ns::BOSH).into_bytes()
+                        }
                     });
                 }
             }
@@ -231,12 +246,19 @@ impl BoshSession {
     }
 
     fn push(&self, xml: Bytes) {
-        self.out.lock().unwrap_or_else(|e| e.into_inner()).items.push(xml);
+        self.out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .items
+            .push(xml);
         self.ready.notify_waiters();
     }
 
     fn end(&self, condition: Option<&str>) {
-        self.out.lock().unwrap_or_else(|e| e.into_inner()).terminated = Some(condition.map(str::to_owned));
+        self.out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .terminated = Some(condition.map(str::to_owned));
         self.ready.notify_waiters();
     }
 }
@@ -322,4 +344,3 @@ impl FrameWriter for BoshWriter {
         self.s.end(condition);
     }
 }
-

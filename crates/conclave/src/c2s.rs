@@ -28,7 +28,11 @@ pub enum Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
@@ -38,7 +42,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
@@ -315,15 +323,23 @@ async fn accept(
 ) {
     let _ = tcp.set_nodelay(true);
     let first_host = server.config.hosts.first().cloned().unwrap_or_default();
-    let Some(guard) = limiter.acquire(addr.ip(), server.config.limits.max_connections_per_ip) else {
+    let Some(guard) = limiter.acquire(addr.ip(), server.config.limits.max_connections_per_ip)
+    else {
         tracing::info!(peer = %addr.ip(), "too many connections from this address");
         let mut tcp = tcp;
         let refuse = format!(
             "{}{}</stream:stream>",
             header(&first_host, "refused"),
-            stanza::stream_error("policy-violation", Some("too many connections from your address"))
+            stanza::stream_error(
+                "policy-violation",
+                Some("too many connections from your address")
+            )
         );
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), tcp.write_all(refuse.as_bytes())).await;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            tcp.write_all(refuse.as_bytes()),
+        )
+        .await;
         return;
     };
     let stream = if direct_tls {

@@ -69,17 +69,27 @@ async fn render_metrics(State(app): State<App>) -> Response {
     }
 }
 
-async fn websocket(State(app): State<App>, Extension(Peer(ip)): Extension<Peer>, ws: WebSocketUpgrade) -> Response {
+async fn websocket(
+    State(app): State<App>,
+    Extension(Peer(ip)): Extension<Peer>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let max = app.server.config.limits.max_stanza_bytes;
     let server = app.server.clone();
     // Frames a little over the cap still arrive, so that the stream can be
     // closed with policy-violation rather than a bare socket error.
     ws.protocols(["xmpp"])
         .max_message_size(max + 1024)
-        .on_upgrade(move |socket| conclave_server::session::run(server, WsTransport::new(socket, ip, max)))
+        .on_upgrade(move |socket| {
+            conclave_server::session::run(server, WsTransport::new(socket, ip, max))
+        })
 }
 
-async fn bosh(State(app): State<App>, Extension(Peer(ip)): Extension<Peer>, body: Bytes) -> Response {
+async fn bosh(
+    State(app): State<App>,
+    Extension(Peer(ip)): Extension<Peer>,
+    body: Bytes,
+) -> Response {
     let out = app.bosh.request(&app.server, ip, &body).await;
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], out).into_response()
 }
@@ -101,7 +111,8 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
-        let Some(guard) = limiter.acquire(addr.ip(), server.config.limits.max_connections_per_ip) else {
+        let Some(guard) = limiter.acquire(addr.ip(), server.config.limits.max_connections_per_ip)
+        else {
             continue;
         };
         let acceptor = acceptor.clone();
@@ -111,8 +122,11 @@ pub async fn serve(
         tokio::spawn(async move {
             let _guard = guard;
             let _token = token;
-            let Ok(Ok(tls)) =
-                tokio::time::timeout(std::time::Duration::from_secs(timeout), acceptor.accept(tcp)).await
+            let Ok(Ok(tls)) = tokio::time::timeout(
+                std::time::Duration::from_secs(timeout),
+                acceptor.accept(tcp),
+            )
+            .await
             else {
                 return;
             };

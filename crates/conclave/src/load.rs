@@ -27,6 +27,7 @@ pub fn load(path: Option<&Path>) -> Result<Config, String> {
         }
         msg
     })?;
-    cfg.validate().map_err(|e| format!("invalid configuration: {e}"))?;
+    cfg.validate()
+        .map_err(|e| format!("invalid configuration: {e}"))?;
     Ok(cfg)
 }

@@ -84,7 +84,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("conclave: cannot start the runtime: {e}");
@@ -117,8 +120,12 @@ fn main() -> ExitCode {
 }
 
 pub async fn open_store(cfg: &Config) -> Result<SqliteStore, String> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        format!(
+            "cannot create data directory {}: {e}",
+            cfg.data_dir.display()
+        )
+    })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -163,13 +170,17 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
-async fn bind_all(addrs: &[std::net::IpAddr], port: u16, what: &str) -> Result<Vec<TcpListener>, String> {
+async fn bind_all(
+    addrs: &[std::net::IpAddr],
+    port: u16,
+    what: &str,
+) -> Result<Vec<TcpListener>, String> {
     let mut out = Vec::new();
     for ip in addrs {
         let sa = SocketAddr::new(*ip, port);
-        let l = TcpListener::bind(sa)
-            .await
-            .map_err(|e| format!("cannot listen for {what} on {sa}: {e} (change the port in the configuration)"))?;
+        let l = TcpListener::bind(sa).await.map_err(|e| {
+            format!("cannot listen for {what} on {sa}: {e} (change the port in the configuration)")
+        })?;
         tracing::info!(%sa, "listening for {what}");
         out.push(l);
     }

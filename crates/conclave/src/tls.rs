@@ -53,8 +53,10 @@ pub fn ensure_cert(cfg: &Config) -> Result<(PathBuf, PathBuf), String> {
     names.push("127.0.0.1".into());
     names.push("::1".into());
     names.dedup();
-    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| format!("cannot generate a certificate: {e}"))?;
-    std::fs::write(&cert, ck.cert.pem()).map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
+    let ck = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("cannot generate a certificate: {e}"))?;
+    std::fs::write(&cert, ck.cert.pem())
+        .map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
     write_private(&key, &ck.signing_key.serialize_pem())
         .map_err(|e| format!("cannot write {}: {e}", key.display()))?;
     tracing::info!(path = %cert.display(), "generated a self-signed certificate");
@@ -70,7 +72,8 @@ pub fn server_config(cfg: &Config, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, 
     if certs.is_empty() {
         return Err(format!("no certificate found in {}", cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("cannot read key {}: {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key)
+        .map_err(|e| format!("cannot read key {}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut sc = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -42,7 +42,8 @@ fn split(cfg: &Config, jid: &str) -> Result<(String, String), String> {
 
 fn read_password() -> Result<String, String> {
     let pw = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password("Password: ").map_err(|e| format!("cannot read the password: {e}"))?
+        rpassword::prompt_password("Password: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?
     } else {
         let mut line = String::new();
         std::io::stdin()

@@ -5,9 +5,9 @@ use std::io;
 use std::net::IpAddr;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
 use xmpp_core::framing::{FramingError, parse_ws_message};
 use xmpp_core::sasl::ChannelBinding;
 use xmpp_core::stanza;
@@ -24,7 +24,10 @@ impl WsTransport {
     }
 }
 
-async fn recv_ws(ws: &mut (impl StreamExt<Item = Result<Message, axum::Error>> + Unpin), max: usize) -> Event {
+async fn recv_ws(
+    ws: &mut (impl StreamExt<Item = Result<Message, axum::Error>> + Unpin),
+    max: usize,
+) -> Event {
     loop {
         let msg = match ws.next().await {
             Some(Ok(m)) => m,
@@ -52,7 +55,9 @@ fn text(xml: &[u8]) -> io::Result<Message> {
 fn closing(condition: Option<&str>) -> Vec<Message> {
     let mut out = Vec::new();
     if let Some(c) = condition {
-        out.push(Message::Text(Utf8Bytes::from(stanza::stream_error(c, None))));
+        out.push(Message::Text(Utf8Bytes::from(stanza::stream_error(
+            c, None,
+        ))));
     }
     out.push(Message::Text(Utf8Bytes::from_static(
         "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
@@ -87,7 +92,10 @@ impl Transport for WsTransport {
             stanza::escape(from),
             stanza::escape(id)
         );
-        self.ws.send(Message::Text(open.into())).await.map_err(io_err)
+        self.ws
+            .send(Message::Text(open.into()))
+            .await
+            .map_err(io_err)
     }
 
     async fn send(&mut self, xml: &[u8]) -> io::Result<()> {

@@ -198,7 +198,9 @@ impl Default for Turn {
 
 impl Default for Log {
     fn default() -> Self {
-        Log { level: "info".into() }
+        Log {
+            level: "info".into(),
+        }
     }
 }
 
@@ -213,7 +215,10 @@ impl Config {
             if h.is_empty() && h == &self.guest_host {
                 continue;
             }
-            if jid::BareJid::new(h).map(|j| j.node().is_some()).unwrap_or(true) {
+            if jid::BareJid::new(h)
+                .map(|j| j.node().is_some())
+                .unwrap_or(true)
+            {
                 return Err(format!("`{h}` is not a valid domain name for a host"));
             }
         }
@@ -345,9 +350,15 @@ mod tests {
     fn validation_names_the_setting() {
         let mut c = Config::default();
         c.limits.max_stanza_bytes = 10;
-        assert!(c.validate().unwrap_err().contains("limits.max_stanza_bytes"));
-        let mut c = Config::default();
-        c.guest_host = "localhost".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .contains("limits.max_stanza_bytes")
+        );
+        let c = Config {
+            guest_host: "localhost".into(),
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().contains("guest_host"));
     }
 }

@@ -250,7 +250,9 @@ impl Server {
                     Some(h) => {
                         h.send(stanza::to_bytes(&el));
                     }
-                    None if request => s.send(&stanza::error_reply(&el, "service-unavailable", None)),
+                    None if request => {
+                        s.send(&stanza::error_reply(&el, "service-unavailable", None))
+                    }
                     None => {}
                 }
                 return;
@@ -277,7 +279,10 @@ impl Server {
                     .flatten()
             })
             .copied();
-        let addressed = if implicit && handler.is_some() && !self.iq.contains_key(&(target, payload_ns.as_str())) {
+        let addressed = if implicit
+            && handler.is_some()
+            && !self.iq.contains_key(&(target, payload_ns.as_str()))
+        {
             s.host.clone()
         } else {
             addressed

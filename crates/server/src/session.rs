@@ -70,7 +70,10 @@ pub async fn run<T: Transport>(server: Arc<Server>, mut t: T) {
         tx,
         state: std::sync::Mutex::new(PresenceState::default()),
     });
-    if let Err(e) = t.send(&stanza::to_bytes(&bind_result(&n.bind_iq, &full))).await {
+    if let Err(e) = t
+        .send(&stanza::to_bytes(&bind_result(&n.bind_iq, &full)))
+        .await
+    {
         tracing::debug!(error = %e, "bind result not sent");
         return;
     }
@@ -118,14 +121,20 @@ pub async fn run<T: Transport>(server: Arc<Server>, mut t: T) {
     }
     server.router.unbind(&handle);
     modules::presence::went_offline(&server, &session).await;
-    server.rosters.evict_if_offline(&server.router, session.bare());
+    server
+        .rosters
+        .evict_if_offline(&server.router, session.bare());
     handle.close(None);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     metrics::gauge!("conclave_sessions").decrement(1.0);
     tracing::info!(session = handle.id, "session ended");
 }
 
-async fn write_loop<W: FrameWriter>(mut w: W, mut rx: mpsc::Receiver<Outbound>, closed: Arc<Notify>) {
+async fn write_loop<W: FrameWriter>(
+    mut w: W,
+    mut rx: mpsc::Receiver<Outbound>,
+    closed: Arc<Notify>,
+) {
     let mut close = None;
     'outer: while let Some(mut item) = rx.recv().await {
         loop {
@@ -215,7 +224,11 @@ async fn negotiate<T: Transport>(server: &Server, t: &mut T) -> Result<Negotiate
     }
 }
 
-fn check_header(server: &Server, h: &StreamHeader, previous: Option<&str>) -> Result<String, Abort> {
+fn check_header(
+    server: &Server,
+    h: &StreamHeader,
+    previous: Option<&str>,
+) -> Result<String, Abort> {
     if h.ns != ns::STREAM && h.ns != ns::FRAMING {
         return Err(Abort::Close(Some("invalid-namespace")));
     }
@@ -226,12 +239,11 @@ fn check_header(server: &Server, h: &StreamHeader, previous: Option<&str>) -> Re
         Some(v) if v.split('.').next().and_then(|m| m.parse::<u32>().ok()) >= Some(1) => {}
         _ => return Err(Abort::Close(Some("unsupported-version"))),
     }
-    let to = h
-        .to
-        .as_deref()
-        .and_then(|t| jid::BareJid::new(t).ok())
-        .filter(|j| j.node().is_none())
-        .map(|j| j.as_str().to_owned());
+    let to =
+        h.to.as_deref()
+            .and_then(|t| jid::BareJid::new(t).ok())
+            .filter(|j| j.node().is_none())
+            .map(|j| j.as_str().to_owned());
     match to {
         Some(to) if server.config.is_local_host(&to) => {
             if previous.is_some_and(|p| p != to) {
@@ -382,9 +394,18 @@ pub fn nodeprep(user: &str, host: &str) -> Option<String> {
     Some(j.node()?.as_str().to_owned())
 }
 
-async fn load_keys(server: &Server, host: &str, username: &str, hash: ScramHash) -> Option<ScramCredentials> {
+async fn load_keys(
+    server: &Server,
+    host: &str,
+    username: &str,
+    hash: ScramHash,
+) -> Option<ScramCredentials> {
     let user = nodeprep(username, host)?;
-    let rec = server.store.scram_keys(host, &user, hash.name()).await.ok()??;
+    let rec = server
+        .store
+        .scram_keys(host, &user, hash.name())
+        .await
+        .ok()??;
     Some(ScramCredentials {
         hash,
         salt: rec.salt,
@@ -436,7 +457,10 @@ async fn bind_phase<T: Transport>(
 mod tests {
     #[test]
     fn nodeprep_folds_case_and_refuses_junk() {
-        assert_eq!(super::nodeprep("Alice", "localhost").as_deref(), Some("alice"));
+        assert_eq!(
+            super::nodeprep("Alice", "localhost").as_deref(),
+            Some("alice")
+        );
         assert_eq!(super::nodeprep("a@b", "localhost"), None);
         assert_eq!(super::nodeprep("", "localhost"), None);
     }

@@ -42,7 +42,12 @@ pub trait Accounts: Send + Sync {
     async fn create_user(&self, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()>;
     async fn set_keys(&self, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()>;
     async fn user_exists(&self, host: &str, user: &str) -> Result<bool>;
-    async fn scram_keys(&self, host: &str, user: &str, mechanism: &str) -> Result<Option<ScramRecord>>;
+    async fn scram_keys(
+        &self,
+        host: &str,
+        user: &str,
+        mechanism: &str,
+    ) -> Result<Option<ScramRecord>>;
     /// Removes the account and everything kept for it.
     async fn delete_user(&self, host: &str, user: &str) -> Result<()>;
     async fn list_users(&self, host: Option<&str>) -> Result<Vec<(String, String)>>;

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::*;
 
@@ -83,7 +85,12 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-async fn write_keys(tx: &mut sqlx::SqliteConnection, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()> {
+async fn write_keys(
+    tx: &mut sqlx::SqliteConnection,
+    host: &str,
+    user: &str,
+    keys: &[ScramRecord],
+) -> Result<()> {
     sqlx::query("DELETE FROM scram WHERE host = ?1 AND username = ?2")
         .bind(host)
         .bind(user)
@@ -118,7 +125,9 @@ impl Accounts for SqliteStore {
             .execute(&mut *tx)
             .await;
         match r {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::Conflict),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict);
+            }
             r => {
                 r?;
             }
@@ -143,7 +152,12 @@ impl Accounts for SqliteStore {
         exists(&mut conn, host, user).await
     }
 
-    async fn scram_keys(&self, host: &str, user: &str, mechanism: &str) -> Result<Option<ScramRecord>> {
+    async fn scram_keys(
+        &self,
+        host: &str,
+        user: &str,
+        mechanism: &str,
+    ) -> Result<Option<ScramRecord>> {
         let row = sqlx::query(
             "SELECT salt, iterations, stored_key, server_key FROM scram
              WHERE host = ?1 AND username = ?2 AND mechanism = ?3",
@@ -186,10 +200,7 @@ impl Accounts for SqliteStore {
             "DELETE FROM offline WHERE owner = ?1",
             "DELETE FROM vcards WHERE owner = ?1",
         ] {
-            sqlx::query(q)
-                .bind(&bare)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(q).bind(&bare).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -198,10 +209,12 @@ impl Accounts for SqliteStore {
     async fn list_users(&self, host: Option<&str>) -> Result<Vec<(String, String)>> {
         let rows = match host {
             Some(h) => {
-                sqlx::query("SELECT host, username FROM users WHERE host = ?1 ORDER BY host, username")
-                    .bind(h)
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(
+                    "SELECT host, username FROM users WHERE host = ?1 ORDER BY host, username",
+                )
+                .bind(h)
+                .fetch_all(&self.pool)
+                .await?
             }
             None => {
                 sqlx::query("SELECT host, username FROM users ORDER BY host, username")
@@ -214,12 +227,14 @@ impl Accounts for SqliteStore {
 }
 
 async fn exists(conn: &mut sqlx::SqliteConnection, host: &str, user: &str) -> Result<bool> {
-    Ok(sqlx::query("SELECT 1 FROM users WHERE host = ?1 AND username = ?2")
-        .bind(host)
-        .bind(user)
-        .fetch_optional(&mut *conn)
-        .await?
-        .is_some())
+    Ok(
+        sqlx::query("SELECT 1 FROM users WHERE host = ?1 AND username = ?2")
+            .bind(host)
+            .bind(user)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some(),
+    )
 }
 
 #[async_trait]
@@ -302,7 +317,11 @@ impl Rosters for SqliteStore {
         } else {
             "DELETE FROM subscription_requests WHERE owner = ?1 AND contact = ?2"
         };
-        sqlx::query(q).bind(owner).bind(contact).execute(&self.pool).await?;
+        sqlx::query(q)
+            .bind(owner)
+            .bind(contact)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }
@@ -330,10 +349,11 @@ impl Offline for SqliteStore {
     }
 
     async fn list(&self, owner: &str) -> Result<Vec<OfflineMessage>> {
-        let rows = sqlx::query("SELECT id, stamp, stanza FROM offline WHERE owner = ?1 ORDER BY id")
-            .bind(owner)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, stamp, stanza FROM offline WHERE owner = ?1 ORDER BY id")
+                .bind(owner)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .into_iter()
             .map(|r| OfflineMessage {
@@ -389,28 +409,57 @@ mod tests {
     }
 
     async fn store() -> (SqliteStore, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("conclave-store-{}-{}", std::process::id(), now_nanos()));
+        let dir = std::env::temp_dir().join(format!(
+            "conclave-store-{}-{}",
+            std::process::id(),
+            now_nanos()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
-        (SqliteStore::open(&dir.join("db.sqlite")).await.unwrap(), dir)
+        (
+            SqliteStore::open(&dir.join("db.sqlite")).await.unwrap(),
+            dir,
+        )
     }
 
     fn now_nanos() -> u128 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
     }
 
     #[tokio::test]
     async fn accounts_round_trip() {
         let (s, dir) = store().await;
         s.create_user("localhost", "alice", &[key()]).await.unwrap();
-        assert!(matches!(s.create_user("localhost", "alice", &[key()]).await, Err(StoreError::Conflict)));
-        assert_eq!(s.scram_keys("localhost", "alice", "SCRAM-SHA-256").await.unwrap(), Some(key()));
-        assert_eq!(s.scram_keys("localhost", "alice", "SCRAM-SHA-1").await.unwrap(), None);
-        assert_eq!(s.list_users(None).await.unwrap(), vec![("localhost".into(), "alice".into())]);
+        assert!(matches!(
+            s.create_user("localhost", "alice", &[key()]).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(
+            s.scram_keys("localhost", "alice", "SCRAM-SHA-256")
+                .await
+                .unwrap(),
+            Some(key())
+        );
+        assert_eq!(
+            s.scram_keys("localhost", "alice", "SCRAM-SHA-1")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.list_users(None).await.unwrap(),
+            vec![("localhost".into(), "alice".into())]
+        );
         s.set_vcard("alice@localhost", "<vCard/>").await.unwrap();
         s.delete_user("localhost", "alice").await.unwrap();
         assert!(!s.user_exists("localhost", "alice").await.unwrap());
         assert_eq!(s.vcard("alice@localhost").await.unwrap(), None);
-        assert!(matches!(s.delete_user("localhost", "alice").await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            s.delete_user("localhost", "alice").await,
+            Err(StoreError::NotFound)
+        ));
         s.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -428,10 +477,18 @@ mod tests {
         assert_eq!(s.put_item("alice@localhost", &item).await.unwrap(), 1);
         let (ver, items) = s.roster("alice@localhost").await.unwrap();
         assert_eq!((ver, items), (1, vec![item]));
-        assert_eq!(s.remove_item("alice@localhost", "bob@localhost").await.unwrap(), 2);
+        assert_eq!(
+            s.remove_item("alice@localhost", "bob@localhost")
+                .await
+                .unwrap(),
+            2
+        );
         s.push("bob@localhost", 1, "<message/>", 2).await.unwrap();
         s.push("bob@localhost", 2, "<message/>", 2).await.unwrap();
-        assert!(matches!(s.push("bob@localhost", 3, "<message/>", 2).await, Err(StoreError::Quota)));
+        assert!(matches!(
+            s.push("bob@localhost", 3, "<message/>", 2).await,
+            Err(StoreError::Quota)
+        ));
         let msgs = s.list("bob@localhost").await.unwrap();
         assert_eq!(msgs.len(), 2);
         s.delete_upto("bob@localhost", msgs[1].id).await.unwrap();

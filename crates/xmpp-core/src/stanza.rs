@@ -19,7 +19,8 @@ pub trait ElementExt {
 impl ElementExt for Element {
     fn set(&mut self, name: &str, value: &str) {
         if let Ok(n) = NcName::try_from(name) {
-            self.attrs_mut().insert(Namespace::NONE, n, value.to_owned());
+            self.attrs_mut()
+                .insert(Namespace::NONE, n, value.to_owned());
         }
     }
 

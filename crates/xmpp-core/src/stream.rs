@@ -8,10 +8,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use minidom::Element;
 
 use crate::ns;
-use crate::stanza::ElementExt;
 use crate::sasl::{
     ChannelBinding, SaslError, ScramCredentials, ScramHash, ScramServer, parse_plain,
 };
+use crate::stanza::ElementExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {
@@ -93,7 +93,8 @@ impl StreamPolicy {
     }
 
     pub fn features_before_auth(&self) -> String {
-        let mut s = String::from("<stream:features xmlns:stream='http://etherx.jabber.org/streams'>");
+        let mut s =
+            String::from("<stream:features xmlns:stream='http://etherx.jabber.org/streams'>");
         if self.starttls_available && !self.secure {
             s.push_str("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>");
             if self.require_encryption {

@@ -4,8 +4,8 @@
 use aws_lc_rs::digest;
 use base64::Engine;
 use minidom::Element;
-use xmpp_core::stanza::{self, ElementExt};
 use xmpp_core::ns;
+use xmpp_core::stanza::{self, ElementExt};
 
 use crate::hub::{CAPS_NODE, HandlerFuture, IqRoute, Module, SERVER_NAME, Server, Session, Target};
 
@@ -51,7 +51,13 @@ pub fn caps_ver(features: &[&str]) -> String {
     base64::engine::general_purpose::STANDARD.encode(d.as_ref())
 }
 
-fn info_query(node: Option<&str>, category: &str, kind: &str, name: Option<&str>, features: &[&str]) -> Element {
+fn info_query(
+    node: Option<&str>,
+    category: &str,
+    kind: &str,
+    name: Option<&str>,
+    features: &[&str],
+) -> Element {
     let mut q = Element::bare("query", ns::DISCO_INFO);
     if let Some(n) = node {
         q.set("node", n);
@@ -83,12 +89,23 @@ fn server_info<'a>(srv: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> 
             return;
         }
         let mut reply = stanza::iq_result(&iq);
-        reply.append_child(info_query(node, "server", "im", Some(SERVER_NAME), srv.server_features()));
+        reply.append_child(info_query(
+            node,
+            "server",
+            "im",
+            Some(SERVER_NAME),
+            srv.server_features(),
+        ));
         s.send(&reply);
     })
 }
 
-fn account_info<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> HandlerFuture<'a> {
+fn account_info<'a>(
+    srv: &'a Server,
+    s: &'a Session,
+    owner: &'a str,
+    iq: Element,
+) -> HandlerFuture<'a> {
     Box::pin(async move {
         if iq.attr("type") != Some("get") {
             s.send(&stanza::error_reply(&iq, "bad-request", None));
@@ -103,7 +120,13 @@ fn account_info<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element
             .is_some_and(|(_, h)| srv.config.is_guest_host(h));
         let kind = if guest { "anonymous" } else { "registered" };
         let mut reply = stanza::iq_result(&iq);
-        reply.append_child(info_query(None, "account", kind, None, srv.account_features()));
+        reply.append_child(info_query(
+            None,
+            "account",
+            kind,
+            None,
+            srv.account_features(),
+        ));
         s.send(&reply);
     })
 }

@@ -27,7 +27,10 @@ pub fn turn_credentials(secret: &str, who: &str, expires: u64) -> (String, Strin
     let username = format!("{expires}:{who}");
     let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes());
     let tag = hmac::sign(&key, username.as_bytes());
-    (username, base64::engine::general_purpose::STANDARD.encode(tag.as_ref()))
+    (
+        username,
+        base64::engine::general_purpose::STANDARD.encode(tag.as_ref()),
+    )
 }
 
 fn services(srv: &Server, s: &Session, wanted_type: Option<&str>) -> Vec<Element> {
@@ -101,10 +104,14 @@ mod tests {
     #[test]
     fn coturn_rest_scheme() {
         // RFC 2202 test case 2 as the HMAC: key "Jefe", data "what do ya want for nothing?".
-        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, b"Jefe");
+        let key =
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, b"Jefe");
         let tag = aws_lc_rs::hmac::sign(&key, b"what do ya want for nothing?");
         assert_eq!(
-            tag.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            tag.as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
             "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
         );
         let (u, p) = super::turn_credentials("s3cret", "alice@localhost", 1000);

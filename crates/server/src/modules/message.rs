@@ -83,7 +83,12 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     let xml = String::from_utf8_lossy(&xml);
     match srv
         .store
-        .push(bare.as_str(), time::now_unix(), &xml, srv.config.limits.max_offline_messages)
+        .push(
+            bare.as_str(),
+            time::now_unix(),
+            &xml,
+            srv.config.limits.max_offline_messages,
+        )
         .await
     {
         Ok(()) => metrics::counter!("conclave_offline_stored_total").increment(1),
@@ -124,4 +129,3 @@ pub async fn deliver_offline(srv: &Server, s: &Session) {
         tracing::error!(error = %e, "offline delete failed");
     }
 }
-

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use jid::Jid;
 use minidom::Element;
-use xmpp_core::stanza::{self, ElementExt};
 use xmpp_core::ns;
+use xmpp_core::stanza::{self, ElementExt};
 
 use crate::hub::{Server, Session};
 use crate::modules::{message, roster};
@@ -143,7 +143,11 @@ async fn initial_presence(srv: &Server, s: &Session, priority: i8) {
 fn local_targets(srv: &Server, to: &Jid, all: bool) -> Vec<Arc<SessionHandle>> {
     let bare = to.to_bare();
     if to.is_full() {
-        return srv.router.session(bare.as_str(), to.as_str()).into_iter().collect();
+        return srv
+            .router
+            .session(bare.as_str(), to.as_str())
+            .into_iter()
+            .collect();
     }
     srv.router
         .sessions(bare.as_str())

@@ -3,9 +3,9 @@
 //! the authenticated user itself).
 
 use minidom::Element;
+use xmpp_core::ns;
 use xmpp_core::sasl::{ScramCredentials, ScramHash};
 use xmpp_core::stanza::{self, ElementExt};
-use xmpp_core::ns;
 
 use conclave_store::{ScramRecord, StoreError};
 
@@ -54,7 +54,11 @@ fn field(q: &Element, name: &str) -> Option<String> {
 
 fn form() -> Element {
     Element::bare("query", ns::REGISTER)
-        .text_child("instructions", ns::REGISTER, "Choose a username and password.")
+        .text_child(
+            "instructions",
+            ns::REGISTER,
+            "Choose a username and password.",
+        )
         .text_child("username", ns::REGISTER, "")
         .text_child("password", ns::REGISTER, "")
 }
@@ -73,16 +77,28 @@ pub async fn before_auth(srv: &Server, host: &str, iq: &Element) -> Element {
         }
         Some("set") => {
             let (Some(user), Some(password)) = (field(q, "username"), field(q, "password")) else {
-                return stanza::error_reply(iq, "not-acceptable", Some("username and password are required"));
+                return stanza::error_reply(
+                    iq,
+                    "not-acceptable",
+                    Some("username and password are required"),
+                );
             };
             let Some(user) = nodeprep(user.trim(), host) else {
-                return stanza::error_reply(iq, "not-acceptable", Some("that username is not allowed"));
+                return stanza::error_reply(
+                    iq,
+                    "not-acceptable",
+                    Some("that username is not allowed"),
+                );
             };
             if password.is_empty() {
                 return stanza::error_reply(iq, "not-acceptable", Some("the password is empty"));
             }
             let Some(keys) = keys_for(password, srv.config.auth.scram_iterations).await else {
-                return stanza::error_reply(iq, "not-acceptable", Some("that password is not allowed"));
+                return stanza::error_reply(
+                    iq,
+                    "not-acceptable",
+                    Some("that password is not allowed"),
+                );
             };
             match srv.store.create_user(host, &user, &keys).await {
                 Ok(()) => {
@@ -134,7 +150,8 @@ fn after_auth<'a>(srv: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> H
                 }
             }
             Some("set") => {
-                let (Some(user), Some(password)) = (field(q, "username"), field(q, "password")) else {
+                let (Some(user), Some(password)) = (field(q, "username"), field(q, "password"))
+                else {
                     s.send(&stanza::error_reply(&iq, "bad-request", None));
                     return;
                 };

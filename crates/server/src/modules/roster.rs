@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use minidom::Element;
-use xmpp_core::stanza::{self, ElementExt};
 use xmpp_core::ns;
+use xmpp_core::stanza::{self, ElementExt};
 
 use conclave_store::{RosterItem, Subscription};
 
@@ -319,7 +319,11 @@ async fn inbound_subscribe(srv: &Server, contact: &str, user: &str) {
     if let Err(e) = srv.store.set_pending_in(contact, user, true).await {
         tracing::error!(error = %e, "storing a subscription request failed");
     }
-    to_available(srv, contact, &subscription_presence("subscribe", user, contact));
+    to_available(
+        srv,
+        contact,
+        &subscription_presence("subscribe", user, contact),
+    );
 }
 
 async fn inbound_subscribed(srv: &Server, user: &str, contact: &str) {
@@ -336,7 +340,11 @@ async fn inbound_subscribed(srv: &Server, user: &str, contact: &str) {
     })
     .await;
     if changed {
-        to_available(srv, user, &subscription_presence("subscribed", contact, user));
+        to_available(
+            srv,
+            user,
+            &subscription_presence("subscribed", contact, user),
+        );
     }
 }
 
@@ -350,7 +358,11 @@ async fn inbound_unsubscribe(srv: &Server, contact: &str, user: &str) {
     })
     .await;
     if before.is_some() {
-        to_available(srv, contact, &subscription_presence("unsubscribe", user, contact));
+        to_available(
+            srv,
+            contact,
+            &subscription_presence("unsubscribe", user, contact),
+        );
         send_unavailable(srv, contact, user);
     }
 }
@@ -365,11 +377,20 @@ async fn inbound_unsubscribed(srv: &Server, user: &str, contact: &str) {
     })
     .await;
     if before.is_some() {
-        to_available(srv, user, &subscription_presence("unsubscribed", contact, user));
+        to_available(
+            srv,
+            user,
+            &subscription_presence("unsubscribed", contact, user),
+        );
     }
 }
 
-fn handle_iq<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> HandlerFuture<'a> {
+fn handle_iq<'a>(
+    srv: &'a Server,
+    s: &'a Session,
+    owner: &'a str,
+    iq: Element,
+) -> HandlerFuture<'a> {
     Box::pin(async move {
         if owner != s.bare() {
             s.send(&stanza::error_reply(&iq, "forbidden", None));
@@ -423,7 +444,11 @@ async fn get(srv: &Server, s: &Session, iq: &Element, q: &Element) {
 async fn set(srv: &Server, s: &Session, iq: &Element, q: &Element) {
     let items: Vec<&Element> = q.children().filter(|c| c.is("item", ns::ROSTER)).collect();
     let [item] = items.as_slice() else {
-        s.send(&stanza::error_reply(iq, "bad-request", Some("exactly one item is allowed")));
+        s.send(&stanza::error_reply(
+            iq,
+            "bad-request",
+            Some("exactly one item is allowed"),
+        ));
         return;
     };
     let Some(contact) = item
@@ -446,16 +471,27 @@ async fn set(srv: &Server, s: &Session, iq: &Element, q: &Element) {
     for g in item.children().filter(|c| c.is("group", ns::ROSTER)) {
         let t = g.text();
         if t.is_empty() {
-            s.send(&stanza::error_reply(iq, "not-acceptable", Some("empty group name")));
+            s.send(&stanza::error_reply(
+                iq,
+                "not-acceptable",
+                Some("empty group name"),
+            ));
             return;
         }
         if groups.contains(&t) {
-            s.send(&stanza::error_reply(iq, "bad-request", Some("duplicate group")));
+            s.send(&stanza::error_reply(
+                iq,
+                "bad-request",
+                Some("duplicate group"),
+            ));
             return;
         }
         groups.push(t);
     }
-    let name = item.attr("name").filter(|n| !n.is_empty()).map(str::to_owned);
+    let name = item
+        .attr("name")
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
     update(srv, s.bare(), &contact, true, |i| {
         i.name = name;
         i.groups = groups;

@@ -2,8 +2,8 @@
 //! system, which would only help an attacker.
 
 use minidom::Element;
-use xmpp_core::stanza::{self, ElementExt};
 use xmpp_core::ns;
+use xmpp_core::stanza::{self, ElementExt};
 
 use crate::hub::{HandlerFuture, IqRoute, Module, SERVER_NAME, Server, Session, Target};
 

@@ -1,0 +1,75 @@
+"""HTTPS endpoints: /health, /metrics, and HTTP-level behaviour of BOSH."""
+
+import re
+import urllib.request
+
+import pytest
+
+from harness import LOOPBACK, https_get, insecure_ssl_context
+
+
+def https_post(port, path, body: bytes, content_type="text/xml; charset=utf-8", timeout=10.0):
+    req = urllib.request.Request(
+        f"https://{LOOPBACK}:{port}{path}", data=body, method="POST", headers={"Content-Type": content_type}
+    )
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=insecure_ssl_context()), urllib.request.ProxyHandler({})
+    )
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.mark.conclave_only
+def test_health(server):
+    status, body = https_get(server.http_port, "/health")
+    assert status == 200
+    assert body.strip() == b"ok"
+
+
+@pytest.mark.conclave_only
+def test_metrics_prometheus_text(server):
+    status, body = https_get(server.http_port, "/metrics")
+    assert status == 200
+    text = body.decode()
+    samples = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert samples, "no metric samples"
+    for ln in samples:
+        assert re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? [-+0-9.eEinfNa]+( \d+)?$", ln), ln
+
+
+def test_unknown_path_404(server):
+    status, _ = https_get(server.http_port, "/definitely-not-here")
+    assert status == 404
+
+
+def test_bosh_session_create_and_bad_sid(server):
+    """XEP-0124: a session-creation request gets sid/wait; an unknown sid is terminated item-not-found."""
+    body = (
+        "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' content='text/xml; charset=utf-8' "
+        f"hold='1' rid='1000' to='{server.domain}' ver='1.6' wait='5' xml:lang='en' xmpp:version='1.0'/>"
+    )
+    status, resp = https_post(server.http_port, "/http-bind", body.encode())
+    assert status == 200, resp
+    text = resp.decode()
+    assert re.search(r"\bsid=['\"][^'\"]+['\"]", text), text
+    assert "urn:ietf:params:xml:ns:xmpp-sasl" in text or "stream:features" in text or "features" in text, text
+
+    bad = (
+        "<body xmlns='http://jabber.org/protocol/httpbind' rid='1001' sid='no-such-session-id'>"
+        "<message to='x@localhost'><body>x</body></message></body>"
+    )
+    status, resp = https_post(server.http_port, "/http-bind", bad.encode())
+    text = resp.decode(errors="replace")
+    # XEP-0124 §17.3: either HTTP 404 (legacy) or a terminate body with item-not-found
+    assert status == 404 or (
+        status == 200 and "type='terminate'" in text.replace('"', "'") and "item-not-found" in text
+    ), (status, text)
+
+
+def test_bosh_malformed_body(server):
+    status, resp = https_post(server.http_port, "/http-bind", b"<body xmlns='http://jabber.org/protocol/httpbind' <<<")
+    text = resp.decode(errors="replace")
+    assert status in (400, 404) or (status == 200 and "terminate" in text and "bad-request" in text), (status, text)

@@ -1,6 +1,6 @@
 """Start the e2e target server (TARGET=conclave|prosody) for non-Python test suites.
 
-Usage: serve_target.py USER [USER...]
+Usage: serve_target.py [--overrides JSON] USER [USER...]
 Prints one JSON line with ports and created accounts, then runs until stdin
 closes (or SIGTERM), and stops the server.  Used by tests/node against Prosody.
 """
@@ -13,11 +13,20 @@ import harness
 
 
 def main() -> int:
-    srv = harness.make_server({"registration.allow": True}, "node")
+    args = sys.argv[1:]
+    overrides = {"registration.allow": True}
+    if args[:1] == ["--overrides"]:
+        overrides.update(json.loads(args[1]))
+        args = args[2:]
+    try:
+        srv = harness.make_server(overrides, "node")
+    except harness.Unsupported as e:
+        print(json.dumps({"unsupported": str(e)}), flush=True)
+        return 0
     try:
         srv.start()
         users = {}
-        for name in sys.argv[1:]:
+        for name in args:
             jid, pw = srv.add_user(name)
             users[jid] = pw
         print(

@@ -45,10 +45,15 @@ fn session(server: &Server, user: &str) -> (Session, mpsc::Receiver<Outbound>) {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let dir = std::env::temp_dir().join(format!("conclave-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let store = rt.block_on(SqliteStore::open(&dir.join("db.sqlite"))).expect("store");
+    let store = rt
+        .block_on(SqliteStore::open(&dir.join("db.sqlite")))
+        .expect("store");
     let server = Server::new(Config::default(), Arc::new(store));
     let (alice, _alice_rx) = session(&server, "alice");
     let (_bob, mut bob_rx) = session(&server, "bob");

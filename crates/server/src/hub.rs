@@ -45,6 +45,20 @@ impl Session {
     pub fn send(&self, el: &Element) {
         self.handle.send(stanza::to_bytes(el));
     }
+
+    /// Answers an IQ that only makes sense as a `get`: `bad-request` for
+    /// anything else, else a result carrying `payload` (built only then).
+    pub fn answer_get(&self, iq: &Element, payload: impl FnOnce() -> Option<Element>) {
+        if iq.attr("type") != Some("get") {
+            self.send(&stanza::error_reply(iq, "bad-request", None));
+            return;
+        }
+        let mut reply = stanza::iq_result(iq);
+        if let Some(p) = payload() {
+            reply.append_child(p);
+        }
+        self.send(&reply);
+    }
 }
 
 /// Where an IQ is addressed, as far as handler lookup goes.

@@ -101,17 +101,7 @@ pub fn default_type(condition: &str) -> ErrorType {
 /// messages and presences (so the sender can tell which one failed), the
 /// `<error/>` appended.
 pub fn error_reply(orig: &Element, condition: &str, text: Option<&str>) -> Element {
-    let mut reply = Element::builder(orig.name(), ns::CLIENT).build();
-    if let Some(id) = orig.attr("id") {
-        reply.set("id", id);
-    }
-    if let Some(from) = orig.attr("from") {
-        reply.set("to", from);
-    }
-    if let Some(to) = orig.attr("to") {
-        reply.set("from", to);
-    }
-    reply.set("type", "error");
+    let mut reply = reply_to(orig, "error");
     if orig.name() != "iq" {
         for child in orig.children() {
             if child.name() != "error" {
@@ -130,9 +120,9 @@ pub fn error_reply(orig: &Element, condition: &str, text: Option<&str>) -> Eleme
     reply
 }
 
-/// An empty `type='result'` reply to an IQ.
-pub fn iq_result(orig: &Element) -> Element {
-    let mut reply = Element::bare("iq", ns::CLIENT);
+/// A reply of the same kind with the same id, addressed back.
+fn reply_to(orig: &Element, ty: &str) -> Element {
+    let mut reply = Element::bare(orig.name(), ns::CLIENT);
     if let Some(id) = orig.attr("id") {
         reply.set("id", id);
     }
@@ -142,8 +132,13 @@ pub fn iq_result(orig: &Element) -> Element {
     if let Some(to) = orig.attr("to") {
         reply.set("from", to);
     }
-    reply.set("type", "result");
+    reply.set("type", ty);
     reply
+}
+
+/// An empty `type='result'` reply to an IQ.
+pub fn iq_result(orig: &Element) -> Element {
+    reply_to(orig, "result")
 }
 
 /// The first element child of an IQ: the one that names what it is about.

@@ -164,9 +164,14 @@ class ConclaveServer {
 
 // Reference server through the Python harness (tests/e2e/harness.py).
 class BridgedServer {
+  constructor(overrides = {}) {
+    this.overrides = overrides;
+  }
+
   async start(userNames = []) {
     const py = join(REPO, "tests", ".venv", "bin", "python");
-    this.proc = spawn(py, [join(REPO, "tests", "e2e", "serve_target.py"), ...userNames], {
+    const args = [join(REPO, "tests", "e2e", "serve_target.py"), "--overrides", JSON.stringify(this.overrides)];
+    this.proc = spawn(py, [...args, ...userNames], {
       cwd: join(REPO, "tests", "e2e"),
       env: process.env,
       stdio: ["pipe", "pipe", "inherit"],
@@ -186,6 +191,12 @@ class BridgedServer {
       this.exited.then((code) => fail(new Error(`serve_target.py exited ${code}`)));
     });
     Object.assign(this, JSON.parse(line));
+    if (this.unsupported) {
+      await this.exited;
+      const err = new Error(this.unsupported);
+      err.unsupported = true;
+      throw err;
+    }
     return this;
   }
 
@@ -206,7 +217,7 @@ class BridgedServer {
 }
 
 export async function startServer(userNames = [], overrides = {}) {
-  const srv = TARGET === "conclave" ? new ConclaveServer(overrides) : new BridgedServer();
+  const srv = TARGET === "conclave" ? new ConclaveServer(overrides) : new BridgedServer(overrides);
   return srv.start(userNames);
 }
 

@@ -133,13 +133,7 @@ fn account_info<'a>(
 
 fn items<'a>(_: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> HandlerFuture<'a> {
     Box::pin(async move {
-        if iq.attr("type") != Some("get") {
-            s.send(&stanza::error_reply(&iq, "bad-request", None));
-            return;
-        }
-        let mut reply = stanza::iq_result(&iq);
-        reply.append_child(Element::bare("query", ns::DISCO_ITEMS));
-        s.send(&reply);
+        s.answer_get(&iq, || Some(Element::bare("query", ns::DISCO_ITEMS)));
     })
 }
 

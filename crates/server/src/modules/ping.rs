@@ -1,7 +1,7 @@
 //! XEP-0199: XMPP Ping. The model for every module: a feature and a hook.
 
 use minidom::Element;
-use xmpp_core::{ns, stanza};
+use xmpp_core::ns;
 
 use crate::hub::{HandlerFuture, IqRoute, Module, Server, Session, Target};
 
@@ -19,10 +19,6 @@ pub const MODULE: Module = Module {
 
 fn handle<'a>(_: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> HandlerFuture<'a> {
     Box::pin(async move {
-        if iq.attr("type") == Some("get") {
-            s.send(&stanza::iq_result(&iq));
-        } else {
-            s.send(&stanza::error_reply(&iq, "bad-request", None));
-        }
+        s.answer_get(&iq, || None);
     })
 }

@@ -1,7 +1,7 @@
 //! XEP-0202: Entity Time. The server keeps UTC.
 
 use minidom::Element;
-use xmpp_core::stanza::{self, ElementExt};
+use xmpp_core::stanza::ElementExt;
 use xmpp_core::{ns, time};
 
 use crate::hub::{HandlerFuture, IqRoute, Module, Server, Session, Target};
@@ -20,16 +20,12 @@ pub const MODULE: Module = Module {
 
 fn handle<'a>(_: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> HandlerFuture<'a> {
     Box::pin(async move {
-        if iq.attr("type") != Some("get") {
-            s.send(&stanza::error_reply(&iq, "bad-request", None));
-            return;
-        }
-        let mut reply = stanza::iq_result(&iq);
-        reply.append_child(
-            Element::bare("time", ns::TIME)
-                .text_child("tzo", ns::TIME, "+00:00")
-                .text_child("utc", ns::TIME, &time::datetime(time::now_unix())),
-        );
-        s.send(&reply);
+        s.answer_get(&iq, || {
+            Some(
+                Element::bare("time", ns::TIME)
+                    .text_child("tzo", ns::TIME, "+00:00")
+                    .text_child("utc", ns::TIME, &time::datetime(time::now_unix())),
+            )
+        });
     })
 }

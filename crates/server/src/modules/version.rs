@@ -3,7 +3,7 @@
 
 use minidom::Element;
 use xmpp_core::ns;
-use xmpp_core::stanza::{self, ElementExt};
+use xmpp_core::stanza::ElementExt;
 
 use crate::hub::{HandlerFuture, IqRoute, Module, SERVER_NAME, Server, Session, Target};
 
@@ -21,16 +21,12 @@ pub const MODULE: Module = Module {
 
 fn handle<'a>(_: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> HandlerFuture<'a> {
     Box::pin(async move {
-        if iq.attr("type") != Some("get") {
-            s.send(&stanza::error_reply(&iq, "bad-request", None));
-            return;
-        }
-        let mut reply = stanza::iq_result(&iq);
-        reply.append_child(
-            Element::bare("query", ns::VERSION)
-                .text_child("name", ns::VERSION, SERVER_NAME)
-                .text_child("version", ns::VERSION, env!("CARGO_PKG_VERSION")),
-        );
-        s.send(&reply);
+        s.answer_get(&iq, || {
+            Some(
+                Element::bare("query", ns::VERSION)
+                    .text_child("name", ns::VERSION, SERVER_NAME)
+                    .text_child("version", ns::VERSION, env!("CARGO_PKG_VERSION")),
+            )
+        });
     })
 }

@@ -76,6 +76,9 @@ def test_sigterm_graceful_shutdown(server_factory):
 
     async def scenario():
         c = await login(srv, jid, pw)
+        # make sure the server has read everything we sent (unread input makes
+        # a closing TCP peer send RST, which can destroy the stream error in flight)
+        await c.ping_server()
         try:
             t0 = time.monotonic()
             srv.signal(signal.SIGTERM)
@@ -105,6 +108,7 @@ def test_sigint_graceful_shutdown(server_factory):
 
     async def scenario():
         c = await login(srv, jid, pw)
+        await c.ping_server()  # see test_sigterm_graceful_shutdown
         try:
             srv.signal(signal.SIGINT)
             await c.wait_disconnected(timeout=10)
@@ -122,6 +126,7 @@ def test_sigterm_with_many_clients(server_factory):
 
     async def scenario():
         clients = [await login(srv, *u) for u in users]
+        await asyncio.gather(*(c.ping_server() for c in clients))  # see test_sigterm_graceful_shutdown
         try:
             srv.signal(signal.SIGTERM)
             await asyncio.gather(*(c.wait_disconnected(timeout=10) for c in clients))

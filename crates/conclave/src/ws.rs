@@ -31,7 +31,18 @@ async fn recv_ws(
     loop {
         let msg = match ws.next().await {
             Some(Ok(m)) => m,
-            _ => return Event::Gone,
+            Some(Err(e)) => {
+                // A frame over the size cap is a policy violation, not a
+                // broken connection: say so before closing.
+                let inner = e.into_inner();
+                return match inner.downcast_ref::<tungstenite::Error>() {
+                    Some(tungstenite::Error::Capacity(_)) => {
+                        Event::Error(FramingError::PolicyViolation)
+                    }
+                    _ => Event::Gone,
+                };
+            }
+            None => return Event::Gone,
         };
         match msg {
             Message::Text(t) => {

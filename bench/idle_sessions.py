@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Memory per idle authenticated session.
+
+Starts the conclave binary on loopback with a temporary data directory,
+opens N sessions (direct TLS, SASL PLAIN, bind), and reads
+the server's resident memory from /proc before and after. Prints KiB per
+idle session.
+
+    python3 bench/idle_sessions.py [--sessions 2000] [--bin target/release/conclave]
+"""
+import argparse
+import base64
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def read_until(sock, marker, buf=b""):
+    while marker not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError(f"closed while waiting for {marker!r}: {buf[-300:]!r}")
+        buf += chunk
+    return buf
+
+
+def session(port, ctx, user, password, i):
+    raw = socket.create_connection(("127.0.0.1", port))
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    hdr = ("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
+           "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+    s.sendall(hdr.encode())
+    read_until(s, b"</stream:features>")
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    s.sendall(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>".encode())
+    read_until(s, b"<success")
+    s.sendall(hdr.encode())
+    read_until(s, b"</stream:features>")
+    s.sendall(f"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r{i}</resource></bind></iq>".encode())
+    read_until(s, b"</iq>")
+    # No presence: thousands of resources of one account would make every
+    # presence an O(N) broadcast to the others.
+    return s
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sessions", type=int, default=2000)
+    ap.add_argument("--bin", default="target/release/conclave")
+    a = ap.parse_args()
+    d = tempfile.mkdtemp(prefix="conclave-idle-")
+    port = free_port()
+    env = dict(os.environ, CONCLAVE_DATA_DIR=d, CONCLAVE_C2S__STARTTLS_PORT="0",
+               CONCLAVE_C2S__DIRECT_TLS_PORT=str(port), CONCLAVE_HTTP__PORT="0",
+               CONCLAVE_LIMITS__MAX_CONNECTIONS_PER_IP=str(a.sessions + 10),
+               CONCLAVE_LOG__LEVEL="warn")
+    subprocess.run([a.bin, "user", "add", "idle@localhost"], input=b"pw\n", env=env, check=True)
+    srv = subprocess.Popen([a.bin, "serve"], env=env)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        # Warm up allocator and caches with a few sessions first.
+        warm = [session(port, ctx, "idle", "pw", f"w{i}") for i in range(20)]
+        time.sleep(1)
+        before = rss_kib(srv.pid)
+        socks = [session(port, ctx, "idle", "pw", i) for i in range(a.sessions)]
+        time.sleep(2)
+        after = rss_kib(srv.pid)
+        per = (after - before) / a.sessions
+        print(f"sessions={a.sessions} rss_before_kib={before} rss_after_kib={after} "
+              f"kib_per_idle_session={per:.2f}")
+        for s in socks + warm:
+            s.close()
+    finally:
+        srv.terminate()
+        srv.wait(10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

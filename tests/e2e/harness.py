@@ -52,8 +52,26 @@ def prosody_deviation(reason: str):
     return pytest.mark.xfail(TARGET == "prosody", reason="Prosody 0.12: " + reason, strict=True)
 
 
+def prosody_flaky(reason: str):
+    """The reference server passes this test only sometimes (its own race, not the test's)."""
+    import pytest
+
+    return pytest.mark.xfail(TARGET == "prosody", reason="Prosody 0.12 (flaky): " + reason, strict=False)
+
+
 class Unsupported(Exception):
     """The target server has no equivalent for a requested config override."""
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGKILL the server if the test process dies (no orphaned servers)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
 
 
 def conclave_bin() -> Path:
@@ -251,7 +269,9 @@ class ConclaveServer(ServerBase):
     }
 
     def env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
+        # Only our settings: no inherited CONCLAVE_* (or CONCLAVE_CONFIG), and no
+        # RUST_LOG that could override log.level (the log-leak test relies on trace).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_") and k != "RUST_LOG"}
         cfg = dict(self.DEFAULTS)
         cfg.update(
             {
@@ -282,6 +302,7 @@ class ConclaveServer(ServerBase):
             stdin=subprocess.DEVNULL,
             stdout=self._stderr_file,
             stderr=self._stderr_file,
+            preexec_fn=_die_with_parent,
         )
 
     def _ready(self) -> bool:
@@ -420,6 +441,7 @@ VirtualHost "{self.guest_domain}"
             stdin=subprocess.DEVNULL,
             stdout=self._stderr_file,
             stderr=self._stderr_file,
+            preexec_fn=_die_with_parent,
         )
 
     def _ready(self) -> bool:

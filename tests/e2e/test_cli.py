@@ -1,5 +1,6 @@
 """The conclave command line: user management and config example."""
 
+import asyncio
 import os
 import subprocess
 import tomllib
@@ -131,3 +132,47 @@ def test_config_flag_position(tmp_path):
                        capture_output=True, text=True, env=env, timeout=30)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [jid], r.stdout
+
+
+def test_cli_remove_deletes_user_data(server):
+    """`user remove` then `user add` of the same JID starts from a clean slate."""
+    a_jid, a_pw = server.add_user()
+    b_jid, b_pw = server.add_user()
+
+    async def populate():
+        b = await login(server, b_jid, b_pw)
+        try:
+            await b.iq("set", f"<query xmlns='jabber:iq:roster'><item jid='{a_jid}'/></query>")
+            await b.iq("set", "<vCard xmlns='vcard-temp'><FN>Old Owner</FN></vCard>")
+        finally:
+            await b.close()
+        a = await login(server, a_jid, a_pw)
+        try:
+            a.send_message(mto=b_jid, mbody="for the old owner", mtype="chat")
+            await a.ping_server()
+        finally:
+            await a.close()
+
+    run(populate())
+    assert server.cli("user", "remove", b_jid).returncode == 0
+    server.add_user(b_jid, "fresh-pw")
+
+    async def check():
+        b = await login(server, b_jid, "fresh-pw")
+        try:
+            iq = await b.iq("get", "<query xmlns='jabber:iq:roster'/>")
+            assert a_jid not in str(iq), f"roster survived removal: {iq}"
+            try:
+                iq = await b.iq("get", "<vCard xmlns='vcard-temp'/>")
+                assert "Old Owner" not in str(iq), "vCard survived removal"
+            except Exception:
+                pass
+            try:
+                m = await b.next_message(timeout=1.5)
+                raise AssertionError(f"offline message survived removal: {m['body']}")
+            except asyncio.TimeoutError:
+                pass
+        finally:
+            await b.close()
+
+    run(check())

@@ -40,7 +40,7 @@ def test_logs_have_no_bodies_or_passwords(server_factory):
         r.auth_plain(alice_jid.split("@")[0], marker_bad_pw)
 
     log = srv.log_text()
-    assert len(log) > 0, "server produced no log output at all at trace level"
+    assert len(log) > 1000, f"suspiciously little log output at trace level ({len(log)} bytes)"
     user = alice_jid.split("@")[0]
     forbidden = {
         "password": marker_pw,

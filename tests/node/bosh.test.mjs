@@ -1,7 +1,7 @@
 // XEP-0124/0206 BOSH with Strophe.js, talking to an @xmpp/client WebSocket user.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "./lib/server.mjs";
+import { startServer, withTimeout, TARGET } from "./lib/server.mjs";
 import { wsLogin, wsClose, nextMessage, xml, boshLogin, boshClose, boshNextMessage } from "./lib/xmpp.mjs";
 
 let srv;
@@ -50,4 +50,35 @@ test("bosh: exchange messages with a websocket user", async () => {
 
 test("bosh: wrong password fails", async () => {
   await assert.rejects(boshLogin(srv, "boshcarol@localhost", "nope"), /BOSH login failed/);
+});
+
+test("bosh: SIGTERM terminates the session with system-shutdown", { skip: TARGET !== "conclave" && "needs direct control of the conclave process" }, async () => {
+  const own = await startServer(["boshbye"]);
+  let s;
+  try {
+    s = await boshLogin(own, "boshbye@localhost", own.users["boshbye@localhost"]);
+    const raw = [];
+    s.conn.rawInput = (d) => raw.push(d);
+    const ended = new Promise((ok) => {
+      const prev = s.conn.connect_callback;
+      s.conn.connect_callback = (status, cond) => {
+        prev?.(status, cond);
+        if (status === s.Strophe.Status.CONNFAIL || status === s.Strophe.Status.DISCONNECTED) ok(cond);
+      };
+    });
+    s.conn.send(s.$pres());
+    await new Promise((r) => setTimeout(r, 300));
+    own.proc.kill("SIGTERM");
+    const cond = await withTimeout(ended, 10000, "BOSH termination");
+    const seen = raw.join("\n");
+    assert.ok(
+      cond === "system-shutdown" || /system-shutdown/.test(seen),
+      `no system-shutdown: cond=${cond} raw=${seen.slice(-500)}`,
+    );
+    const { code } = await withTimeout(own.exited, 10000, "process exit");
+    assert.equal(code, 0);
+  } finally {
+    if (s) s.conn._doDisconnect?.();
+    await own.stop();
+  }
 });

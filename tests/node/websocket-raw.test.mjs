@@ -3,7 +3,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { DOMParser } from "@xmldom/xmldom";
-import { startServer, withTimeout } from "./lib/server.mjs";
+import { startServer, withTimeout, TARGET } from "./lib/server.mjs";
 
 const FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
 const STREAMS = "http://etherx.jabber.org/streams";
@@ -186,5 +186,23 @@ test("ws raw: wrong password -> SASL not-authorized", async () => {
     assert.equal(res.getElementsByTagName("not-authorized").length, 1, c.dump());
   } finally {
     c.close();
+  }
+});
+
+test("ws raw: SIGTERM -> system-shutdown, then <close/>", { skip: TARGET !== "conclave" && "needs direct control of the conclave process" }, async () => {
+  const own = await startServer(["bye"]);
+  const c = new RawWs(own.http_port);
+  try {
+    await c.login("bye", own.users["bye@localhost"]);
+    c.send(`<iq type='get' id='p2' xmlns='jabber:client'><ping xmlns='urn:xmpp:ping'/></iq>`);
+    await c.next((el) => el.getAttribute("id") === "p2");
+    own.proc.kill("SIGTERM");
+    assert.equal(await c.streamError(), "system-shutdown");
+    await withTimeout(c.closed, 5000, "close after system-shutdown");
+    const { code } = await withTimeout(own.exited, 10000, "process exit");
+    assert.equal(code, 0);
+  } finally {
+    c.close();
+    await own.stop();
   }
 });

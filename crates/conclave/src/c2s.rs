@@ -20,6 +20,12 @@ use xmpp_core::stanza;
 use crate::Live;
 
 const READ_BUF: usize = 4096;
+/// Read buffer of a connection that has gone quiet.
+const IDLE_READ_BUF: usize = 256;
+/// Quiet this long, a connection gives back its parser's and read
+/// buffer's memory; an idle session should cost little more than its
+/// TLS state.
+const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub enum Stream {
     Plain(TcpStream),
@@ -80,17 +86,19 @@ struct Inbound {
     error: Option<FramingError>,
     buf: Box<[u8]>,
     max: usize,
+    max_token: usize,
 }
 
 impl Inbound {
-    fn new(max: usize) -> Self {
+    fn new(max: usize, max_token: usize) -> Self {
         Inbound {
-            parser: StreamParser::new(max),
+            parser: StreamParser::with_token_limit(max, max_token),
             frames: VecDeque::new(),
             scratch: Vec::new(),
             error: None,
             buf: vec![0u8; READ_BUF].into_boxed_slice(),
             max,
+            max_token,
         }
     }
 
@@ -102,10 +110,30 @@ impl Inbound {
             if let Some(e) = self.error.take() {
                 return Event::Error(e);
             }
-            let n = match r.read(&mut self.buf).await {
+            let read = match tokio::time::timeout(IDLE_AFTER, r.read(&mut self.buf)).await {
+                Ok(res) => res,
+                Err(_) => {
+                    self.parser.release_temporaries();
+                    if self.buf.len() > IDLE_READ_BUF {
+                        self.buf = vec![0u8; IDLE_READ_BUF].into_boxed_slice();
+                    }
+                    r.read(&mut self.buf).await
+                }
+            };
+            let n = match read {
                 Ok(0) | Err(_) => return Event::Gone,
                 Ok(n) => n,
             };
+            if n == self.buf.len() && n < READ_BUF {
+                // Busy again: back to the full-size buffer.
+                let data = self.buf[..n].to_vec();
+                self.buf = vec![0u8; READ_BUF].into_boxed_slice();
+                if let Err(e) = self.parser.feed(&data, &mut self.scratch) {
+                    self.error = Some(e);
+                }
+                self.frames.extend(self.scratch.drain(..));
+                continue;
+            }
             if let Err(e) = self.parser.feed(&self.buf[..n], &mut self.scratch) {
                 self.error = Some(e);
             }
@@ -114,7 +142,7 @@ impl Inbound {
     }
 
     fn restart(&mut self) {
-        self.parser = StreamParser::new(self.max);
+        self.parser = StreamParser::with_token_limit(self.max, self.max_token);
         self.frames.clear();
     }
 }
@@ -306,9 +334,22 @@ pub async fn listen(
         let acceptor = acceptor.clone();
         let limiter = limiter.clone();
         let token = live.enter();
+        // The task holds only two boxes in turn: the accept phase (TLS
+        // handshake) is freed before the session's life begins.
         tokio::spawn(async move {
             let _token = token;
-            accept(server, tcp, addr, acceptor, direct_tls, limiter).await;
+            let accepted = Box::pin(accept(
+                server.clone(),
+                tcp,
+                addr,
+                acceptor,
+                direct_tls,
+                limiter,
+            ))
+            .await;
+            if let Some(t) = accepted {
+                Box::pin(conclave_server::session::run(server, t)).await;
+            }
         });
     }
 }
@@ -320,13 +361,24 @@ async fn accept(
     acceptor: TlsAcceptor,
     direct_tls: bool,
     limiter: ConnLimiter,
-) {
+) -> Option<TcpTransport> {
     let _ = tcp.set_nodelay(true);
     let first_host = server.config.hosts.first().cloned().unwrap_or_default();
-    let Some(guard) = limiter.acquire(addr.ip(), server.config.limits.max_connections_per_ip)
-    else {
+    let guard = limiter.acquire(addr.ip(), server.config.limits.max_connections_per_ip);
+    let handshake =
+        std::time::Duration::from_secs(server.config.limits.unauthenticated_timeout_secs);
+    let mut stream = if direct_tls {
+        match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+            _ => return None,
+        }
+    } else {
+        Stream::Plain(tcp)
+    };
+    let Some(guard) = guard else {
+        // Refused in the stream's own terms (over TLS on the direct-TLS
+        // port), so the client can tell the user why.
         tracing::info!(peer = %addr.ip(), "too many connections from this address");
-        let mut tcp = tcp;
         let refuse = format!(
             "{}{}</stream:stream>",
             header(&first_host, "refused"),
@@ -335,29 +387,19 @@ async fn accept(
                 Some("too many connections from your address")
             )
         );
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            tcp.write_all(refuse.as_bytes()),
-        )
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            let _ = stream.write_all(refuse.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        })
         .await;
-        return;
-    };
-    let stream = if direct_tls {
-        match tokio::time::timeout(
-            std::time::Duration::from_secs(server.config.limits.unauthenticated_timeout_secs),
-            acceptor.accept(tcp),
-        )
-        .await
-        {
-            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
-            _ => return,
-        }
-    } else {
-        Stream::Plain(tcp)
+        return None;
     };
     let t = TcpTransport {
         stream,
-        inbound: Inbound::new(server.config.limits.max_stanza_bytes),
+        inbound: Inbound::new(
+            server.config.limits.max_stanza_bytes,
+            server.config.limits.max_token_bytes,
+        ),
         acceptor,
         info: ConnInfo {
             peer: addr.ip(),
@@ -369,5 +411,5 @@ async fn accept(
         first_host,
         guard,
     };
-    conclave_server::session::run(server, t).await;
+    Some(t)
 }

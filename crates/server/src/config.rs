@@ -77,6 +77,10 @@ pub struct Auth {
 pub struct Limits {
     /// A stanza larger than this closes the stream with policy-violation.
     pub max_stanza_bytes: usize,
+    /// Longest element name or attribute value; longer closes the stream
+    /// with policy-violation. Text is not limited by this, only by
+    /// `max_stanza_bytes`.
+    pub max_token_bytes: usize,
     pub max_connections_per_ip: usize,
     /// Failed logins per address per minute before all logins from it are
     /// refused with temporary-auth-failure.
@@ -176,6 +180,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_stanza_bytes: 256 * 1024,
+            max_token_bytes: 8192,
             max_connections_per_ip: 64,
             auth_failures_per_minute: 5,
             unauthenticated_timeout_secs: 30,
@@ -227,6 +232,13 @@ impl Config {
         }
         if self.limits.max_stanza_bytes < 4096 {
             return Err("`limits.max_stanza_bytes` must be at least 4096".into());
+        }
+        if self.limits.max_token_bytes < 256
+            || self.limits.max_token_bytes > self.limits.max_stanza_bytes
+        {
+            return Err(
+                "`limits.max_token_bytes` must be between 256 and `limits.max_stanza_bytes`".into(),
+            );
         }
         if self.limits.session_queue == 0 {
             return Err("`limits.session_queue` must be at least 1".into());
@@ -305,6 +317,8 @@ allow_plain = true
 [limits]
 # Largest stanza in bytes; larger ones close the stream (policy-violation).
 max_stanza_bytes = 262144
+# Longest element name or attribute value in bytes (text is not limited by it).
+max_token_bytes = 8192
 # Simultaneous connections from one address.
 max_connections_per_ip = 64
 # Failed logins per address per minute before logins from it are refused.

@@ -4,6 +4,7 @@
 //! ping, say) acknowledges every earlier one; everything sent to the client
 //! goes through one queue that a writer task drains in batches.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,21 +35,39 @@ struct Negotiated {
     bind_iq: Element,
 }
 
-pub async fn run<T: Transport>(server: Arc<Server>, mut t: T) {
+pub fn run<T: Transport>(server: Arc<Server>, t: T) -> impl Future<Output = ()> + Send {
+    // Setup and teardown are boxed and freed once done: what stays
+    // resident for an idle session is only the read loop's small state.
+    // (Not an `async fn`: its arguments, the whole transport, would stay
+    // in the future for the session's life.)
+    let setup = Box::pin(establish(server.clone(), t));
+    async move {
+        let Some((session, reader, writer, closed)) = setup.await else {
+            return;
+        };
+        read_loop(&server, &session, reader, &closed).await;
+        Box::pin(finish(&server, session, writer)).await;
+    }
+}
+
+type Established<R> = (Session, R, tokio::task::JoinHandle<()>, Arc<Notify>);
+
+async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Established<T::Reader>> {
+    let server = &server;
     let limit = Duration::from_secs(server.config.limits.unauthenticated_timeout_secs);
     let mut shutdown = server.shutdown_signal();
     let result = tokio::select! {
-        r = tokio::time::timeout(limit, negotiate(&server, &mut t)) => r,
+        r = tokio::time::timeout(limit, negotiate(server, &mut t)) => r,
         _ = shutdown.changed() => Ok(Err(Abort::Close(Some("system-shutdown")))),
     };
     let n = match result {
         Err(_) => {
             t.close(Some("connection-timeout")).await;
-            return;
+            return None;
         }
         Ok(Err(Abort::Close(cond))) => {
             t.close(cond).await;
-            return;
+            return None;
         }
         Ok(Ok(n)) => n,
     };
@@ -75,7 +94,7 @@ pub async fn run<T: Transport>(server: Arc<Server>, mut t: T) {
         .await
     {
         tracing::debug!(error = %e, "bind result not sent");
-        return;
+        return None;
     }
     if let Some(old) = server.router.bind(handle.clone()) {
         // RFC 6120 §7.7.2.2: the newest connection wins the resource.
@@ -84,14 +103,24 @@ pub async fn run<T: Transport>(server: Arc<Server>, mut t: T) {
     metrics::gauge!("conclave_sessions").increment(1.0);
     tracing::info!(session = handle.id, jid = %handle.full, "session bound");
     let session = Session {
-        handle: handle.clone(),
+        handle,
         user: n.user,
         host: n.host,
         anonymous: n.anonymous,
     };
-    let (mut reader, writer) = t.split();
+    let (reader, writer) = t.split();
     let closed = Arc::new(Notify::new());
     let writer = tokio::spawn(write_loop(writer, rx, closed.clone()));
+    Some((session, reader, writer, closed))
+}
+
+async fn read_loop<R: FrameReader>(
+    server: &Server,
+    session: &Session,
+    mut reader: R,
+    closed: &Notify,
+) {
+    let handle = &session.handle;
     loop {
         let ev = tokio::select! {
             ev = reader.recv() => ev,
@@ -99,7 +128,9 @@ pub async fn run<T: Transport>(server: Arc<Server>, mut t: T) {
         };
         match ev {
             Event::Frame(Frame::Stanza(el)) => {
-                if let Err(cond) = server.handle_stanza(&session, el).await {
+                // Boxed, so that an idle session's task does not carry the
+                // largest stanza handler's state inline.
+                if let Err(cond) = Box::pin(server.handle_stanza(session, el)).await {
                     handle.close(Some(cond));
                     break;
                 }
@@ -119,8 +150,12 @@ pub async fn run<T: Transport>(server: Arc<Server>, mut t: T) {
             Event::Gone => break,
         }
     }
+}
+
+async fn finish(server: &Server, session: Session, writer: tokio::task::JoinHandle<()>) {
+    let handle = session.handle.clone();
     server.router.unbind(&handle);
-    modules::presence::went_offline(&server, &session).await;
+    modules::presence::went_offline(server, &session).await;
     server
         .rosters
         .evict_if_offline(&server.router, session.bare());

@@ -6,6 +6,8 @@
 //! counter tells stanza boundaries apart, and a byte budget per stanza stops a
 //! peer from growing a tree without bound before it is complete.
 
+use std::collections::BTreeMap;
+
 use minidom::Element;
 use minidom::tree_builder::TreeBuilder;
 use rxml::error::EndOrError;
@@ -81,32 +83,54 @@ fn has_restricted_markup(recent: &[u8]) -> bool {
     })
 }
 
+/// rxml's own default: no name or attribute value in XMPP comes near it.
+pub const DEFAULT_MAX_TOKEN: usize = 8192;
+
 /// Incremental parser for one stream (TCP). A new one is made at every
 /// stream restart (after STARTTLS and SASL), as RFC 6120 requires.
 pub struct StreamParser {
     parser: RawParser,
-    tree: TreeBuilder,
+    /// Namespace declarations on the stream element; every stanza is
+    /// resolved against them. The stream element itself is not kept as a
+    /// tree: an idle stream holds only this map.
+    stream_prefixes: BTreeMap<Option<String>, String>,
+    root_name: Option<(Option<String>, String)>,
+    root_attrs: Vec<(Option<String>, String, String)>,
+    /// The stanza being assembled, and the prefixes it declares itself.
+    tree: Option<TreeBuilder>,
+    declared: BTreeMap<Option<String>, String>,
+    /// Open elements, the stream element included.
+    depth: usize,
     max_stanza: usize,
     /// Bytes that the stanza being assembled has used so far.
     stanza_bytes: usize,
-    opened: bool,
     closed: bool,
 }
 
 impl StreamParser {
     pub fn new(max_stanza: usize) -> Self {
+        Self::with_token_limit(max_stanza, DEFAULT_MAX_TOKEN)
+    }
+
+    /// `max_token` caps one name or attribute value (a longer one is a
+    /// policy violation); text is split into chunks of that size and
+    /// counted against `max_stanza`. The lexer reserves `max_token` bytes
+    /// of scratch space while a stream is busy, so it is kept small.
+    pub fn with_token_limit(max_stanza: usize, max_token: usize) -> Self {
         let opts = rxml::Options {
-            // A single name or attribute value may not approach the stanza
-            // cap on its own; text is split into chunks and counted below.
-            max_token_length: max_stanza.clamp(1024, 64 * 1024),
+            max_token_length: max_token.clamp(256, max_stanza.max(256)),
             ..Default::default()
         };
         StreamParser {
             parser: RawParser::with_options(opts),
-            tree: TreeBuilder::new(),
+            stream_prefixes: BTreeMap::new(),
+            root_name: None,
+            root_attrs: Vec::new(),
+            tree: None,
+            declared: BTreeMap::new(),
+            depth: 0,
             max_stanza,
             stanza_bytes: 0,
-            opened: false,
             closed: false,
         }
     }
@@ -139,46 +163,124 @@ impl StreamParser {
         }
     }
 
+    /// Gives back the lexer's scratch space (it reserves a whole token's
+    /// worth). Worth calling when the stream goes idle: thousands of idle
+    /// sessions would otherwise each hold it.
+    pub fn release_temporaries(&mut self) {
+        self.parser.release_temporaries();
+    }
+
     fn event(&mut self, ev: RawEvent) -> Result<Option<Frame>, FramingError> {
-        let depth = self.tree.depth();
-        let len = event_len(&ev);
-        if depth >= 1 {
-            // Whitespace keep-alives between stanzas are not kept: they
-            // would pile up as text children of the stream element.
-            if depth == 1 && matches!(ev, RawEvent::Text(..)) {
-                return Ok(None);
+        if self.depth == 0 {
+            return self.root_event(ev);
+        }
+        if self.tree.is_none() {
+            match ev {
+                // Whitespace keep-alives between stanzas.
+                RawEvent::Text(..) => return Ok(None),
+                RawEvent::ElementFoot(_) => return Ok(Some(Frame::Close)),
+                RawEvent::ElementHeadOpen(..) => {
+                    let inherited = self.stream_prefixes.clone();
+                    self.tree =
+                        Some(TreeBuilder::new().with_prefixes_stack(vec![inherited.into()]));
+                    self.declared.clear();
+                    self.stanza_bytes = 0;
+                }
+                _ => return Err(FramingError::NotWellFormed),
             }
-            self.stanza_bytes += len;
-            if self.stanza_bytes > self.max_stanza {
-                return Err(FramingError::PolicyViolation);
+        }
+        self.stanza_bytes += event_len(&ev);
+        if self.stanza_bytes > self.max_stanza {
+            return Err(FramingError::PolicyViolation);
+        }
+        if self.depth == 1
+            && let RawEvent::Attribute(_, (prefix, name), value) = &ev
+        {
+            match prefix {
+                None if name.as_str() == "xmlns" => {
+                    self.declared.insert(None, value.to_string());
+                }
+                Some(p) if p.as_str() == "xmlns" => {
+                    self.declared
+                        .insert(Some(name.to_string()), value.to_string());
+                }
+                _ => {}
             }
         }
         let is_foot = matches!(ev, RawEvent::ElementFoot(_));
-        let is_head_close = matches!(ev, RawEvent::ElementHeadClose(_));
-        if depth == 1 && is_foot {
-            self.tree
-                .process_event(ev)
-                .map_err(|_| FramingError::NotWellFormed)?;
-            return Ok(Some(Frame::Close));
+        match ev {
+            RawEvent::ElementHeadClose(_) => self.depth += 1,
+            RawEvent::ElementFoot(_) => self.depth -= 1,
+            _ => {}
         }
-        self.tree.process_event(ev).map_err(|e| match e {
+        let tree = self.tree.as_mut().ok_or(FramingError::NotWellFormed)?;
+        tree.process_event(ev).map_err(|e| match e {
             minidom::Error::MissingNamespace => FramingError::InvalidNamespace,
             _ => FramingError::NotWellFormed,
         })?;
-        if depth == 0 && is_head_close {
-            self.opened = true;
-            let root = self.tree.top().ok_or(FramingError::NotWellFormed)?;
-            return Ok(Some(Frame::Open(header_of(root))));
-        }
-        if depth == 2 && is_foot {
-            self.stanza_bytes = 0;
-            let stanza = self
+        if is_foot && self.depth == 1 {
+            let mut stanza = self
                 .tree
-                .unshift_child()
+                .take()
+                .and_then(|t| t.root)
                 .ok_or(FramingError::NotWellFormed)?;
+            // Only what the stanza declared itself: the stream's own
+            // declarations would otherwise be repeated on every copy sent.
+            stanza.prefixes = std::mem::take(&mut self.declared).into();
             return Ok(Some(Frame::Stanza(stanza)));
         }
         Ok(None)
+    }
+
+    /// The stream element is read by hand, so that it is never kept as a
+    /// tree with children.
+    fn root_event(&mut self, ev: RawEvent) -> Result<Option<Frame>, FramingError> {
+        match ev {
+            RawEvent::XmlDeclaration(..) => Ok(None),
+            RawEvent::ElementHeadOpen(_, (prefix, name)) => {
+                self.root_name = Some((prefix.map(|p| p.to_string()), name.to_string()));
+                Ok(None)
+            }
+            RawEvent::Attribute(_, (prefix, name), value) => {
+                let (prefix, name) = (prefix.map(|p| p.to_string()), name.to_string());
+                match prefix.as_deref() {
+                    None if name == "xmlns" => {
+                        self.stream_prefixes.insert(None, value.to_string());
+                    }
+                    Some("xmlns") => {
+                        self.stream_prefixes.insert(Some(name), value.to_string());
+                    }
+                    _ => self.root_attrs.push((prefix, name, value.to_string())),
+                }
+                Ok(None)
+            }
+            RawEvent::ElementHeadClose(_) => {
+                let (prefix, _) = self.root_name.take().ok_or(FramingError::NotWellFormed)?;
+                let ns = self
+                    .stream_prefixes
+                    .get(&prefix)
+                    .cloned()
+                    .ok_or(FramingError::InvalidNamespace)?;
+                let mut h = StreamHeader {
+                    ns,
+                    default_ns: self.stream_prefixes.get(&None).cloned(),
+                    ..Default::default()
+                };
+                for (p, n, v) in self.root_attrs.drain(..) {
+                    match (p.as_deref(), n.as_str()) {
+                        (None, "to") => h.to = Some(v),
+                        (None, "from") => h.from = Some(v),
+                        (None, "version") => h.version = Some(v),
+                        (Some("xml"), "lang") => h.lang = Some(v),
+                        _ => {}
+                    }
+                }
+                self.root_attrs = Vec::new();
+                self.depth = 1;
+                Ok(Some(Frame::Open(h)))
+            }
+            _ => Err(FramingError::NotWellFormed),
+        }
     }
 }
 
@@ -233,7 +335,7 @@ pub fn parse_element(data: &[u8], max_bytes: usize) -> Result<Element, FramingEr
         return Err(FramingError::PolicyViolation);
     }
     let opts = rxml::Options {
-        max_token_length: max_bytes.clamp(1024, 64 * 1024),
+        max_token_length: max_bytes.clamp(256, 64 * 1024),
         ..Default::default()
     };
     let mut parser = RawParser::with_options(opts);
@@ -295,6 +397,27 @@ mod tests {
         }
         assert!(matches!(&all[2], Frame::Stanza(i) if i.name() == "iq"));
         assert!(matches!(all[3], Frame::Close));
+    }
+
+    #[test]
+    fn stanzas_keep_their_own_declarations_only() {
+        let mut p = StreamParser::new(65536);
+        frames(&mut p, HEADER).unwrap();
+        let f = frames(
+            &mut p,
+            b"<message xmlns:x='urn:x' to='a@b'><x:y x:z='1'/></message>",
+        )
+        .unwrap();
+        let [Frame::Stanza(m)] = f.as_slice() else {
+            panic!("{f:?}")
+        };
+        let out = String::from_utf8(crate::stanza::to_bytes(m).to_vec()).unwrap();
+        assert!(!out.contains("etherx"), "{out}");
+        let back = parse_element(out.as_bytes(), 65536).unwrap();
+        assert_eq!(
+            back.get_child("y", "urn:x").unwrap().attr_ns("urn:x", "z"),
+            Some("1")
+        );
     }
 
     #[test]

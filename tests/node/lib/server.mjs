@@ -55,7 +55,7 @@ function portOpen(port) {
 export function httpsGet(port, path) {
   return new Promise((ok) => {
     const req = https.get(
-      { host: LOOPBACK, port, path, rejectUnauthorized: false, timeout: 1000 },
+      { host: LOOPBACK, port, path, rejectUnauthorized: false, timeout: 1000, agent: false },
       (res) => {
         let body = "";
         res.on("data", (d) => (body += d));
@@ -83,7 +83,9 @@ class ConclaveServer {
 
   env() {
     const env = {};
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("CONCLAVE_")) env[k] = v;
+    for (const [k, v] of Object.entries(process.env)) {
+      if (!k.startsWith("CONCLAVE_") && k !== "RUST_LOG") env[k] = v;
+    }
     const cfg = {
       "registration.allow": true,
       "limits.auth_failures_per_minute": 100000,

@@ -94,6 +94,23 @@ pub struct Module {
     pub enabled: fn(&Config) -> bool,
 }
 
+/// A service on a domain of its own under each host (`conference.<host>`,
+/// `upload.<host>`), addressed like an XMPP component but running in the
+/// process. The hub routes every stanza for its domain to `handle` and
+/// answers disco#info on the bare domain from the fields below.
+pub struct Service {
+    pub name: &'static str,
+    pub subdomain: &'static str,
+    /// XEP-0030 identity: category, type, name.
+    pub identity: (&'static str, &'static str, &'static str),
+    pub features: &'static [&'static str],
+    pub handle: ServiceHandler,
+    pub enabled: fn(&Config) -> bool,
+}
+
+/// Handles one stanza addressed to a service's domain (or a JID on it).
+pub type ServiceHandler = for<'a> fn(&'a Server, &'a Session, Jid, Element) -> HandlerFuture<'a>;
+
 pub struct Server {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
@@ -101,6 +118,8 @@ pub struct Server {
     pub rosters: Rosters,
     pub auth_limiter: AuthLimiter,
     iq: HashMap<(Target, &'static str), IqHandler>,
+    /// Service domain → service.
+    services: HashMap<String, &'static Service>,
     server_features: Vec<&'static str>,
     account_features: Vec<&'static str>,
     caps_ver: String,
@@ -130,6 +149,14 @@ impl Server {
         server_features.dedup();
         account_features.sort_unstable();
         account_features.dedup();
+        let mut services = HashMap::new();
+        for svc in modules::SERVICES {
+            if (svc.enabled)(&config) {
+                for h in &config.hosts {
+                    services.insert(format!("{}.{h}", svc.subdomain), *svc);
+                }
+            }
+        }
         let caps_ver = modules::disco::caps_ver(&server_features);
         let limiter = AuthLimiter::new(config.limits.auth_failures_per_minute);
         Arc::new(Server {
@@ -139,12 +166,30 @@ impl Server {
             rosters: Rosters::default(),
             auth_limiter: limiter,
             iq,
+            services,
             server_features,
             account_features,
             caps_ver,
             shutting_down: AtomicBool::new(false),
             shutdown_tx: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// The service on `domain`, if any.
+    pub fn service(&self, domain: &str) -> Option<&'static Service> {
+        self.services.get(domain).copied()
+    }
+
+    /// Service domains under `host`, for the host's disco#items.
+    pub fn services_of(&self, host: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .services
+            .keys()
+            .filter(|d| d.split_once('.').is_some_and(|(_, h)| h == host))
+            .cloned()
+            .collect();
+        v.sort();
+        v
     }
 
     pub fn server_features(&self) -> &[&'static str] {
@@ -219,6 +264,17 @@ impl Server {
         if let Some(j) = &to {
             // Normalised form, so that routing compares like with like.
             el.set("to", j.as_str());
+        }
+        if let Some(j) = to.as_ref()
+            && let Some(svc) = self.service(j.domain().as_str())
+        {
+            let j = j.clone();
+            if j.node().is_none() && j.resource().is_none() && modules::disco::is_info_get(&el) {
+                modules::disco::service_info(s, svc, &el);
+            } else {
+                (svc.handle)(self, s, j, el).await;
+            }
+            return Ok(());
         }
         match kind {
             Kind::Iq => self.handle_iq(s, to, el).await,

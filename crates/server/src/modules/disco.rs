@@ -7,7 +7,9 @@ use minidom::Element;
 use xmpp_core::ns;
 use xmpp_core::stanza::{self, ElementExt};
 
-use crate::hub::{CAPS_NODE, HandlerFuture, IqRoute, Module, SERVER_NAME, Server, Session, Target};
+use crate::hub::{
+    CAPS_NODE, HandlerFuture, IqRoute, Module, SERVER_NAME, Server, Service, Session, Target,
+};
 
 pub const MODULE: Module = Module {
     name: "disco",
@@ -131,10 +133,43 @@ fn account_info<'a>(
     })
 }
 
-fn items<'a>(_: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> HandlerFuture<'a> {
+/// The host's services are its items; an account has none.
+fn items<'a>(
+    srv: &'a Server,
+    s: &'a Session,
+    addressed: &'a str,
+    iq: Element,
+) -> HandlerFuture<'a> {
     Box::pin(async move {
-        s.answer_get(&iq, || Some(Element::bare("query", ns::DISCO_ITEMS)));
+        s.answer_get(&iq, || {
+            let mut q = Element::bare("query", ns::DISCO_ITEMS);
+            if !addressed.contains('@') {
+                for d in srv.services_of(addressed) {
+                    q.append_child(Element::bare("item", ns::DISCO_ITEMS).with("jid", &d));
+                }
+            }
+            Some(q)
+        });
     })
+}
+
+pub fn is_info_get(iq: &Element) -> bool {
+    iq.name() == "iq"
+        && iq.attr("type") == Some("get")
+        && stanza::iq_payload(iq)
+            .is_some_and(|p| p.is("query", ns::DISCO_INFO) && p.attr("node").is_none())
+}
+
+/// disco#info of a service's bare domain, from its declaration.
+pub fn service_info(s: &Session, svc: &Service, iq: &Element) {
+    let (category, kind, name) = svc.identity;
+    let mut features: Vec<&str> = vec![ns::DISCO_INFO, ns::DISCO_ITEMS];
+    features.extend_from_slice(svc.features);
+    features.sort_unstable();
+    features.dedup();
+    let mut reply = stanza::iq_result(iq);
+    reply.append_child(info_query(None, category, kind, Some(name), &features));
+    s.send(&reply);
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub const ALL: &[&Module] = &[
     &legacy_session::MODULE,
 ];
 
+/// Services on domains of their own under each host.
+pub const SERVICES: &[&crate::hub::Service] = &[];
+
 pub(crate) fn always(_: &crate::config::Config) -> bool {
     true
 }

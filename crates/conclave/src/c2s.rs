@@ -291,6 +291,16 @@ impl FrameWriter for TcpWriter {
         Ok(())
     }
 
+    async fn send_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        for p in parts {
+            self.buf.extend_from_slice(p);
+        }
+        if self.buf.len() >= 64 * 1024 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
     async fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
             self.write.write_all(&self.buf).await?;

@@ -25,6 +25,7 @@ pub struct Config {
     pub auth: Auth,
     pub limits: Limits,
     pub registration: Registration,
+    pub muc: Muc,
     pub turn: Turn,
     pub log: Log,
 }
@@ -102,6 +103,24 @@ pub struct Registration {
     pub allow: bool,
 }
 
+/// XEP-0045 group chat at `conference.<host>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Muc {
+    pub enabled: bool,
+    /// Messages a room keeps to replay to joiners (an owner may lower it).
+    pub history: usize,
+}
+
+impl Default for Muc {
+    fn default() -> Self {
+        Muc {
+            enabled: true,
+            history: 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Turn {
@@ -133,6 +152,7 @@ impl Default for Config {
             auth: Auth::default(),
             limits: Limits::default(),
             registration: Registration::default(),
+            muc: Muc::default(),
             turn: Turn::default(),
             log: Log::default(),
         }
@@ -333,6 +353,12 @@ session_queue = 4096
 [registration]
 # XEP-0077 in-band registration.
 allow = false
+
+[muc]
+# Group chat rooms at conference.<host> (XEP-0045). No occupant cap by default.
+enabled = true
+# Messages a room replays to people who join (owners may lower it per room).
+history = 20
 
 [turn]
 # coturn's static-auth-secret; set it to hand out TURN credentials (XEP-0215).

@@ -116,6 +116,7 @@ pub struct Server {
     pub store: Arc<dyn Store>,
     pub router: Router,
     pub rosters: Rosters,
+    pub muc: modules::muc::Rooms,
     pub auth_limiter: AuthLimiter,
     iq: HashMap<(Target, &'static str), IqHandler>,
     /// Service domain → service.
@@ -164,6 +165,7 @@ impl Server {
             store,
             router: Router::default(),
             rosters: Rosters::default(),
+            muc: modules::muc::Rooms::default(),
             auth_limiter: limiter,
             iq,
             services,

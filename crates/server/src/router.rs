@@ -13,6 +13,9 @@ use tokio::sync::mpsc;
 pub enum Outbound {
     /// A serialised stanza, shared by every recipient.
     Stanza(Bytes),
+    /// A stanza serialised once for many recipients, without `to`; the
+    /// writer splices ` to='…'` in after the element name.
+    To { stanza: Bytes, to: Arc<str> },
     /// Close the stream, with a stream error condition if any.
     Close(Option<&'static str>),
 }
@@ -51,6 +54,19 @@ impl SessionHandle {
                 tracing::warn!(session = self.id, "send queue full; disconnecting");
                 // The writer drains the queue before it sees this only if
                 // there is room; a second failure means it is closing.
+                let _ = self.tx.try_send(Outbound::Close(Some("policy-violation")));
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues a shared stanza addressed to this session.
+    pub fn send_to(&self, stanza: Bytes, to: Arc<str>) -> bool {
+        match self.tx.try_send(Outbound::To { stanza, to }) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(session = self.id, "send queue full; disconnecting");
                 let _ = self.tx.try_send(Outbound::Close(Some("policy-violation")));
                 false
             }

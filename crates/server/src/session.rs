@@ -179,6 +179,16 @@ async fn write_loop<W: FrameWriter>(
                         break 'outer;
                     }
                 }
+                Outbound::To { stanza, to } => {
+                    let at = xmpp_core::stanza::name_end(&stanza);
+                    let attr = format!(" to='{}'", xmpp_core::stanza::escape(&to));
+                    if w.send_parts(&[&stanza[..at], attr.as_bytes(), &stanza[at..]])
+                        .await
+                        .is_err()
+                    {
+                        break 'outer;
+                    }
+                }
                 Outbound::Close(c) => {
                     close = Some(c);
                     break 'outer;

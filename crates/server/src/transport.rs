@@ -57,4 +57,11 @@ pub trait FrameWriter: Send + 'static {
     fn send(&mut self, xml: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
     fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
     fn close(self, condition: Option<&str>) -> impl Future<Output = ()> + Send;
+
+    /// Sends one stanza given in parts (a shared body with an address
+    /// spliced in). Transports that frame per stanza join the parts.
+    fn send_parts(&mut self, parts: &[&[u8]]) -> impl Future<Output = io::Result<()>> + Send {
+        let joined = parts.concat();
+        async move { self.send(&joined).await }
+    }
 }

@@ -128,6 +128,27 @@ pub trait Vcards: Send + Sync {
     async fn set_vcard(&self, owner: &str, xml: &str) -> Result<()>;
 }
 
+/// A persistent group chat room: its configuration (an opaque list of
+/// key/value pairs the MUC module owns), affiliations and subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredRoom {
+    pub jid: String,
+    pub config: Vec<(String, String)>,
+    /// Bare JID → affiliation name.
+    pub affiliations: Vec<(String, String)>,
+    pub subject: Option<(String, String)>,
+    /// Key for occupant ids (XEP-0421), stable across restarts.
+    pub secret: Vec<u8>,
+}
+
+#[async_trait]
+pub trait Rooms: Send + Sync {
+    async fn room(&self, jid: &str) -> Result<Option<StoredRoom>>;
+    async fn save_room(&self, room: &StoredRoom) -> Result<()>;
+    async fn delete_room(&self, jid: &str) -> Result<()>;
+    async fn list_rooms(&self) -> Result<Vec<String>>;
+}
+
 /// Everything the XMPP services need from storage.
-pub trait Store: Accounts + Rosters + Offline + Vcards {}
-impl<T: Accounts + Rosters + Offline + Vcards> Store for T {}
+pub trait Store: Accounts + Rosters + Offline + Vcards + Rooms {}
+impl<T: Accounts + Rosters + Offline + Vcards + Rooms> Store for T {}

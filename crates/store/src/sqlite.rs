@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS offline (
   id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, stamp INTEGER NOT NULL, stanza TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS offline_owner ON offline (owner, id);
 CREATE TABLE IF NOT EXISTS vcards (owner TEXT PRIMARY KEY, vcard TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rooms (
+  jid TEXT PRIMARY KEY, config TEXT NOT NULL, subject TEXT, subject_nick TEXT, secret BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS room_affiliations (
+  room TEXT NOT NULL, jid TEXT NOT NULL, affiliation TEXT NOT NULL, PRIMARY KEY (room, jid)) WITHOUT ROWID;
 "#;
 
 #[derive(Clone)]
@@ -394,6 +398,119 @@ impl Vcards for SqliteStore {
     }
 }
 
+/// Room configuration as `key=value` lines; values are escaped so that a
+/// newline in a room description cannot forge another key.
+fn encode_config(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.replace('\\', "\\\\").replace('\n', "\\n")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn decode_config(s: &str) -> Vec<(String, String)> {
+    s.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let mut out = String::with_capacity(v.len());
+            let mut chars = v.chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    match chars.next() {
+                        Some('n') => out.push('\n'),
+                        Some(o) => out.push(o),
+                        None => {}
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            (k.to_owned(), out)
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Rooms for SqliteStore {
+    async fn room(&self, jid: &str) -> Result<Option<StoredRoom>> {
+        let Some(row) =
+            sqlx::query("SELECT config, subject, subject_nick, secret FROM rooms WHERE jid = ?1")
+                .bind(jid)
+                .fetch_optional(&self.pool)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let affs = sqlx::query(
+            "SELECT jid, affiliation FROM room_affiliations WHERE room = ?1 ORDER BY jid",
+        )
+        .bind(jid)
+        .fetch_all(&self.pool)
+        .await?;
+        let subject: Option<String> = row.get(1);
+        let nick: Option<String> = row.get(2);
+        Ok(Some(StoredRoom {
+            jid: jid.to_owned(),
+            config: decode_config(row.get::<&str, _>(0)),
+            affiliations: affs.into_iter().map(|r| (r.get(0), r.get(1))).collect(),
+            subject: subject.map(|s| (s, nick.unwrap_or_default())),
+            secret: row.get(3),
+        }))
+    }
+
+    async fn save_room(&self, room: &StoredRoom) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO rooms (jid, config, subject, subject_nick, secret) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(jid) DO UPDATE SET config = ?2, subject = ?3, subject_nick = ?4, secret = ?5",
+        )
+        .bind(&room.jid)
+        .bind(encode_config(&room.config))
+        .bind(room.subject.as_ref().map(|s| &s.0))
+        .bind(room.subject.as_ref().map(|s| &s.1))
+        .bind(&room.secret)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM room_affiliations WHERE room = ?1")
+            .bind(&room.jid)
+            .execute(&mut *tx)
+            .await?;
+        for (j, a) in &room.affiliations {
+            sqlx::query(
+                "INSERT INTO room_affiliations (room, jid, affiliation) VALUES (?1, ?2, ?3)",
+            )
+            .bind(&room.jid)
+            .bind(j)
+            .bind(a)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_room(&self, jid: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM rooms WHERE jid = ?1")
+            .bind(jid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM room_affiliations WHERE room = ?1")
+            .bind(jid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_rooms(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT jid FROM rooms ORDER BY jid")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +577,28 @@ mod tests {
             s.delete_user("localhost", "alice").await,
             Err(StoreError::NotFound)
         ));
+        s.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn rooms_round_trip() {
+        let (s, dir) = store().await;
+        let room = StoredRoom {
+            jid: "lobby@conference.localhost".into(),
+            config: vec![
+                ("name".into(), "Lobby".into()),
+                ("description".into(), "a\nb=c \\ d".into()),
+            ],
+            affiliations: vec![("alice@localhost".into(), "owner".into())],
+            subject: Some(("Welcome".into(), "alice".into())),
+            secret: vec![1, 2, 3],
+        };
+        s.save_room(&room).await.unwrap();
+        assert_eq!(s.room(&room.jid).await.unwrap(), Some(room.clone()));
+        assert_eq!(s.list_rooms().await.unwrap(), vec![room.jid.clone()]);
+        s.delete_room(&room.jid).await.unwrap();
+        assert_eq!(s.room(&room.jid).await.unwrap(), None);
         s.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }

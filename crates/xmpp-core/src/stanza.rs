@@ -158,6 +158,16 @@ pub fn to_bytes(el: &Element) -> bytes::Bytes {
     bytes::Bytes::from(buf)
 }
 
+/// Where the element name of a serialised stanza ends, so that an attribute
+/// can be spliced in there (`<message` | ` from='…'…`).
+pub fn name_end(xml: &[u8]) -> usize {
+    xml.iter()
+        .skip(1)
+        .position(|b| matches!(b, b' ' | b'>' | b'/' | b'\t' | b'\n' | b'\r'))
+        .map(|p| p + 1)
+        .unwrap_or(xml.len())
+}
+
 /// A stream error in the `stream:` prefix form that every client parses.
 pub fn stream_error(condition: &str, text: Option<&str>) -> String {
     let mut s = format!(
@@ -216,6 +226,28 @@ mod tests {
         let bytes = to_bytes(&e);
         let back = parse_element(&bytes, 4096).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn splicing_an_address_keeps_the_stanza_well_formed() {
+        let m = parse_element(
+            b"<message xmlns='jabber:client' from='r@c/n'><body>x</body></message>",
+            4096,
+        )
+        .unwrap();
+        let b = to_bytes(&m);
+        let at = name_end(&b);
+        let spliced = [&b[..at], b" to='a@b/c'", &b[at..]].concat();
+        let back = parse_element(&spliced, 4096).unwrap();
+        assert_eq!(back.attr("to"), Some("a@b/c"));
+        assert_eq!(back.get_child("body", ns::CLIENT).unwrap().text(), "x");
+        let empty = to_bytes(&Element::bare("presence", ns::CLIENT));
+        let at = name_end(&empty);
+        let spliced = [&empty[..at], b" to='x@y'", &empty[at..]].concat();
+        assert_eq!(
+            parse_element(&spliced, 4096).unwrap().attr("to"),
+            Some("x@y")
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod disco;
 pub mod extdisco;
 pub mod legacy_session;
 pub mod message;
+pub mod muc;
 pub mod ping;
 pub mod presence;
 pub mod register;
@@ -31,7 +32,7 @@ pub const ALL: &[&Module] = &[
 ];
 
 /// Services on domains of their own under each host.
-pub const SERVICES: &[&crate::hub::Service] = &[];
+pub const SERVICES: &[&crate::hub::Service] = &[&muc::SERVICE];
 
 pub(crate) fn always(_: &crate::config::Config) -> bool {
     true

@@ -89,6 +89,7 @@ async fn broadcast(srv: &Server, s: &Session, el: Element, available: bool) {
                 targets.extend(local_targets(srv, &j, false));
             }
         }
+        leave_services(srv, s, &directed).await;
     }
     targets.sort_by_key(|h| h.id);
     targets.dedup_by_key(|h| h.id);
@@ -171,9 +172,32 @@ fn directed(srv: &Server, s: &Session, to: &Jid, el: &Element) {
     srv.deliver(&targets, el);
 }
 
-/// Unavailable on disconnect (§4.5.2), if the session had been available.
+/// Directed presence to services (rooms joined) ends with unavailable.
+async fn leave_services(srv: &Server, s: &Session, directed: &[String]) {
+    for d in directed {
+        let Ok(j) = Jid::new(d) else { continue };
+        let Some(svc) = srv.service(j.domain().as_str()) else {
+            continue;
+        };
+        let p = Element::bare("presence", ns::CLIENT)
+            .with("type", "unavailable")
+            .with("from", s.full())
+            .with("to", j.as_str());
+        (svc.handle)(srv, s, j, p).await;
+    }
+}
+
+/// Unavailable on disconnect (§4.5.2): to contacts if the session had been
+/// available, and to every room it had joined in any case.
 pub async fn went_offline(srv: &Server, s: &Session) {
     if !s.handle.is_available() {
+        let directed = s
+            .handle
+            .state
+            .lock()
+            .map(|mut st| std::mem::take(&mut st.directed))
+            .unwrap_or_default();
+        leave_services(srv, s, &directed).await;
         return;
     }
     let el = Element::bare("presence", ns::CLIENT)

@@ -1,0 +1,916 @@
+//! XEP-0045 Multi-User Chat at `conference.<host>`, with occupant ids
+//! (XEP-0421), self-ping (XEP-0410) and room info (`muc#roominfo`).
+//!
+//! Rooms live in memory while anyone is in them (persistent rooms always);
+//! persistent rooms' configuration, affiliations and subject are written
+//! through to the store. A message to N occupants is serialised once.
+
+pub mod room;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jid::Jid;
+use minidom::Element;
+use xmpp_core::stanza::{self, ElementExt};
+use xmpp_core::{ns, time};
+
+use conclave_store::StoredRoom;
+
+use crate::hub::{HandlerFuture, Server, Service, Session};
+use room::{Affiliation, Delivery, HistorySpec, Join, Role, Room, RoomConfig};
+
+pub static SERVICE: Service = Service {
+    name: "muc",
+    subdomain: "conference",
+    identity: ("conference", "text", "Chatrooms"),
+    features: &[ns::MUC, ns::OCCUPANT_ID, "muc_unique"],
+    handle,
+    enabled: |c| c.muc.enabled,
+};
+
+type Shared = Arc<Mutex<Room>>;
+
+#[derive(Default)]
+pub struct Rooms {
+    rooms: Mutex<HashMap<String, Shared>>,
+}
+
+impl Rooms {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Shared>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, jid: &str) -> Option<Shared> {
+        self.lock().get(jid).cloned()
+    }
+
+    /// Rooms in memory, for the service's disco#items.
+    pub fn public(&self) -> Vec<(String, String)> {
+        let rooms: Vec<Shared> = self.lock().values().cloned().collect();
+        let mut v: Vec<(String, String)> = rooms
+            .iter()
+            .filter_map(|r| {
+                let r = r.lock().ok()?;
+                r.config
+                    .public
+                    .then(|| (r.jid.clone(), r.config.name.clone()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Room> {
+    r.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn send(out: Vec<Delivery>) {
+    for d in out {
+        d.to.send(d.bytes);
+    }
+}
+
+fn new_secret() -> Vec<u8> {
+    let mut b = vec![0u8; 32];
+    if aws_lc_rs::rand::fill(&mut b).is_err() {
+        b = time::now_unix().to_be_bytes().to_vec();
+    }
+    b
+}
+
+/// A room from memory or, if persistent, from the store.
+async fn find(srv: &Server, jid: &str) -> Option<Shared> {
+    if let Some(r) = srv.muc.get(jid) {
+        return Some(r);
+    }
+    let stored = srv.store.room(jid).await.ok()??;
+    let history = srv.config.muc.history;
+    let mut room = Room::new(
+        jid.to_owned(),
+        RoomConfig::from_pairs(&stored.config, history),
+        stored.secret,
+    );
+    room.subject = stored.subject;
+    for (j, a) in stored.affiliations {
+        if let Some(a) = Affiliation::parse(&a) {
+            room.affiliations.insert(j, a);
+        }
+    }
+    let shared = Arc::new(Mutex::new(room));
+    Some(
+        srv.muc
+            .lock()
+            .entry(jid.to_owned())
+            .or_insert(shared)
+            .clone(),
+    )
+}
+
+/// Writes a persistent room through, or forgets a temporary empty one.
+async fn settle(srv: &Server, shared: &Shared) {
+    let (save, forget, jid) = {
+        let mut r = lock(shared);
+        let save = (r.dirty && r.config.persistent).then(|| StoredRoom {
+            jid: r.jid.clone(),
+            config: r.config.to_pairs(),
+            affiliations: r
+                .affiliations
+                .iter()
+                .map(|(j, a)| (j.clone(), a.as_str().to_owned()))
+                .collect(),
+            subject: r.subject.clone(),
+            secret: r.secret().to_vec(),
+        });
+        r.dirty = false;
+        (save, !r.config.persistent && r.is_empty(), r.jid.clone())
+    };
+    if let Some(s) = save
+        && let Err(e) = srv.store.save_room(&s).await
+    {
+        tracing::error!(error = %e, "saving a room failed");
+    }
+    if forget {
+        srv.muc.lock().remove(&jid);
+        let _ = srv.store.delete_room(&jid).await;
+    }
+}
+
+fn handle<'a>(srv: &'a Server, s: &'a Session, to: Jid, el: Element) -> HandlerFuture<'a> {
+    Box::pin(async move {
+        let room_jid = to.to_bare().as_str().to_owned();
+        let nick = to.resource().map(|r| r.as_str().to_owned());
+        match el.name() {
+            "presence" => presence(srv, s, &room_jid, nick, el).await,
+            "message" => message(srv, s, &room_jid, nick, el).await,
+            _ => iq(srv, s, &to, &room_jid, nick, el).await,
+        }
+    })
+}
+
+fn refuse(s: &Session, el: &Element, condition: &str) {
+    if el.attr("type") != Some("error") {
+        s.send(&stanza::error_reply(el, condition, None));
+    }
+}
+
+async fn presence(srv: &Server, s: &Session, room_jid: &str, nick: Option<String>, el: Element) {
+    if !room_jid.contains('@') {
+        return;
+    }
+    let ty = el.attr("type");
+    if matches!(ty, Some("unavailable") | Some("error")) {
+        if let Ok(mut st) = s.handle.state.lock() {
+            st.directed
+                .retain(|d| !d.starts_with(&format!("{room_jid}/")));
+        }
+        if let Some(r) = srv.muc.get(room_jid) {
+            let mut out = Vec::new();
+            lock(&r).leave(s.full(), Some(&el), &mut out);
+            send(out);
+            settle(srv, &r).await;
+        }
+        return;
+    }
+    if ty.is_some() {
+        return;
+    }
+    let Some(nick) = nick.filter(|n| !n.is_empty()) else {
+        return refuse(s, &el, "jid-malformed");
+    };
+    let x = el.get_child("x", ns::MUC);
+    let password = x
+        .and_then(|x| x.get_child("password", ns::MUC))
+        .map(Element::text);
+    let history = x
+        .and_then(|x| x.get_child("history", ns::MUC))
+        .map(|h| HistorySpec {
+            max_stanzas: h.attr("maxstanzas").and_then(|v| v.parse().ok()),
+            since: h
+                .attr("seconds")
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|secs| time::now_unix().saturating_sub(secs)),
+        })
+        .unwrap_or_default();
+    let (shared, created) = match find(srv, room_jid).await {
+        Some(r) => (r, false),
+        None => {
+            let mut room = Room::new(
+                room_jid.to_owned(),
+                RoomConfig::new(srv.config.muc.history),
+                new_secret(),
+            );
+            room.affiliations
+                .insert(s.bare().to_owned(), Affiliation::Owner);
+            let shared = Arc::new(Mutex::new(room));
+            let shared = srv
+                .muc
+                .lock()
+                .entry(room_jid.to_owned())
+                .or_insert(shared)
+                .clone();
+            (shared, true)
+        }
+    };
+    let mut out = Vec::new();
+    let result = {
+        let mut r = lock(&shared);
+        if r.nick_of(s.full()).is_some() {
+            r.presence(&s.handle, &nick, &el, &mut out)
+        } else {
+            let created = created && r.is_empty();
+            r.join(
+                Join {
+                    session: &s.handle,
+                    nick: &nick,
+                    presence: &el,
+                    password: password.as_deref(),
+                    history,
+                    created,
+                },
+                &mut out,
+            )
+        }
+    };
+    match result {
+        Ok(()) => {
+            send(out);
+            if let Ok(mut st) = s.handle.state.lock() {
+                let occupant = format!("{room_jid}/{nick}");
+                st.directed
+                    .retain(|d| !d.starts_with(&format!("{room_jid}/")));
+                st.directed.push(occupant);
+            }
+        }
+        Err(cond) => {
+            let mut reply = stanza::error_reply(&el, cond, None);
+            reply.set("from", &format!("{room_jid}/{nick}"));
+            s.send(&reply);
+        }
+    }
+    settle(srv, &shared).await;
+}
+
+async fn message(srv: &Server, s: &Session, room_jid: &str, nick: Option<String>, el: Element) {
+    if el.attr("type") == Some("error") {
+        return;
+    }
+    let Some(shared) = srv.muc.get(room_jid) else {
+        return refuse(s, &el, "item-not-found");
+    };
+    if let Some(nick) = nick {
+        return private_message(s, &shared, &nick, el);
+    }
+    if el.attr("type") == Some("groupchat") {
+        let mut out = Vec::new();
+        let result = lock(&shared).groupchat(s.full(), &el, &mut out);
+        match result {
+            Ok(()) => send(out),
+            Err(c) => refuse(s, &el, c),
+        }
+        settle(srv, &shared).await;
+        return;
+    }
+    if let Some(x) = el.get_child("x", ns::MUC_USER) {
+        for inv in x.children().filter(|c| c.is("invite", ns::MUC_USER)) {
+            invite(srv, s, &shared, inv, &el).await;
+        }
+        for dec in x.children().filter(|c| c.is("decline", ns::MUC_USER)) {
+            decline(srv, s, room_jid, dec);
+        }
+        return;
+    }
+    refuse(s, &el, "bad-request");
+}
+
+/// §7.5: a private message goes to every session of the named occupant,
+/// from the sender's occupant JID.
+fn private_message(s: &Session, shared: &Shared, nick: &str, el: Element) {
+    let r = lock(shared);
+    let Some(from_nick) = r.nick_of(s.full()).map(str::to_owned) else {
+        return refuse(s, &el, "not-acceptable");
+    };
+    let Some(target) = r.occupants.get(nick) else {
+        return refuse(s, &el, "item-not-found");
+    };
+    if el.attr("type") == Some("groupchat") {
+        return refuse(s, &el, "bad-request");
+    }
+    let mut m = el.clone();
+    m.set("from", &format!("{}/{from_nick}", r.jid));
+    m.unset("to");
+    if !m.has_child("x", ns::MUC_USER) {
+        m.append_child(Element::bare("x", ns::MUC_USER));
+    }
+    let b = stanza::to_bytes(&m);
+    for t in &target.sessions {
+        t.send_to(b.clone(), Arc::from(t.full.as_str()));
+    }
+}
+
+/// §7.8.2: a mediated invitation. Members-only rooms make the invitee a
+/// member when the inviter may invite.
+async fn invite(srv: &Server, s: &Session, shared: &Shared, inv: &Element, orig: &Element) {
+    let Some(to) = inv.attr("to").and_then(|t| Jid::new(t).ok()) else {
+        return refuse(s, orig, "jid-malformed");
+    };
+    let invitee = to.to_bare().as_str().to_owned();
+    let (room_jid, password, ok) = {
+        let mut r = lock(shared);
+        let inviter = r.affiliation(s.bare());
+        let in_room = r.nick_of(s.full()).is_some();
+        let may = in_room && (inviter >= Affiliation::Admin || r.config.allow_invites);
+        if may && r.config.members_only && r.affiliation(&invitee) < Affiliation::Member {
+            r.affiliations.insert(invitee.clone(), Affiliation::Member);
+            r.dirty = true;
+        }
+        (r.jid.clone(), r.config.password.clone(), may)
+    };
+    if !ok {
+        return refuse(s, orig, "forbidden");
+    }
+    let mut x = Element::bare("x", ns::MUC_USER);
+    let mut i = Element::bare("invite", ns::MUC_USER).with("from", s.bare());
+    if let Some(reason) = inv.get_child("reason", ns::MUC_USER) {
+        i.append_child(reason.clone());
+    }
+    x.append_child(i);
+    if let Some(p) = &password {
+        let mut pe = Element::bare("password", ns::MUC_USER);
+        pe.append_text(p.as_str());
+        x.append_child(pe);
+    }
+    let mut m = Element::bare("message", ns::CLIENT)
+        .with("from", &room_jid)
+        .with("to", to.as_str())
+        .with("id", &crate::session::random_id());
+    m.append_child(x);
+    m.append_child(Element::bare("x", ns::CONFERENCE).with("jid", &room_jid));
+    deliver_to_user(srv, &to, &m).await;
+    settle(srv, shared).await;
+}
+
+fn decline(srv: &Server, s: &Session, room_jid: &str, dec: &Element) {
+    let Some(to) = dec.attr("to").and_then(|t| Jid::new(t).ok()) else {
+        return;
+    };
+    let mut x = Element::bare("x", ns::MUC_USER);
+    let mut d = Element::bare("decline", ns::MUC_USER).with("from", s.bare());
+    if let Some(reason) = dec.get_child("reason", ns::MUC_USER) {
+        d.append_child(reason.clone());
+    }
+    x.append_child(d);
+    let mut m = Element::bare("message", ns::CLIENT)
+        .with("from", room_jid)
+        .with("to", to.as_str());
+    m.append_child(x);
+    let bare = to.to_bare();
+    let targets: Vec<_> = srv
+        .router
+        .sessions(bare.as_str())
+        .into_iter()
+        .filter(|h| h.is_available())
+        .collect();
+    srv.deliver(&targets, &m);
+}
+
+/// Delivers a message from the room to a user as message routing would:
+/// online resources, else offline storage.
+async fn deliver_to_user(srv: &Server, to: &Jid, m: &Element) {
+    let bare = to.to_bare();
+    let targets: Vec<_> = srv
+        .router
+        .sessions(bare.as_str())
+        .into_iter()
+        .filter(|h| h.is_available() && h.priority() >= 0)
+        .collect();
+    if !targets.is_empty() {
+        srv.deliver(&targets, m);
+        return;
+    }
+    if srv.user_exists(bare.as_str()).await {
+        let xml = stanza::to_bytes(m);
+        let _ = srv
+            .store
+            .push(
+                bare.as_str(),
+                time::now_unix(),
+                &String::from_utf8_lossy(&xml),
+                srv.config.limits.max_offline_messages,
+            )
+            .await;
+    }
+}
+
+async fn iq(
+    srv: &Server,
+    s: &Session,
+    to: &Jid,
+    room_jid: &str,
+    nick: Option<String>,
+    el: Element,
+) {
+    let ty = el.attr("type").unwrap_or("");
+    let request = matches!(ty, "get" | "set");
+    let payload = stanza::iq_payload(&el).cloned();
+    if !room_jid.contains('@') {
+        // The service itself.
+        if request
+            && payload
+                .as_ref()
+                .is_some_and(|p| p.is("query", ns::DISCO_ITEMS))
+        {
+            let mut q = Element::bare("query", ns::DISCO_ITEMS);
+            for (jid, name) in srv.muc.public() {
+                let mut item = Element::bare("item", ns::DISCO_ITEMS).with("jid", &jid);
+                if !name.is_empty() {
+                    item.set("name", &name);
+                }
+                q.append_child(item);
+            }
+            let mut reply = stanza::iq_result(&el);
+            reply.append_child(q);
+            s.send(&reply);
+        } else if request {
+            refuse(s, &el, "service-unavailable");
+        }
+        return;
+    }
+    let Some(shared) = find(srv, room_jid).await else {
+        if request {
+            refuse(s, &el, "item-not-found");
+        }
+        return;
+    };
+    if let Some(nick) = nick {
+        return occupant_iq(s, &shared, to, &nick, el);
+    }
+    if !request {
+        return;
+    }
+    let Some(p) = payload else {
+        return refuse(s, &el, "bad-request");
+    };
+    let mut out = Vec::new();
+    let reply = {
+        let mut r = lock(&shared);
+        if p.is("query", ns::DISCO_INFO) {
+            Ok(Some(room_info(&r)))
+        } else if p.is("query", ns::DISCO_ITEMS) {
+            // Occupants are not listed: that would unmask nicks to
+            // non-occupants of a hidden room.
+            Ok(Some(Element::bare("query", ns::DISCO_ITEMS)))
+        } else if p.is("query", ns::MUC_ADMIN) {
+            admin(&mut r, s, ty, &p, &mut out)
+        } else if p.is("query", ns::MUC_OWNER) {
+            owner(&mut r, s, ty, &p, &mut out)
+        } else {
+            Err("service-unavailable")
+        }
+    };
+    match reply {
+        Ok(payload) => {
+            send(out);
+            let mut res = stanza::iq_result(&el);
+            if let Some(p) = payload {
+                res.append_child(p);
+            }
+            s.send(&res);
+        }
+        Err(c) => {
+            send(out);
+            refuse(s, &el, c);
+        }
+    }
+    let destroyed = lock(&shared).occupants.is_empty()
+        && p.is("query", ns::MUC_OWNER)
+        && p.has_child("destroy", ns::MUC_OWNER);
+    if destroyed {
+        srv.muc.lock().remove(room_jid);
+        let _ = srv.store.delete_room(room_jid).await;
+    } else {
+        settle(srv, &shared).await;
+    }
+}
+
+/// An IQ to an occupant: a self-ping (XEP-0410) is answered by the room;
+/// anything else is forwarded from the sender's occupant JID.
+fn occupant_iq(s: &Session, shared: &Shared, to: &Jid, nick: &str, el: Element) {
+    let r = lock(shared);
+    let request = matches!(el.attr("type"), Some("get" | "set"));
+    let Some(from_nick) = r.nick_of(s.full()).map(str::to_owned) else {
+        if request {
+            refuse(s, &el, "not-acceptable");
+        }
+        return;
+    };
+    if from_nick == nick && stanza::iq_payload(&el).is_some_and(|p| p.is("ping", ns::PING)) {
+        let mut res = stanza::iq_result(&el);
+        res.set("from", to.as_str());
+        s.send(&res);
+        return;
+    }
+    let Some(target) = r.occupants.get(nick).and_then(|o| o.sessions.first()) else {
+        if request {
+            refuse(s, &el, "item-not-found");
+        }
+        return;
+    };
+    let mut fwd = el.clone();
+    fwd.set("from", &format!("{}/{from_nick}", r.jid));
+    fwd.set("to", &target.full);
+    target.send(stanza::to_bytes(&fwd));
+}
+
+fn feature(q: &mut Element, var: &str) {
+    q.append_child(Element::bare("feature", ns::DISCO_INFO).with("var", var));
+}
+
+fn field(var: &str, ty: Option<&str>, label: Option<&str>, values: &[&str]) -> Element {
+    let mut f = Element::bare("field", ns::DATA_FORMS).with("var", var);
+    if let Some(t) = ty {
+        f.set("type", t);
+    }
+    if let Some(l) = label {
+        f.set("label", l);
+    }
+    for v in values {
+        let mut ve = Element::bare("value", ns::DATA_FORMS);
+        ve.append_text(*v);
+        f.append_child(ve);
+    }
+    f
+}
+
+/// §6.4: room disco#info with the muc#roominfo form.
+fn room_info(r: &Room) -> Element {
+    let c = &r.config;
+    let mut q = Element::bare("query", ns::DISCO_INFO);
+    let mut id = Element::bare("identity", ns::DISCO_INFO)
+        .with("category", "conference")
+        .with("type", "text");
+    if !c.name.is_empty() {
+        id.set("name", &c.name);
+    }
+    q.append_child(id);
+    for f in [
+        ns::MUC,
+        ns::OCCUPANT_ID,
+        ns::PING,
+        "http://jabber.org/protocol/muc#self-ping-optimization",
+    ] {
+        feature(&mut q, f);
+    }
+    feature(&mut q, if c.public { "muc_public" } else { "muc_hidden" });
+    feature(
+        &mut q,
+        if c.members_only {
+            "muc_membersonly"
+        } else {
+            "muc_open"
+        },
+    );
+    feature(
+        &mut q,
+        if c.password.is_some() {
+            "muc_passwordprotected"
+        } else {
+            "muc_unsecured"
+        },
+    );
+    feature(
+        &mut q,
+        if c.moderated {
+            "muc_moderated"
+        } else {
+            "muc_unmoderated"
+        },
+    );
+    feature(
+        &mut q,
+        if c.persistent {
+            "muc_persistent"
+        } else {
+            "muc_temporary"
+        },
+    );
+    feature(
+        &mut q,
+        if c.non_anonymous {
+            "muc_nonanonymous"
+        } else {
+            "muc_semianonymous"
+        },
+    );
+    let mut x = Element::bare("x", ns::DATA_FORMS).with("type", "result");
+    x.append_child(field(
+        "FORM_TYPE",
+        Some("hidden"),
+        None,
+        &[ns::MUC_ROOMINFO],
+    ));
+    x.append_child(field(
+        "muc#roominfo_description",
+        None,
+        Some("Description"),
+        &[&c.description],
+    ));
+    let occupants = r.occupants.len().to_string();
+    x.append_child(field(
+        "muc#roominfo_occupants",
+        None,
+        Some("Number of occupants"),
+        &[&occupants],
+    ));
+    let subject = r.subject.as_ref().map(|s| s.0.as_str()).unwrap_or("");
+    x.append_child(field(
+        "muc#roominfo_subject",
+        None,
+        Some("Subject"),
+        &[subject],
+    ));
+    x.append_child(field(
+        "muc#roomconfig_changesubject",
+        Some("boolean"),
+        None,
+        &[if c.change_subject { "1" } else { "0" }],
+    ));
+    q.append_child(x);
+    q
+}
+
+type Answer = Result<Option<Element>, &'static str>;
+
+/// §8-9: muc#admin, role and affiliation changes and lists.
+fn admin(r: &mut Room, s: &Session, ty: &str, q: &Element, out: &mut Vec<Delivery>) -> Answer {
+    let items: Vec<&Element> = q
+        .children()
+        .filter(|c| c.is("item", ns::MUC_ADMIN))
+        .collect();
+    if items.is_empty() {
+        return Err("bad-request");
+    }
+    if ty == "get" {
+        let actor = r.affiliation(s.bare());
+        if actor < Affiliation::Admin {
+            return Err("forbidden");
+        }
+        let mut res = Element::bare("query", ns::MUC_ADMIN);
+        for it in items {
+            if let Some(a) = it.attr("affiliation").and_then(Affiliation::parse) {
+                let mut list: Vec<(&String, &Affiliation)> =
+                    r.affiliations.iter().filter(|(_, x)| **x == a).collect();
+                list.sort();
+                for (j, x) in list {
+                    res.append_child(
+                        Element::bare("item", ns::MUC_ADMIN)
+                            .with("jid", j)
+                            .with("affiliation", x.as_str()),
+                    );
+                }
+            } else if let Some(role) = it.attr("role").and_then(Role::parse) {
+                for o in r.occupants.values().filter(|o| o.role == role) {
+                    res.append_child(
+                        Element::bare("item", ns::MUC_ADMIN)
+                            .with("nick", &o.nick)
+                            .with("role", o.role.as_str())
+                            .with("affiliation", o.affiliation.as_str()),
+                    );
+                }
+            } else {
+                return Err("bad-request");
+            }
+        }
+        return Ok(Some(res));
+    }
+    for it in items {
+        let reason = it.get_child("reason", ns::MUC_ADMIN).map(Element::text);
+        if let Some(role) = it.attr("role") {
+            let role = Role::parse(role).ok_or("bad-request")?;
+            let nick = it.attr("nick").ok_or("bad-request")?;
+            r.set_role(s.full(), nick, role, reason.as_deref(), out)?;
+        } else if let Some(aff) = it.attr("affiliation") {
+            let aff = Affiliation::parse(aff).ok_or("bad-request")?;
+            let jid = match it.attr("jid") {
+                Some(j) => Jid::new(j)
+                    .map_err(|_| "jid-malformed")?
+                    .to_bare()
+                    .as_str()
+                    .to_owned(),
+                None => {
+                    let nick = it.attr("nick").ok_or("bad-request")?;
+                    r.occupants
+                        .get(nick)
+                        .map(|o| o.bare.clone())
+                        .ok_or("item-not-found")?
+                }
+            };
+            r.set_affiliation(s.bare(), &jid, aff, reason.as_deref(), out)?;
+        } else {
+            return Err("bad-request");
+        }
+    }
+    Ok(None)
+}
+
+fn config_form(c: &RoomConfig) -> Element {
+    let b = |v: bool| if v { "1" } else { "0" };
+    let mut x = Element::bare("x", ns::DATA_FORMS).with("type", "form");
+    x.append_child(field(
+        "FORM_TYPE",
+        Some("hidden"),
+        None,
+        &[ns::MUC_ROOMCONFIG],
+    ));
+    x.append_child(field(
+        "muc#roomconfig_roomname",
+        Some("text-single"),
+        Some("Name"),
+        &[&c.name],
+    ));
+    x.append_child(field(
+        "muc#roomconfig_roomdesc",
+        Some("text-single"),
+        Some("Description"),
+        &[&c.description],
+    ));
+    x.append_child(field(
+        "muc#roomconfig_persistentroom",
+        Some("boolean"),
+        Some("Persistent"),
+        &[b(c.persistent)],
+    ));
+    x.append_child(field(
+        "muc#roomconfig_publicroom",
+        Some("boolean"),
+        Some("Listed in the directory"),
+        &[b(c.public)],
+    ));
+    x.append_child(field(
+        "muc#roomconfig_membersonly",
+        Some("boolean"),
+        Some("Members only"),
+        &[b(c.members_only)],
+    ));
+    x.append_child(field(
+        "muc#roomconfig_passwordprotectedroom",
+        Some("boolean"),
+        Some("Password protected"),
+        &[b(c.password.is_some())],
+    ));
+    x.append_child(field(
+        "muc#roomconfig_roomsecret",
+        Some("text-private"),
+        Some("Password"),
+        &[c.password.as_deref().unwrap_or("")],
+    ));
+    x.append_child(field(
+        "muc#roomconfig_moderatedroom",
+        Some("boolean"),
+        Some("Moderated"),
+        &[b(c.moderated)],
+    ));
+    let mut whois = field(
+        "muc#roomconfig_whois",
+        Some("list-single"),
+        Some("Who may see real JIDs"),
+        &[if c.non_anonymous {
+            "anyone"
+        } else {
+            "moderators"
+        }],
+    );
+    for o in ["moderators", "anyone"] {
+        let mut opt = Element::bare("option", ns::DATA_FORMS);
+        let mut v = Element::bare("value", ns::DATA_FORMS);
+        v.append_text(o);
+        opt.append_child(v);
+        whois.append_child(opt);
+    }
+    x.append_child(whois);
+    x.append_child(field(
+        "muc#roomconfig_changesubject",
+        Some("boolean"),
+        Some("Occupants may change the subject"),
+        &[b(c.change_subject)],
+    ));
+    x.append_child(field(
+        "muc#roomconfig_allowinvites",
+        Some("boolean"),
+        Some("Occupants may invite"),
+        &[b(c.allow_invites)],
+    ));
+    let hist = c.history.to_string();
+    x.append_child(field(
+        "muc#maxhistoryfetch",
+        Some("text-single"),
+        Some("Messages of history"),
+        &[&hist],
+    ));
+    let max = if c.max_occupants == 0 {
+        "none".to_owned()
+    } else {
+        c.max_occupants.to_string()
+    };
+    x.append_child(field(
+        "muc#roomconfig_maxusers",
+        Some("text-single"),
+        Some("Maximum occupants"),
+        &[&max],
+    ));
+    x
+}
+
+/// Applies a submitted configuration form; unknown fields are ignored,
+/// malformed values refuse the whole form.
+fn apply_form(c: &mut RoomConfig, x: &Element, history_cap: usize) -> Result<(), &'static str> {
+    let mut next = c.clone();
+    let mut secret: Option<String> = None;
+    let mut protect: Option<bool> = None;
+    for f in x.children().filter(|f| f.is("field", ns::DATA_FORMS)) {
+        let Some(var) = f.attr("var") else { continue };
+        let v = f
+            .get_child("value", ns::DATA_FORMS)
+            .map(Element::text)
+            .unwrap_or_default();
+        let flag = || match v.as_str() {
+            "1" | "true" => Ok(true),
+            "0" | "false" | "" => Ok(false),
+            _ => Err("not-acceptable"),
+        };
+        match var {
+            "muc#roomconfig_roomname" => next.name = v,
+            "muc#roomconfig_roomdesc" => next.description = v,
+            "muc#roomconfig_persistentroom" => next.persistent = flag()?,
+            "muc#roomconfig_publicroom" => next.public = flag()?,
+            "muc#roomconfig_membersonly" => next.members_only = flag()?,
+            "muc#roomconfig_passwordprotectedroom" => protect = Some(flag()?),
+            "muc#roomconfig_roomsecret" => secret = Some(v),
+            "muc#roomconfig_moderatedroom" => next.moderated = flag()?,
+            "muc#roomconfig_whois" => {
+                next.non_anonymous = match v.as_str() {
+                    "anyone" => true,
+                    "moderators" => false,
+                    _ => return Err("not-acceptable"),
+                }
+            }
+            "muc#roomconfig_changesubject" => next.change_subject = flag()?,
+            "muc#roomconfig_allowinvites" => next.allow_invites = flag()?,
+            "muc#maxhistoryfetch" | "muc#roomconfig_historylength" => {
+                next.history = v
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| "not-acceptable")?
+                    .min(history_cap)
+            }
+            "muc#roomconfig_maxusers" => {
+                next.max_occupants = match v.trim() {
+                    "" | "none" | "0" => 0,
+                    n => n.parse().map_err(|_| "not-acceptable")?,
+                }
+            }
+            _ => {}
+        }
+    }
+    match (protect, secret) {
+        (Some(false), _) => next.password = None,
+        (_, Some(s)) if !s.is_empty() => next.password = Some(s),
+        (Some(true), _) if next.password.is_none() => return Err("not-acceptable"),
+        _ => {}
+    }
+    *c = next;
+    Ok(())
+}
+
+/// §10: muc#owner, configuration and destruction.
+fn owner(r: &mut Room, s: &Session, ty: &str, q: &Element, out: &mut Vec<Delivery>) -> Answer {
+    if r.affiliation(s.bare()) != Affiliation::Owner {
+        return Err("forbidden");
+    }
+    if ty == "get" {
+        let mut res = Element::bare("query", ns::MUC_OWNER);
+        res.append_child(config_form(&r.config));
+        return Ok(Some(res));
+    }
+    if let Some(d) = q.get_child("destroy", ns::MUC_OWNER) {
+        let reason = d.get_child("reason", ns::MUC_OWNER).map(Element::text);
+        r.destroy(reason.as_deref(), d.attr("jid"), out);
+        r.config.persistent = false;
+        return Ok(None);
+    }
+    let Some(x) = q.get_child("x", ns::DATA_FORMS) else {
+        return Err("bad-request");
+    };
+    match x.attr("type") {
+        // An instant room, or a cancelled configuration: nothing changes.
+        Some("cancel") => Ok(None),
+        Some("submit") => {
+            let cap = r.config.history.max(1000);
+            apply_form(&mut r.config, x, cap)?;
+            r.config_changed(out);
+            Ok(None)
+        }
+        _ => Err("bad-request"),
+    }
+}

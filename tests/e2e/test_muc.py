@@ -1,0 +1,407 @@
+"""XEP-0045 group chat at conference.<host>, with occupant-id (XEP-0421)
+and self-ping (XEP-0410), driven by slixmpp's xep_0045 plugin."""
+
+import asyncio
+import collections
+
+import pytest
+from slixmpp.exceptions import IqError, PresenceError
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from clients import close_all, login, run
+from harness import unique
+
+NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+NS_OCC = "urn:xmpp:occupant-id:0"
+NS_DELAY = "urn:xmpp:delay"
+NS_DISCO = "http://jabber.org/protocol/disco#info"
+NS_OWNER = "http://jabber.org/protocol/muc#owner"
+
+pytestmark = pytest.mark.conclave_only
+
+
+def room_jid(server, name=None):
+    return f"{name or unique('room')}@conference.{server.domain}"
+
+
+async def muc_login(server, jid=None, pw=None, **kw):
+    if jid is None:
+        jid, pw = server.add_user()
+    c = await login(server, jid, pw, **kw)
+    c.register_plugin("xep_0045")
+    # slixmpp's MUC plugin silences the generic presence event for room
+    # JIDs after the first one; collect its own event instead.
+    c.add_event_handler("groupchat_presence", c._on_presence)
+    # Its invite event is also skipped for rooms it believes it is in
+    # (even after a refused join), so match the stanza itself.
+    c.invites = []
+    c.register_handler(
+        Callback(
+            "test-invites",
+            MatchXPath(f"{{jabber:client}}message/{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}invite"),
+            c.invites.append,
+        )
+    )
+    return c
+
+
+async def join(c, room, nick, **kw):
+    return await c.plugin["xep_0045"].join_muc_wait(room, nick, timeout=10, **kw)
+
+
+def statuses(stanza):
+    x = stanza.xml.find(f"{{{NS_MUC_USER}}}x")
+    return set() if x is None else {s.get("code") for s in x.findall(f"{{{NS_MUC_USER}}}status")}
+
+
+def occupant_id(stanza):
+    e = stanza.xml.find(f"{{{NS_OCC}}}occupant-id")
+    return None if e is None else e.get("id")
+
+
+async def configure(c, room, **fields):
+    xs = "".join(
+        f"<field var='{k}'><value>{v}</value></field>" for k, v in fields.items()
+    )
+    await c.iq(
+        "set",
+        f"<query xmlns='{NS_OWNER}'><x xmlns='jabber:x:data' type='submit'>"
+        "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+        f"{xs}</x></query>",
+        to=room,
+    )
+
+
+async def groupchat_bodies(c, n, timeout=10):
+    got = []
+    for _ in range(n):
+        m = await c.next_message(timeout=timeout, pred=lambda m: m["type"] == "groupchat")
+        got.append(m)
+    return got
+
+
+def test_room_with_50_occupants_each_gets_every_message_once(server):
+    room = room_jid(server)
+    n = 50
+
+    async def scenario():
+        # Guests (SASL ANONYMOUS) need no accounts: meetings' audience.
+        clients = await asyncio.gather(
+            *(muc_login(server, server.guest_domain, "", presence=False) for _ in range(n))
+        )
+        try:
+            for i, c in enumerate(clients):
+                await join(c, room, f"guest{i:02d}", maxstanzas=0)
+            senders = clients[:5]
+            sent = []
+            for i, c in enumerate(senders):
+                for k in range(2):
+                    body = f"m-{i}-{k}-" + unique("b")
+                    sent.append(body)
+                    c.send_message(mto=room, mbody=body, mtype="groupchat")
+            results = await asyncio.gather(*(groupchat_bodies(c, len(sent), timeout=20) for c in clients))
+            for c, msgs in zip(clients, results):
+                counts = collections.Counter(m["body"] for m in msgs)
+                assert set(counts) == set(sent), f"{c.boundjid}: missing {set(sent) - set(counts)}"
+                assert all(v == 1 for v in counts.values()), f"duplicates: {counts}"
+            # and nothing more arrives
+            await asyncio.sleep(0.5)
+            for c in clients:
+                extra = [m for m in list(c.messages._queue) if m["type"] == "groupchat" and m["body"]]
+                assert not extra, f"{c.boundjid} got extra {[m['body'] for m in extra]}"
+        finally:
+            await close_all(*clients)
+
+    run(scenario(), timeout=120)
+
+
+def test_creation_join_presence_subject_and_occupant_id(server):
+    room = room_jid(server)
+
+    async def scenario():
+        alice = await muc_login(server)
+        bob = await muc_login(server)
+        try:
+            own, subject, occupants, history = await join(alice, room, "alice")
+            assert {"110", "201"} <= statuses(own), statuses(own)
+            item = own.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item")
+            assert item.get("affiliation") == "owner" and item.get("role") == "moderator"
+            alice_occ = occupant_id(own)
+            assert alice_occ
+            own_b, _, occupants_b, _ = await join(bob, room, "bob")
+            assert "110" in statuses(own_b) and "201" not in statuses(own_b)
+            # bob sees alice, and her occupant id is the same for everyone
+            seen = [p for p in occupants_b if p["from"].resource == "alice"] if isinstance(occupants_b, list) else []
+            if seen:
+                assert occupant_id(seen[0]) == alice_occ
+            # semi-anonymous by default: bob (participant) does not see alice's real JID
+            for p in bob.presences:
+                if p["from"].bare == room and p["from"].resource == "alice":
+                    it = p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item")
+                    assert it.get("jid") is None
+            # subject change by an occupant, seen by both
+            bob.plugin["xep_0045"].set_subject(room, "Lunch plans")
+            await asyncio.sleep(0.3)
+            # a message carries the sender's occupant id and unknown payloads pass through
+            msg = alice.make_message(mto=room, mbody="hello room", mtype="groupchat")
+            import xml.etree.ElementTree as ET
+            msg.xml.append(ET.fromstring("<custom xmlns='urn:example:x' a='1'><inner>v</inner></custom>"))
+            msg.send()
+            got = await bob.next_message(pred=lambda m: m["body"] == "hello room")
+            assert got["from"] == f"{room}/alice"
+            assert occupant_id(got) == alice_occ
+            c = got.xml.find("{urn:example:x}custom")
+            assert c is not None and c.get("a") == "1" and c.find("{urn:example:x}inner").text == "v"
+        finally:
+            await close_all(alice, bob)
+
+    run(scenario())
+
+
+def test_history_on_join(server):
+    room = room_jid(server)
+
+    async def scenario():
+        alice = await muc_login(server)
+        bob = await muc_login(server)
+        try:
+            await join(alice, room, "alice")
+            for i in range(3):
+                alice.send_message(mto=room, mbody=f"h{i}", mtype="groupchat")
+            await groupchat_bodies(alice, 3)
+            _, _, _, history = await join(bob, room, "bob", maxstanzas=2)
+            bodies = [m["body"] for m in history]
+            assert bodies == ["h1", "h2"], bodies
+            assert all(m.xml.find(f"{{{NS_DELAY}}}delay") is not None for m in history)
+        finally:
+            await close_all(alice, bob)
+
+    run(scenario())
+
+
+def test_moderation_kick_ban_voice_seen_by_others(server):
+    room = room_jid(server)
+
+    async def scenario():
+        owner = await muc_login(server)
+        bob = await muc_login(server)
+        carol_jid, carol_pw = server.add_user()
+        carol = await muc_login(server, carol_jid, carol_pw)
+        dave = await muc_login(server)
+        try:
+            await join(owner, room, "owner")
+            await join(bob, room, "bob")
+            await join(carol, room, "carol")
+            # kick bob: everyone sees 307
+            await owner.plugin["xep_0045"].set_role(room, "bob", "none", reason="spam")
+            for c in (owner, carol):
+                p = await c.wait_presence(lambda p: p["from"] == f"{room}/bob" and p["type"] == "unavailable")
+                assert "307" in statuses(p)
+            p = await bob.wait_presence(lambda p: p["from"] == f"{room}/bob" and p["type"] == "unavailable")
+            assert {"307", "110"} <= statuses(p)
+            # ban carol: 301, and she cannot come back
+            await owner.plugin["xep_0045"].set_affiliation(room, "outcast", jid=carol_jid)
+            p = await owner.wait_presence(lambda p: p["from"] == f"{room}/carol" and p["type"] == "unavailable")
+            assert "301" in statuses(p)
+            with pytest.raises(PresenceError) as e:
+                await join(carol, room, "carol2")
+            assert e.value.condition == "forbidden"
+            # moderated room: a newcomer is a visitor until given voice
+            await configure(owner, room, **{"muc#roomconfig_moderatedroom": "1"})
+            await join(dave, room, "dave")
+            dave.send_message(mto=room, mbody="may I?", mtype="groupchat")
+            await asyncio.sleep(0.5)
+            assert not [m for m in list(owner.messages._queue) if m["body"] == "may I?"]
+            await owner.plugin["xep_0045"].set_role(room, "dave", "participant")
+            p = await owner.wait_presence(
+                lambda p: p["from"] == f"{room}/dave"
+                and p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item").get("role") == "participant"
+            )
+            dave.send_message(mto=room, mbody="now I may", mtype="groupchat")
+            m = await owner.next_message(pred=lambda m: m["body"] == "now I may")
+            assert m["from"] == f"{room}/dave"
+            # a participant cannot kick
+            with pytest.raises(IqError) as e:
+                await dave.plugin["xep_0045"].set_role(room, "owner", "none")
+            assert e.value.condition in ("forbidden", "not-allowed")
+        finally:
+            await close_all(owner, bob, carol, dave)
+
+    run(scenario())
+
+
+def test_password_members_only_and_invitation(server):
+    room = room_jid(server)
+
+    async def scenario():
+        owner = await muc_login(server)
+        bob_jid, bob_pw = server.add_user()
+        bob = await muc_login(server, bob_jid, bob_pw)
+        try:
+            await join(owner, room, "owner")
+            await configure(
+                owner,
+                room,
+                **{"muc#roomconfig_passwordprotectedroom": "1", "muc#roomconfig_roomsecret": "s3cret"},
+            )
+            with pytest.raises(PresenceError) as e:
+                await join(bob, room, "bob")
+            assert e.value.condition == "not-authorized"
+            await join(bob, room, "bob", password="s3cret")
+            bob.plugin["xep_0045"].leave_muc(room, "bob")
+            await asyncio.sleep(0.3)
+            await configure(
+                owner,
+                room,
+                **{"muc#roomconfig_passwordprotectedroom": "0", "muc#roomconfig_membersonly": "1"},
+            )
+            with pytest.raises(PresenceError) as e:
+                await join(bob, room, "bob")
+            assert e.value.condition == "registration-required"
+            # a mediated invitation from the owner makes bob a member
+            owner.plugin["xep_0045"].invite(room, bob_jid, reason="join us")
+            for _ in range(50):
+                found = [m for m in bob.invites if m.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}invite") is not None]
+                if found:
+                    break
+                await asyncio.sleep(0.1)
+            assert found, "invitation not received"
+            assert found[0]["from"] == room
+            await join(bob, room, "bob")
+        finally:
+            await close_all(owner, bob)
+
+    run(scenario())
+
+
+def test_persistent_room_survives_restart(server_factory):
+    srv = server_factory()
+    room = room_jid(srv)
+    alice_jid, alice_pw = srv.add_user()
+
+    async def setup():
+        alice = await muc_login(srv, alice_jid, alice_pw)
+        try:
+            await join(alice, room, "alice")
+            await configure(
+                alice,
+                room,
+                **{"muc#roomconfig_persistentroom": "1", "muc#roomconfig_roomname": "Team room"},
+            )
+            alice.plugin["xep_0045"].set_subject(room, "Quarterly plan")
+            await asyncio.sleep(0.5)
+        finally:
+            await alice.close()
+
+    run(setup())
+    srv.stop()
+    srv.start()
+
+    async def check():
+        alice = await muc_login(srv, alice_jid, alice_pw)
+        try:
+            info = await alice.iq("get", f"<query xmlns='{NS_DISCO}'/>", to=room)
+            q = info.xml.find(f"{{{NS_DISCO}}}query")
+            assert q.find(f"{{{NS_DISCO}}}identity").get("name") == "Team room"
+            feats = {f.get("var") for f in q.findall(f"{{{NS_DISCO}}}feature")}
+            assert "muc_persistent" in feats and "http://jabber.org/protocol/muc" in feats
+            own, subject, _, _ = await join(alice, room, "alice")
+            assert subject["subject"] == "Quarterly plan"
+            # still the owner after the restart
+            item = own.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item")
+            assert item.get("affiliation") == "owner"
+            items = await alice.iq("get", "<query xmlns='http://jabber.org/protocol/disco#items'/>", to=f"conference.{srv.domain}")
+            jids = {i.get("jid") for i in items.xml.iter("{http://jabber.org/protocol/disco#items}item")}
+            assert room in jids
+        finally:
+            await alice.close()
+
+    run(check())
+
+
+def test_self_ping_nick_change_and_private_message(server):
+    room = room_jid(server)
+
+    async def scenario():
+        alice = await muc_login(server)
+        bob = await muc_login(server)
+        try:
+            await join(alice, room, "alice")
+            await join(bob, room, "bob")
+            # XEP-0410: the room answers a ping to one's own occupant JID
+            await alice.iq("get", "<ping xmlns='urn:xmpp:ping'/>", to=f"{room}/alice")
+            outsider = await muc_login(server)
+            try:
+                with pytest.raises(IqError) as e:
+                    await outsider.iq("get", "<ping xmlns='urn:xmpp:ping'/>", to=f"{room}/alice")
+                assert e.value.condition == "not-acceptable"
+            finally:
+                await outsider.close()
+            # a private message arrives from the sender's occupant JID
+            alice.send_message(mto=f"{room}/bob", mbody="psst", mtype="chat")
+            m = await bob.next_message(pred=lambda m: m["body"] == "psst")
+            assert m["from"] == f"{room}/alice"
+            # nick change: 303 with the new nick, then the new presence
+            alice.send_presence(pto=f"{room}/alicia")
+            p = await bob.wait_presence(lambda p: p["from"] == f"{room}/alice" and p["type"] == "unavailable")
+            assert "303" in statuses(p)
+            assert p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item").get("nick") == "alicia"
+            await bob.wait_presence(lambda p: p["from"] == f"{room}/alicia" and p["type"] != "unavailable")
+            # nick in use
+            with pytest.raises(PresenceError) as e:
+                await join(await muc_login(server), room, "bob")
+            assert e.value.condition == "conflict"
+        finally:
+            await close_all(alice, bob)
+
+    run(scenario())
+
+
+def test_disconnect_leaves_the_room(server):
+    room = room_jid(server)
+
+    async def scenario():
+        alice = await muc_login(server)
+        bob = await muc_login(server)
+        try:
+            await join(alice, room, "alice")
+            await join(bob, room, "bob")
+            bob.abort()
+            p = await alice.wait_presence(lambda p: p["from"] == f"{room}/bob" and p["type"] == "unavailable")
+            assert p is not None
+        finally:
+            await close_all(alice)
+
+    run(scenario())
+
+
+def test_service_disco_and_destroy(server):
+    room = room_jid(server)
+
+    async def scenario():
+        alice = await muc_login(server)
+        bob = await muc_login(server)
+        try:
+            info = await alice.iq("get", f"<query xmlns='{NS_DISCO}'/>", to=f"conference.{server.domain}")
+            q = info.xml.find(f"{{{NS_DISCO}}}query")
+            ident = q.find(f"{{{NS_DISCO}}}identity")
+            assert (ident.get("category"), ident.get("type")) == ("conference", "text")
+            feats = {f.get("var") for f in q.findall(f"{{{NS_DISCO}}}feature")}
+            assert {"http://jabber.org/protocol/muc", NS_OCC} <= feats
+            items = await alice.iq("get", "<query xmlns='http://jabber.org/protocol/disco#items'/>", to=server.domain)
+            jids = {i.get("jid") for i in items.xml.iter("{http://jabber.org/protocol/disco#items}item")}
+            assert f"conference.{server.domain}" in jids
+            await join(alice, room, "alice")
+            await join(bob, room, "bob")
+            # a participant may not destroy
+            with pytest.raises(IqError) as e:
+                await bob.plugin["xep_0045"].destroy(room)
+            assert e.value.condition == "forbidden"
+            await alice.plugin["xep_0045"].destroy(room, reason="done")
+            p = await bob.wait_presence(lambda p: p["from"] == f"{room}/bob" and p["type"] == "unavailable")
+            assert p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}destroy") is not None
+        finally:
+            await close_all(alice, bob)
+
+    run(scenario())

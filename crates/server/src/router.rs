@@ -14,8 +14,9 @@ pub enum Outbound {
     /// A serialised stanza, shared by every recipient.
     Stanza(Bytes),
     /// A stanza serialised once for many recipients, without `to`; the
-    /// writer splices ` to='…'` in after the element name.
-    To { stanza: Bytes, to: Arc<str> },
+    /// session's writer splices ` to='<its full JID>'` in after the element
+    /// name, so no per-recipient copy or allocation is made here.
+    ToSelf(Bytes),
     /// Close the stream, with a stream error condition if any.
     Close(Option<&'static str>),
 }
@@ -61,9 +62,9 @@ impl SessionHandle {
         }
     }
 
-    /// Queues a shared stanza addressed to this session.
-    pub fn send_to(&self, stanza: Bytes, to: Arc<str>) -> bool {
-        match self.tx.try_send(Outbound::To { stanza, to }) {
+    /// Queues a shared stanza to be addressed to this session.
+    pub fn send_addressed(&self, stanza: Bytes) -> bool {
+        match self.tx.try_send(Outbound::ToSelf(stanza)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(session = self.id, "send queue full; disconnecting");

@@ -110,7 +110,12 @@ async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Establ
     };
     let (reader, writer) = t.split();
     let closed = Arc::new(Notify::new());
-    let writer = tokio::spawn(write_loop(writer, rx, closed.clone()));
+    let writer = tokio::spawn(write_loop(
+        writer,
+        rx,
+        closed.clone(),
+        session.handle.full.clone(),
+    ));
     Some((session, reader, writer, closed))
 }
 
@@ -169,7 +174,9 @@ async fn write_loop<W: FrameWriter>(
     mut w: W,
     mut rx: mpsc::Receiver<Outbound>,
     closed: Arc<Notify>,
+    full: String,
 ) {
+    let to_attr = format!(" to='{}'", xmpp_core::stanza::escape(&full));
     let mut close = None;
     'outer: while let Some(mut item) = rx.recv().await {
         loop {
@@ -179,10 +186,9 @@ async fn write_loop<W: FrameWriter>(
                         break 'outer;
                     }
                 }
-                Outbound::To { stanza, to } => {
+                Outbound::ToSelf(stanza) => {
                     let at = xmpp_core::stanza::name_end(&stanza);
-                    let attr = format!(" to='{}'", xmpp_core::stanza::escape(&to));
-                    if w.send_parts(&[&stanza[..at], attr.as_bytes(), &stanza[at..]])
+                    if w.send_parts(&[&stanza[..at], to_attr.as_bytes(), &stanza[at..]])
                         .await
                         .is_err()
                     {

@@ -66,9 +66,11 @@ fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Room> {
     r.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Room stanzas are built without `to`: each session's writer adds its own
+/// address to the shared bytes.
 fn send(out: Vec<Delivery>) {
     for d in out {
-        d.to.send(d.bytes);
+        d.to.send_addressed(d.bytes);
     }
 }
 
@@ -305,7 +307,7 @@ fn private_message(s: &Session, shared: &Shared, nick: &str, el: Element) {
     }
     let b = stanza::to_bytes(&m);
     for t in &target.sessions {
-        t.send_to(b.clone(), Arc::from(t.full.as_str()));
+        t.send_addressed(b.clone());
     }
 }
 

@@ -847,3 +847,227 @@ impl TextSelf for Element {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::{Outbound, PresenceState};
+    use tokio::sync::mpsc;
+    use xmpp_core::framing::parse_element;
+
+    fn session(user: &str, id: u64) -> (Arc<SessionHandle>, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(64);
+        (
+            Arc::new(SessionHandle {
+                id,
+                full: format!("{user}@localhost/r"),
+                bare: format!("{user}@localhost"),
+                tx,
+                state: std::sync::Mutex::new(PresenceState::default()),
+            }),
+            rx,
+        )
+    }
+
+    fn presence() -> Element {
+        Element::bare("presence", ns::CLIENT)
+    }
+
+    fn join(room: &mut Room, s: &Arc<SessionHandle>, nick: &str) -> Result<Vec<Delivery>, Refusal> {
+        let mut out = Vec::new();
+        let p = presence();
+        room.join(
+            Join {
+                session: s,
+                nick,
+                presence: &p,
+                password: None,
+                history: HistorySpec::default(),
+                created: false,
+            },
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    fn room() -> Room {
+        let mut r = Room::new(
+            "r@conference.localhost".into(),
+            RoomConfig::new(20),
+            vec![7; 32],
+        );
+        r.affiliations
+            .insert("owner@localhost".into(), Affiliation::Owner);
+        r
+    }
+
+    fn parsed(d: &Delivery) -> Element {
+        parse_element(&d.bytes, 1 << 20).unwrap()
+    }
+
+    #[test]
+    fn real_jids_only_for_moderators_in_semi_anonymous_rooms() {
+        let mut r = room();
+        let (o, _o) = session("owner", 1);
+        let (a, _a) = session("alice", 2);
+        let (b, _b) = session("bob", 3);
+        join(&mut r, &o, "owner").unwrap();
+        join(&mut r, &a, "alice").unwrap();
+        let out = join(&mut r, &b, "bob").unwrap();
+        let item_jid = |d: &Delivery| {
+            parsed(d)
+                .get_child("x", ns::MUC_USER)
+                .and_then(|x| x.get_child("item", ns::MUC_USER))
+                .and_then(|i| i.attr("jid").map(str::to_owned))
+        };
+        let mut bob_seen_by: Vec<(u64, Option<String>)> = out
+            .iter()
+            .filter(|d| {
+                parsed(d).attr("from") == Some("r@conference.localhost/bob") && d.to.id != 3
+            })
+            .map(|d| (d.to.id, item_jid(d)))
+            .collect();
+        bob_seen_by.sort();
+        assert_eq!(
+            bob_seen_by,
+            vec![(1, Some("bob@localhost/r".into())), (2, None)],
+            "the owner (moderator) sees bob's JID, alice does not"
+        );
+    }
+
+    #[test]
+    fn one_serialisation_per_broadcast() {
+        let mut r = room();
+        let mut sessions = Vec::new();
+        for i in 0..10 {
+            let (s, rx) = session(&format!("u{i}"), i + 1);
+            join(&mut r, &s, &format!("n{i}")).unwrap();
+            sessions.push((s, rx));
+        }
+        let msg = parse_element(
+            b"<message xmlns='jabber:client' type='groupchat'><body>hi</body><x xmlns='urn:keep'/></message>",
+            4096,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        r.groupchat("u3@localhost/r", &msg, &mut out).unwrap();
+        assert_eq!(out.len(), 10);
+        let first = out[0].bytes.as_ptr();
+        assert!(
+            out.iter().all(|d| d.bytes.as_ptr() == first),
+            "every occupant shares one buffer"
+        );
+        let m = parsed(&out[0]);
+        assert_eq!(m.attr("from"), Some("r@conference.localhost/n3"));
+        assert!(
+            m.has_child("x", "urn:keep"),
+            "unknown payloads pass through"
+        );
+        assert!(m.has_child("occupant-id", ns::OCCUPANT_ID));
+    }
+
+    #[test]
+    fn permissions() {
+        let mut r = room();
+        let (o, _o) = session("owner", 1);
+        let (a, _a) = session("alice", 2);
+        let (b, _b) = session("bob", 3);
+        join(&mut r, &o, "owner").unwrap();
+        join(&mut r, &a, "alice").unwrap();
+        join(&mut r, &b, "bob").unwrap();
+        let mut out = Vec::new();
+        // A participant can neither kick nor ban.
+        assert_eq!(
+            r.set_role("alice@localhost/r", "bob", Role::None, None, &mut out),
+            Err("forbidden")
+        );
+        assert_eq!(
+            r.set_affiliation(
+                "alice@localhost",
+                "bob@localhost",
+                Affiliation::Outcast,
+                None,
+                &mut out
+            ),
+            Err("forbidden")
+        );
+        // The last owner cannot step down.
+        assert_eq!(
+            r.set_affiliation(
+                "owner@localhost",
+                "owner@localhost",
+                Affiliation::Admin,
+                None,
+                &mut out
+            ),
+            Err("conflict")
+        );
+        // An admin may not kick the owner.
+        r.set_affiliation(
+            "owner@localhost",
+            "alice@localhost",
+            Affiliation::Admin,
+            None,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            r.set_role("alice@localhost/r", "owner", Role::None, None, &mut out),
+            Err("not-allowed")
+        );
+        // A ban takes the user out and keeps them out.
+        r.set_affiliation(
+            "owner@localhost",
+            "bob@localhost",
+            Affiliation::Outcast,
+            None,
+            &mut out,
+        )
+        .unwrap();
+        assert!(!r.occupants.contains_key("bob"));
+        assert_eq!(join(&mut r, &b, "bob").err(), Some("forbidden"));
+        assert!(r.dirty);
+    }
+
+    #[test]
+    fn nick_conflict_and_password() {
+        let mut r = room();
+        r.config.password = Some("pw".into());
+        let (a, _a) = session("alice", 2);
+        let (b, _b) = session("bob", 3);
+        assert_eq!(join(&mut r, &a, "alice").err(), Some("not-authorized"));
+        r.config.password = None;
+        join(&mut r, &a, "alice").unwrap();
+        assert_eq!(join(&mut r, &b, "alice").err(), Some("conflict"));
+    }
+
+    #[test]
+    fn history_is_bounded_and_replayed_with_delay() {
+        let mut r = room();
+        r.config.history = 2;
+        let (a, _a) = session("alice", 2);
+        join(&mut r, &a, "alice").unwrap();
+        for i in 0..3 {
+            let m = parse_element(
+                format!(
+                    "<message xmlns='jabber:client' type='groupchat'><body>{i}</body></message>"
+                )
+                .as_bytes(),
+                4096,
+            )
+            .unwrap();
+            r.groupchat("alice@localhost/r", &m, &mut Vec::new())
+                .unwrap();
+        }
+        let (b, _b) = session("bob", 3);
+        let out = join(&mut r, &b, "bob").unwrap();
+        let bodies: Vec<String> = out
+            .iter()
+            .filter(|d| d.to.id == 3)
+            .map(parsed)
+            .filter(|m| m.has_child("delay", ns::DELAY))
+            .map(|m| m.get_child("body", ns::CLIENT).unwrap().text())
+            .collect();
+        assert_eq!(bodies, vec!["1", "2"]);
+    }
+}

@@ -119,6 +119,7 @@ pub async fn serve(
         let app = app.clone().layer(Extension(Peer(addr.ip())));
         let token = live.enter();
         let timeout = server.config.limits.unauthenticated_timeout_secs;
+        let mut stop = server.shutdown_signal();
         tokio::spawn(async move {
             let _guard = guard;
             let _token = token;
@@ -134,7 +135,16 @@ pub async fn serve(
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), svc)
                 .with_upgrades();
-            let _ = conn.await;
+            let mut conn = std::pin::pin!(conn);
+            // On shutdown an idle keep-alive connection closes at once and a
+            // busy one after its response, instead of holding the process.
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                }
+            }
         });
     }
 }

@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
                     bare: format!("user{i}@localhost"),
                     tx,
                     state: std::sync::Mutex::new(PresenceState::default()),
+                    inactive: Default::default(),
                 });
                 server.router.bind(handle.clone());
                 Member {

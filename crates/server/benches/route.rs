@@ -31,6 +31,7 @@ fn session(server: &Server, user: &str) -> (Session, mpsc::Receiver<Outbound>) {
             available: true,
             ..Default::default()
         }),
+        inactive: Default::default(),
     });
     server.router.bind(handle.clone());
     (

@@ -374,6 +374,15 @@ impl Server {
         self.deliver_bytes(targets, &bytes);
     }
 
+    /// Like `deliver_bytes`, for presence and chat states: an inactive
+    /// client (XEP-0352) gets them with its next important stanza.
+    pub fn deliver_deferrable(&self, targets: &[Arc<SessionHandle>], bytes: &Bytes) {
+        for t in targets {
+            t.send_deferrable(bytes.clone());
+        }
+        metrics::counter!("conclave_stanzas_out_total").increment(targets.len() as u64);
+    }
+
     pub fn deliver_bytes(&self, targets: &[Arc<SessionHandle>], bytes: &Bytes) {
         for t in targets {
             t.send(bytes.clone());

@@ -17,6 +17,11 @@ pub enum Outbound {
     /// session's writer splices ` to='<its full JID>'` in after the element
     /// name, so no per-recipient copy or allocation is made here.
     ToSelf(Bytes),
+    /// Presence or a chat state: held while the client says it is inactive
+    /// (XEP-0352), and sent with the next stanza that matters.
+    Deferrable(Bytes),
+    /// The client became active: send what was held.
+    Flush,
     /// Close the stream, with a stream error condition if any.
     Close(Option<&'static str>),
 }
@@ -32,6 +37,8 @@ pub struct PresenceState {
     pub interested: bool,
     /// Entities that got directed presence and must hear unavailable.
     pub directed: Vec<String>,
+    /// XEP-0280: this resource wants copies of its account's chats.
+    pub carbons: bool,
 }
 
 /// One bound resource. Kept small: an idle session is this, a channel and
@@ -43,18 +50,27 @@ pub struct SessionHandle {
     pub bare: String,
     pub tx: mpsc::Sender<Outbound>,
     pub state: Mutex<PresenceState>,
+    /// XEP-0352 client state, shared with the session's writer.
+    pub inactive: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SessionHandle {
     /// Queues a stanza. A client that lets its queue fill is too slow to
     /// keep up, and is disconnected rather than allowed to exhaust memory.
     pub fn send(&self, data: Bytes) -> bool {
-        match self.tx.try_send(Outbound::Stanza(data)) {
+        self.push(Outbound::Stanza(data))
+    }
+
+    /// Queues a stanza that may wait while the client is inactive.
+    pub fn send_deferrable(&self, data: Bytes) -> bool {
+        self.push(Outbound::Deferrable(data))
+    }
+
+    fn push(&self, item: Outbound) -> bool {
+        match self.tx.try_send(item) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(session = self.id, "send queue full; disconnecting");
-                // The writer drains the queue before it sees this only if
-                // there is room; a second failure means it is closing.
                 let _ = self.tx.try_send(Outbound::Close(Some("policy-violation")));
                 false
             }
@@ -64,15 +80,7 @@ impl SessionHandle {
 
     /// Queues a shared stanza to be addressed to this session.
     pub fn send_addressed(&self, stanza: Bytes) -> bool {
-        match self.tx.try_send(Outbound::ToSelf(stanza)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(session = self.id, "send queue full; disconnecting");
-                let _ = self.tx.try_send(Outbound::Close(Some("policy-violation")));
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        self.push(Outbound::ToSelf(stanza))
     }
 
     pub fn close(&self, condition: Option<&'static str>) {

@@ -88,6 +88,7 @@ async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Establ
         bare,
         tx,
         state: std::sync::Mutex::new(PresenceState::default()),
+        inactive: Default::default(),
     });
     if let Err(e) = t
         .send(&stanza::to_bytes(&bind_result(&n.bind_iq, &full)))
@@ -115,6 +116,7 @@ async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Establ
         rx,
         closed.clone(),
         session.handle.full.clone(),
+        session.handle.inactive.clone(),
     ));
     Some((session, reader, writer, closed))
 }
@@ -132,6 +134,15 @@ async fn read_loop<R: FrameReader>(
             _ = closed.notified() => break,
         };
         match ev {
+            Event::Frame(Frame::Stanza(el)) if el.ns() == xmpp_core::ns::CSI => {
+                let inactive = el.name() == "inactive";
+                handle
+                    .inactive
+                    .store(inactive, std::sync::atomic::Ordering::Relaxed);
+                if !inactive {
+                    let _ = handle.tx.try_send(Outbound::Flush);
+                }
+            }
             Event::Frame(Frame::Stanza(el)) => {
                 // Boxed, so that an idle session's task does not carry the
                 // largest stanza handler's state inline.
@@ -170,16 +181,30 @@ async fn finish(server: &Server, session: Session, writer: tokio::task::JoinHand
     tracing::info!(session = handle.id, "session ended");
 }
 
+/// Deferrable stanzas held for an inactive client before they are sent
+/// anyway (XEP-0352 allows holding, not dropping).
+const CSI_MAX_HELD: usize = 256;
+
 async fn write_loop<W: FrameWriter>(
     mut w: W,
     mut rx: mpsc::Receiver<Outbound>,
     closed: Arc<Notify>,
     full: String,
+    inactive: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let to_attr = format!(" to='{}'", xmpp_core::stanza::escape(&full));
+    let mut held: Vec<bytes::Bytes> = Vec::new();
     let mut close = None;
     'outer: while let Some(mut item) = rx.recv().await {
         loop {
+            // Anything that matters goes out after what was held, in order.
+            if !held.is_empty() && !matches!(item, Outbound::Deferrable(_)) {
+                for b in held.drain(..) {
+                    if w.send(&b).await.is_err() {
+                        break 'outer;
+                    }
+                }
+            }
             match item {
                 Outbound::Stanza(b) => {
                     if w.send(&b).await.is_err() {
@@ -195,6 +220,23 @@ async fn write_loop<W: FrameWriter>(
                         break 'outer;
                     }
                 }
+                Outbound::Deferrable(b) => {
+                    if inactive.load(std::sync::atomic::Ordering::Relaxed)
+                        && held.len() < CSI_MAX_HELD
+                    {
+                        held.push(b);
+                    } else {
+                        for h in held.drain(..) {
+                            if w.send(&h).await.is_err() {
+                                break 'outer;
+                            }
+                        }
+                        if w.send(&b).await.is_err() {
+                            break 'outer;
+                        }
+                    }
+                }
+                Outbound::Flush => {}
                 Outbound::Close(c) => {
                     close = Some(c);
                     break 'outer;

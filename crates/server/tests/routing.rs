@@ -51,6 +51,7 @@ fn bind(
             available,
             ..Default::default()
         }),
+        inactive: Default::default(),
     });
     server.router.bind(handle.clone());
     let s = Session {

@@ -117,6 +117,9 @@ pub trait Offline: Send + Sync {
     /// Stores a message durably; fails with `Quota` past `limit` messages.
     async fn push(&self, owner: &str, stamp: u64, stanza: &str, limit: usize) -> Result<()>;
     async fn list(&self, owner: &str) -> Result<Vec<OfflineMessage>>;
+    /// Reads and deletes in one transaction, so that two deliveries racing
+    /// (a login and a message arriving for it) hand out each message once.
+    async fn take(&self, owner: &str) -> Result<Vec<OfflineMessage>>;
     /// Deleted only after delivery, so a crash between the two duplicates
     /// rather than loses.
     async fn delete_upto(&self, owner: &str, max_id: i64) -> Result<()>;

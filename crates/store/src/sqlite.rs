@@ -368,6 +368,25 @@ impl Offline for SqliteStore {
             .collect())
     }
 
+    async fn take(&self, owner: &str) -> Result<Vec<OfflineMessage>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("DELETE FROM offline WHERE owner = ?1 RETURNING id, stamp, stanza")
+            .bind(owner)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut msgs: Vec<OfflineMessage> = rows
+            .into_iter()
+            .map(|r| OfflineMessage {
+                id: r.get(0),
+                stamp: r.get::<i64, _>(1) as u64,
+                stanza: r.get(2),
+            })
+            .collect();
+        msgs.sort_by_key(|m| m.id);
+        Ok(msgs)
+    }
+
     async fn delete_upto(&self, owner: &str, max_id: i64) -> Result<()> {
         sqlx::query("DELETE FROM offline WHERE owner = ?1 AND id <= ?2")
             .bind(owner)
@@ -630,8 +649,10 @@ mod tests {
         ));
         let msgs = s.list("bob@localhost").await.unwrap();
         assert_eq!(msgs.len(), 2);
-        s.delete_upto("bob@localhost", msgs[1].id).await.unwrap();
-        assert!(s.list("bob@localhost").await.unwrap().is_empty());
+        s.delete_upto("bob@localhost", msgs[0].id).await.unwrap();
+        let taken = s.take("bob@localhost").await.unwrap();
+        assert_eq!(taken.iter().map(|m| m.stamp).collect::<Vec<_>>(), vec![2]);
+        assert!(s.take("bob@localhost").await.unwrap().is_empty());
         s.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -129,7 +129,8 @@ impl StreamPolicy {
         let mut s = String::from(
             "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
              <session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
-             <ver xmlns='urn:xmpp:features:rosterver'/>",
+             <ver xmlns='urn:xmpp:features:rosterver'/>\
+             <csi xmlns='urn:xmpp:csi:0'/>",
         );
         if let Some(c) = &self.caps {
             s.push_str(c);

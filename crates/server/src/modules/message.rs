@@ -12,6 +12,7 @@ use xmpp_core::{ns, time};
 use conclave_store::StoreError;
 
 use crate::hub::{Module, Server, Session};
+use crate::modules::carbons;
 
 pub const MODULE: Module = Module {
     name: "offline",
@@ -49,9 +50,11 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     }
     let ty = el.attr("type").unwrap_or("normal").to_owned();
     let bare = to.to_bare();
+    carbons::sent(srv, s, &el);
     if to.is_full() {
         if let Some(h) = srv.router.session(bare.as_str(), to.as_str()) {
-            srv.deliver(&[h], &el);
+            deliver(srv, std::slice::from_ref(&h), &el);
+            carbons::received(srv, bare.as_str(), &[h.id], &el);
             return;
         }
         match ty.as_str() {
@@ -70,7 +73,9 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
         .filter(|h| h.is_available() && h.priority() >= 0)
         .collect();
     if !targets.is_empty() {
-        srv.deliver(&targets, &el);
+        deliver(srv, &targets, &el);
+        let ids: Vec<u64> = targets.iter().map(|h| h.id).collect();
+        carbons::received(srv, bare.as_str(), &ids, &el);
         return;
     }
     if !matches!(ty.as_str(), "chat" | "normal") {
@@ -91,7 +96,19 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
         )
         .await
     {
-        Ok(()) => metrics::counter!("conclave_offline_stored_total").increment(1),
+        Ok(()) => {
+            metrics::counter!("conclave_offline_stored_total").increment(1);
+            // The recipient may have become available while this was being
+            // written, after its login fetched the queue: hand it over now.
+            let ready = srv
+                .router
+                .sessions(bare.as_str())
+                .into_iter()
+                .find(|h| h.is_available() && h.priority() >= 0);
+            if let Some(h) = ready {
+                deliver_offline_to(srv, &h, to.domain().as_str()).await;
+            }
+        }
         Err(StoreError::Quota) => bounce(s, &el, "service-unavailable"),
         Err(e) => {
             tracing::error!(error = %e, "offline store failed");
@@ -100,32 +117,41 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     }
 }
 
-/// Delivers stored messages with a delay stamp, then deletes them: a crash
-/// in between may deliver twice but never loses one.
+/// A message that carries nothing but a chat state may wait for an
+/// inactive client (XEP-0352); anything else goes at once.
+fn deliver(srv: &Server, targets: &[std::sync::Arc<crate::router::SessionHandle>], el: &Element) {
+    let only_state = el.attr("type") != Some("error")
+        && el.children().next().is_some()
+        && el.children().all(|c| c.ns() == ns::CHATSTATES);
+    if only_state {
+        srv.deliver_deferrable(targets, &stanza::to_bytes(el));
+    } else {
+        srv.deliver(targets, el);
+    }
+}
+
+/// Delivers stored messages, with a delay stamp, to one session.
 pub async fn deliver_offline(srv: &Server, s: &Session) {
-    let msgs = match srv.store.list(s.bare()).await {
+    deliver_offline_to(srv, &s.handle, &s.host).await;
+}
+
+async fn deliver_offline_to(srv: &Server, h: &crate::router::SessionHandle, host: &str) {
+    let msgs = match srv.store.take(&h.bare).await {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "offline read failed");
             return;
         }
     };
-    let Some(last) = msgs.last().map(|m| m.id) else {
-        return;
-    };
     for m in &msgs {
         let Ok(mut el) = parse_element(m.stanza.as_bytes(), usize::MAX) else {
             continue;
         };
-        let delay = Element::bare("delay", ns::DELAY)
-            .with("from", &s.host)
+        let mut delay = Element::bare("delay", ns::DELAY)
+            .with("from", host)
             .with("stamp", &time::datetime(m.stamp));
-        let mut delay = delay;
         delay.append_text("Offline Storage");
         el.append_child(delay);
-        s.send(&el);
-    }
-    if let Err(e) = srv.store.delete_upto(s.bare(), last).await {
-        tracing::error!(error = %e, "offline delete failed");
+        h.send(stanza::to_bytes(&el));
     }
 }

@@ -2,6 +2,7 @@
 //! and advertises). Routing-level behaviour (presence, messages) has its
 //! entry points called by the hub directly.
 
+pub mod carbons;
 pub mod disco;
 pub mod extdisco;
 pub mod legacy_session;
@@ -21,6 +22,7 @@ use crate::hub::Module;
 pub const ALL: &[&Module] = &[
     &roster::MODULE,
     &message::MODULE,
+    &carbons::MODULE,
     &ping::MODULE,
     &version::MODULE,
     &time::MODULE,

@@ -93,7 +93,7 @@ async fn broadcast(srv: &Server, s: &Session, el: Element, available: bool) {
     }
     targets.sort_by_key(|h| h.id);
     targets.dedup_by_key(|h| h.id);
-    srv.deliver_bytes(&targets, &bytes);
+    srv.deliver_deferrable(&targets, &bytes);
     if initial {
         initial_presence(srv, s, priority).await;
     }
@@ -169,7 +169,7 @@ fn directed(srv: &Server, s: &Session, to: &Jid, el: &Element) {
     {
         st.directed.push(to.as_str().to_owned());
     }
-    srv.deliver(&targets, el);
+    srv.deliver_deferrable(&targets, &stanza::to_bytes(el));
 }
 
 /// Directed presence to services (rooms joined) ends with unavailable.

@@ -206,7 +206,7 @@ fn send_current_presence(srv: &Server, from: &str, to: &str) {
     for h in srv.router.sessions(from) {
         let last = h.state.lock().ok().and_then(|s| s.last.clone());
         if let Some(b) = last {
-            srv.deliver_bytes(&targets, &b);
+            srv.deliver_deferrable(&targets, &b);
         }
     }
 }

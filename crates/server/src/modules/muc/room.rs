@@ -864,6 +864,7 @@ mod tests {
                 bare: format!("{user}@localhost"),
                 tx,
                 state: std::sync::Mutex::new(PresenceState::default()),
+                inactive: Default::default(),
             }),
             rx,
         )

@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS vcards (owner TEXT PRIMARY KEY, vcard TEXT NOT NULL) 
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -55,6 +55,9 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        sqlx::raw_sql(crate::sqlite_uploads::SCHEMA)
+            .execute(&pool)
+            .await?;
         Ok(SqliteStore { pool })
     }
 
@@ -395,7 +398,7 @@ impl Vcards for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn key() -> ScramRecord {
@@ -408,7 +411,8 @@ mod tests {
         }
     }
 
-    async fn store() -> (SqliteStore, std::path::PathBuf) {
+    /// A fresh store in a directory of its own; remove the directory after.
+    pub(crate) async fn store() -> (SqliteStore, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(
             "conclave-store-{}-{}",
             std::process::id(),

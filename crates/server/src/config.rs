@@ -303,9 +303,10 @@ impl Config {
                     .into(),
             );
         }
-        if !u.base_url.is_empty()
-            && !(u.base_url.starts_with("https://") || u.base_url.starts_with("http://"))
-        {
+        let scheme_ok = ["https://", "http://"]
+            .iter()
+            .any(|p| u.base_url.starts_with(p));
+        if !u.base_url.is_empty() && !scheme_ok {
             return Err("`upload.base_url` must start with https:// (or http://)".into());
         }
         Ok(())

@@ -204,6 +204,10 @@ pub trait Uploads: Send + Sync {
     /// slots whose deadline is at or before `now`.
     async fn expired_uploads(&self, created_before: Option<u64>, now: u64) -> Result<Vec<String>>;
     async fn delete_uploads(&self, slots: &[String]) -> Result<()>;
+    /// Gives every `Uploading` slot back (`Pending`). Only for startup, when
+    /// no PUT can be running: a crash or kill cut those short, and the
+    /// client may try again before the deadline.
+    async fn reset_puts(&self) -> Result<u64>;
 }
 
 /// Everything the XMPP services need from storage.

@@ -137,6 +137,15 @@ impl Uploads for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn reset_puts(&self) -> Result<u64> {
+        Ok(
+            sqlx::query("UPDATE uploads SET state = 'pending' WHERE state = 'uploading'")
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -199,6 +208,9 @@ mod tests {
         assert!(!s.begin_put("b", 1300).await.unwrap());
         assert!(s.begin_put("a", 1001).await.unwrap());
         assert!(!s.begin_put("a", 1002).await.unwrap());
+        // A restart gives interrupted PUTs back.
+        assert_eq!(s.reset_puts().await.unwrap(), 1);
+        assert!(s.begin_put("a", 1002).await.unwrap());
         // A failed PUT gives the slot back; a completed one stores it.
         assert!(s.end_put("a", false).await.unwrap());
         assert!(s.begin_put("a", 1003).await.unwrap());

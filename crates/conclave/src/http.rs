@@ -1,4 +1,5 @@
-//! HTTPS: `/health`, `/metrics`, WebSocket and BOSH, on one TLS port.
+//! HTTPS: `/health`, `/metrics`, WebSocket, BOSH and XEP-0363 uploads, on
+//! one TLS port.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -34,16 +35,19 @@ struct Peer(IpAddr);
 pub fn router(server: Arc<Server>, metrics: Option<PrometheusHandle>) -> Router {
     let ws_path = server.config.http.websocket_path.clone();
     let bosh_path = server.config.http.bosh_path.clone();
-    Router::new()
+    let mut r = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))
         .route(&ws_path, get(websocket))
-        .route(&bosh_path, post(bosh))
-        .with_state(App {
-            server,
-            metrics,
-            bosh: Arc::new(Bosh::default()),
-        })
+        .route(&bosh_path, post(bosh));
+    if server.config.upload_enabled() {
+        r = r.merge(crate::upload::routes(server.clone()));
+    }
+    r.with_state(App {
+        server,
+        metrics,
+        bosh: Arc::new(Bosh::default()),
+    })
 }
 
 async fn health(State(app): State<App>) -> Response {

@@ -6,6 +6,7 @@ mod c2s;
 mod http;
 mod load;
 mod tls;
+mod upload;
 mod users;
 mod ws;
 
@@ -57,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: users::UserCommand,
     },
+    /// XEP-0363 file uploads (works while the server runs).
+    Upload {
+        #[command(subcommand)]
+        command: upload::UploadCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,6 +109,7 @@ fn main() -> ExitCode {
                         .map(|s| print!("{s}"))
                         .map_err(|e| e.to_string()),
                     Command::User { command } => users::run(&cfg, command).await,
+                    Command::Upload { command } => upload::run(&cfg, command).await,
                     Command::Config {
                         command: ConfigCommand::Example,
                     } => Ok(()),
@@ -190,6 +197,9 @@ async fn bind_all(
 async fn serve(cfg: Config) -> Result<(), String> {
     init_logging(&cfg.log.level);
     let store = Arc::new(open_store(&cfg).await?);
+    if cfg.upload_enabled() {
+        upload::recover(&*store).await;
+    }
     let tls_xmpp = TlsAcceptor::from(tls::server_config(&cfg, &[b"xmpp-client"])?);
     let tls_http = TlsAcceptor::from(tls::server_config(&cfg, &[b"http/1.1"])?);
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -232,6 +242,9 @@ async fn serve(cfg: Config) -> Result<(), String> {
                 live.clone(),
             )));
         }
+    }
+    if server.config.upload_enabled() {
+        tasks.push(tokio::spawn(upload::sweep(server.clone())));
     }
     tracing::info!(hosts = ?server.config.hosts, "Conclave is up");
     wait_for_signal().await;

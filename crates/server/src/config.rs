@@ -27,6 +27,7 @@ pub struct Config {
     pub registration: Registration,
     pub muc: Muc,
     pub turn: Turn,
+    pub upload: Upload,
     pub log: Log,
 }
 
@@ -132,6 +133,29 @@ pub struct Turn {
     pub ttl_secs: u64,
 }
 
+/// XEP-0363 HTTP File Upload on `upload.<host>`, files served by our own
+/// HTTPS listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Upload {
+    /// Needs the HTTPS listener (`http.port` not 0).
+    pub enabled: bool,
+    /// Largest file one slot may carry (advertised in disco).
+    pub max_file_bytes: u64,
+    /// Bytes one user may have stored and pending at once.
+    pub quota_bytes: u64,
+    /// Files are deleted this long after their slot was handed out; 0
+    /// keeps them for ever.
+    pub expire_after_secs: u64,
+    /// How long a slot waits for its PUT to begin.
+    pub slot_ttl_secs: u64,
+    /// How often the server deletes expired files.
+    pub expire_interval_secs: u64,
+    /// Public base of the upload URLs; empty means
+    /// `https://<first host>:<http.port>`.
+    pub base_url: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Log {
@@ -154,6 +178,7 @@ impl Default for Config {
             registration: Registration::default(),
             muc: Muc::default(),
             turn: Turn::default(),
+            upload: Upload::default(),
             log: Log::default(),
         }
     }
@@ -221,6 +246,20 @@ impl Default for Turn {
     }
 }
 
+impl Default for Upload {
+    fn default() -> Self {
+        Upload {
+            enabled: true,
+            max_file_bytes: 100 * 1024 * 1024,
+            quota_bytes: 1024 * 1024 * 1024,
+            expire_after_secs: 7 * 86_400,
+            slot_ttl_secs: 300,
+            expire_interval_secs: 3600,
+            base_url: String::new(),
+        }
+    }
+}
+
 impl Default for Log {
     fn default() -> Self {
         Log {
@@ -274,7 +313,45 @@ impl Config {
                 return Err(format!("HTTP path `{p}` must start with '/'"));
             }
         }
+        let u = &self.upload;
+        if u.max_file_bytes == 0 || u.max_file_bytes > i64::MAX as u64 {
+            return Err("`upload.max_file_bytes` must be between 1 and 2^63-1".into());
+        }
+        if u.slot_ttl_secs == 0 || u.expire_interval_secs == 0 {
+            return Err(
+                "`upload.slot_ttl_secs` and `upload.expire_interval_secs` must be at least 1"
+                    .into(),
+            );
+        }
+        let scheme_ok = ["https://", "http://"]
+            .iter()
+            .any(|p| u.base_url.starts_with(p));
+        if !u.base_url.is_empty() && !scheme_ok {
+            return Err("`upload.base_url` must start with https:// (or http://)".into());
+        }
         Ok(())
+    }
+
+    /// Whether `upload.<host>` is served: files need the HTTPS listener.
+    pub fn upload_enabled(&self) -> bool {
+        self.upload.enabled && self.http.port != 0
+    }
+
+    /// Where upload URLs begin, without a trailing slash. The default names
+    /// the first host rather than `upload.<host>`, which need not resolve.
+    pub fn upload_base_url(&self) -> String {
+        if !self.upload.base_url.is_empty() {
+            return self.upload.base_url.trim_end_matches('/').to_owned();
+        }
+        let host = self
+            .hosts
+            .first()
+            .map(String::as_str)
+            .unwrap_or("localhost");
+        match self.http.port {
+            443 => format!("https://{host}"),
+            p => format!("https://{host}:{p}"),
+        }
     }
 
     pub fn is_local_host(&self, domain: &str) -> bool {
@@ -368,6 +445,27 @@ port = 3478
 # Lifetime of handed-out credentials, in seconds.
 ttl_secs = 86400
 
+[upload]
+# XEP-0363 HTTP File Upload on upload.<host>; files are served over the HTTPS
+# port above (so http.port = 0 turns this off too). Only registered users may
+# upload, not guests.
+enabled = true
+# Largest file, in bytes (100 MiB, as Snikket).
+max_file_bytes = 104857600
+# Bytes one user may have stored at once, counting slots not yet used (1 GiB).
+quota_bytes = 1073741824
+# Files are deleted this many seconds after upload (7 days, as Prosody and
+# Snikket: long enough for an offline contact to fetch them, short enough
+# that the server is no archive). 0 keeps them for ever.
+expire_after_secs = 604800
+# Seconds a client has to begin the PUT after it got the slot.
+slot_ttl_secs = 300
+# Seconds between sweeps that delete expired files.
+expire_interval_secs = 3600
+# Public base of the upload URLs, e.g. "https://files.example.org" behind a
+# proxy. Empty: https://<first host>:<http.port>.
+base_url = ""
+
 [log]
 # A tracing filter, e.g. "info" or "conclave=debug,sqlx=warn".
 level = "info"
@@ -400,5 +498,20 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().contains("guest_host"));
+        let mut c = Config::default();
+        c.upload.base_url = "files.example.org".into();
+        assert!(c.validate().unwrap_err().contains("upload.base_url"));
+    }
+
+    #[test]
+    fn upload_base_url_defaults_to_the_first_host() {
+        let mut c = Config::default();
+        assert_eq!(c.upload_base_url(), "https://localhost:8443");
+        c.http.port = 443;
+        assert_eq!(c.upload_base_url(), "https://localhost");
+        c.upload.base_url = "https://files.example.org/x/".into();
+        assert_eq!(c.upload_base_url(), "https://files.example.org/x");
+        c.http.port = 0;
+        assert!(!c.upload_enabled());
     }
 }

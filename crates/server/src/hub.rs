@@ -104,6 +104,9 @@ pub struct Service {
     /// XEP-0030 identity: category, type, name.
     pub identity: (&'static str, &'static str, &'static str),
     pub features: &'static [&'static str],
+    /// A XEP-0128 extension form for the disco#info answer (XEP-0363's
+    /// `max-file-size`, say), built from the configuration it reflects.
+    pub info_form: fn(&Config) -> Option<Element>,
     pub handle: ServiceHandler,
     pub enabled: fn(&Config) -> bool,
 }
@@ -272,7 +275,7 @@ impl Server {
         {
             let j = j.clone();
             if j.node().is_none() && j.resource().is_none() && modules::disco::is_info_get(&el) {
-                modules::disco::service_info(s, svc, &el);
+                modules::disco::service_info(&self.config, s, svc, &el);
             } else {
                 (svc.handle)(self, s, j, el).await;
             }

@@ -5,6 +5,7 @@
 //! caller: the store never interprets addresses.
 
 mod sqlite;
+mod sqlite_uploads;
 
 use async_trait::async_trait;
 
@@ -152,6 +153,87 @@ pub trait Rooms: Send + Sync {
     async fn list_rooms(&self) -> Result<Vec<String>>;
 }
 
+/// Where an upload slot is in its life. A slot takes exactly one PUT: the
+/// `Pending` → `Uploading` step is the atomic claim that makes a second
+/// PUT a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadState {
+    /// Handed out; no PUT has begun.
+    Pending,
+    /// A PUT is streaming the file in.
+    Uploading,
+    /// The file is complete and served.
+    Stored,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Pending => "pending",
+            UploadState::Uploading => "uploading",
+            UploadState::Stored => "stored",
+        }
+    }
+
+    pub fn parse(s: &str) -> UploadState {
+        match s {
+            "uploading" => UploadState::Uploading,
+            "stored" => UploadState::Stored,
+            _ => UploadState::Pending,
+        }
+    }
+}
+
+/// One XEP-0363 upload slot and, once its PUT completes, the file behind
+/// it. The file's name on disk is the slot id, so nothing the client chose
+/// ever becomes a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// Random, unguessable id: a URL path segment and the name on disk.
+    pub slot: String,
+    /// Bare JID of the uploader, whose quota the file counts against.
+    pub owner: String,
+    /// The sanitised file name, the last URL path segment.
+    pub filename: String,
+    pub size: u64,
+    pub content_type: String,
+    /// SHA-256 of the PUT token; the token itself is never stored.
+    pub token_hash: Vec<u8>,
+    /// Unix time the slot was handed out; expiry counts from here.
+    pub created: u64,
+    /// The PUT must begin before this Unix time.
+    pub put_deadline: u64,
+    pub state: UploadState,
+}
+
+#[async_trait]
+pub trait Uploads: Send + Sync {
+    /// Records a new slot, unless the owner's stored files, uploads in
+    /// progress and slots still open at `now`, with this one added, would
+    /// exceed `quota` bytes: then `Quota`, and nothing is written. One
+    /// statement, so two requests at once cannot both squeeze in.
+    async fn create_slot(&self, upload: &Upload, quota: u64, now: u64) -> Result<()>;
+    /// Everything that counts against the owner's quota at `now`.
+    async fn owner_uploads(&self, owner: &str, now: u64) -> Result<Vec<Upload>>;
+    async fn upload(&self, slot: &str) -> Result<Option<Upload>>;
+    /// Claims the slot for a PUT: `Pending` → `Uploading`, only if it is
+    /// pending and its deadline is after `now`. `false`: someone else has
+    /// it, or had it, or it is too late.
+    async fn begin_put(&self, slot: &str, now: u64) -> Result<bool>;
+    /// Ends a claimed PUT: `Stored` if the file is complete, else back to
+    /// `Pending` so the client may try again before the deadline. `false`
+    /// if the slot is gone (expired meanwhile): the caller deletes the file.
+    async fn end_put(&self, slot: &str, stored: bool) -> Result<bool>;
+    /// Slots created at or before `created_before` (if given), and pending
+    /// slots whose deadline is at or before `now`.
+    async fn expired_uploads(&self, created_before: Option<u64>, now: u64) -> Result<Vec<String>>;
+    async fn delete_uploads(&self, slots: &[String]) -> Result<()>;
+    /// Gives every `Uploading` slot back (`Pending`). Only for startup, when
+    /// no PUT can be running: a crash or kill cut those short, and the
+    /// client may try again before the deadline.
+    async fn reset_puts(&self) -> Result<u64>;
+}
+
 /// Everything the XMPP services need from storage.
-pub trait Store: Accounts + Rosters + Offline + Vcards + Rooms {}
-impl<T: Accounts + Rosters + Offline + Vcards + Rooms> Store for T {}
+pub trait Store: Accounts + Rosters + Offline + Vcards + Rooms + Uploads {}
+impl<T: Accounts + Rosters + Offline + Vcards + Rooms + Uploads> Store for T {}

@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS room_affiliations (
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -59,6 +59,9 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        sqlx::raw_sql(crate::sqlite_uploads::SCHEMA)
+            .execute(&pool)
+            .await?;
         Ok(SqliteStore { pool })
     }
 
@@ -531,7 +534,7 @@ impl Rooms for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn key() -> ScramRecord {
@@ -544,7 +547,8 @@ mod tests {
         }
     }
 
-    async fn store() -> (SqliteStore, std::path::PathBuf) {
+    /// A fresh store in a directory of its own; remove the directory after.
+    pub(crate) async fn store() -> (SqliteStore, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(
             "conclave-store-{}-{}",
             std::process::id(),

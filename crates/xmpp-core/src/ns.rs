@@ -26,6 +26,7 @@ pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";
 pub const DELAY: &str = "urn:xmpp:delay";
 pub const OFFLINE: &str = "msgoffline";
 pub const DATA_FORMS: &str = "jabber:x:data";
+pub const HTTP_UPLOAD: &str = "urn:xmpp:http:upload:0";
 pub const BOSH: &str = "http://jabber.org/protocol/httpbind";
 pub const XBOSH: &str = "urn:xmpp:xbosh";
 pub const MUC: &str = "http://jabber.org/protocol/muc";

@@ -7,6 +7,7 @@ use minidom::Element;
 use xmpp_core::ns;
 use xmpp_core::stanza::{self, ElementExt};
 
+use crate::config::Config;
 use crate::hub::{
     CAPS_NODE, HandlerFuture, IqRoute, Module, SERVER_NAME, Server, Service, Session, Target,
 };
@@ -161,14 +162,18 @@ pub fn is_info_get(iq: &Element) -> bool {
 }
 
 /// disco#info of a service's bare domain, from its declaration.
-pub fn service_info(s: &Session, svc: &Service, iq: &Element) {
+pub fn service_info(config: &Config, s: &Session, svc: &Service, iq: &Element) {
     let (category, kind, name) = svc.identity;
     let mut features: Vec<&str> = vec![ns::DISCO_INFO, ns::DISCO_ITEMS];
     features.extend_from_slice(svc.features);
     features.sort_unstable();
     features.dedup();
+    let mut query = info_query(None, category, kind, Some(name), &features);
+    if let Some(form) = (svc.info_form)(config) {
+        query.append_child(form);
+    }
     let mut reply = stanza::iq_result(iq);
-    reply.append_child(info_query(None, category, kind, Some(name), &features));
+    reply.append_child(query);
     s.send(&reply);
 }
 

@@ -13,6 +13,7 @@ pub mod presence;
 pub mod register;
 pub mod roster;
 pub mod time;
+pub mod upload;
 pub mod vcard;
 pub mod version;
 
@@ -34,7 +35,7 @@ pub const ALL: &[&Module] = &[
 ];
 
 /// Services on domains of their own under each host.
-pub const SERVICES: &[&crate::hub::Service] = &[&muc::SERVICE];
+pub const SERVICES: &[&crate::hub::Service] = &[&muc::SERVICE, &upload::SERVICE];
 
 pub(crate) fn always(_: &crate::config::Config) -> bool {
     true

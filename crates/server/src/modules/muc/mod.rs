@@ -26,6 +26,7 @@ pub static SERVICE: Service = Service {
     identity: ("conference", "text", "Chatrooms"),
     features: &[ns::MUC, ns::OCCUPANT_ID, "muc_unique"],
     handle,
+    info_form: |_| None,
     enabled: |c| c.muc.enabled,
 };
 

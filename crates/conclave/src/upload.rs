@@ -120,6 +120,28 @@ impl Drop for PartGuard {
     }
 }
 
+/// Bytes of a refused PUT's body read and dropped before answering: a
+/// client still sending when the connection closes sees a broken pipe,
+/// not the refusal. Past this, the connection is closed.
+const DRAIN_REFUSED: usize = 1 << 20;
+
+async fn drained(body: Body, response: Response) -> Response {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > DRAIN_REFUSED {
+            break;
+        }
+    }
+    response
+}
+
+async fn refuse(body: Body, code: StatusCode, why: &'static str) -> Response {
+    drained(body, status(code, why)).await
+}
+
 async fn receive(
     State(srv): State<Arc<Server>>,
     Path((slot, name)): Path<(String, String)>,
@@ -128,49 +150,60 @@ async fn receive(
 ) -> Response {
     let u = match lookup(&srv, &slot, &name).await {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return drained(body, r).await,
     };
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !upload::token_matches(auth, &u.token_hash) {
         tracing::info!(owner = %u.owner, "upload refused: bad token");
-        return status(StatusCode::FORBIDDEN, "wrong or missing token");
+        return refuse(body, StatusCode::FORBIDDEN, "wrong or missing token").await;
     }
     if u.state != UploadState::Pending {
-        return status(StatusCode::CONFLICT, "this slot has been used");
+        return refuse(body, StatusCode::CONFLICT, "this slot has been used").await;
     }
     let now = time::now_unix();
     if now >= u.put_deadline {
-        return status(StatusCode::FORBIDDEN, "this slot has expired");
+        return refuse(body, StatusCode::FORBIDDEN, "this slot has expired").await;
     }
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(upload::parse_digits);
     match length {
-        None => return status(StatusCode::LENGTH_REQUIRED, "Content-Length is required"),
-        Some(n) if n > u.size => {
-            return status(StatusCode::PAYLOAD_TOO_LARGE, "larger than the slot");
+        None => {
+            return refuse(
+                body,
+                StatusCode::LENGTH_REQUIRED,
+                "Content-Length is required",
+            )
+            .await;
         }
-        Some(n) if n < u.size => return status(StatusCode::BAD_REQUEST, "smaller than the slot"),
+        Some(n) if n > u.size => {
+            return refuse(body, StatusCode::PAYLOAD_TOO_LARGE, "larger than the slot").await;
+        }
+        Some(n) if n < u.size => {
+            return refuse(body, StatusCode::BAD_REQUEST, "smaller than the slot").await;
+        }
         Some(_) => {}
     }
     let put_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or(""));
     if !upload::content_type_fits(&u.content_type, put_type) {
-        return status(
+        return refuse(
+            body,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type differs from the slot's",
-        );
+        )
+        .await;
     }
     match srv.store.begin_put(&slot, now).await {
         Ok(true) => {}
-        Ok(false) => return status(StatusCode::CONFLICT, "this slot has been used"),
+        Ok(false) => return refuse(body, StatusCode::CONFLICT, "this slot has been used").await,
         Err(e) => {
             tracing::warn!(error = %e, "cannot claim an upload slot");
-            return status(StatusCode::INTERNAL_SERVER_ERROR, "storage error");
+            return refuse(body, StatusCode::INTERNAL_SERVER_ERROR, "storage error").await;
         }
     }
     let dir = upload::dir(&srv.config);

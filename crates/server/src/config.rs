@@ -26,6 +26,7 @@ pub struct Config {
     pub limits: Limits,
     pub registration: Registration,
     pub muc: Muc,
+    pub archive: ArchiveCfg,
     pub turn: Turn,
     pub upload: Upload,
     pub log: Log,
@@ -104,6 +105,28 @@ pub struct Registration {
     pub allow: bool,
 }
 
+/// XEP-0313 message archives of accounts and rooms.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveCfg {
+    pub enabled: bool,
+    /// What is archived for a user who set no preference: `always`,
+    /// `roster` (only chats with contacts) or `never`.
+    pub default: String,
+    /// Most results in one page of a query.
+    pub max_page: usize,
+}
+
+impl Default for ArchiveCfg {
+    fn default() -> Self {
+        ArchiveCfg {
+            enabled: true,
+            default: "always".into(),
+            max_page: 100,
+        }
+    }
+}
+
 /// XEP-0045 group chat at `conference.<host>`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -177,6 +200,7 @@ impl Default for Config {
             limits: Limits::default(),
             registration: Registration::default(),
             muc: Muc::default(),
+            archive: ArchiveCfg::default(),
             turn: Turn::default(),
             upload: Upload::default(),
             log: Log::default(),
@@ -298,6 +322,12 @@ impl Config {
             return Err(
                 "`limits.max_token_bytes` must be between 256 and `limits.max_stanza_bytes`".into(),
             );
+        }
+        if !matches!(self.archive.default.as_str(), "always" | "roster" | "never") {
+            return Err("`archive.default` must be \"always\", \"roster\" or \"never\"".into());
+        }
+        if self.archive.max_page == 0 {
+            return Err("`archive.max_page` must be at least 1".into());
         }
         if self.limits.session_queue == 0 {
             return Err("`limits.session_queue` must be at least 1".into());
@@ -430,6 +460,16 @@ session_queue = 4096
 [registration]
 # XEP-0077 in-band registration.
 allow = false
+
+[archive]
+# Message archives (XEP-0313) for accounts and rooms, searchable in full text
+# (XEP-0431). End-to-end encrypted messages are kept as ciphertext and are not
+# searchable.
+enabled = true
+# For users who set no preference: "always", "roster" or "never".
+default = "always"
+# Most results in one page of a query.
+max_page = 100
 
 [muc]
 # Group chat rooms at conference.<host> (XEP-0045). No occupant cap by default.

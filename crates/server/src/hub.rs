@@ -120,6 +120,7 @@ pub struct Server {
     pub router: Router,
     pub rosters: Rosters,
     pub muc: modules::muc::Rooms,
+    pub archiver: modules::mam::Archiver,
     pub auth_limiter: AuthLimiter,
     iq: HashMap<(Target, &'static str), IqHandler>,
     /// Service domain → service.
@@ -169,6 +170,7 @@ impl Server {
             router: Router::default(),
             rosters: Rosters::default(),
             muc: modules::muc::Rooms::default(),
+            archiver: modules::mam::Archiver::default(),
             auth_limiter: limiter,
             iq,
             services,

@@ -5,6 +5,7 @@
 //! caller: the store never interprets addresses.
 
 mod sqlite;
+mod sqlite_archive;
 mod sqlite_uploads;
 
 use async_trait::async_trait;
@@ -234,6 +235,68 @@ pub trait Uploads: Send + Sync {
     async fn reset_puts(&self) -> Result<u64>;
 }
 
+/// One archived message (XEP-0313).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveRow {
+    /// The archive: a user's bare JID or a room's JID.
+    pub owner: String,
+    /// The stanza-id (XEP-0359) the archive gave it.
+    pub id: String,
+    /// The other party: a bare JID, or an occupant JID in a room archive.
+    pub with: String,
+    /// Microseconds since the Unix epoch.
+    pub stamp: i64,
+    pub stanza: String,
+    /// Text for full-text search; `None` for what must not be searchable
+    /// (end-to-end encrypted messages carry no readable body).
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveQuery {
+    pub with: Option<String>,
+    /// Match `with` on the bare JID only (a bare `with` filter matches
+    /// every resource).
+    pub with_bare: bool,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    pub after: Option<String>,
+    pub before: Option<String>,
+    /// RSM `<before/>` with no id: the last page.
+    pub last_page: bool,
+    pub ids: Vec<String>,
+    pub fulltext: Option<String>,
+    pub max: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ArchivePage {
+    pub rows: Vec<ArchiveRow>,
+    /// No more results beyond this page in the direction of paging.
+    pub complete: bool,
+    pub count: u64,
+}
+
+#[async_trait]
+pub trait Archive: Send + Sync {
+    /// Writes many rows in one transaction.
+    async fn archive(&self, rows: &[ArchiveRow]) -> Result<()>;
+    /// `Err(NotFound)` when an `after`/`before` id is not in the archive.
+    async fn query(&self, owner: &str, q: &ArchiveQuery) -> Result<ArchivePage>;
+    /// Preferences: (default, always, never).
+    async fn archive_prefs(
+        &self,
+        owner: &str,
+    ) -> Result<Option<(String, Vec<String>, Vec<String>)>>;
+    async fn set_archive_prefs(
+        &self,
+        owner: &str,
+        default: &str,
+        always: &[String],
+        never: &[String],
+    ) -> Result<()>;
+}
+
 /// Everything the XMPP services need from storage.
-pub trait Store: Accounts + Rosters + Offline + Vcards + Rooms + Uploads {}
-impl<T: Accounts + Rosters + Offline + Vcards + Rooms + Uploads> Store for T {}
+pub trait Store: Accounts + Rosters + Offline + Vcards + Rooms + Uploads + Archive {}
+impl<T: Accounts + Rosters + Offline + Vcards + Rooms + Uploads + Archive> Store for T {}

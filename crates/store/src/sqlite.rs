@@ -59,10 +59,23 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        sqlx::raw_sql(crate::sqlite_archive::SCHEMA)
+            .execute(&pool)
+            .await?;
         sqlx::raw_sql(crate::sqlite_uploads::SCHEMA)
             .execute(&pool)
             .await?;
         Ok(SqliteStore { pool })
+    }
+
+    /// A write transaction that takes SQLite's write lock at once. A
+    /// deferred one that reads first and writes later fails outright
+    /// (SQLITE_BUSY, no waiting) when another writer committed in between;
+    /// taking the lock up front makes writers queue on the busy timeout.
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
     /// Checkpoints the WAL into the main file and closes every connection.
@@ -124,7 +137,7 @@ async fn write_keys(
 #[async_trait]
 impl Accounts for SqliteStore {
     async fn create_user(&self, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let r = sqlx::query("INSERT INTO users (host, username, created) VALUES (?1, ?2, ?3)")
             .bind(host)
             .bind(user)
@@ -145,7 +158,7 @@ impl Accounts for SqliteStore {
     }
 
     async fn set_keys(&self, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if !exists(&mut tx, host, user).await? {
             return Err(StoreError::NotFound);
         }
@@ -185,7 +198,7 @@ impl Accounts for SqliteStore {
 
     async fn delete_user(&self, host: &str, user: &str) -> Result<()> {
         let bare = format!("{user}@{host}");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let n = sqlx::query("DELETE FROM users WHERE host = ?1 AND username = ?2")
             .bind(host)
             .bind(user)
@@ -280,7 +293,7 @@ impl Rosters for SqliteStore {
     }
 
     async fn put_item(&self, owner: &str, item: &RosterItem) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO roster (owner, contact, name, subscription, ask, groups) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(owner, contact) DO UPDATE SET name = ?3, subscription = ?4, ask = ?5, groups = ?6",
@@ -299,7 +312,7 @@ impl Rosters for SqliteStore {
     }
 
     async fn remove_item(&self, owner: &str, contact: &str) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM roster WHERE owner = ?1 AND contact = ?2")
             .bind(owner)
             .bind(contact)
@@ -336,7 +349,7 @@ impl Rosters for SqliteStore {
 #[async_trait]
 impl Offline for SqliteStore {
     async fn push(&self, owner: &str, stamp: u64, stanza: &str, limit: usize) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let count: i64 = sqlx::query("SELECT COUNT(*) FROM offline WHERE owner = ?1")
             .bind(owner)
             .fetch_one(&mut *tx)
@@ -372,7 +385,7 @@ impl Offline for SqliteStore {
     }
 
     async fn take(&self, owner: &str) -> Result<Vec<OfflineMessage>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let rows = sqlx::query("DELETE FROM offline WHERE owner = ?1 RETURNING id, stamp, stanza")
             .bind(owner)
             .fetch_all(&mut *tx)
@@ -481,7 +494,7 @@ impl Rooms for SqliteStore {
     }
 
     async fn save_room(&self, room: &StoredRoom) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO rooms (jid, config, subject, subject_nick, secret) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(jid) DO UPDATE SET config = ?2, subject = ?3, subject_nick = ?4, secret = ?5",
@@ -512,7 +525,7 @@ impl Rooms for SqliteStore {
     }
 
     async fn delete_room(&self, jid: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM rooms WHERE jid = ?1")
             .bind(jid)
             .execute(&mut *tx)

@@ -50,6 +50,9 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     }
     let ty = el.attr("type").unwrap_or("normal").to_owned();
     let bare = to.to_bare();
+    if ty != "groupchat" && ty != "error" && srv.user_exists(bare.as_str()).await {
+        super::mam::archive_chat(srv, s.full(), bare.as_str(), &mut el).await;
+    }
     carbons::sent(srv, s, &el);
     if to.is_full() {
         if let Some(h) = srv.router.session(bare.as_str(), to.as_str()) {

@@ -6,6 +6,7 @@ pub mod carbons;
 pub mod disco;
 pub mod extdisco;
 pub mod legacy_session;
+pub mod mam;
 pub mod message;
 pub mod muc;
 pub mod ping;
@@ -24,6 +25,7 @@ pub const ALL: &[&Module] = &[
     &roster::MODULE,
     &message::MODULE,
     &carbons::MODULE,
+    &mam::MODULE,
     &ping::MODULE,
     &version::MODULE,
     &time::MODULE,

@@ -267,9 +267,16 @@ async fn message(srv: &Server, s: &Session, room_jid: &str, nick: Option<String>
     }
     if el.attr("type") == Some("groupchat") {
         let mut out = Vec::new();
-        let result = lock(&shared).groupchat(s.full(), &el, &mut out);
+        let id =
+            (srv.config.archive.enabled && super::mam::archivable(&el)).then(super::mam::new_id);
+        let result = lock(&shared).groupchat(s.full(), &el, id.as_deref(), &mut out);
         match result {
-            Ok(()) => send(out),
+            Ok(archived) => {
+                send(out);
+                if let Some(a) = archived {
+                    super::mam::archive_room(srv, room_jid, &a.occupant, &a.message, a.id);
+                }
+            }
             Err(c) => refuse(s, &el, c),
         }
         settle(srv, &shared).await;
@@ -455,6 +462,22 @@ async fn iq(
     let Some(p) = payload else {
         return refuse(s, &el, "bad-request");
     };
+    if p.ns() == ns::MAM && srv.config.archive.enabled {
+        // Occupants, members of a members-only room, and anyone for an
+        // open public room without a password may read its archive.
+        let allowed = {
+            let r = lock(&shared);
+            r.nick_of(s.full()).is_some()
+                || r.affiliation(s.bare()) >= Affiliation::Member
+                || (!r.config.members_only && r.config.password.is_none() && r.config.public)
+        };
+        if allowed {
+            super::mam::query(srv, s, room_jid, &el).await;
+        } else {
+            refuse(s, &el, "forbidden");
+        }
+        return;
+    }
     let mut out = Vec::new();
     let reply = {
         let mut r = lock(&shared);

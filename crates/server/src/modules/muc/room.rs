@@ -172,6 +172,13 @@ pub struct Occupant {
     pub presence: Element,
 }
 
+/// A room message as the archive keeps it.
+pub struct Archived {
+    pub message: Element,
+    pub occupant: String,
+    pub id: String,
+}
+
 /// A stanza for one session.
 pub struct Delivery {
     pub to: Arc<SessionHandle>,
@@ -568,12 +575,16 @@ impl Room {
 
     /// A groupchat message from an occupant (§7.4), or a subject change
     /// (§8.1). `msg` has its payloads; the room sets the addresses.
+    ///
+    /// With `stanza_id`, the message carries that id `by` the room
+    /// (XEP-0359) and comes back, with its occupant JID, for the archive.
     pub fn groupchat(
         &mut self,
         from: &str,
         msg: &Element,
+        stanza_id: Option<&str>,
         out: &mut Vec<Delivery>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Archived>, Refusal> {
         let Some(nick) = self.nick_of(from).map(str::to_owned) else {
             return Err("not-acceptable");
         };
@@ -598,12 +609,22 @@ impl Room {
             m.set("id", id);
         }
         for c in msg.children() {
-            if c.is("occupant-id", ns::OCCUPANT_ID) {
+            // Ids only the room may set are dropped if a client sent them.
+            if c.is("occupant-id", ns::OCCUPANT_ID)
+                || (c.is("stanza-id", ns::SID) && c.attr("by") == Some(&self.jid))
+            {
                 continue;
             }
             m.append_child(c.clone());
         }
         m.append_child(Element::bare("occupant-id", ns::OCCUPANT_ID).with("id", &o.occupant_id));
+        if let Some(id) = stanza_id {
+            m.append_child(
+                Element::bare("stanza-id", ns::SID)
+                    .with("by", &self.jid)
+                    .with("id", id),
+            );
+        }
         let bytes = stanza::to_bytes(&m);
         for viewer in self.occupants.values() {
             for s in &viewer.sessions {
@@ -613,13 +634,18 @@ impl Room {
                 });
             }
         }
+        let archived = stanza_id.map(|id| Archived {
+            message: m.clone(),
+            occupant: format!("{}/{nick}", self.jid),
+            id: id.to_owned(),
+        });
         if subject.is_none() && m.has_child("body", ns::CLIENT) && self.config.history > 0 {
             self.history.push_back((m, time::now_unix()));
             while self.history.len() > self.config.history {
                 self.history.pop_front();
             }
         }
-        Ok(())
+        Ok(archived)
     }
 
     /// §9.2 / §8.2: role changes by nick. Returns the occupants affected.
@@ -951,7 +977,7 @@ mod tests {
         )
         .unwrap();
         let mut out = Vec::new();
-        r.groupchat("u3@localhost/r", &msg, &mut out).unwrap();
+        r.groupchat("u3@localhost/r", &msg, None, &mut out).unwrap();
         assert_eq!(out.len(), 10);
         let first = out[0].bytes.as_ptr();
         assert!(
@@ -1057,7 +1083,7 @@ mod tests {
                 4096,
             )
             .unwrap();
-            r.groupchat("alice@localhost/r", &m, &mut Vec::new())
+            r.groupchat("alice@localhost/r", &m, None, &mut Vec::new())
                 .unwrap();
         }
         let (b, _b) = session("bob", 3);

@@ -121,6 +121,7 @@ pub struct Server {
     pub rosters: Rosters,
     pub muc: modules::muc::Rooms,
     pub archiver: modules::mam::Archiver,
+    pub blocking: modules::blocking::Blocklists,
     pub auth_limiter: AuthLimiter,
     iq: HashMap<(Target, &'static str), IqHandler>,
     /// Service domain → service.
@@ -171,6 +172,7 @@ impl Server {
             rosters: Rosters::default(),
             muc: modules::muc::Rooms::default(),
             archiver: modules::mam::Archiver::default(),
+            blocking: modules::blocking::Blocklists::default(),
             auth_limiter: limiter,
             iq,
             services,
@@ -280,6 +282,15 @@ impl Server {
                 modules::disco::service_info(&self.config, s, svc, &el);
             } else {
                 (svc.handle)(self, s, j, el).await;
+            }
+            return Ok(());
+        }
+        if let Some(j) = to.as_ref()
+            && self.config.is_local_host(j.domain().as_str())
+            && let Some(refusal) = modules::blocking::check(self, s, j, &el).await
+        {
+            if let Some(e) = refusal {
+                s.send(&e);
             }
             return Ok(());
         }

@@ -297,6 +297,21 @@ pub trait Archive: Send + Sync {
     ) -> Result<()>;
 }
 
+/// XEP-0191 block lists: JIDs (full, bare or domain) per owner.
+#[async_trait]
+pub trait Blocklists: Send + Sync {
+    async fn blocklist(&self, owner: &str) -> Result<Vec<String>>;
+    async fn block(&self, owner: &str, jids: &[String]) -> Result<()>;
+    /// An empty `jids` unblocks everything.
+    async fn unblock(&self, owner: &str, jids: &[String]) -> Result<()>;
+}
+
 /// Everything the XMPP services need from storage.
-pub trait Store: Accounts + Rosters + Offline + Vcards + Rooms + Uploads + Archive {}
-impl<T: Accounts + Rosters + Offline + Vcards + Rooms + Uploads + Archive> Store for T {}
+pub trait Store:
+    Accounts + Rosters + Offline + Vcards + Rooms + Uploads + Archive + Blocklists
+{
+}
+impl<T: Accounts + Rosters + Offline + Vcards + Rooms + Uploads + Archive + Blocklists> Store
+    for T
+{
+}

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS offline (
   id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, stamp INTEGER NOT NULL, stanza TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS offline_owner ON offline (owner, id);
 CREATE TABLE IF NOT EXISTS vcards (owner TEXT PRIMARY KEY, vcard TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocklist (owner TEXT NOT NULL, jid TEXT NOT NULL, PRIMARY KEY (owner, jid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rooms (
   jid TEXT PRIMARY KEY, config TEXT NOT NULL, subject TEXT, subject_nick TEXT, secret BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS room_affiliations (
@@ -219,6 +220,7 @@ impl Accounts for SqliteStore {
             "DELETE FROM subscription_requests WHERE owner = ?1",
             "DELETE FROM offline WHERE owner = ?1",
             "DELETE FROM vcards WHERE owner = ?1",
+            "DELETE FROM blocklist WHERE owner = ?1",
         ] {
             sqlx::query(q).bind(&bare).execute(&mut *tx).await?;
         }
@@ -543,6 +545,49 @@ impl Rooms for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+}
+
+#[async_trait]
+impl Blocklists for SqliteStore {
+    async fn blocklist(&self, owner: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT jid FROM blocklist WHERE owner = ?1 ORDER BY jid")
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn block(&self, owner: &str, jids: &[String]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        for j in jids {
+            sqlx::query("INSERT OR IGNORE INTO blocklist (owner, jid) VALUES (?1, ?2)")
+                .bind(owner)
+                .bind(j)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unblock(&self, owner: &str, jids: &[String]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        if jids.is_empty() {
+            sqlx::query("DELETE FROM blocklist WHERE owner = ?1")
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for j in jids {
+            sqlx::query("DELETE FROM blocklist WHERE owner = ?1 AND jid = ?2")
+                .bind(owner)
+                .bind(j)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 

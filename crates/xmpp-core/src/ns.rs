@@ -50,3 +50,5 @@ pub const SID: &str = "urn:xmpp:sid:0";
 pub const FULLTEXT: &str = "urn:xmpp:fulltext:0";
 pub const OMEMO_LEGACY: &str = "eu.siacs.conversations.axolotl";
 pub const OMEMO: &str = "urn:xmpp:omemo:2";
+pub const BLOCKING: &str = "urn:xmpp:blocking";
+pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";

@@ -2,6 +2,7 @@
 //! and advertises). Routing-level behaviour (presence, messages) has its
 //! entry points called by the hub directly.
 
+pub mod blocking;
 pub mod carbons;
 pub mod disco;
 pub mod extdisco;
@@ -25,6 +26,7 @@ pub const ALL: &[&Module] = &[
     &roster::MODULE,
     &message::MODULE,
     &carbons::MODULE,
+    &blocking::MODULE,
     &mam::MODULE,
     &ping::MODULE,
     &version::MODULE,

@@ -1,0 +1,205 @@
+//! XEP-0191 Blocking Command: a user's block list, enforced on routing in
+//! both directions. Lists are cached in memory, so checking a stanza costs
+//! no database round trip.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jid::Jid;
+use minidom::Element;
+use xmpp_core::ns;
+use xmpp_core::stanza::{self, ElementExt};
+
+use crate::hub::{HandlerFuture, IqRoute, Module, Server, Session, Target};
+
+pub const MODULE: Module = Module {
+    name: "blocking",
+    features: &[],
+    account_features: &[ns::BLOCKING],
+    iq: &[IqRoute {
+        target: Target::Account,
+        ns: ns::BLOCKING,
+        handler: handle,
+    }],
+    enabled: super::always,
+};
+
+#[derive(Default)]
+pub struct Blocklists {
+    cache: Mutex<HashMap<String, Arc<Vec<String>>>>,
+    /// Sessions (ids) that asked for the list and so get pushes.
+    interested: Mutex<std::collections::HashSet<u64>>,
+}
+
+impl Blocklists {
+    async fn list(&self, srv: &Server, owner: &str) -> Arc<Vec<String>> {
+        if let Some(l) = self.cache.lock().ok().and_then(|c| c.get(owner).cloned()) {
+            return l;
+        }
+        let list = Arc::new(srv.store.blocklist(owner).await.unwrap_or_default());
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() > 100_000 {
+                c.clear();
+            }
+            c.insert(owner.to_owned(), list.clone());
+        }
+        list
+    }
+
+    fn forget(&self, owner: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(owner);
+        }
+    }
+
+    /// Whether `owner` blocks `other` (a full JID, a bare JID, or its
+    /// domain may be on the list).
+    pub async fn blocks(&self, srv: &Server, owner: &str, other: &Jid) -> bool {
+        let list = self.list(srv, owner).await;
+        if list.is_empty() {
+            return false;
+        }
+        let bare = other.to_bare();
+        list.iter()
+            .any(|b| b == other.as_str() || b == bare.as_str() || b == other.domain().as_str())
+    }
+}
+
+/// Checks a stanza between a local user and another local entity. `Some`
+/// is the error condition to answer the sender with (`None` inside means
+/// drop silently).
+pub async fn check(srv: &Server, s: &Session, to: &Jid, el: &Element) -> Option<Option<Element>> {
+    // Only accounts block and are blocked, never a server or service.
+    to.node()?;
+    let kind = el.name();
+    let request = kind == "iq" && matches!(el.attr("type"), Some("get" | "set"));
+    let error = el.attr("type") == Some("error");
+    // The sender blocked the recipient: XEP-0191 §3.5.
+    if let Ok(me) = Jid::new(s.bare())
+        && srv.blocking.blocks(srv, me.as_str(), to).await
+    {
+        if kind == "presence" || error {
+            return Some(None);
+        }
+        let mut e = stanza::error_reply(el, "not-acceptable", None);
+        if let Some(err) = e.get_child_mut("error", ns::CLIENT) {
+            err.append_child(Element::bare("blocked", ns::BLOCKING_ERRORS));
+        }
+        return Some(Some(e));
+    }
+    // The recipient blocked the sender: nothing reaches it.
+    let to_bare = to.to_bare();
+    if let Ok(from) = Jid::new(s.full())
+        && srv.blocking.blocks(srv, to_bare.as_str(), &from).await
+    {
+        if request {
+            return Some(Some(stanza::error_reply(el, "service-unavailable", None)));
+        }
+        return Some(None);
+    }
+    None
+}
+
+fn items(el: &Element) -> Result<Vec<String>, &'static str> {
+    el.children()
+        .filter(|c| c.is("item", ns::BLOCKING))
+        .map(|c| {
+            c.attr("jid")
+                .and_then(|j| Jid::new(j).ok())
+                .map(|j| j.as_str().to_owned())
+                .ok_or("jid-malformed")
+        })
+        .collect()
+}
+
+fn push(srv: &Server, owner: &str, payload: Element) {
+    let interested = srv
+        .blocking
+        .interested
+        .lock()
+        .map(|i| i.clone())
+        .unwrap_or_default();
+    for h in srv.router.sessions(owner) {
+        if !interested.contains(&h.id) {
+            continue;
+        }
+        let mut iq = Element::bare("iq", ns::CLIENT)
+            .with("type", "set")
+            .with("id", &format!("block-{}", crate::session::random_id()))
+            .with("to", &h.full);
+        iq.append_child(payload.clone());
+        h.send(stanza::to_bytes(&iq));
+    }
+}
+
+fn handle<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> HandlerFuture<'a> {
+    Box::pin(async move {
+        if owner != s.bare() || s.anonymous {
+            return s.send(&stanza::error_reply(&iq, "forbidden", None));
+        }
+        let Some(p) = stanza::iq_payload(&iq).cloned() else {
+            return s.send(&stanza::error_reply(&iq, "bad-request", None));
+        };
+        match (iq.attr("type"), p.name()) {
+            (Some("get"), "blocklist") => {
+                if let Ok(mut i) = srv.blocking.interested.lock() {
+                    i.insert(s.handle.id);
+                }
+                let list = srv.blocking.list(srv, owner).await;
+                let mut out = Element::bare("blocklist", ns::BLOCKING);
+                for j in list.iter() {
+                    out.append_child(Element::bare("item", ns::BLOCKING).with("jid", j));
+                }
+                let mut res = stanza::iq_result(&iq);
+                res.append_child(out);
+                s.send(&res);
+            }
+            (Some("set"), "block" | "unblock") => {
+                let jids = match items(&p) {
+                    Ok(j) => j,
+                    Err(c) => return s.send(&stanza::error_reply(&iq, c, None)),
+                };
+                let block = p.name() == "block";
+                if block && jids.is_empty() {
+                    return s.send(&stanza::error_reply(&iq, "bad-request", None));
+                }
+                let r = if block {
+                    srv.store.block(owner, &jids).await
+                } else {
+                    srv.store.unblock(owner, &jids).await
+                };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "block list write failed");
+                    return s.send(&stanza::error_reply(&iq, "internal-server-error", None));
+                }
+                srv.blocking.forget(owner);
+                s.send(&stanza::iq_result(&iq));
+                if block {
+                    // §3.3: the blocked contacts no longer see the user.
+                    for j in &jids {
+                        for h in srv.router.sessions(owner) {
+                            if !h.is_available() {
+                                continue;
+                            }
+                            let p = Element::bare("presence", ns::CLIENT)
+                                .with("type", "unavailable")
+                                .with("from", &h.full)
+                                .with("to", j);
+                            if let Ok(to) = Jid::new(j) {
+                                let targets: Vec<_> = srv
+                                    .router
+                                    .sessions(to.to_bare().as_str())
+                                    .into_iter()
+                                    .filter(|t| t.is_available())
+                                    .collect();
+                                srv.deliver(&targets, &p);
+                            }
+                        }
+                    }
+                }
+                push(srv, owner, p);
+            }
+            _ => s.send(&stanza::error_reply(&iq, "bad-request", None)),
+        }
+    })
+}

@@ -341,7 +341,7 @@ def test_interrupted_put_leaves_nothing(server_factory):
 
 
 def test_expiry_deletes_files(server_factory):
-    srv = server_factory({"upload.max_file_bytes": 1000, "upload.quota_bytes": 1000})
+    srv = server_factory({"upload.max_file_bytes": 1000, "upload.quota_bytes": 1000, "retention.days": 7})
     user = srv.add_user()
 
     async def scenario(step):

@@ -63,6 +63,23 @@ enum Command {
         #[command(subcommand)]
         command: upload::UploadCommand,
     },
+    /// Apply the retention policy (`retention.days`).
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Delete archived messages, offline messages and uploads past
+    /// retention now (the server also does this every
+    /// `retention.sweep_interval_secs`). Works while the server runs.
+    Apply {
+        /// Take this Unix time as now (for tests).
+        #[arg(long, hide = true)]
+        now: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,6 +127,9 @@ fn main() -> ExitCode {
                         .map_err(|e| e.to_string()),
                     Command::User { command } => users::run(&cfg, command).await,
                     Command::Upload { command } => upload::run(&cfg, command).await,
+                    Command::Retention {
+                        command: RetentionCommand::Apply { now },
+                    } => retention_apply(&cfg, now).await,
                     Command::Config {
                         command: ConfigCommand::Example,
                     } => Ok(()),
@@ -124,6 +144,18 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+async fn retention_apply(cfg: &Config, now: Option<u64>) -> Result<(), String> {
+    let store = open_store(cfg).await?;
+    let now = now.unwrap_or_else(xmpp_core::time::now_unix);
+    let r = conclave_server::modules::retention::apply(&store, cfg, now).await;
+    store.close().await;
+    println!(
+        "deleted {} archived messages, {} offline messages, {} uploads",
+        r.archived, r.offline, r.uploads
+    );
+    Ok(())
 }
 
 pub async fn open_store(cfg: &Config) -> Result<SqliteStore, String> {
@@ -245,6 +277,30 @@ async fn serve(cfg: Config) -> Result<(), String> {
     }
     if server.config.upload_enabled() {
         tasks.push(tokio::spawn(upload::sweep(server.clone())));
+    }
+    {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            let every = Duration::from_secs(server.config.retention.sweep_interval_secs);
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let r = conclave_server::modules::retention::apply(
+                    &*server.store,
+                    &server.config,
+                    xmpp_core::time::now_unix(),
+                )
+                .await;
+                if r != Default::default() {
+                    tracing::info!(
+                        archived = r.archived,
+                        offline = r.offline,
+                        uploads = r.uploads,
+                        "retention applied"
+                    );
+                }
+            }
+        }));
     }
     tracing::info!(hosts = ?server.config.hosts, "Conclave is up");
     wait_for_signal().await;

@@ -27,6 +27,7 @@ pub struct Config {
     pub registration: Registration,
     pub muc: Muc,
     pub archive: ArchiveCfg,
+    pub retention: Retention,
     pub turn: Turn,
     pub upload: Upload,
     pub log: Log,
@@ -105,6 +106,27 @@ pub struct Registration {
     pub allow: bool,
 }
 
+/// How long stored conversations and files are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Days that archives (of accounts and rooms), offline messages and
+    /// uploads are kept; 0 keeps them until deleted. A room's owner may
+    /// choose fewer days for the room.
+    pub days: u32,
+    /// Seconds between background sweeps.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            days: 90,
+            sweep_interval_secs: 3600,
+        }
+    }
+}
+
 /// XEP-0313 message archives of accounts and rooms.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -167,9 +189,6 @@ pub struct Upload {
     pub max_file_bytes: u64,
     /// Bytes one user may have stored and pending at once.
     pub quota_bytes: u64,
-    /// Files are deleted this long after their slot was handed out; 0
-    /// keeps them for ever.
-    pub expire_after_secs: u64,
     /// How long a slot waits for its PUT to begin.
     pub slot_ttl_secs: u64,
     /// How often the server deletes expired files.
@@ -201,6 +220,7 @@ impl Default for Config {
             registration: Registration::default(),
             muc: Muc::default(),
             archive: ArchiveCfg::default(),
+            retention: Retention::default(),
             turn: Turn::default(),
             upload: Upload::default(),
             log: Log::default(),
@@ -276,7 +296,6 @@ impl Default for Upload {
             enabled: true,
             max_file_bytes: 100 * 1024 * 1024,
             quota_bytes: 1024 * 1024 * 1024,
-            expire_after_secs: 7 * 86_400,
             slot_ttl_secs: 300,
             expire_interval_secs: 3600,
             base_url: String::new(),
@@ -325,6 +344,9 @@ impl Config {
         }
         if !matches!(self.archive.default.as_str(), "always" | "roster" | "never") {
             return Err("`archive.default` must be \"always\", \"roster\" or \"never\"".into());
+        }
+        if self.retention.sweep_interval_secs == 0 {
+            return Err("`retention.sweep_interval_secs` must be at least 1".into());
         }
         if self.archive.max_page == 0 {
             return Err("`archive.max_page` must be at least 1".into());
@@ -461,6 +483,16 @@ session_queue = 4096
 # XEP-0077 in-band registration.
 allow = false
 
+[retention]
+# Days that message archives (accounts and rooms), offline messages and uploads
+# are kept, then deleted; 0 keeps them until a user or the operator deletes them.
+# 90 days keeps search useful over a quarter without making the server a
+# permanent record; room owners may choose fewer days for their room.
+# `conclave retention apply` applies it at once.
+days = 90
+# Seconds between background sweeps.
+sweep_interval_secs = 3600
+
 [archive]
 # Message archives (XEP-0313) for accounts and rooms, searchable in full text
 # (XEP-0431). End-to-end encrypted messages are kept as ciphertext and are not
@@ -494,10 +526,7 @@ enabled = true
 max_file_bytes = 104857600
 # Bytes one user may have stored at once, counting slots not yet used (1 GiB).
 quota_bytes = 1073741824
-# Files are deleted this many seconds after upload (7 days, as Prosody and
-# Snikket: long enough for an offline contact to fetch them, short enough
-# that the server is no archive). 0 keeps them for ever.
-expire_after_secs = 604800
+# How long files are kept is `retention.days`.
 # Seconds a client has to begin the PUT after it got the slot.
 slot_ttl_secs = 300
 # Seconds between sweeps that delete expired files.

@@ -163,7 +163,8 @@ impl Server {
                 }
             }
         }
-        let caps_ver = modules::disco::caps_ver(&server_features);
+        let caps_ver =
+            modules::disco::caps_ver(&server_features, &[modules::retention::disco_form(&config)]);
         let limiter = AuthLimiter::new(config.limits.auth_failures_per_minute);
         Arc::new(Server {
             config: Arc::new(config),

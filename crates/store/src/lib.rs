@@ -125,6 +125,8 @@ pub trait Offline: Send + Sync {
     /// Deleted only after delivery, so a crash between the two duplicates
     /// rather than loses.
     async fn delete_upto(&self, owner: &str, max_id: i64) -> Result<()>;
+    /// Deletes offline messages stored before `before` (Unix seconds).
+    async fn expire_offline(&self, before: u64) -> Result<u64>;
 }
 
 #[async_trait]
@@ -295,6 +297,9 @@ pub trait Archive: Send + Sync {
         always: &[String],
         never: &[String],
     ) -> Result<()>;
+    /// Deletes rows older than `before` (microseconds), of one archive or of
+    /// all; returns how many went.
+    async fn expire_archive(&self, owner: Option<&str>, before: i64) -> Result<u64>;
 }
 
 /// XEP-0191 block lists: JIDs (full, bare or domain) per owner.

@@ -405,6 +405,14 @@ impl Offline for SqliteStore {
         Ok(msgs)
     }
 
+    async fn expire_offline(&self, before: u64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM offline WHERE stamp < ?1")
+            .bind(before as i64)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     async fn delete_upto(&self, owner: &str, max_id: i64) -> Result<()> {
         sqlx::query("DELETE FROM offline WHERE owner = ?1 AND id <= ?2")
             .bind(owner)

@@ -184,6 +184,31 @@ impl Archive for SqliteStore {
         })
     }
 
+    async fn expire_archive(&self, owner: Option<&str>, before: i64) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
+        let (fts, rows) = match owner {
+            Some(o) => (
+                sqlx::query(
+                    "DELETE FROM archive_fts WHERE rowid IN (SELECT seq FROM archive WHERE owner = ?1 AND stamp < ?2)",
+                )
+                .bind(o)
+                .bind(before),
+                sqlx::query("DELETE FROM archive WHERE owner = ?1 AND stamp < ?2")
+                    .bind(o)
+                    .bind(before),
+            ),
+            None => (
+                sqlx::query("DELETE FROM archive_fts WHERE rowid IN (SELECT seq FROM archive WHERE stamp < ?1)")
+                    .bind(before),
+                sqlx::query("DELETE FROM archive WHERE stamp < ?1").bind(before),
+            ),
+        };
+        fts.execute(&mut *tx).await?;
+        let n = rows.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn archive_prefs(
         &self,
         owner: &str,
@@ -361,6 +386,25 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(p.count, 3);
+        // expiry removes old rows and their index entries
+        assert_eq!(
+            s.expire_archive(Some("alice@localhost"), 10_000_000)
+                .await
+                .unwrap(),
+            9
+        );
+        let p = s
+            .query(
+                "alice@localhost",
+                &q(|q| q.fulltext = Some("budget".into())),
+            )
+            .await
+            .unwrap();
+        assert!(p.rows.is_empty());
+        assert_eq!(
+            s.query("alice@localhost", &q(|_| {})).await.unwrap().count,
+            16
+        );
         let mut bad = q(|_| {});
         bad.after = Some("nope".into());
         assert!(matches!(

@@ -41,14 +41,49 @@ pub const MODULE: Module = Module {
     enabled: super::always,
 };
 
-/// XEP-0115 §5.1 verification string for one identity and these features.
-pub fn caps_ver(features: &[&str]) -> String {
+/// XEP-0115 §5.1 verification string for one identity, these features and
+/// the extended forms (§5.4: FORM_TYPE, then fields by var, values sorted).
+pub fn caps_ver(features: &[&str], forms: &[Element]) -> String {
     let mut f: Vec<&str> = features.to_vec();
     f.sort_unstable();
     let mut s = format!("server/im//{SERVER_NAME}<");
     for x in f {
         s.push_str(x);
         s.push('<');
+    }
+    for form in forms {
+        let values = |field: &Element| -> Vec<String> {
+            let mut v: Vec<String> = field
+                .children()
+                .filter(|c| c.is("value", ns::DATA_FORMS))
+                .map(Element::text)
+                .collect();
+            v.sort();
+            v
+        };
+        let fields: Vec<&Element> = form
+            .children()
+            .filter(|c| c.is("field", ns::DATA_FORMS))
+            .collect();
+        if let Some(ft) = fields.iter().find(|f| f.attr("var") == Some("FORM_TYPE")) {
+            for v in values(ft) {
+                s.push_str(&v);
+                s.push('<');
+            }
+        }
+        let mut rest: Vec<&&Element> = fields
+            .iter()
+            .filter(|f| f.attr("var") != Some("FORM_TYPE"))
+            .collect();
+        rest.sort_by_key(|f| f.attr("var").unwrap_or("").to_owned());
+        for f in rest {
+            s.push_str(f.attr("var").unwrap_or(""));
+            s.push('<');
+            for v in values(f) {
+                s.push_str(&v);
+                s.push('<');
+            }
+        }
     }
     let d = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(d.as_ref())
@@ -92,13 +127,16 @@ fn server_info<'a>(srv: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> 
             return;
         }
         let mut reply = stanza::iq_result(&iq);
-        reply.append_child(info_query(
+        let mut q = info_query(
             node,
             "server",
             "im",
             Some(SERVER_NAME),
             srv.server_features(),
-        ));
+        );
+        // XEP-0128: how long data is kept (also part of the caps hash).
+        q.append_child(super::retention::disco_form(&srv.config));
+        reply.append_child(q);
         s.send(&reply);
     })
 }
@@ -181,8 +219,14 @@ pub fn service_info(config: &Config, s: &Session, svc: &Service, iq: &Element) {
 mod tests {
     #[test]
     fn caps_ver_is_order_independent_and_stable() {
-        let a = super::caps_ver(&["urn:xmpp:ping", "http://jabber.org/protocol/disco#info"]);
-        let b = super::caps_ver(&["http://jabber.org/protocol/disco#info", "urn:xmpp:ping"]);
+        let a = super::caps_ver(
+            &["urn:xmpp:ping", "http://jabber.org/protocol/disco#info"],
+            &[],
+        );
+        let b = super::caps_ver(
+            &["http://jabber.org/protocol/disco#info", "urn:xmpp:ping"],
+            &[],
+        );
         assert_eq!(a, b);
         assert_eq!(a.len(), 28);
     }

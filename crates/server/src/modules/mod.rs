@@ -13,6 +13,7 @@ pub mod muc;
 pub mod ping;
 pub mod presence;
 pub mod register;
+pub mod retention;
 pub mod roster;
 pub mod time;
 pub mod upload;

@@ -269,7 +269,7 @@ pub async fn expire<S: Uploads + ?Sized>(
     config: &Config,
     now: u64,
 ) -> Result<usize, StoreError> {
-    let after = config.upload.expire_after_secs;
+    let after = super::retention::keep_secs(config).unwrap_or(0);
     let created_before = (after > 0).then(|| now.saturating_sub(after));
     let dir = dir(config);
     let mut gone = Vec::new();
@@ -389,7 +389,8 @@ async fn request_slot(srv: &Server, s: &Session, iq: &Element, req: &Element) {
                 .await
                 .unwrap_or_default();
             tracing::info!(owner = s.bare(), size = req.size, "upload refused: quota");
-            let reply = match retry_at(&held, req.size, cfg.quota_bytes, cfg.expire_after_secs) {
+            let keep = super::retention::keep_secs(&srv.config).unwrap_or(0);
+            let reply = match retry_at(&held, req.size, cfg.quota_bytes, keep) {
                 Some(at) => {
                     let retry =
                         Element::bare("retry", ns::HTTP_UPLOAD).with("stamp", &time::datetime(at));

@@ -490,7 +490,7 @@ async fn iq(
         } else if p.is("query", ns::MUC_ADMIN) {
             admin(&mut r, s, ty, &p, &mut out)
         } else if p.is("query", ns::MUC_OWNER) {
-            owner(&mut r, s, ty, &p, &mut out)
+            owner(&mut r, s, ty, &p, srv.config.retention.days, &mut out)
         } else {
             Err("service-unavailable")
         }
@@ -845,12 +845,27 @@ fn config_form(c: &RoomConfig) -> Element {
         Some("Maximum occupants"),
         &[&max],
     ));
+    let keep = c.retention_days.to_string();
+    x.append_child(field(
+        RETENTION_FIELD,
+        Some("text-single"),
+        Some("Days the room's history is kept (0: the server's setting)"),
+        &[&keep],
+    ));
     x
 }
 
+/// The room owner's retention field (a Conclave extension of the form).
+pub const RETENTION_FIELD: &str = "{https://conclave.chat/protocol/retention}room-archive-days";
+
 /// Applies a submitted configuration form; unknown fields are ignored,
 /// malformed values refuse the whole form.
-fn apply_form(c: &mut RoomConfig, x: &Element, history_cap: usize) -> Result<(), &'static str> {
+fn apply_form(
+    c: &mut RoomConfig,
+    x: &Element,
+    history_cap: usize,
+    max_days: u32,
+) -> Result<(), &'static str> {
     let mut next = c.clone();
     let mut secret: Option<String> = None;
     let mut protect: Option<bool> = None;
@@ -890,6 +905,14 @@ fn apply_form(c: &mut RoomConfig, x: &Element, history_cap: usize) -> Result<(),
                     .map_err(|_| "not-acceptable")?
                     .min(history_cap)
             }
+            RETENTION_FIELD => {
+                let d: u32 = v.trim().parse().map_err(|_| "not-acceptable")?;
+                // Within the operator's limit (0 there means no limit).
+                if max_days > 0 && d > max_days {
+                    return Err("not-acceptable");
+                }
+                next.retention_days = d;
+            }
             "muc#roomconfig_maxusers" => {
                 next.max_occupants = match v.trim() {
                     "" | "none" | "0" => 0,
@@ -910,7 +933,14 @@ fn apply_form(c: &mut RoomConfig, x: &Element, history_cap: usize) -> Result<(),
 }
 
 /// §10: muc#owner, configuration and destruction.
-fn owner(r: &mut Room, s: &Session, ty: &str, q: &Element, out: &mut Vec<Delivery>) -> Answer {
+fn owner(
+    r: &mut Room,
+    s: &Session,
+    ty: &str,
+    q: &Element,
+    max_days: u32,
+    out: &mut Vec<Delivery>,
+) -> Answer {
     if r.affiliation(s.bare()) != Affiliation::Owner {
         return Err("forbidden");
     }
@@ -933,7 +963,7 @@ fn owner(r: &mut Room, s: &Session, ty: &str, q: &Element, out: &mut Vec<Deliver
         Some("cancel") => Ok(None),
         Some("submit") => {
             let cap = r.config.history.max(1000);
-            apply_form(&mut r.config, x, cap)?;
+            apply_form(&mut r.config, x, cap, max_days)?;
             r.config_changed(out);
             Ok(None)
         }

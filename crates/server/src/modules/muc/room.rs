@@ -97,6 +97,8 @@ pub struct RoomConfig {
     pub history: usize,
     /// 0: no cap.
     pub max_occupants: usize,
+    /// Days the room's archive is kept; 0: the server's retention.
+    pub retention_days: u32,
 }
 
 impl RoomConfig {
@@ -114,6 +116,7 @@ impl RoomConfig {
             allow_invites: true,
             history,
             max_occupants: 0,
+            retention_days: 0,
         }
     }
 
@@ -132,6 +135,7 @@ impl RoomConfig {
             ("allow_invites".into(), b(self.allow_invites)),
             ("history".into(), self.history.to_string()),
             ("max_occupants".into(), self.max_occupants.to_string()),
+            ("retention_days".into(), self.retention_days.to_string()),
         ]
     }
 
@@ -152,6 +156,7 @@ impl RoomConfig {
                 "allow_invites" => c.allow_invites = on,
                 "history" => c.history = v.parse().unwrap_or(default_history),
                 "max_occupants" => c.max_occupants = v.parse().unwrap_or(0),
+                "retention_days" => c.retention_days = v.parse().unwrap_or(0),
                 _ => {}
             }
         }

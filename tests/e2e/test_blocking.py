@@ -66,3 +66,29 @@ def test_block_and_unblock(server):
             await close_all(alice, alice2, bob)
 
     run(scenario())
+
+
+def test_spam_report_reaches_admins(server_factory):
+    srv = server_factory(start=False)
+    admin_jid, admin_pw = srv.add_user()
+    srv.overrides["admins"] = [admin_jid]
+    srv.start()
+    alice_jid, alice_pw = srv.add_user()
+    spammer_jid, _ = srv.add_user()
+
+    async def scenario():
+        admin = await login(srv, admin_jid, admin_pw)
+        alice = await login(srv, alice_jid, alice_pw)
+        try:
+            await alice.iq(
+                "set",
+                f"<block xmlns='{NS_BLOCK}'><item jid='{spammer_jid}'><report xmlns='urn:xmpp:reporting:1' "
+                "reason='urn:xmpp:reporting:spam'><text>buy now</text></report></item></block>",
+            )
+            m = await admin.next_message()
+            assert alice_jid in m["body"] and spammer_jid in m["body"] and "spam" in m["body"]
+            assert m.xml.find("{urn:xmpp:reporting:1}report") is not None
+        finally:
+            await close_all(admin, alice)
+
+    run(scenario())

@@ -52,3 +52,4 @@ pub const OMEMO_LEGACY: &str = "eu.siacs.conversations.axolotl";
 pub const OMEMO: &str = "urn:xmpp:omemo:2";
 pub const BLOCKING: &str = "urn:xmpp:blocking";
 pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
+pub const REPORTING: &str = "urn:xmpp:reporting:1";

@@ -15,7 +15,7 @@ use crate::hub::{HandlerFuture, IqRoute, Module, Server, Session, Target};
 pub const MODULE: Module = Module {
     name: "blocking",
     features: &[],
-    account_features: &[ns::BLOCKING],
+    account_features: &[ns::BLOCKING, ns::REPORTING],
     iq: &[IqRoute {
         target: Target::Account,
         ns: ns::BLOCKING,
@@ -132,6 +132,50 @@ fn push(srv: &Server, owner: &str, payload: Element) {
     }
 }
 
+/// XEP-0377: a block may carry a report; the server's administrators hear
+/// of it (who reported whom, why), and nothing else is kept.
+fn report_to_admins(srv: &Server, s: &Session, block: &Element) {
+    for item in block.children().filter(|c| c.is("item", ns::BLOCKING)) {
+        let Some(report) = item.get_child("report", ns::REPORTING) else {
+            continue;
+        };
+        let about = item.attr("jid").unwrap_or("?");
+        let reason = report
+            .attr("reason")
+            .and_then(|r| r.rsplit(':').next())
+            .unwrap_or("unspecified");
+        let text = report
+            .get_child("text", ns::REPORTING)
+            .map(Element::text)
+            .unwrap_or_default();
+        tracing::info!(reporter = s.bare(), about, reason, "abuse report");
+        let mut body = format!("{} reported {about} ({reason}).", s.bare());
+        if !text.is_empty() {
+            body.push_str("\n");
+            body.push_str(&text);
+        }
+        for admin in &srv.config.admins {
+            let Ok(j) = Jid::new(admin) else { continue };
+            let mut m = Element::bare("message", ns::CLIENT)
+                .with("from", &s.host)
+                .with("to", j.as_str())
+                .with("type", "normal")
+                .with("id", &crate::session::random_id());
+            let mut b = Element::bare("body", ns::CLIENT);
+            b.append_text(body.clone());
+            m.append_child(b);
+            m.append_child(report.clone());
+            let targets: Vec<_> = srv
+                .router
+                .sessions(j.to_bare().as_str())
+                .into_iter()
+                .filter(|h| h.is_available())
+                .collect();
+            srv.deliver(&targets, &m);
+        }
+    }
+}
+
 fn handle<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> HandlerFuture<'a> {
     Box::pin(async move {
         if owner != s.bare() || s.anonymous {
@@ -174,6 +218,9 @@ fn handle<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> H
                 }
                 srv.blocking.forget(owner);
                 s.send(&stanza::iq_result(&iq));
+                if block {
+                    report_to_admins(srv, s, &p);
+                }
                 if block {
                     // §3.3: the blocked contacts no longer see the user.
                     for j in &jids {

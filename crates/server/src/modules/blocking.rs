@@ -151,7 +151,7 @@ fn report_to_admins(srv: &Server, s: &Session, block: &Element) {
         tracing::info!(reporter = s.bare(), about, reason, "abuse report");
         let mut body = format!("{} reported {about} ({reason}).", s.bare());
         if !text.is_empty() {
-            body.push_str("\n");
+            body.push('\n');
             body.push_str(&text);
         }
         for admin in &srv.config.admins {

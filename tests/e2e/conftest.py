@@ -35,9 +35,9 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
-def _start(overrides: dict | None, name: str, start: bool = True) -> harness.ServerBase:
+def _start(overrides: dict | None, name: str, start: bool = True, components: dict | None = None) -> harness.ServerBase:
     try:
-        srv = harness.make_server(overrides, name)
+        srv = harness.make_server(overrides, name, components)
     except harness.Unsupported as e:
         pytest.skip(str(e))
     _LIVE.append(srv)
@@ -71,11 +71,12 @@ def server_factory():
 
     make(overrides={"limits.max_stanza_bytes": 10000}, start=True) -> server
     A key that the reference target cannot express skips the test.
+    components={"bot.localhost": "secret"} accepts XEP-0114 components.
     """
     made: list[harness.ServerBase] = []
 
-    def make(overrides: dict | None = None, start: bool = True, name: str = "test-server"):
-        srv = _start(overrides, name, start)
+    def make(overrides: dict | None = None, start: bool = True, name: str = "test-server", components: dict | None = None):
+        srv = _start(overrides, name, start, components)
         made.append(srv)
         return srv
 

@@ -136,14 +136,16 @@ class ServerBase:
     domain = DOMAIN
     guest_domain = GUEST_DOMAIN
 
-    def __init__(self, overrides: dict | None = None, name: str = "server"):
+    def __init__(self, overrides: dict | None = None, name: str = "server", components: dict | None = None):
         self.overrides = dict(overrides or {})
         self.name = name
+        # XEP-0114 components this server accepts: {domain: secret}.
+        self.components = dict(components or {})
         self.tmp = Path(tempfile.mkdtemp(prefix=f"e2e-{self.kind}-"))
         self.data_dir = self.tmp / "data"
         self.data_dir.mkdir()
         self.stderr_path = self.tmp / "server.stderr.log"
-        self.starttls_port, self.direct_tls_port, self.http_port = free_ports(3)
+        self.starttls_port, self.direct_tls_port, self.http_port, self.component_port = free_ports(4)
         self.proc: subprocess.Popen | None = None
         self._stderr_file = None
         self.starts = 0
@@ -285,6 +287,18 @@ class ConclaveServer(ServerBase):
                 "http.port": self.http_port,
             }
         )
+        if self.components:
+            # A list of tables is clearest in the TOML file; the rest stays in
+            # the environment, which overrides the file.
+            cfg["components.port"] = self.component_port
+            toml = self.tmp / "conclave.toml"
+            toml.write_text(
+                "".join(
+                    f'[[components.list]]\ndomain = "{d}"\nsecret = "{s}"\n\n'
+                    for d, s in self.components.items()
+                )
+            )
+            env["CONCLAVE_CONFIG"] = str(toml)
         cfg.update(self.overrides)
         for key, value in cfg.items():
             env["CONCLAVE_" + key.upper().replace(".", "__")] = _env_value(value)
@@ -359,11 +373,11 @@ class ProsodyServer(ServerBase):
         "auth.allow_plain": lambda v: {} if v else {"disable_sasl_mechanisms": ["PLAIN"]},
     }
 
-    def __init__(self, overrides=None, name="server"):
+    def __init__(self, overrides=None, name="server", components=None):
         for key in overrides or {}:
             if key not in self.MAP:
                 raise Unsupported(f"config key {key!r} has no Prosody equivalent")
-        super().__init__(overrides, name)
+        super().__init__(overrides, name, components)
         self.prosody_log = self.tmp / "prosody.log"
         self.cfg_path = self.tmp / "prosody.cfg.lua"
         self._write_cert()
@@ -403,6 +417,9 @@ class ProsodyServer(ServerBase):
         extra = "\n".join(f"{k} = {_lua(v)}" for k, v in opts.items() if not (k == "turn_external_user" and v == ""))
         t = self.tmp
         cert, key = self.cert_dir / "localhost.crt", self.cert_dir / "localhost.key"
+        components = "".join(
+            f'\nComponent "{d}"\n  component_secret = {_lua(s)}\n' for d, s in self.components.items()
+        )
         self.cfg_path.write_text(
             f"""
 pidfile = "{t}/prosody.pid"
@@ -425,11 +442,13 @@ modules_disabled = {{ "s2s" }}
 c2s_require_encryption = true
 allow_unencrypted_plain_auth = false
 authentication = "internal_hashed"
+component_ports = {{ {self.component_port} }}
+component_interfaces = {{ "{LOOPBACK}" }}
 {extra}
 VirtualHost "{self.domain}"
 VirtualHost "{self.guest_domain}"
   authentication = "anonymous"
-"""
+{components}"""
         )
 
     def _popen(self):
@@ -482,11 +501,11 @@ def _lua(v) -> str:
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def make_server(overrides: dict | None = None, name: str = "server") -> ServerBase:
+def make_server(overrides: dict | None = None, name: str = "server", components: dict | None = None) -> ServerBase:
     if TARGET == "prosody":
-        return ProsodyServer(overrides, name)
+        return ProsodyServer(overrides, name, components)
     if TARGET == "conclave":
-        return ConclaveServer(overrides, name)
+        return ConclaveServer(overrides, name, components)
     raise RuntimeError(f"unknown TARGET={TARGET!r} (conclave or prosody)")
 
 

@@ -1,4 +1,6 @@
-//! XMPP over TCP: STARTTLS on one port, direct TLS (XEP-0368) on another.
+//! XMPP over TCP: client streams with STARTTLS on one port and direct TLS
+//! (XEP-0368) on another, and XEP-0114 component streams (plain TCP) on a
+//! third.
 
 use std::collections::VecDeque;
 use std::io;
@@ -154,15 +156,32 @@ pub struct TcpTransport {
     info: ConnInfo,
     header_sent: bool,
     first_host: String,
+    mode: Mode,
     guard: ConnGuard,
 }
 
-fn header(from: &str, id: &str) -> String {
-    format!(
-        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='{}' from='{}' version='1.0' xml:lang='en'>",
-        stanza::escape(id),
-        stanza::escape(from)
-    )
+/// What a listening port speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Client streams, TLS after STARTTLS.
+    StartTls,
+    /// Client streams inside TLS from the first byte (XEP-0368).
+    DirectTls,
+    /// XEP-0114 component streams: plain TCP, their own namespace.
+    Component,
+}
+
+impl Mode {
+    fn header(self, from: &str, id: &str) -> String {
+        match self {
+            Mode::StartTls | Mode::DirectTls => format!(
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='{}' from='{}' version='1.0' xml:lang='en'>",
+                stanza::escape(id),
+                stanza::escape(from)
+            ),
+            Mode::Component => xmpp_core::component::header(from, id),
+        }
+    }
 }
 
 async fn close_stream<W: AsyncWrite + Unpin>(w: &mut W, condition: Option<&str>) {
@@ -193,7 +212,8 @@ impl Transport for TcpTransport {
 
     async fn send_header(&mut self, from: &str, id: &str) -> io::Result<()> {
         self.header_sent = true;
-        self.send(header(from, id).as_bytes()).await
+        let h = self.mode.header(from, id);
+        self.send(h.as_bytes()).await
     }
 
     async fn send(&mut self, xml: &[u8]) -> io::Result<()> {
@@ -224,7 +244,9 @@ impl Transport for TcpTransport {
         if !self.header_sent && condition.is_some() {
             // RFC 6120 §4.9.1.2: an error before the client's header still
             // needs ours first.
-            let h = header(&self.first_host, &conclave_server::session::random_id());
+            let h = self
+                .mode
+                .header(&self.first_host, &conclave_server::session::random_id());
             let _ = self.stream.write_all(h.as_bytes()).await;
         }
         close_stream(&mut self.stream, condition).await;
@@ -318,12 +340,13 @@ impl FrameWriter for TcpWriter {
     }
 }
 
-/// Accepts connections on one c2s port until the server shuts down.
+/// Accepts connections on one client or component port until the server
+/// shuts down.
 pub async fn listen(
     server: Arc<Server>,
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    direct_tls: bool,
+    mode: Mode,
     limiter: ConnLimiter,
     live: Live,
 ) {
@@ -348,17 +371,14 @@ pub async fn listen(
         // handshake) is freed before the session's life begins.
         tokio::spawn(async move {
             let _token = token;
-            let accepted = Box::pin(accept(
-                server.clone(),
-                tcp,
-                addr,
-                acceptor,
-                direct_tls,
-                limiter,
-            ))
-            .await;
-            if let Some(t) = accepted {
-                Box::pin(conclave_server::session::run(server, t)).await;
+            let accepted =
+                Box::pin(accept(server.clone(), tcp, addr, acceptor, mode, limiter)).await;
+            match accepted {
+                Some(t) if mode == Mode::Component => {
+                    Box::pin(conclave_server::component::run(server, t)).await
+                }
+                Some(t) => Box::pin(conclave_server::session::run(server, t)).await,
+                None => {}
             }
         });
     }
@@ -369,7 +389,7 @@ async fn accept(
     tcp: TcpStream,
     addr: SocketAddr,
     acceptor: TlsAcceptor,
-    direct_tls: bool,
+    mode: Mode,
     limiter: ConnLimiter,
 ) -> Option<TcpTransport> {
     let _ = tcp.set_nodelay(true);
@@ -377,6 +397,7 @@ async fn accept(
     let guard = limiter.acquire(addr.ip(), server.config.limits.max_connections_per_ip);
     let handshake =
         std::time::Duration::from_secs(server.config.limits.unauthenticated_timeout_secs);
+    let direct_tls = mode == Mode::DirectTls;
     let mut stream = if direct_tls {
         match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
@@ -391,7 +412,7 @@ async fn accept(
         tracing::info!(peer = %addr.ip(), "too many connections from this address");
         let refuse = format!(
             "{}{}</stream:stream>",
-            header(&first_host, "refused"),
+            mode.header(&first_host, "refused"),
             stanza::stream_error(
                 "policy-violation",
                 Some("too many connections from your address")
@@ -414,11 +435,16 @@ async fn accept(
         info: ConnInfo {
             peer: addr.ip(),
             secure: direct_tls,
-            starttls_available: !direct_tls,
-            kind: if direct_tls { "tls" } else { "tcp" },
+            starttls_available: mode == Mode::StartTls,
+            kind: match mode {
+                Mode::StartTls => "tcp",
+                Mode::DirectTls => "tls",
+                Mode::Component => "component",
+            },
         },
         header_sent: false,
         first_host,
+        mode,
         guard,
     };
     Some(t)

@@ -240,23 +240,47 @@ async fn serve(cfg: Config) -> Result<(), String> {
         .ok();
     let c2s_cfg = cfg.c2s.clone();
     let http_cfg = cfg.http.clone();
+    let comp_cfg = cfg.components.clone();
     let server = Server::new(cfg, store.clone());
     let limiter = ConnLimiter::default();
     let live = Live::default();
     let mut tasks = Vec::new();
-    for (port, direct, what) in [
-        (c2s_cfg.starttls_port, false, "XMPP clients (STARTTLS)"),
-        (c2s_cfg.direct_tls_port, true, "XMPP clients (direct TLS)"),
+    // Components: only when some are configured, so that the default
+    // port is not taken for nothing.
+    let comp_port = if comp_cfg.list.is_empty() {
+        0
+    } else {
+        comp_cfg.port
+    };
+    for (bind, port, mode, what) in [
+        (
+            &c2s_cfg.bind,
+            c2s_cfg.starttls_port,
+            c2s::Mode::StartTls,
+            "XMPP clients (STARTTLS)",
+        ),
+        (
+            &c2s_cfg.bind,
+            c2s_cfg.direct_tls_port,
+            c2s::Mode::DirectTls,
+            "XMPP clients (direct TLS)",
+        ),
+        (
+            &comp_cfg.bind,
+            comp_port,
+            c2s::Mode::Component,
+            "XMPP components (XEP-0114)",
+        ),
     ] {
         if port == 0 {
             continue;
         }
-        for l in bind_all(&c2s_cfg.bind, port, what).await? {
+        for l in bind_all(bind, port, what).await? {
             tasks.push(tokio::spawn(c2s::listen(
                 server.clone(),
                 l,
                 tls_xmpp.clone(),
-                direct,
+                mode,
                 limiter.clone(),
                 live.clone(),
             )));

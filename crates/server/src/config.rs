@@ -30,6 +30,7 @@ pub struct Config {
     pub retention: Retention,
     pub turn: Turn,
     pub upload: Upload,
+    pub components: Components,
     pub log: Log,
 }
 
@@ -198,6 +199,37 @@ pub struct Upload {
     pub base_url: String,
 }
 
+/// XEP-0114 external components (bots, bridges), each serving a domain of
+/// its own and authenticated by a shared secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Components {
+    /// Addresses to listen on. The protocol is plain TCP: keep it on
+    /// loopback (or a private network).
+    pub bind: Vec<IpAddr>,
+    /// 0 disables. Nothing listens while `list` is empty.
+    pub port: u16,
+    pub list: Vec<ComponentEntry>,
+}
+
+/// One component: the domain it serves and the secret it proves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentEntry {
+    pub domain: String,
+    pub secret: String,
+}
+
+impl Default for Components {
+    fn default() -> Self {
+        Components {
+            bind: loopback(),
+            port: 5347,
+            list: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Log {
@@ -223,6 +255,7 @@ impl Default for Config {
             retention: Retention::default(),
             turn: Turn::default(),
             upload: Upload::default(),
+            components: Components::default(),
             log: Log::default(),
         }
     }
@@ -381,6 +414,43 @@ impl Config {
         if !u.base_url.is_empty() && !scheme_ok {
             return Err("`upload.base_url` must start with https:// (or http://)".into());
         }
+        self.validate_components()
+    }
+
+    /// Each component domain is a valid domain, listed once, with a
+    /// secret, and not one the server itself serves.
+    fn validate_components(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.components.list {
+            let domain = jid::BareJid::new(&c.domain)
+                .ok()
+                .filter(|j| j.node().is_none())
+                .map(|j| j.as_str().to_owned())
+                .ok_or_else(|| {
+                    format!("`components.list`: `{}` is not a valid domain", c.domain)
+                })?;
+            if c.secret.is_empty() {
+                return Err(format!("`components.list`: set a `secret` for `{domain}`"));
+            }
+            let taken = self.is_local_host(&domain)
+                || crate::modules::SERVICES.iter().any(|svc| {
+                    (svc.enabled)(self)
+                        && self
+                            .hosts
+                            .iter()
+                            .any(|h| domain == format!("{}.{h}", svc.subdomain))
+                });
+            if taken {
+                return Err(format!(
+                    "`components.list`: `{domain}` is already served by the server itself"
+                ));
+            }
+            if !seen.insert(domain.clone()) {
+                return Err(format!(
+                    "`components.list`: `{domain}` is listed more than once"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -535,6 +605,20 @@ expire_interval_secs = 3600
 # proxy. Empty: https://<first host>:<http.port>.
 base_url = ""
 
+[components]
+# XEP-0114 external components: bots and bridges that serve a domain of their
+# own (users write to anything@that.domain) and log in with a shared secret.
+# The protocol is plain TCP: keep it on loopback or a private network.
+bind = ["127.0.0.1"]
+# 0 disables; nothing listens while the list below is empty.
+port = 5347
+# One [[components.list]] table per component. A second connection for the
+# same domain replaces the first, which is closed with `conflict`.
+#   [[components.list]]
+#   domain = "bot.localhost"
+#   secret = "a long random string"
+list = []
+
 [log]
 # A tracing filter, e.g. "info" or "conclave=debug,sqlx=warn".
 level = "info"
@@ -570,6 +654,34 @@ mod tests {
         let mut c = Config::default();
         c.upload.base_url = "files.example.org".into();
         assert!(c.validate().unwrap_err().contains("upload.base_url"));
+    }
+
+    #[test]
+    fn component_domains_are_checked() {
+        let entry = |d: &str, s: &str| ComponentEntry {
+            domain: d.into(),
+            secret: s.into(),
+        };
+        let mut c = Config::default();
+        c.components.list = vec![entry("bot.localhost", "s"), entry("Bot.Localhost", "t")];
+        assert!(c.validate().unwrap_err().contains("more than once"));
+        for (bad, why) in [
+            ("a@bot.localhost", "not a valid domain"),
+            ("localhost", "already served"),
+            ("conference.localhost", "already served"),
+            ("guest.localhost", "already served"),
+        ] {
+            c.components.list = vec![entry(bad, "s")];
+            assert!(c.validate().unwrap_err().contains(why), "{bad}");
+        }
+        c.components.list = vec![entry("bot.localhost", "")];
+        assert!(c.validate().unwrap_err().contains("secret"));
+        c.components.list = vec![entry("bot.localhost", "s")];
+        c.validate().unwrap();
+        let toml = "[[components.list]]\ndomain = \"bot.localhost\"\nsecret = \"s\"\n";
+        let parsed: Config = toml::from_str(toml).unwrap();
+        assert_eq!(parsed.components.list[0].domain, "bot.localhost");
+        assert_eq!(parsed.components.port, 5347);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use minidom::Element;
 use xmpp_core::ns;
 use xmpp_core::stanza::{self, ElementExt, Kind};
 
+use crate::component;
 use crate::config::Config;
 use crate::limits::AuthLimiter;
 use crate::modules;
@@ -44,6 +45,14 @@ impl Session {
 
     pub fn send(&self, el: &Element) {
         self.handle.send(stanza::to_bytes(el));
+    }
+
+    /// Answers a stanza that cannot be delivered with an error, unless it
+    /// is itself an error or an IQ result (RFC 6120 §8.3.1).
+    pub fn bounce(&self, el: &Element, condition: &str) {
+        if !matches!(el.attr("type"), Some("error" | "result")) {
+            self.send(&stanza::error_reply(el, condition, None));
+        }
     }
 
     /// Answers an IQ that only makes sense as a `get`: `bad-request` for
@@ -114,6 +123,32 @@ pub struct Service {
 /// Handles one stanza addressed to a service's domain (or a JID on it).
 pub type ServiceHandler = for<'a> fn(&'a Server, &'a Session, Jid, Element) -> HandlerFuture<'a>;
 
+/// What serves a domain other than a host: an in-process service or an
+/// external component (XEP-0114).
+enum Domain {
+    Service(&'static Service),
+    Component(Arc<component::Slot>),
+}
+
+/// IQ payloads a component may ask the server or an account about: the
+/// read-only ones. Everything else (registration, roster, carbons, TURN
+/// credentials...) belongs to a client's own account.
+const COMPONENT_IQ: &[&str] = &[
+    ns::DISCO_INFO,
+    ns::DISCO_ITEMS,
+    ns::PING,
+    ns::VERSION,
+    ns::TIME,
+    ns::VCARD,
+];
+
+/// Who sent a stanza the hub dispatches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Client,
+    Component,
+}
+
 pub struct Server {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
@@ -124,8 +159,8 @@ pub struct Server {
     pub blocking: modules::blocking::Blocklists,
     pub auth_limiter: AuthLimiter,
     iq: HashMap<(Target, &'static str), IqHandler>,
-    /// Service domain → service.
-    services: HashMap<String, &'static Service>,
+    /// Service and component domains.
+    domains: HashMap<String, Domain>,
     server_features: Vec<&'static str>,
     account_features: Vec<&'static str>,
     caps_ver: String,
@@ -155,12 +190,20 @@ impl Server {
         server_features.dedup();
         account_features.sort_unstable();
         account_features.dedup();
-        let mut services = HashMap::new();
+        let mut domains = HashMap::new();
         for svc in modules::SERVICES {
             if (svc.enabled)(&config) {
                 for h in &config.hosts {
-                    services.insert(format!("{}.{h}", svc.subdomain), *svc);
+                    domains.insert(format!("{}.{h}", svc.subdomain), Domain::Service(svc));
                 }
+            }
+        }
+        for c in &config.components.list {
+            // Validated: a domain, normalised here as routing compares.
+            if let Ok(j) = jid::BareJid::new(&c.domain) {
+                let d = j.as_str().to_owned();
+                let slot = component::Slot::new(d.clone(), c.secret.clone());
+                domains.insert(d, Domain::Component(Arc::new(slot)));
             }
         }
         let caps_ver =
@@ -176,7 +219,7 @@ impl Server {
             blocking: modules::blocking::Blocklists::default(),
             auth_limiter: limiter,
             iq,
-            services,
+            domains,
             server_features,
             account_features,
             caps_ver,
@@ -187,15 +230,27 @@ impl Server {
 
     /// The service on `domain`, if any.
     pub fn service(&self, domain: &str) -> Option<&'static Service> {
-        self.services.get(domain).copied()
+        match self.domains.get(domain) {
+            Some(Domain::Service(svc)) => Some(svc),
+            _ => None,
+        }
     }
 
-    /// Service domains under `host`, for the host's disco#items.
+    /// The configured component for `domain`, if any (connected or not).
+    pub fn component(&self, domain: &str) -> Option<&Arc<component::Slot>> {
+        match self.domains.get(domain) {
+            Some(Domain::Component(slot)) => Some(slot),
+            _ => None,
+        }
+    }
+
+    /// Service and component domains under `host` (its subdomains), for
+    /// the host's disco#items.
     pub fn services_of(&self, host: &str) -> Vec<String> {
         let mut v: Vec<String> = self
-            .services
+            .domains
             .keys()
-            .filter(|d| d.split_once('.').is_some_and(|(_, h)| h == host))
+            .filter(|d| d.strip_suffix(host).is_some_and(|p| p.ends_with('.')))
             .cloned()
             .collect();
         v.sort();
@@ -230,6 +285,13 @@ impl Server {
         self.shutdown_tx.send_replace(true);
         for h in self.router.all() {
             h.close(Some("system-shutdown"));
+        }
+        for d in self.domains.values() {
+            if let Domain::Component(slot) = d
+                && let Some(h) = slot.connection()
+            {
+                h.close(Some("system-shutdown"));
+            }
         }
     }
 
@@ -276,13 +338,26 @@ impl Server {
             el.set("to", j.as_str());
         }
         if let Some(j) = to.as_ref()
-            && let Some(svc) = self.service(j.domain().as_str())
+            && let Some(d) = self.domains.get(j.domain().as_str())
         {
-            let j = j.clone();
-            if j.node().is_none() && j.resource().is_none() && modules::disco::is_info_get(&el) {
-                modules::disco::service_info(&self.config, s, svc, &el);
-            } else {
-                (svc.handle)(self, s, j, el).await;
+            match d {
+                Domain::Service(svc) => {
+                    let j = j.clone();
+                    if j.node().is_none()
+                        && j.resource().is_none()
+                        && modules::disco::is_info_get(&el)
+                    {
+                        modules::disco::service_info(&self.config, s, svc, &el);
+                    } else {
+                        (svc.handle)(self, s, j, el).await;
+                    }
+                }
+                Domain::Component(slot) => {
+                    if kind == Kind::Presence && el.attr("type").is_none() {
+                        modules::presence::track_directed(s, j);
+                    }
+                    slot.deliver(s, &el);
+                }
             }
             return Ok(());
         }
@@ -296,14 +371,68 @@ impl Server {
             return Ok(());
         }
         match kind {
-            Kind::Iq => self.handle_iq(s, to, el).await,
+            Kind::Iq => self.handle_iq(s, to, el, Origin::Client).await,
             Kind::Message => modules::message::from_client(self, s, to, el).await,
             Kind::Presence => modules::presence::from_client(self, s, to, el).await,
         }
         Ok(())
     }
 
-    async fn handle_iq(&self, s: &Session, to: Option<Jid>, el: Element) {
+    /// Handles one stanza from a connected component (`c`, whose host is
+    /// its domain), already moved into `jabber:client`. It may name any
+    /// address in its domain as `from` (none means the domain itself), must
+    /// name a `to`, and is then routed like a local entity's stanza.
+    pub async fn handle_component_stanza(
+        &self,
+        c: &Session,
+        mut el: Element,
+    ) -> Result<(), &'static str> {
+        let Some(kind) = stanza::kind(&el) else {
+            return Err("unsupported-stanza-type");
+        };
+        let from = match el.attr("from").map(Jid::new) {
+            None => c.host.clone(),
+            Some(Ok(j)) if j.domain().as_str() == c.host => j.as_str().to_owned(),
+            Some(_) => return Err("invalid-from"),
+        };
+        el.set("from", &from);
+        metrics::counter!("conclave_stanzas_in_total", "kind" => kind_label(kind)).increment(1);
+        let to = match el.attr("to").map(Jid::new) {
+            Some(Ok(j)) => j,
+            None => {
+                c.bounce(&el, "bad-request");
+                return Ok(());
+            }
+            Some(Err(_)) => {
+                c.bounce(&el, "jid-malformed");
+                return Ok(());
+            }
+        };
+        el.set("to", to.as_str());
+        match self.domains.get(to.domain().as_str()) {
+            Some(Domain::Component(slot)) => {
+                slot.deliver(c, &el);
+                return Ok(());
+            }
+            // In-process services know their users by session; a component
+            // speaks for many addresses through one, so they are not its.
+            Some(Domain::Service(_)) => {
+                if kind != Kind::Presence {
+                    c.bounce(&el, "service-unavailable");
+                }
+                return Ok(());
+            }
+            None => {}
+        }
+        match kind {
+            Kind::Iq => self.handle_iq(c, Some(to), el, Origin::Component).await,
+            Kind::Message => modules::message::from_client(self, c, Some(to), el).await,
+            Kind::Presence => modules::presence::from_component(self, c, &to, el),
+        }
+        Ok(())
+    }
+
+    async fn handle_iq(&self, s: &Session, to: Option<Jid>, el: Element, origin: Origin) {
         let ty = el.attr("type").unwrap_or("");
         let request = matches!(ty, "get" | "set");
         if !matches!(ty, "get" | "set" | "result" | "error") || el.attr("id").is_none() {
@@ -357,6 +486,10 @@ impl Server {
             s.send(&stanza::error_reply(&el, "bad-request", None));
             return;
         };
+        if origin == Origin::Component && !COMPONENT_IQ.contains(&payload_ns.as_str()) {
+            s.send(&stanza::error_reply(&el, "service-unavailable", None));
+            return;
+        }
         let handler = self
             .iq
             .get(&(target, payload_ns.as_str()))

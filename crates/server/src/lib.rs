@@ -2,6 +2,7 @@
 //! area, over the sans-IO core and the store traits. No sockets here: the
 //! runtime hands sessions a [`transport::Transport`].
 
+pub mod component;
 pub mod config;
 pub mod hub;
 pub mod limits;

@@ -45,7 +45,7 @@ pub fn run<T: Transport>(server: Arc<Server>, t: T) -> impl Future<Output = ()> 
         let Some((session, reader, writer, closed)) = setup.await else {
             return;
         };
-        read_loop(&server, &session, reader, &closed).await;
+        read_loop(&server, &session, reader, &closed, Peer::Client).await;
         Box::pin(finish(&server, session, writer)).await;
     }
 }
@@ -121,11 +121,21 @@ async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Establ
     Some((session, reader, writer, closed))
 }
 
-async fn read_loop<R: FrameReader>(
+/// Who is at the other end of a read loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    Client,
+    /// An XEP-0114 component: its stanzas are in its own namespace on the
+    /// wire, may come from any address in its domain, and CSI is not its.
+    Component,
+}
+
+pub(crate) async fn read_loop<R: FrameReader>(
     server: &Server,
     session: &Session,
     mut reader: R,
     closed: &Notify,
+    peer: Peer,
 ) {
     let handle = &session.handle;
     loop {
@@ -134,6 +144,13 @@ async fn read_loop<R: FrameReader>(
             _ = closed.notified() => break,
         };
         match ev {
+            Event::Frame(Frame::Stanza(el)) if peer == Peer::Component => {
+                let el = xmpp_core::component::to_client_ns(el);
+                if let Err(cond) = Box::pin(server.handle_component_stanza(session, el)).await {
+                    handle.close(Some(cond));
+                    break;
+                }
+            }
             Event::Frame(Frame::Stanza(el)) if el.ns() == xmpp_core::ns::CSI => {
                 let inactive = el.name() == "inactive";
                 handle
@@ -185,7 +202,7 @@ async fn finish(server: &Server, session: Session, writer: tokio::task::JoinHand
 /// anyway (XEP-0352 allows holding, not dropping).
 const CSI_MAX_HELD: usize = 256;
 
-async fn write_loop<W: FrameWriter>(
+pub(crate) async fn write_loop<W: FrameWriter>(
     mut w: W,
     mut rx: mpsc::Receiver<Outbound>,
     closed: Arc<Notify>,

@@ -23,6 +23,10 @@ impl Drop for Env {
 }
 
 async fn env(name: &str) -> Env {
+    env_with(name, Config::default()).await
+}
+
+async fn env_with(name: &str, config: Config) -> Env {
     let dir = std::env::temp_dir().join(format!("conclave-routing-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let store = SqliteStore::open(&dir.join("db.sqlite")).await.unwrap();
@@ -30,7 +34,7 @@ async fn env(name: &str) -> Env {
         store.create_user("localhost", u, &[]).await.unwrap();
     }
     Env {
-        server: Server::new(Config::default(), Arc::new(store)),
+        server: Server::new(config, Arc::new(store)),
         dir,
     }
 }
@@ -197,4 +201,131 @@ async fn disco_lists_what_modules_registered() {
     ] {
         assert!(features.iter().any(|x| x == f), "{f}");
     }
+}
+
+/// A component's connection as the hub sees it: a session on its domain,
+/// reached through no router entry.
+fn component_session(domain: &str) -> (Session, mpsc::Receiver<Outbound>) {
+    let (tx, rx) = mpsc::channel(64);
+    let handle = Arc::new(SessionHandle {
+        id: 1_000_000,
+        full: domain.into(),
+        bare: domain.into(),
+        tx,
+        state: Default::default(),
+        inactive: Default::default(),
+    });
+    let s = Session {
+        handle,
+        user: String::new(),
+        host: domain.into(),
+        anonymous: false,
+    };
+    (s, rx)
+}
+
+fn condition(reply: &Element) -> Option<String> {
+    reply
+        .get_child("error", "jabber:client")?
+        .children()
+        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas")
+        .map(|c| c.name().to_owned())
+}
+
+#[tokio::test]
+async fn component_stanzas_are_routed_and_confined_to_its_domain() {
+    let mut cfg = Config::default();
+    cfg.components.list = vec![conclave_server::config::ComponentEntry {
+        domain: "bot.localhost".into(),
+        secret: "s".into(),
+    }];
+    let e = env_with("component", cfg).await;
+    let (bot, mut rx) = component_session("bot.localhost");
+    let (alice, mut arx) = bind(&e.server, "alice", "r", true);
+
+    // Any address in its domain, kept as sent; to a bare JID like any message.
+    let m = el(
+        "<message xmlns='jabber:client' from='Echo@bot.localhost/x' to='alice@localhost' type='chat'><body>hi</body></message>",
+    );
+    e.server.handle_component_stanza(&bot, m).await.unwrap();
+    let got = recv(&mut arx).expect("delivered");
+    assert_eq!(got.attr("from"), Some("echo@bot.localhost/x"));
+    // No `from`: the domain itself.
+    let m = el("<message xmlns='jabber:client' to='alice@localhost'><body>x</body></message>");
+    e.server.handle_component_stanza(&bot, m).await.unwrap();
+    assert_eq!(recv(&mut arx).unwrap().attr("from"), Some("bot.localhost"));
+
+    // Outside its domain: the stream closes.
+    for from in ["alice@localhost", "localhost", "x@other.localhost", "@@"] {
+        let m = el(&format!(
+            "<message xmlns='jabber:client' from='{from}' to='alice@localhost'><body>x</body></message>"
+        ));
+        assert_eq!(
+            e.server.handle_component_stanza(&bot, m).await,
+            Err("invalid-from"),
+            "{from}"
+        );
+    }
+    assert!(recv(&mut arx).is_none());
+
+    // No `to`: bad-request. Services are not a component's.
+    let iq = el(
+        "<iq xmlns='jabber:client' type='get' id='a' from='b@bot.localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
+    e.server.handle_component_stanza(&bot, iq).await.unwrap();
+    assert_eq!(
+        condition(&recv(&mut rx).unwrap()).as_deref(),
+        Some("bad-request")
+    );
+    let iq = el(
+        "<iq xmlns='jabber:client' type='get' id='b' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+    );
+    e.server.handle_component_stanza(&bot, iq).await.unwrap();
+    assert_eq!(
+        condition(&recv(&mut rx).unwrap()).as_deref(),
+        Some("service-unavailable")
+    );
+
+    // Read-only questions to the server are answered; account business is not its.
+    let iq = el(
+        "<iq xmlns='jabber:client' type='get' id='c' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
+    e.server.handle_component_stanza(&bot, iq).await.unwrap();
+    let r = recv(&mut rx).unwrap();
+    assert_eq!(
+        (r.attr("type"), r.attr("to")),
+        (Some("result"), Some("bot.localhost"))
+    );
+    for payload in [
+        "<query xmlns='jabber:iq:register'><remove/></query>",
+        "<query xmlns='jabber:iq:roster'/>",
+        "<services xmlns='urn:xmpp:extdisco:2'/>",
+    ] {
+        let iq = el(&format!(
+            "<iq xmlns='jabber:client' type='set' id='d' to='localhost'>{payload}</iq>"
+        ));
+        e.server.handle_component_stanza(&bot, iq).await.unwrap();
+        assert_eq!(
+            condition(&recv(&mut rx).unwrap()).as_deref(),
+            Some("service-unavailable"),
+            "{payload}"
+        );
+    }
+    assert!(e.server.user_exists("alice@localhost").await);
+
+    // A client writing to the component while it is away gets an error.
+    let m = el(
+        "<message xmlns='jabber:client' to='echo@bot.localhost' type='chat'><body>x</body></message>",
+    );
+    e.server.handle_stanza(&alice, m).await.unwrap();
+    assert_eq!(
+        condition(&recv(&mut arx).unwrap()).as_deref(),
+        Some("service-unavailable")
+    );
+    // ... and the host lists it.
+    assert!(
+        e.server
+            .services_of("localhost")
+            .contains(&"bot.localhost".to_owned())
+    );
 }

@@ -2,6 +2,7 @@
 //! machine that takes input and returns output, so it is tested without a
 //! socket (as str0m and quinn-proto are). The services layer drives it.
 
+pub mod component;
 pub mod framing;
 pub mod ns;
 pub mod sasl;

@@ -22,12 +22,6 @@ pub const MODULE: Module = Module {
     enabled: super::always,
 };
 
-fn bounce(s: &Session, el: &Element, condition: &str) {
-    if el.attr("type") != Some("error") {
-        s.send(&stanza::error_reply(el, condition, None));
-    }
-}
-
 pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Element) {
     // §10.3.1 of RFC 6120: no `to` means the sender's own account.
     let to = match to {
@@ -41,11 +35,11 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
         },
     };
     if !srv.config.is_local_host(to.domain().as_str()) {
-        bounce(s, &el, "remote-server-not-found");
+        s.bounce(&el, "remote-server-not-found");
         return;
     }
     if to.node().is_none() {
-        bounce(s, &el, "service-unavailable");
+        s.bounce(&el, "service-unavailable");
         return;
     }
     let ty = el.attr("type").unwrap_or("normal").to_owned();
@@ -61,13 +55,13 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
             return;
         }
         match ty.as_str() {
-            "groupchat" => return bounce(s, &el, "service-unavailable"),
+            "groupchat" => return s.bounce(&el, "service-unavailable"),
             "headline" | "error" => return,
             _ => {}
         }
     }
     if ty == "groupchat" {
-        return bounce(s, &el, "service-unavailable");
+        return s.bounce(&el, "service-unavailable");
     }
     let targets: Vec<_> = srv
         .router
@@ -85,7 +79,7 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
         return;
     }
     if !srv.user_exists(bare.as_str()).await {
-        return bounce(s, &el, "service-unavailable");
+        return s.bounce(&el, "service-unavailable");
     }
     let xml = stanza::to_bytes(&el);
     let xml = String::from_utf8_lossy(&xml);
@@ -112,10 +106,10 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
                 deliver_offline_to(srv, &h, to.domain().as_str()).await;
             }
         }
-        Err(StoreError::Quota) => bounce(s, &el, "service-unavailable"),
+        Err(StoreError::Quota) => s.bounce(&el, "service-unavailable"),
         Err(e) => {
             tracing::error!(error = %e, "offline store failed");
-            bounce(s, &el, "internal-server-error");
+            s.bounce(&el, "internal-server-error");
         }
     }
 }

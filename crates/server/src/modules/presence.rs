@@ -163,27 +163,58 @@ fn directed(srv: &Server, s: &Session, to: &Jid, el: &Element) {
     }
     let unavailable = el.attr("type") == Some("unavailable");
     let targets = local_targets(srv, to, unavailable);
-    if el.attr("type").is_none()
-        && let Ok(mut st) = s.handle.state.lock()
-        && !st.directed.iter().any(|d| d == to.as_str())
-    {
-        st.directed.push(to.as_str().to_owned());
+    if el.attr("type").is_none() {
+        track_directed(s, to);
     }
     srv.deliver_deferrable(&targets, &stanza::to_bytes(el));
 }
 
-/// Directed presence to services (rooms joined) ends with unavailable.
+/// Remembers an entity that got available presence from this session, so
+/// that it hears unavailable when the session goes (§4.6.3).
+pub fn track_directed(s: &Session, to: &Jid) {
+    if let Ok(mut st) = s.handle.state.lock()
+        && !st.directed.iter().any(|d| d == to.as_str())
+    {
+        st.directed.push(to.as_str().to_owned());
+    }
+}
+
+/// Presence from a component (any address in its domain) to a local user:
+/// directed presence and errors reach the user's sessions. Subscription
+/// requests and probes from components are not handled (the component
+/// keeps its own idea of who may see it).
+pub fn from_component(srv: &Server, c: &Session, to: &Jid, el: Element) {
+    match el.attr("type") {
+        None | Some("unavailable") | Some("error") => {
+            if srv.config.is_local_host(to.domain().as_str()) && to.node().is_some() {
+                let all = el.attr("type") == Some("unavailable");
+                srv.deliver_deferrable(&local_targets(srv, to, all), &stanza::to_bytes(&el));
+            }
+        }
+        Some("probe") => {}
+        Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed") => {
+            c.bounce(&el, "feature-not-implemented");
+        }
+        Some(_) => c.bounce(&el, "bad-request"),
+    }
+}
+
+/// Directed presence to services (rooms joined) and components ends with
+/// unavailable.
 async fn leave_services(srv: &Server, s: &Session, directed: &[String]) {
     for d in directed {
         let Ok(j) = Jid::new(d) else { continue };
-        let Some(svc) = srv.service(j.domain().as_str()) else {
-            continue;
+        let unavailable = || {
+            Element::bare("presence", ns::CLIENT)
+                .with("type", "unavailable")
+                .with("from", s.full())
+                .with("to", d)
         };
-        let p = Element::bare("presence", ns::CLIENT)
-            .with("type", "unavailable")
-            .with("from", s.full())
-            .with("to", j.as_str());
-        (svc.handle)(srv, s, j, p).await;
+        if let Some(svc) = srv.service(j.domain().as_str()) {
+            (svc.handle)(srv, s, j, unavailable()).await;
+        } else if let Some(slot) = srv.component(j.domain().as_str()) {
+            slot.deliver(s, &unavailable());
+        }
     }
 }
 

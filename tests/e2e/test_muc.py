@@ -5,6 +5,7 @@ import asyncio
 import collections
 
 import pytest
+from slixmpp import JID
 from slixmpp.exceptions import IqError
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
@@ -415,5 +416,59 @@ def test_service_disco_and_destroy(server):
             assert p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}destroy") is not None
         finally:
             await close_all(alice, bob)
+
+    run(scenario())
+
+
+def test_moderator_retracts_a_message_and_the_archive_keeps_a_tombstone(server):
+    room = room_jid(server)
+    NS_MAM = "urn:xmpp:mam:2"
+
+    async def scenario():
+        mod = await muc_login(server)
+        bob = await muc_login(server)
+        carol = await muc_login(server)
+        for c in (mod, bob):
+            c.register_plugin("xep_0425")
+        retractions = []
+        carol.register_handler(
+            Callback("test-retract", MatchXPath("{jabber:client}message/{urn:xmpp:message-retract:1}retract"), retractions.append)
+        )
+        results = []
+        carol.register_handler(
+            Callback("test-mam-results", MatchXPath(f"{{jabber:client}}message/{{{NS_MAM}}}result"), results.append)
+        )
+        try:
+            await join(mod, room, "mod")
+            await join(bob, room, "bob")
+            await join(carol, room, "carol")
+            bob.send_message(mto=room, mbody="something regrettable", mtype="groupchat")
+            m = await mod.next_message(pred=lambda m: m["body"] == "something regrettable")
+            sid = [s.get("id") for s in m.xml.findall("{urn:xmpp:sid:0}stanza-id") if s.get("by") == room][0]
+            # a participant may not moderate
+            with pytest.raises(IqError) as e:
+                await bob.plugin["xep_0425"].moderate(JID(room), sid, reason="mine")
+            assert e.value.condition == "forbidden"
+            await mod.plugin["xep_0425"].moderate(JID(room), sid, reason="off topic")
+            for _ in range(50):
+                if retractions:
+                    break
+                await asyncio.sleep(0.05)
+            assert retractions, "occupants were not told"
+            r = retractions[0].xml.find("{urn:xmpp:message-retract:1}retract")
+            assert r.get("id") == sid
+            assert r.find("{urn:xmpp:message-moderate:1}moderated").get("by") == f"{room}/mod"
+            # the archive holds a tombstone, not the message
+            await carol.iq("set", f"<query xmlns='{NS_MAM}' queryid='t'/>", to=room)
+            stanzas = [x.xml.find(f".//{{{NS_MAM}}}result/{{urn:xmpp:forward:0}}forwarded/{{jabber:client}}message") for x in results]
+            tomb = [x for x in stanzas if x.find("{urn:xmpp:message-retract:1}retracted") is not None]
+            assert len(tomb) == 1 and tomb[0].find("{jabber:client}body") is None
+            assert all(x.find("{jabber:client}body") is None or x.find("{jabber:client}body").text != "something regrettable" for x in stanzas)
+            # and an unknown id is item-not-found
+            with pytest.raises(IqError) as e:
+                await mod.plugin["xep_0425"].moderate(JID(room), "no-such-id")
+            assert e.value.condition == "item-not-found"
+        finally:
+            await close_all(mod, bob, carol)
 
     run(scenario())

@@ -300,6 +300,9 @@ pub trait Archive: Send + Sync {
     /// Deletes rows older than `before` (microseconds), of one archive or of
     /// all; returns how many went.
     async fn expire_archive(&self, owner: Option<&str>, before: i64) -> Result<u64>;
+    /// Replaces an archived message (a retraction's tombstone) and drops it
+    /// from the search index; false if there is no such message.
+    async fn replace_archived(&self, owner: &str, id: &str, stanza: &str) -> Result<bool>;
 }
 
 /// XEP-0191 block lists: JIDs (full, bare or domain) per owner.

@@ -184,6 +184,30 @@ impl Archive for SqliteStore {
         })
     }
 
+    async fn replace_archived(&self, owner: &str, id: &str, stanza: &str) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let Some(seq) = sqlx::query("SELECT seq FROM archive WHERE owner = ?1 AND id = ?2")
+            .bind(owner)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.get::<i64, _>(0))
+        else {
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM archive_fts WHERE rowid = ?1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE archive SET stanza = ?1 WHERE seq = ?2")
+            .bind(stanza)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn expire_archive(&self, owner: Option<&str>, before: i64) -> Result<u64> {
         let mut tx = self.write_tx().await?;
         let (fts, rows) = match owner {

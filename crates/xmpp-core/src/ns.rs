@@ -53,3 +53,5 @@ pub const OMEMO: &str = "urn:xmpp:omemo:2";
 pub const BLOCKING: &str = "urn:xmpp:blocking";
 pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 pub const REPORTING: &str = "urn:xmpp:reporting:1";
+pub const RETRACT: &str = "urn:xmpp:message-retract:1";
+pub const MODERATE: &str = "urn:xmpp:message-moderate:1";

@@ -24,7 +24,7 @@ pub static SERVICE: Service = Service {
     name: "muc",
     subdomain: "conference",
     identity: ("conference", "text", "Chatrooms"),
-    features: &[ns::MUC, ns::OCCUPANT_ID, "muc_unique"],
+    features: &[ns::MUC, ns::OCCUPANT_ID, "muc_unique", ns::MODERATE],
     handle,
     info_form: |_| None,
     enabled: |c| c.muc.enabled,
@@ -462,6 +462,9 @@ async fn iq(
     let Some(p) = payload else {
         return refuse(s, &el, "bad-request");
     };
+    if p.is("moderate", ns::MODERATE) && ty == "set" {
+        return moderate(srv, s, &shared, room_jid, &el, &p).await;
+    }
     if p.ns() == ns::MAM && srv.config.archive.enabled {
         // Occupants, members of a members-only room, and anyone for an
         // open public room without a password may read its archive.
@@ -969,4 +972,107 @@ fn owner(
         }
         _ => Err("bad-request"),
     }
+}
+
+/// XEP-0425: a moderator retracts an occupant's message. Everyone is told,
+/// the room's archive keeps a tombstone instead of the message, and joiners
+/// no longer see it in history.
+async fn moderate(
+    srv: &Server,
+    s: &Session,
+    shared: &Shared,
+    room_jid: &str,
+    iq: &Element,
+    req: &Element,
+) {
+    let Some(id) = req.attr("id").map(str::to_owned) else {
+        return refuse(s, iq, "bad-request");
+    };
+    if !req.has_child("retract", ns::RETRACT) {
+        return refuse(s, iq, "feature-not-implemented");
+    }
+    let actor = {
+        let r = lock(shared);
+        let Some(o) = r.nick_of(s.full()).and_then(|n| r.occupants.get(n)) else {
+            return refuse(s, iq, "forbidden");
+        };
+        if o.role != Role::Moderator {
+            return refuse(s, iq, "forbidden");
+        }
+        (format!("{room_jid}/{}", o.nick), o.occupant_id.clone())
+    };
+    srv.archiver.sync(&srv.store).await;
+    let q = conclave_store::ArchiveQuery {
+        ids: vec![id.clone()],
+        max: 1,
+        ..Default::default()
+    };
+    let original = match srv.store.query(room_jid, &q).await {
+        Ok(p) => p.rows.into_iter().next(),
+        Err(e) => {
+            tracing::error!(error = %e, "archive lookup failed");
+            return refuse(s, iq, "internal-server-error");
+        }
+    };
+    let Some(row) = original else {
+        return refuse(s, iq, "item-not-found");
+    };
+    let Ok(orig) = xmpp_core::framing::parse_element(row.stanza.as_bytes(), usize::MAX) else {
+        return refuse(s, iq, "internal-server-error");
+    };
+    let reason = req.get_child("reason", ns::MODERATE).map(Element::text);
+    let moderated = || {
+        let mut m = Element::bare("moderated", ns::MODERATE).with("by", &actor.0);
+        m.append_child(Element::bare("occupant-id", ns::OCCUPANT_ID).with("id", &actor.1));
+        m
+    };
+    let reason_el = |r: &str| {
+        let mut e = Element::bare("reason", ns::RETRACT);
+        e.append_text(r);
+        e
+    };
+    // The tombstone keeps who and when, never what.
+    let mut tomb = Element::bare("message", ns::CLIENT).with("type", "groupchat");
+    for a in ["from", "id"] {
+        if let Some(v) = orig.attr(a) {
+            tomb.set(a, v);
+        }
+    }
+    let mut retracted =
+        Element::bare("retracted", ns::RETRACT).with("stamp", &time::datetime(time::now_unix()));
+    retracted.append_child(moderated());
+    if let Some(r) = &reason {
+        retracted.append_child(reason_el(r));
+    }
+    tomb.append_child(retracted);
+    for c in orig
+        .children()
+        .filter(|c| c.is("occupant-id", ns::OCCUPANT_ID) || c.is("stanza-id", ns::SID))
+    {
+        tomb.append_child(c.clone());
+    }
+    let xml = String::from_utf8_lossy(&stanza::to_bytes(&tomb)).into_owned();
+    if let Err(e) = srv.store.replace_archived(room_jid, &id, &xml).await {
+        tracing::error!(error = %e, "writing a tombstone failed");
+        return refuse(s, iq, "internal-server-error");
+    }
+    let mut retract = Element::bare("retract", ns::RETRACT).with("id", &id);
+    retract.append_child(moderated());
+    if let Some(r) = &reason {
+        retract.append_child(reason_el(r));
+    }
+    let mut m = Element::bare("message", ns::CLIENT)
+        .with("type", "groupchat")
+        .with("from", room_jid)
+        .with("id", &crate::session::random_id());
+    m.append_child(retract);
+    let mut out = Vec::new();
+    {
+        let mut r = lock(shared);
+        r.forget(&id);
+        r.broadcast(&m, &mut out);
+    }
+    send(out);
+    tracing::info!(room = room_jid, "message moderated");
+    s.send(&stanza::iq_result(iq));
 }

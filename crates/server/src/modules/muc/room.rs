@@ -863,6 +863,31 @@ impl Room {
         }
     }
 
+    /// Sends a room-generated stanza to every occupant, serialised once.
+    pub fn broadcast(&self, el: &Element, out: &mut Vec<Delivery>) {
+        let bytes = stanza::to_bytes(el);
+        for o in self.occupants.values() {
+            for s in &o.sessions {
+                out.push(Delivery {
+                    to: s.clone(),
+                    bytes: bytes.clone(),
+                });
+            }
+        }
+    }
+
+    /// Drops a message (by its room stanza-id) from what joiners replay.
+    pub fn forget(&mut self, stanza_id: &str) {
+        let jid = self.jid.clone();
+        self.history.retain(|(m, _)| {
+            !m.children().any(|c| {
+                c.is("stanza-id", ns::SID)
+                    && c.attr("by") == Some(&jid)
+                    && c.attr("id") == Some(stanza_id)
+            })
+        });
+    }
+
     pub fn secret(&self) -> &[u8] {
         &self.secret
     }

@@ -43,3 +43,5 @@ pub const FORWARD: &str = "urn:xmpp:forward:0";
 pub const HINTS: &str = "urn:xmpp:hints";
 pub const CSI: &str = "urn:xmpp:csi:0";
 pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
+pub const ADMIN: &str = "http://jabber.org/protocol/admin";

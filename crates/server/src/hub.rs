@@ -5,7 +5,7 @@
 //! bring; disco answers are built from the same registry, so what the
 //! server advertises cannot drift from what it does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -155,7 +155,11 @@ pub struct Server {
     pub router: Router,
     pub rosters: Rosters,
     pub muc: modules::muc::Rooms,
+    /// XEP-0050 commands waiting for their form.
+    pub adhoc: modules::adhoc::Sessions,
     pub auth_limiter: AuthLimiter,
+    /// `config.admins`, normalised.
+    admins: HashSet<String>,
     iq: HashMap<(Target, &'static str), IqHandler>,
     /// Service and component domains.
     domains: HashMap<String, Domain>,
@@ -205,6 +209,12 @@ impl Server {
             }
         }
         let caps_ver = modules::disco::caps_ver(&server_features);
+        let admins = config
+            .admins
+            .iter()
+            .filter_map(|a| jid::BareJid::new(a).ok())
+            .map(|j| j.as_str().to_owned())
+            .collect();
         let limiter = AuthLimiter::new(config.limits.auth_failures_per_minute);
         Arc::new(Server {
             config: Arc::new(config),
@@ -212,7 +222,9 @@ impl Server {
             router: Router::default(),
             rosters: Rosters::default(),
             muc: modules::muc::Rooms::default(),
+            adhoc: modules::adhoc::Sessions::default(),
             auth_limiter: limiter,
+            admins,
             iq,
             domains,
             server_features,
@@ -250,6 +262,11 @@ impl Server {
             .collect();
         v.sort();
         v
+    }
+
+    /// Whether `bare` (a session's bare JID) is one of `config.admins`.
+    pub fn is_admin(&self, bare: &str) -> bool {
+        self.admins.contains(bare)
     }
 
     pub fn server_features(&self) -> &[&'static str] {

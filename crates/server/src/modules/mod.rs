@@ -2,6 +2,7 @@
 //! and advertises). Routing-level behaviour (presence, messages) has its
 //! entry points called by the hub directly.
 
+pub mod adhoc;
 pub mod carbons;
 pub mod disco;
 pub mod extdisco;
@@ -31,6 +32,7 @@ pub const ALL: &[&Module] = &[
     &register::MODULE,
     &extdisco::MODULE,
     &disco::MODULE,
+    &adhoc::MODULE,
     &legacy_session::MODULE,
 ];
 

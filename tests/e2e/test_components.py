@@ -80,6 +80,12 @@ async def close_bot(bot):
             bot.abort()
 
 
+async def echoed(client, to, body):
+    """Write to the bot; return its answer."""
+    client.send_message(mto=to, mbody=body, mtype="chat")
+    return await client.next_message()
+
+
 def test_dice_answers():
     assert answer("hello") == "hello"
     import random
@@ -98,13 +104,11 @@ def test_handshake_then_user_and_bot_talk(csrv):
         bot = await connect(csrv)
         alice = await login(csrv, jid, pw)
         try:
-            alice.send_message(mto=f"echo@{DOMAIN}", mbody="hello bot", mtype="chat")
-            m = await alice.next_message()
+            m = await echoed(alice, f"echo@{DOMAIN}", "hello bot")
             assert m["body"] == "hello bot"
             assert m["from"].bare == f"echo@{DOMAIN}"
             assert m["to"].full == alice.boundjid.full
-            alice.send_message(mto=DOMAIN, mbody="roll 3d6", mtype="chat")
-            m = await alice.next_message()
+            m = await echoed(alice, DOMAIN, "roll 3d6")
             assert m["from"].bare == DOMAIN
             rolls, total = m["body"].split(" = ")
             assert len(rolls.split(" + ")) == 3 and 3 <= int(total) <= 18
@@ -243,8 +247,7 @@ def test_second_connection_replaces_the_first(csrv):
         alice = await login(csrv, jid, pw)
         try:
             assert await closed_with(first) == "conflict"
-            alice.send_message(mto=f"echo@{DOMAIN}", mbody="still there?", mtype="chat")
-            assert (await alice.next_message())["body"] == "still there?"
+            assert (await echoed(alice, f"echo@{DOMAIN}", "still there?"))["body"] == "still there?"
         finally:
             await close_all(alice)
             await close_bot(second)
@@ -336,8 +339,7 @@ def test_components_from_the_environment(server_factory):
         bot = await connect(srv)
         alice = await login(srv, jid, pw)
         try:
-            alice.send_message(mto=f"e@{DOMAIN}", mbody="env", mtype="chat")
-            assert (await alice.next_message())["body"] == "env"
+            assert (await echoed(alice, f"e@{DOMAIN}", "env"))["body"] == "env"
         finally:
             await close_all(alice)
             await close_bot(bot)

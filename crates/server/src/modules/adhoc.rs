@@ -392,29 +392,25 @@ fn admin_form(title: &str, instructions: &str, fields: Vec<Element>) -> Element 
     x
 }
 
+/// A required field to fill, empty.
+fn input(var: &str, ty: &str, label: &str) -> Element {
+    required(field(var, Some(ty), Some(label), &[]))
+}
+
+const PASSWORD_LABEL: &str = "The password for this account";
+
 fn add_user_form() -> Element {
     admin_form(
         "Add a user",
         "Fill out this form to add a user.",
         vec![
-            required(field(
+            input(
                 "accountjid",
-                Some("jid-single"),
-                Some("The Jabber ID for the account to be added"),
-                &[],
-            )),
-            required(field(
-                "password",
-                Some("text-private"),
-                Some("The password for this account"),
-                &[],
-            )),
-            required(field(
-                "password-verify",
-                Some("text-private"),
-                Some("Retype password"),
-                &[],
-            )),
+                "jid-single",
+                "The Jabber ID for the account to be added",
+            ),
+            input("password", "text-private", PASSWORD_LABEL),
+            input("password-verify", "text-private", "Retype password"),
         ],
     )
 }
@@ -423,12 +419,11 @@ fn delete_user_form() -> Element {
     admin_form(
         "Delete users",
         "Fill out this form to delete users.",
-        vec![required(field(
+        vec![input(
             "accountjids",
-            Some("jid-multi"),
-            Some("The Jabber ID(s) to delete"),
-            &[],
-        ))],
+            "jid-multi",
+            "The Jabber ID(s) to delete",
+        )],
     )
 }
 
@@ -437,18 +432,8 @@ fn change_password_form() -> Element {
         "Change a user's password",
         "Fill out this form to change a user's password.",
         vec![
-            required(field(
-                "accountjid",
-                Some("jid-single"),
-                Some("The Jabber ID for this account"),
-                &[],
-            )),
-            required(field(
-                "password",
-                Some("text-private"),
-                Some("The password for this account"),
-                &[],
-            )),
+            input("accountjid", "jid-single", "The Jabber ID for this account"),
+            input("password", "text-private", PASSWORD_LABEL),
         ],
     )
 }
@@ -459,12 +444,7 @@ fn announce_form() -> Element {
         "Fill out this form to make an announcement to all active users of this service.",
         vec![
             field("subject", Some("text-single"), Some("Subject"), &[]),
-            required(field(
-                "announcement",
-                Some("text-multi"),
-                Some("Announcement"),
-                &[],
-            )),
+            input("announcement", "text-multi", "Announcement"),
         ],
     )
 }

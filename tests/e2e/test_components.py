@@ -39,6 +39,8 @@ class Bot(EchoBot):
         self.register_plugin("xep_0199")
         self.stream_errors = []
         self.add_event_handler("stream_error", lambda e: self.stream_errors.append(e["condition"]))
+        self.presences = asyncio.Queue()
+        self.add_event_handler("presence", self.presences.put_nowait)
 
 
 async def connect(server, domain=DOMAIN, secret=SECRET, timeout=T) -> Bot:
@@ -196,6 +198,31 @@ def test_iq_both_ways(csrv):
             info = await alice.plugin["xep_0030"].get_info(jid=DOMAIN, timeout=T)
             ids = info["disco_info"]["identities"]
             assert ("client", "bot", None, "Echo and dice") in ids, ids
+        finally:
+            await close_all(alice)
+            await close_bot(bot)
+
+    run(scenario())
+
+
+def test_directed_presence_both_ways(csrv):
+    """A user's directed presence reaches the bot, and so does its unavailable
+    when the user leaves; the bot's presence reaches the user."""
+    jid, pw = csrv.add_user()
+
+    async def scenario():
+        bot = await connect(csrv)
+        alice = await login(csrv, jid, pw)
+        try:
+            alice.send_presence(pto=f"status@{DOMAIN}")
+            p = await asyncio.wait_for(bot.presences.get(), T)
+            assert (p["from"], p["to"], p["type"]) == (alice.boundjid, f"status@{DOMAIN}", "available")
+            bot.send_presence(pto=alice.boundjid.full, pfrom=f"status@{DOMAIN}", pstatus="on duty")
+            p = await alice.wait_presence(lambda p: p["from"] == f"status@{DOMAIN}")
+            assert p["status"] == "on duty"
+            await close_all(alice)
+            p = await asyncio.wait_for(bot.presences.get(), T)
+            assert (p["from"], p["type"]) == (alice.boundjid, "unavailable")
         finally:
             await close_all(alice)
             await close_bot(bot)

@@ -351,6 +351,7 @@ impl Server {
         }
         if let Some(j) = to.as_ref()
             && let Some(d) = self.domains.get(j.domain().as_str())
+            && !subscription_to_component(d, kind, &el)
         {
             match d {
                 Domain::Service(svc) => {
@@ -556,6 +557,18 @@ impl Server {
         }
         self.store.user_exists(host, user).await.unwrap_or(false)
     }
+}
+
+/// Presence subscriptions with components are not supported: they take the
+/// roster path, which answers for a contact it does not know (RFC 6121
+/// §3.1.3), so the user's roster stays consistent.
+fn subscription_to_component(d: &Domain, kind: Kind, el: &Element) -> bool {
+    matches!(d, Domain::Component(_))
+        && kind == Kind::Presence
+        && matches!(
+            el.attr("type"),
+            Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")
+        )
 }
 
 fn kind_label(k: Kind) -> &'static str {

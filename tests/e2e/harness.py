@@ -371,6 +371,7 @@ class ProsodyServer(ServerBase):
         "turn.ttl_secs": lambda v: {"turn_external_ttl": int(v)},
         "log.level": lambda v: {},  # always debug
         "auth.allow_plain": lambda v: {} if v else {"disable_sasl_mechanisms": ["PLAIN"]},
+        "admins": lambda v: {"admins": list(v)},
     }
 
     def __init__(self, overrides=None, name="server", components=None):
@@ -411,6 +412,8 @@ class ProsodyServer(ServerBase):
             "disco", "roster", "saslauth", "tls", "register", "vcard_legacy", "version",
             "time", "ping", "offline", "bosh", "websocket", "http",
         ]
+        if "admins" in opts:
+            modules += ["adhoc", "admin_adhoc", "announce"]
         if "turn_external_secret" in opts:
             modules.append("turn_external")
             opts.setdefault("turn_external_user", "")

@@ -39,6 +39,8 @@ class Bot(EchoBot):
         self.register_plugin("xep_0199")
         self.stream_errors = []
         self.add_event_handler("stream_error", lambda e: self.stream_errors.append(e["condition"]))
+        self.presences = asyncio.Queue()
+        self.add_event_handler("presence", self.presences.put_nowait)
 
 
 async def connect(server, domain=DOMAIN, secret=SECRET, timeout=T) -> Bot:
@@ -80,6 +82,12 @@ async def close_bot(bot):
             bot.abort()
 
 
+async def echoed(client, to, body):
+    """Write to the bot; return its answer."""
+    client.send_message(mto=to, mbody=body, mtype="chat")
+    return await client.next_message()
+
+
 def test_dice_answers():
     assert answer("hello") == "hello"
     import random
@@ -98,13 +106,11 @@ def test_handshake_then_user_and_bot_talk(csrv):
         bot = await connect(csrv)
         alice = await login(csrv, jid, pw)
         try:
-            alice.send_message(mto=f"echo@{DOMAIN}", mbody="hello bot", mtype="chat")
-            m = await alice.next_message()
+            m = await echoed(alice, f"echo@{DOMAIN}", "hello bot")
             assert m["body"] == "hello bot"
             assert m["from"].bare == f"echo@{DOMAIN}"
             assert m["to"].full == alice.boundjid.full
-            alice.send_message(mto=DOMAIN, mbody="roll 3d6", mtype="chat")
-            m = await alice.next_message()
+            m = await echoed(alice, DOMAIN, "roll 3d6")
             assert m["from"].bare == DOMAIN
             rolls, total = m["body"].split(" = ")
             assert len(rolls.split(" + ")) == 3 and 3 <= int(total) <= 18
@@ -199,6 +205,31 @@ def test_iq_both_ways(csrv):
     run(scenario())
 
 
+def test_directed_presence_both_ways(csrv):
+    """A user's directed presence reaches the bot, and so does its unavailable
+    when the user leaves; the bot's presence reaches the user."""
+    jid, pw = csrv.add_user()
+
+    async def scenario():
+        bot = await connect(csrv)
+        alice = await login(csrv, jid, pw)
+        try:
+            alice.send_presence(pto=f"status@{DOMAIN}")
+            p = await asyncio.wait_for(bot.presences.get(), T)
+            assert (p["from"], p["to"], p["type"]) == (alice.boundjid, f"status@{DOMAIN}", "available")
+            bot.send_presence(pto=alice.boundjid.full, pfrom=f"status@{DOMAIN}", pstatus="on duty")
+            p = await alice.wait_presence(lambda p: p["from"] == f"status@{DOMAIN}")
+            assert p["status"] == "on duty"
+            await close_all(alice)
+            p = await asyncio.wait_for(bot.presences.get(), T)
+            assert (p["from"], p["type"]) == (alice.boundjid, "unavailable")
+        finally:
+            await close_all(alice)
+            await close_bot(bot)
+
+    run(scenario())
+
+
 def test_host_disco_items_list_the_component(csrv):
     jid, pw = csrv.add_user()
 
@@ -243,8 +274,7 @@ def test_second_connection_replaces_the_first(csrv):
         alice = await login(csrv, jid, pw)
         try:
             assert await closed_with(first) == "conflict"
-            alice.send_message(mto=f"echo@{DOMAIN}", mbody="still there?", mtype="chat")
-            assert (await alice.next_message())["body"] == "still there?"
+            assert (await echoed(alice, f"echo@{DOMAIN}", "still there?"))["body"] == "still there?"
         finally:
             await close_all(alice)
             await close_bot(second)
@@ -336,8 +366,7 @@ def test_components_from_the_environment(server_factory):
         bot = await connect(srv)
         alice = await login(srv, jid, pw)
         try:
-            alice.send_message(mto=f"e@{DOMAIN}", mbody="env", mtype="chat")
-            assert (await alice.next_message())["body"] == "env"
+            assert (await echoed(alice, f"e@{DOMAIN}", "env"))["body"] == "env"
         finally:
             await close_all(alice)
             await close_bot(bot)

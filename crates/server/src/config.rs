@@ -96,7 +96,8 @@ pub struct Limits {
     /// Offline messages kept per user; past it senders get
     /// service-unavailable.
     pub max_offline_messages: usize,
-    /// Stanzas queued for a slow client before it is disconnected.
+    /// Stanzas queued for a slow client (or component) before it is
+    /// disconnected.
     pub session_queue: usize,
 }
 
@@ -365,6 +366,14 @@ impl Config {
         if self.hosts.contains(&self.guest_host) {
             return Err("`guest_host` must differ from every entry in `hosts`".into());
         }
+        for a in &self.admins {
+            if jid::BareJid::new(a)
+                .map(|j| j.node().is_none())
+                .unwrap_or(true)
+            {
+                return Err(format!("`admins`: `{a}` is not a bare JID like user@host"));
+            }
+        }
         if self.limits.max_stanza_bytes < 4096 {
             return Err("`limits.max_stanza_bytes` must be at least 4096".into());
         }
@@ -497,7 +506,8 @@ data_dir = "./conclave-data"
 hosts = ["localhost"]
 # Anyone may sign in here with SASL ANONYMOUS (meeting guests); "" disables.
 guest_host = "guest.localhost"
-# Bare JIDs of the administrators.
+# Bare JIDs of the administrators: they may run the XEP-0133 commands
+# (add, delete users, change passwords, announce...) from their client.
 admins = []
 
 [c2s]
@@ -546,7 +556,7 @@ auth_failures_per_minute = 5
 unauthenticated_timeout_secs = 30
 # Offline messages kept per user.
 max_offline_messages = 1000
-# Stanzas queued for one slow client before it is disconnected.
+# Stanzas queued for one slow client or component before it is disconnected.
 session_queue = 4096
 
 [registration]
@@ -651,6 +661,11 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().contains("guest_host"));
+        let c = Config {
+            admins: vec!["localhost".into()],
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().contains("admins"));
         let mut c = Config::default();
         c.upload.base_url = "files.example.org".into();
         assert!(c.validate().unwrap_err().contains("upload.base_url"));

@@ -5,7 +5,7 @@
 //! bring; disco answers are built from the same registry, so what the
 //! server advertises cannot drift from what it does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -157,7 +157,11 @@ pub struct Server {
     pub muc: modules::muc::Rooms,
     pub archiver: modules::mam::Archiver,
     pub blocking: modules::blocking::Blocklists,
+    /// XEP-0050 commands waiting for their form.
+    pub adhoc: modules::adhoc::Sessions,
     pub auth_limiter: AuthLimiter,
+    /// `config.admins`, normalised.
+    admins: HashSet<String>,
     iq: HashMap<(Target, &'static str), IqHandler>,
     /// Service and component domains.
     domains: HashMap<String, Domain>,
@@ -208,6 +212,12 @@ impl Server {
         }
         let caps_ver =
             modules::disco::caps_ver(&server_features, &[modules::retention::disco_form(&config)]);
+        let admins = config
+            .admins
+            .iter()
+            .filter_map(|a| jid::BareJid::new(a).ok())
+            .map(|j| j.as_str().to_owned())
+            .collect();
         let limiter = AuthLimiter::new(config.limits.auth_failures_per_minute);
         Arc::new(Server {
             config: Arc::new(config),
@@ -217,7 +227,9 @@ impl Server {
             muc: modules::muc::Rooms::default(),
             archiver: modules::mam::Archiver::default(),
             blocking: modules::blocking::Blocklists::default(),
+            adhoc: modules::adhoc::Sessions::default(),
             auth_limiter: limiter,
+            admins,
             iq,
             domains,
             server_features,
@@ -255,6 +267,11 @@ impl Server {
             .collect();
         v.sort();
         v
+    }
+
+    /// Whether `bare` (a session's bare JID) is one of `config.admins`.
+    pub fn is_admin(&self, bare: &str) -> bool {
+        self.admins.contains(bare)
     }
 
     pub fn server_features(&self) -> &[&'static str] {
@@ -339,6 +356,7 @@ impl Server {
         }
         if let Some(j) = to.as_ref()
             && let Some(d) = self.domains.get(j.domain().as_str())
+            && !subscription_to_component(d, kind, &el)
         {
             match d {
                 Domain::Service(svc) => {
@@ -553,6 +571,18 @@ impl Server {
         }
         self.store.user_exists(host, user).await.unwrap_or(false)
     }
+}
+
+/// Presence subscriptions with components are not supported: they take the
+/// roster path, which answers for a contact it does not know (RFC 6121
+/// §3.1.3), so the user's roster stays consistent.
+fn subscription_to_component(d: &Domain, kind: Kind, el: &Element) -> bool {
+    matches!(d, Domain::Component(_))
+        && kind == Kind::Presence
+        && matches!(
+            el.attr("type"),
+            Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")
+        )
 }
 
 fn kind_label(k: Kind) -> &'static str {

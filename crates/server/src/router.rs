@@ -179,6 +179,16 @@ impl Router {
             .collect()
     }
 
+    /// The bare JIDs with at least one bound session.
+    pub fn online_users(&self) -> Vec<String> {
+        self.users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     pub fn count(&self) -> usize {
         self.users
             .read()

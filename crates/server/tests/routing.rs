@@ -322,6 +322,17 @@ async fn component_stanzas_are_routed_and_confined_to_its_domain() {
         condition(&recv(&mut arx).unwrap()).as_deref(),
         Some("service-unavailable")
     );
+    // A subscription request gets the roster's answer for an unknown
+    // contact: subscriptions with components are not supported.
+    let p = el("<presence xmlns='jabber:client' to='echo@bot.localhost' type='subscribe'/>");
+    e.server.handle_stanza(&alice, p).await.unwrap();
+    let mut answered = false;
+    while let Some(got) = recv(&mut arx) {
+        answered |= got.name() == "presence"
+            && got.attr("type") == Some("unsubscribed")
+            && got.attr("from") == Some("echo@bot.localhost");
+    }
+    assert!(answered);
     // ... and the host lists it.
     assert!(
         e.server

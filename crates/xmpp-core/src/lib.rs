@@ -3,6 +3,7 @@
 //! socket (as str0m and quinn-proto are). The services layer drives it.
 
 pub mod component;
+pub mod forms;
 pub mod framing;
 pub mod ns;
 pub mod sasl;

@@ -55,3 +55,5 @@ pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 pub const REPORTING: &str = "urn:xmpp:reporting:1";
 pub const RETRACT: &str = "urn:xmpp:message-retract:1";
 pub const MODERATE: &str = "urn:xmpp:message-moderate:1";
+pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
+pub const ADMIN: &str = "http://jabber.org/protocol/admin";

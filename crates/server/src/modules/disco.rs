@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::hub::{
     CAPS_NODE, HandlerFuture, IqRoute, Module, SERVER_NAME, Server, Service, Session, Target,
 };
+use crate::modules::adhoc;
 
 pub const MODULE: Module = Module {
     name: "disco",
@@ -123,7 +124,16 @@ fn server_info<'a>(srv: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> 
         if let Some(n) = node
             && n != format!("{CAPS_NODE}#{}", srv.caps_ver())
         {
-            s.send(&stanza::error_reply(&iq, "item-not-found", None));
+            let reply = match adhoc::info(srv, s, n) {
+                Some(Ok(q)) => {
+                    let mut r = stanza::iq_result(&iq);
+                    r.append_child(q);
+                    r
+                }
+                Some(Err(cond)) => stanza::error_reply(&iq, cond, None),
+                None => stanza::error_reply(&iq, "item-not-found", None),
+            };
+            s.send(&reply);
             return;
         }
         let mut reply = stanza::iq_result(&iq);
@@ -172,7 +182,8 @@ fn account_info<'a>(
     })
 }
 
-/// The host's services are its items; an account has none.
+/// The host's services are its items, and its ad-hoc commands those of the
+/// commands node; an account has none.
 fn items<'a>(
     srv: &'a Server,
     s: &'a Session,
@@ -180,9 +191,20 @@ fn items<'a>(
     iq: Element,
 ) -> HandlerFuture<'a> {
     Box::pin(async move {
+        let host = !addressed.contains('@');
+        match stanza::iq_payload(&iq).and_then(|p| p.attr("node")) {
+            None => {}
+            Some(ns::COMMANDS) if host => {
+                return s.answer_get(&iq, || Some(adhoc::items(srv, s, addressed)));
+            }
+            Some(_) => {
+                s.send(&stanza::error_reply(&iq, "item-not-found", None));
+                return;
+            }
+        }
         s.answer_get(&iq, || {
             let mut q = Element::bare("query", ns::DISCO_ITEMS);
-            if !addressed.contains('@') {
+            if host {
                 for d in srv.services_of(addressed) {
                     q.append_child(Element::bare("item", ns::DISCO_ITEMS).with("jid", &d));
                 }

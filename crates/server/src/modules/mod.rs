@@ -2,6 +2,7 @@
 //! and advertises). Routing-level behaviour (presence, messages) has its
 //! entry points called by the hub directly.
 
+pub mod adhoc;
 pub mod blocking;
 pub mod carbons;
 pub mod disco;
@@ -36,6 +37,7 @@ pub const ALL: &[&Module] = &[
     &register::MODULE,
     &extdisco::MODULE,
     &disco::MODULE,
+    &adhoc::MODULE,
     &legacy_session::MODULE,
 ];
 

@@ -48,6 +48,122 @@ pub async fn keys_for(password: String, iterations: u32) -> Option<Vec<ScramReco
     .flatten()
 }
 
+/// Why an account could not be created, changed or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountError {
+    EmptyPassword,
+    /// The password fails SASLprep.
+    BadPassword,
+    Conflict,
+    NotFound,
+    /// The store failed (logged where it happened).
+    Store,
+}
+
+impl AccountError {
+    /// The stanza error condition (RFC 6120 §8.3.3).
+    pub fn condition(self) -> &'static str {
+        match self {
+            AccountError::EmptyPassword | AccountError::BadPassword => "not-acceptable",
+            AccountError::Conflict => "conflict",
+            AccountError::NotFound => "item-not-found",
+            AccountError::Store => "internal-server-error",
+        }
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            AccountError::EmptyPassword => "the password is empty",
+            AccountError::BadPassword => "that password is not allowed",
+            AccountError::Conflict => "that account already exists",
+            AccountError::NotFound => "no such account",
+            AccountError::Store => "the account store failed",
+        }
+    }
+}
+
+async fn checked_keys(srv: &Server, password: String) -> Result<Vec<ScramRecord>, AccountError> {
+    if password.is_empty() {
+        return Err(AccountError::EmptyPassword);
+    }
+    keys_for(password, srv.config.auth.scram_iterations)
+        .await
+        .ok_or(AccountError::BadPassword)
+}
+
+fn store_error(e: StoreError, what: &str) -> AccountError {
+    match e {
+        StoreError::Conflict => AccountError::Conflict,
+        StoreError::NotFound => AccountError::NotFound,
+        e => {
+            tracing::error!(error = %e, "{what} failed");
+            AccountError::Store
+        }
+    }
+}
+
+/// Creates `user@host` (`user` already nodeprepped) with only the SCRAM
+/// keys of `password` stored.
+pub async fn create_account(
+    srv: &Server,
+    host: &str,
+    user: &str,
+    password: String,
+) -> Result<(), AccountError> {
+    write_keys(srv, host, user, password, true).await
+}
+
+/// Replaces the SCRAM keys of an existing account.
+pub async fn set_password(
+    srv: &Server,
+    host: &str,
+    user: &str,
+    password: String,
+) -> Result<(), AccountError> {
+    write_keys(srv, host, user, password, false).await
+}
+
+async fn write_keys(
+    srv: &Server,
+    host: &str,
+    user: &str,
+    password: String,
+    create: bool,
+) -> Result<(), AccountError> {
+    let keys = checked_keys(srv, password).await?;
+    let written = if create {
+        srv.store.create_user(host, user, &keys).await
+    } else {
+        srv.store.set_keys(host, user, &keys).await
+    };
+    written.map_err(|e| {
+        store_error(
+            e,
+            if create {
+                "account creation"
+            } else {
+                "password change"
+            },
+        )
+    })
+}
+
+/// Removes an account with everything stored for it; the caller ends its
+/// sessions ([`end_sessions`]) once it has answered.
+pub async fn delete_account(srv: &Server, host: &str, user: &str) -> Result<(), AccountError> {
+    srv.store
+        .delete_user(host, user)
+        .await
+        .map_err(|e| store_error(e, "account removal"))
+}
+
+/// Closes every stream of a removed account.
+pub fn end_sessions(srv: &Server, bare: &str) {
+    for h in srv.router.sessions(bare) {
+        h.close(None);
+    }
+}
+
 fn field(q: &Element, name: &str) -> Option<String> {
     q.get_child(name, ns::REGISTER).map(|c| c.text())
 }
@@ -90,26 +206,12 @@ pub async fn before_auth(srv: &Server, host: &str, iq: &Element) -> Element {
                     Some("that username is not allowed"),
                 );
             };
-            if password.is_empty() {
-                return stanza::error_reply(iq, "not-acceptable", Some("the password is empty"));
-            }
-            let Some(keys) = keys_for(password, srv.config.auth.scram_iterations).await else {
-                return stanza::error_reply(
-                    iq,
-                    "not-acceptable",
-                    Some("that password is not allowed"),
-                );
-            };
-            match srv.store.create_user(host, &user, &keys).await {
+            match create_account(srv, host, &user, password).await {
                 Ok(()) => {
                     tracing::info!(%user, %host, "account registered in-band");
                     stanza::iq_result(iq)
                 }
-                Err(StoreError::Conflict) => stanza::error_reply(iq, "conflict", None),
-                Err(e) => {
-                    tracing::error!(error = %e, "registration failed");
-                    stanza::error_reply(iq, "internal-server-error", None)
-                }
+                Err(e) => stanza::error_reply(iq, e.condition(), Some(e.text())),
             }
         }
         _ => stanza::error_reply(iq, "bad-request", None),
@@ -135,18 +237,14 @@ fn after_auth<'a>(srv: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> H
                 s.send(&r);
             }
             Some("set") if q.has_child("remove", ns::REGISTER) => {
-                match srv.store.delete_user(&s.host, &s.user).await {
+                match delete_account(srv, &s.host, &s.user).await {
                     Ok(()) => {
                         tracing::info!(user = %s.user, host = %s.host, "account removed by its owner");
+                        // The reply goes out before the streams close.
                         s.send(&stanza::iq_result(&iq));
-                        for h in srv.router.sessions(s.bare()) {
-                            h.close(None);
-                        }
+                        end_sessions(srv, s.bare());
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "account removal failed");
-                        s.send(&stanza::error_reply(&iq, "internal-server-error", None));
-                    }
+                    Err(e) => s.send(&stanza::error_reply(&iq, e.condition(), None)),
                 }
             }
             Some("set") => {
@@ -159,23 +257,12 @@ fn after_auth<'a>(srv: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> H
                     s.send(&stanza::error_reply(&iq, "not-authorized", None));
                     return;
                 }
-                if password.is_empty() {
-                    s.send(&stanza::error_reply(&iq, "not-acceptable", None));
-                    return;
-                }
-                let Some(keys) = keys_for(password, srv.config.auth.scram_iterations).await else {
-                    s.send(&stanza::error_reply(&iq, "not-acceptable", None));
-                    return;
-                };
-                match srv.store.set_keys(&s.host, &s.user, &keys).await {
+                match set_password(srv, &s.host, &s.user, password).await {
                     Ok(()) => {
                         tracing::info!(user = %s.user, host = %s.host, "password changed");
                         s.send(&stanza::iq_result(&iq));
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "password change failed");
-                        s.send(&stanza::error_reply(&iq, "internal-server-error", None));
-                    }
+                    Err(e) => s.send(&stanza::error_reply(&iq, e.condition(), None)),
                 }
             }
             _ => s.send(&stanza::error_reply(&iq, "bad-request", None)),

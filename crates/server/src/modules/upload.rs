@@ -18,7 +18,7 @@ use conclave_store::{StoreError, Upload, UploadState, Uploads};
 use jid::Jid;
 use minidom::Element;
 use xmpp_core::stanza::{self, ElementExt};
-use xmpp_core::{ns, time};
+use xmpp_core::{forms, ns, time};
 
 use crate::config::Config;
 use crate::hub::{HandlerFuture, Server, Service, Session};
@@ -45,21 +45,14 @@ const MAX_CONTENT_TYPE_BYTES: usize = 255;
 /// XEP-0363 §3: the size limit as a XEP-0128 form, so clients can refuse
 /// a large file before asking.
 fn max_size_form(c: &Config) -> Option<Element> {
-    let field = |var: &str, value: &str, hidden: bool| {
-        let mut f = Element::bare("field", ns::DATA_FORMS).with("var", var);
-        if hidden {
-            f.set("type", "hidden");
-        }
-        f.text_child("value", ns::DATA_FORMS, value)
-    };
-    let mut x = Element::bare("x", ns::DATA_FORMS).with("type", "result");
-    x.append_child(field("FORM_TYPE", ns::HTTP_UPLOAD, true));
-    x.append_child(field(
-        "max-file-size",
-        &c.upload.max_file_bytes.to_string(),
-        false,
-    ));
-    Some(x)
+    let max = c.upload.max_file_bytes.to_string();
+    Some(forms::form(
+        "result",
+        [
+            forms::form_type(ns::HTTP_UPLOAD),
+            forms::field("max-file-size", None, None, &[&max]),
+        ],
+    ))
 }
 
 /// A slot request, checked: what the slot will be bound to.

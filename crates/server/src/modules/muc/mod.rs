@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use jid::Jid;
 use minidom::Element;
+use xmpp_core::forms::field;
 use xmpp_core::stanza::{self, ElementExt};
 use xmpp_core::{ns, time};
 
@@ -556,22 +557,6 @@ fn feature(q: &mut Element, var: &str) {
     q.append_child(Element::bare("feature", ns::DISCO_INFO).with("var", var));
 }
 
-fn field(var: &str, ty: Option<&str>, label: Option<&str>, values: &[&str]) -> Element {
-    let mut f = Element::bare("field", ns::DATA_FORMS).with("var", var);
-    if let Some(t) = ty {
-        f.set("type", t);
-    }
-    if let Some(l) = label {
-        f.set("label", l);
-    }
-    for v in values {
-        let mut ve = Element::bare("value", ns::DATA_FORMS);
-        ve.append_text(*v);
-        f.append_child(ve);
-    }
-    f
-}
-
 /// §6.4: room disco#info with the muc#roominfo form.
 fn room_info(r: &Room) -> Element {
     let c = &r.config;
@@ -633,12 +618,7 @@ fn room_info(r: &Room) -> Element {
         },
     );
     let mut x = Element::bare("x", ns::DATA_FORMS).with("type", "result");
-    x.append_child(field(
-        "FORM_TYPE",
-        Some("hidden"),
-        None,
-        &[ns::MUC_ROOMINFO],
-    ));
+    x.append_child(xmpp_core::forms::form_type(ns::MUC_ROOMINFO));
     x.append_child(field(
         "muc#roominfo_description",
         None,
@@ -746,12 +726,7 @@ fn admin(r: &mut Room, s: &Session, ty: &str, q: &Element, out: &mut Vec<Deliver
 fn config_form(c: &RoomConfig) -> Element {
     let b = |v: bool| if v { "1" } else { "0" };
     let mut x = Element::bare("x", ns::DATA_FORMS).with("type", "form");
-    x.append_child(field(
-        "FORM_TYPE",
-        Some("hidden"),
-        None,
-        &[ns::MUC_ROOMCONFIG],
-    ));
+    x.append_child(xmpp_core::forms::form_type(ns::MUC_ROOMCONFIG));
     x.append_child(field(
         "muc#roomconfig_roomname",
         Some("text-single"),

@@ -176,3 +176,34 @@ def test_cli_remove_deletes_user_data(server):
             await b.close()
 
     run(check())
+
+
+def test_room_commands(server):
+    import asyncio
+    from clients import login, run
+
+    owner_jid, owner_pw = server.add_user()
+    room = f"{unique('cli')}@conference.{server.domain}"
+    r = server.cli("room", "create", room, "--owner", owner_jid, "--name", "Ops")
+    assert r.returncode == 0, r.stderr
+    r = server.cli("room", "create", room, "--owner", owner_jid)
+    assert r.returncode == 1 and "already exists" in r.stderr
+    r = server.cli("room", "create", "nope@example.org", "--owner", owner_jid)
+    assert r.returncode == 1 and "not a group chat service" in r.stderr
+    assert room in server.cli("room", "list").stdout.split()
+
+    async def join_as_owner():
+        c = await login(server, owner_jid, owner_pw)
+        c.register_plugin("xep_0045")
+        c.add_event_handler("groupchat_presence", c._on_presence)
+        try:
+            own, *_ = await c.plugin["xep_0045"].join_muc_wait(room, "boss", timeout=10)
+            item = own.xml.find("{http://jabber.org/protocol/muc#user}x/{http://jabber.org/protocol/muc#user}item")
+            assert item.get("affiliation") == "owner"
+        finally:
+            await c.close()
+
+    run(join_as_owner())
+    r = server.cli("room", "destroy", room)
+    assert r.returncode == 0, r.stderr
+    assert room not in server.cli("room", "list").stdout.split()

@@ -5,6 +5,7 @@ mod bosh;
 mod c2s;
 mod http;
 mod load;
+mod rooms;
 mod tls;
 mod upload;
 mod users;
@@ -62,6 +63,11 @@ enum Command {
     Upload {
         #[command(subcommand)]
         command: upload::UploadCommand,
+    },
+    /// Manage persistent group chat rooms (works while the server runs).
+    Room {
+        #[command(subcommand)]
+        command: rooms::RoomCommand,
     },
     /// Apply the retention policy (`retention.days`).
     Retention {
@@ -127,6 +133,7 @@ fn main() -> ExitCode {
                         .map_err(|e| e.to_string()),
                     Command::User { command } => users::run(&cfg, command).await,
                     Command::Upload { command } => upload::run(&cfg, command).await,
+                    Command::Room { command } => rooms::run(&cfg, command).await,
                     Command::Retention {
                         command: RetentionCommand::Apply { now },
                     } => retention_apply(&cfg, now).await,

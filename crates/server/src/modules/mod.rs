@@ -5,6 +5,7 @@
 pub mod carbons;
 pub mod disco;
 pub mod extdisco;
+pub mod forms;
 pub mod legacy_session;
 pub mod message;
 pub mod muc;

@@ -18,6 +18,7 @@ use xmpp_core::{ns, time};
 use conclave_store::StoredRoom;
 
 use crate::hub::{HandlerFuture, Server, Service, Session};
+use crate::modules::forms::{field, form_type_field, list_single};
 use room::{Affiliation, Delivery, HistorySpec, Join, Role, Room, RoomConfig};
 
 pub static SERVICE: Service = Service {
@@ -530,22 +531,6 @@ fn feature(q: &mut Element, var: &str) {
     q.append_child(Element::bare("feature", ns::DISCO_INFO).with("var", var));
 }
 
-fn field(var: &str, ty: Option<&str>, label: Option<&str>, values: &[&str]) -> Element {
-    let mut f = Element::bare("field", ns::DATA_FORMS).with("var", var);
-    if let Some(t) = ty {
-        f.set("type", t);
-    }
-    if let Some(l) = label {
-        f.set("label", l);
-    }
-    for v in values {
-        let mut ve = Element::bare("value", ns::DATA_FORMS);
-        ve.append_text(*v);
-        f.append_child(ve);
-    }
-    f
-}
-
 /// §6.4: room disco#info with the muc#roominfo form.
 fn room_info(r: &Room) -> Element {
     let c = &r.config;
@@ -607,12 +592,7 @@ fn room_info(r: &Room) -> Element {
         },
     );
     let mut x = Element::bare("x", ns::DATA_FORMS).with("type", "result");
-    x.append_child(field(
-        "FORM_TYPE",
-        Some("hidden"),
-        None,
-        &[ns::MUC_ROOMINFO],
-    ));
+    x.append_child(form_type_field(ns::MUC_ROOMINFO));
     x.append_child(field(
         "muc#roominfo_description",
         None,
@@ -720,12 +700,7 @@ fn admin(r: &mut Room, s: &Session, ty: &str, q: &Element, out: &mut Vec<Deliver
 fn config_form(c: &RoomConfig) -> Element {
     let b = |v: bool| if v { "1" } else { "0" };
     let mut x = Element::bare("x", ns::DATA_FORMS).with("type", "form");
-    x.append_child(field(
-        "FORM_TYPE",
-        Some("hidden"),
-        None,
-        &[ns::MUC_ROOMCONFIG],
-    ));
+    x.append_child(form_type_field(ns::MUC_ROOMCONFIG));
     x.append_child(field(
         "muc#roomconfig_roomname",
         Some("text-single"),
@@ -774,24 +749,16 @@ fn config_form(c: &RoomConfig) -> Element {
         Some("Moderated"),
         &[b(c.moderated)],
     ));
-    let mut whois = field(
+    x.append_child(list_single(
         "muc#roomconfig_whois",
-        Some("list-single"),
-        Some("Who may see real JIDs"),
-        &[if c.non_anonymous {
+        "Who may see real JIDs",
+        if c.non_anonymous {
             "anyone"
         } else {
             "moderators"
-        }],
-    );
-    for o in ["moderators", "anyone"] {
-        let mut opt = Element::bare("option", ns::DATA_FORMS);
-        let mut v = Element::bare("value", ns::DATA_FORMS);
-        v.append_text(o);
-        opt.append_child(v);
-        whois.append_child(opt);
-    }
-    x.append_child(whois);
+        },
+        &["moderators", "anyone"],
+    ));
     x.append_child(field(
         "muc#roomconfig_changesubject",
         Some("boolean"),

@@ -2,6 +2,7 @@
 //! and advertises). Routing-level behaviour (presence, messages) has its
 //! entry points called by the hub directly.
 
+pub mod caps;
 pub mod carbons;
 pub mod disco;
 pub mod extdisco;
@@ -9,8 +10,10 @@ pub mod forms;
 pub mod legacy_session;
 pub mod message;
 pub mod muc;
+pub mod pep;
 pub mod ping;
 pub mod presence;
+pub mod private;
 pub mod register;
 pub mod roster;
 pub mod time;
@@ -29,6 +32,8 @@ pub const ALL: &[&Module] = &[
     &version::MODULE,
     &time::MODULE,
     &vcard::MODULE,
+    &pep::MODULE,
+    &private::MODULE,
     &register::MODULE,
     &extdisco::MODULE,
     &disco::MODULE,

@@ -247,7 +247,7 @@ pub struct PubsubNode {
 
 /// One published item. Items of a node are ordered by publication: the
 /// newest is the one published last, and republishing an id makes it the
-/// newest (XEP-0060 §12.1).
+/// newest (XEP-0060 §13.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PubsubItem {
     pub id: String,

@@ -1,6 +1,6 @@
 //! XEP-0402 bookmarks (one PEP item per room) and XEP-0048's single
 //! `<storage xmlns='storage:bookmarks'/>` element, converted both ways
-//! (XEP-0402 §5.3, `#compat`). Sans-IO: elements in, elements out.
+//! (XEP-0402's compatibility section, `#compat`). Sans-IO: elements in, elements out.
 
 use minidom::Element;
 use xmpp_core::ns;

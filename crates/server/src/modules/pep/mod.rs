@@ -323,19 +323,32 @@ async fn items(
 ) -> Result<Outcome, Error> {
     let cfg = load(srv, owner, node).await?.ok_or(NOT_FOUND)?;
     node::may_read(cfg.access, reader(srv, owner, s.bare()).await)?;
-    let list = srv
-        .store
-        .items(owner, node, ids, max.unwrap_or(usize::MAX))
-        .await
-        .map_err(store_error)?;
-    if !ids.is_empty() && list.is_empty() {
-        return Err(NOT_FOUND);
-    }
+    // Asked-for ids that do not exist are simply not in the answer
+    // (XEP-0060 §6.5.9.12: an empty <items/> if none does).
+    let list = published(srv, owner, node, ids, max.unwrap_or(usize::MAX)).await?;
     let items = list
         .iter()
         .map(|i| node::item(ns::PUBSUB, &i.id, parse_payload(i)))
         .collect();
     Ok(Outcome::reply(node::items_result(node, items)))
+}
+
+/// The `max` newest items (or those with `ids`), in publication order,
+/// oldest first, as XEP-0060 §13.1's model and Prosody give them.
+async fn published(
+    srv: &Server,
+    owner: &str,
+    node: &str,
+    ids: &[String],
+    max: usize,
+) -> Result<Vec<PubsubItem>, Error> {
+    let mut list = srv
+        .store
+        .items(owner, node, ids, max)
+        .await
+        .map_err(store_error)?;
+    list.reverse();
+    Ok(list)
 }
 
 fn parse_payload(i: &PubsubItem) -> Option<Element> {
@@ -553,13 +566,7 @@ async fn send_last(
 
 /// XEP-0402 bookmarks as XEP-0048's `<storage/>`, for XEP-0049 clients.
 pub async fn legacy_bookmarks(srv: &Server, owner: &str) -> Result<Element, Error> {
-    let mut list = srv
-        .store
-        .items(owner, ns::BOOKMARKS, &[], usize::MAX)
-        .await
-        .map_err(store_error)?;
-    // Oldest first, as they were added.
-    list.reverse();
+    let list = published(srv, owner, ns::BOOKMARKS, &[], usize::MAX).await?;
     let marks: Vec<bookmarks::Bookmark> = list
         .iter()
         .filter_map(|i| {

@@ -304,7 +304,7 @@ pub enum Reader {
     Other,
 }
 
-/// Why a read is refused (XEP-0060 §6.5.9 and §6.1.3.4).
+/// Why a read is refused (XEP-0060 §6.5.9.6 and §6.5.9.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
     PresenceSubscriptionRequired,

@@ -224,6 +224,10 @@ async def close_all(*clients: Client):
 async def befriend(a: Client, b: Client, timeout: float = T):
     """Mutual presence subscription ('both') between two available clients."""
     a_bare, b_bare = a.boundjid.bare, b.boundjid.bare
+    # Subscription presences go to "interested" resources: those that asked
+    # for the roster (RFC 6121 §3.1.6).
+    await a.get_roster(timeout=timeout)
+    await b.get_roster(timeout=timeout)
     a.send_presence(pto=b_bare, ptype="subscribe")
     await b.wait_presence(lambda p: p["type"] == "subscribe" and p["from"].bare == a_bare, timeout)
     b.send_presence(pto=a_bare, ptype="subscribed")
@@ -279,7 +283,10 @@ async def pep_login(
         Callback(
             "pep-caps-query",
             MatchXPath("{jabber:client}iq/{http://jabber.org/protocol/disco#info}query"),
-            lambda iq: queried.append(iq) if iq["type"] == "get" and iq["from"] == server.domain else None,
+            # From the server, or (Prosody) from the account's PEP service.
+            lambda iq: queried.append(iq)
+            if iq["type"] == "get" and iq["from"] in (server.domain, c.boundjid.bare)
+            else None,
         )
     )
     c.caps_queries = queried

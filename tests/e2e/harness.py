@@ -395,7 +395,7 @@ class ProsodyServer(ServerBase):
             opts.update(self.MAP[key](value))
         modules = [
             "disco", "roster", "saslauth", "tls", "register", "vcard_legacy", "version",
-            "time", "ping", "offline", "bosh", "websocket", "http",
+            "time", "ping", "offline", "bosh", "websocket", "http", "pep", "private", "bookmarks", "vcard4",
         ]
         if "turn_external_secret" in opts:
             modules.append("turn_external")

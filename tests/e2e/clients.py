@@ -219,3 +219,105 @@ async def login(server: ServerBase, jid: str, password: str = "", **kw) -> Clien
 
 async def close_all(*clients: Client):
     await asyncio.gather(*(c.close() for c in clients if c is not None), return_exceptions=True)
+
+
+async def befriend(a: Client, b: Client, timeout: float = T):
+    """Mutual presence subscription ('both') between two available clients."""
+    a_bare, b_bare = a.boundjid.bare, b.boundjid.bare
+    # Subscription presences go to "interested" resources: those that asked
+    # for the roster (RFC 6121 §3.1.6).
+    await a.get_roster(timeout=timeout)
+    await b.get_roster(timeout=timeout)
+    a.send_presence(pto=b_bare, ptype="subscribe")
+    await b.wait_presence(lambda p: p["type"] == "subscribe" and p["from"].bare == a_bare, timeout)
+    b.send_presence(pto=a_bare, ptype="subscribed")
+    b.send_presence(pto=a_bare, ptype="subscribe")
+    await a.wait_presence(lambda p: p["type"] == "subscribe" and p["from"].bare == b_bare, timeout)
+    a.send_presence(pto=b_bare, ptype="subscribed")
+    await b.wait_presence(lambda p: p["type"] == "subscribed" and p["from"].bare == a_bare, timeout)
+    # Both have handled everything above once each answers a ping.
+    await a.ping_server(timeout=timeout)
+    await b.ping_server(timeout=timeout)
+
+
+NS_PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
+PEP_PLUGINS = ("xep_0004", "xep_0060", "xep_0115", "xep_0163")
+
+
+async def pep_login(
+    server: ServerBase,
+    jid: str,
+    password: str,
+    interests=(),
+    plugins=(),
+    setup=None,
+    timeout: float = T,
+    **kw,
+) -> Client:
+    """Log in a client that uses PEP and wants notifications of `interests`
+    (XEP-0163 +notify in its XEP-0115 caps), once the server knows its caps.
+
+    slixmpp keys its disco features and caps by the JID they were set for, so
+    interests and caps are set after binding, before the initial presence.
+    `plugins` (names, or (name, config) pairs) are registered after login too
+    (their PEP interests then stick), after `setup(client)` if given: the
+    place for handlers that must see what the initial presence brings.
+    Every pubsub event message received is kept in `client.events`.
+    """
+    from slixmpp.xmlstream.handler import Callback
+    from slixmpp.xmlstream.matcher import MatchXPath
+
+    c = Client(server, jid, password, **kw)
+    for p in PEP_PLUGINS:
+        c.register_plugin(p)
+    c.events = []
+    c.register_handler(
+        Callback(
+            "pep-events",
+            MatchXPath(f"{{jabber:client}}message/{{{NS_PUBSUB_EVENT}}}event"),
+            c.events.append,
+        )
+    )
+    queried = []
+    c.register_handler(
+        Callback(
+            "pep-caps-query",
+            MatchXPath("{jabber:client}iq/{http://jabber.org/protocol/disco#info}query"),
+            # From the server, or (Prosody) from the account's PEP service.
+            lambda iq: queried.append(iq)
+            if iq["type"] == "get" and iq["from"] in (server.domain, c.boundjid.bare)
+            else None,
+        )
+    )
+    c.caps_queries = queried
+    await c.login(timeout=timeout, presence=False)
+    if setup is not None:
+        setup(c)
+    for p in plugins:
+        if isinstance(p, tuple):
+            c.register_plugin(*p)
+        else:
+            c.register_plugin(p)
+    for ns in interests:
+        c.plugin["xep_0163"].add_interest(ns)
+    await c.plugin["xep_0115"].update_caps(broadcast=False)
+    c.send_presence()
+    # The server handles the presence (sending its disco#info query, unless
+    # it knows these caps) before it answers the ping; then the client's
+    # answer to the query is handled before the second ping's.
+    await c.ping_server(timeout=timeout)
+    if queried:
+        await asyncio.sleep(0.2)
+        await c.ping_server(timeout=timeout)
+    return c
+
+
+async def until(pred, timeout: float = 5.0, step: float = 0.05) -> bool:
+    """Poll pred() until it is true or the time is up; returns its last value."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        if pred():
+            return True
+        await asyncio.sleep(step)
+    return bool(pred())

@@ -410,7 +410,7 @@ class ProsodyServer(ServerBase):
             opts.update(self.MAP[key](value))
         modules = [
             "disco", "roster", "saslauth", "tls", "register", "vcard_legacy", "version",
-            "time", "ping", "offline", "bosh", "websocket", "http",
+            "time", "ping", "offline", "bosh", "websocket", "http", "pep", "private", "bookmarks", "vcard4",
         ]
         if "admins" in opts:
             modules += ["adhoc", "admin_adhoc", "announce"]

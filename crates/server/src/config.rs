@@ -28,6 +28,7 @@ pub struct Config {
     pub muc: Muc,
     pub archive: ArchiveCfg,
     pub retention: Retention,
+    pub pep: Pep,
     pub turn: Turn,
     pub upload: Upload,
     pub components: Components,
@@ -99,6 +100,11 @@ pub struct Limits {
     /// Stanzas queued for a slow client (or component) before it is
     /// disconnected.
     pub session_queue: usize,
+    /// How long the server waits for a client to answer an IQ the server
+    /// sent it (a XEP-0115 disco#info query); a later answer is ignored.
+    pub server_iq_timeout_secs: u64,
+    /// IQs the server may have outstanding to one session at once.
+    pub server_iqs_per_session: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -165,6 +171,37 @@ impl Default for Muc {
         Muc {
             enabled: true,
             history: 20,
+        }
+    }
+}
+
+/// XEP-0163 PEP on every account (with XEP-0223 private nodes and XEP-0402
+/// bookmarks), and XEP-0049 private XML storage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pep {
+    /// Items one node keeps at most; `pubsub#max_items` may ask for fewer,
+    /// and `max` means this many.
+    pub max_items: usize,
+    /// Largest item payload (and XEP-0049 element), serialised, in bytes.
+    pub max_item_bytes: usize,
+    /// Nodes one account may have.
+    pub max_nodes: usize,
+    /// XEP-0049 private XML elements one account may keep.
+    pub max_private_entries: usize,
+    /// Client capabilities (XEP-0115) remembered by verification string,
+    /// shared by every session that announces the same one.
+    pub caps_cache_entries: usize,
+}
+
+impl Default for Pep {
+    fn default() -> Self {
+        Pep {
+            max_items: 256,
+            max_item_bytes: 128 * 1024,
+            max_nodes: 256,
+            max_private_entries: 100,
+            caps_cache_entries: 1000,
         }
     }
 }
@@ -254,6 +291,7 @@ impl Default for Config {
             muc: Muc::default(),
             archive: ArchiveCfg::default(),
             retention: Retention::default(),
+            pep: Pep::default(),
             turn: Turn::default(),
             upload: Upload::default(),
             components: Components::default(),
@@ -309,6 +347,8 @@ impl Default for Limits {
             unauthenticated_timeout_secs: 30,
             max_offline_messages: 1000,
             session_queue: 4096,
+            server_iq_timeout_secs: 30,
+            server_iqs_per_session: 8,
         }
     }
 }
@@ -395,6 +435,22 @@ impl Config {
         }
         if self.limits.session_queue == 0 {
             return Err("`limits.session_queue` must be at least 1".into());
+        }
+        if self.limits.server_iq_timeout_secs == 0 || self.limits.server_iqs_per_session == 0 {
+            return Err(
+                "`limits.server_iq_timeout_secs` and `limits.server_iqs_per_session` must be at least 1"
+                    .into(),
+            );
+        }
+        let p = &self.pep;
+        if p.max_items == 0 || p.max_nodes == 0 || p.caps_cache_entries == 0 {
+            return Err(
+                "`pep.max_items`, `pep.max_nodes` and `pep.caps_cache_entries` must be at least 1"
+                    .into(),
+            );
+        }
+        if p.max_item_bytes < 1024 {
+            return Err("`pep.max_item_bytes` must be at least 1024".into());
         }
         if self.auth.scram_iterations < 4096 {
             return Err("`auth.scram_iterations` must be at least 4096 (RFC 7677)".into());
@@ -558,6 +614,11 @@ unauthenticated_timeout_secs = 30
 max_offline_messages = 1000
 # Stanzas queued for one slow client or component before it is disconnected.
 session_queue = 4096
+# Seconds the server waits for a client to answer an IQ the server sent it
+# (the disco#info query behind XEP-0115 caps); later answers are ignored.
+server_iq_timeout_secs = 30
+# IQs the server may have outstanding to one session at once.
+server_iqs_per_session = 8
 
 [registration]
 # XEP-0077 in-band registration.
@@ -588,6 +649,24 @@ max_page = 100
 enabled = true
 # Messages a room replays to people who join (owners may lower it per room).
 history = 20
+
+[pep]
+# Personal eventing (XEP-0163) on every account: OMEMO keys, avatars (0084),
+# vCard4 (0292), bookmarks (0402, kept in step with 0049's storage:bookmarks),
+# private nodes (0223). Also XEP-0049 private XML storage.
+# Items one node keeps; a node's pubsub#max_items may ask for fewer, and
+# "max" means this many (as Prosody's pep_max_items).
+max_items = 256
+# Largest item payload (and private XML element), serialised, in bytes;
+# larger ones are refused with not-acceptable/payload-too-big (128 KiB).
+max_item_bytes = 131072
+# Nodes one account may have (OMEMO 0.3 uses one per device).
+max_nodes = 256
+# XEP-0049 private XML elements (one per namespace) one account may keep.
+max_private_entries = 100
+# Client capabilities (XEP-0115) remembered, by verification string, for
+# every session that announces the same one.
+caps_cache_entries = 1000
 
 [turn]
 # coturn's static-auth-secret; set it to hand out TURN credentials (XEP-0215).

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use jid::Jid;
@@ -22,6 +23,7 @@ use crate::config::Config;
 use crate::limits::AuthLimiter;
 use crate::modules;
 use crate::modules::roster::Rosters;
+use crate::requests::Requests;
 use crate::router::{Router, SessionHandle};
 use conclave_store::Store;
 
@@ -98,6 +100,9 @@ pub struct Module {
     pub features: &'static [&'static str],
     /// Features of an account's bare JID.
     pub account_features: &'static [&'static str],
+    /// Identities (category, type) an account's bare JID has besides
+    /// `account` (XEP-0163's `pubsub/pep`).
+    pub account_identities: &'static [(&'static str, &'static str)],
     pub iq: &'static [IqRoute],
     /// Whether the configuration turns this module on.
     pub enabled: fn(&Config) -> bool,
@@ -162,11 +167,17 @@ pub struct Server {
     pub auth_limiter: AuthLimiter,
     /// `config.admins`, normalised.
     admins: HashSet<String>,
+    /// IQs the server sent to clients, awaiting their answers.
+    pub requests: Requests,
+    /// What clients can do, by XEP-0115 verification string.
+    pub caps: modules::caps::Cache,
+    pub pep: modules::pep::Pep,
     iq: HashMap<(Target, &'static str), IqHandler>,
     /// Service and component domains.
     domains: HashMap<String, Domain>,
     server_features: Vec<&'static str>,
     account_features: Vec<&'static str>,
+    account_identities: Vec<(&'static str, &'static str)>,
     caps_ver: String,
     shutting_down: AtomicBool,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
@@ -180,12 +191,14 @@ impl Server {
         let mut iq = HashMap::new();
         let mut server_features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS];
         let mut account_features = vec![ns::DISCO_INFO];
+        let mut account_identities = Vec::new();
         for m in modules::ALL {
             if !(m.enabled)(&config) {
                 continue;
             }
             server_features.extend_from_slice(m.features);
             account_features.extend_from_slice(m.account_features);
+            account_identities.extend_from_slice(m.account_identities);
             for r in m.iq {
                 iq.insert((r.target, r.ns), r.handler);
             }
@@ -219,6 +232,11 @@ impl Server {
             .map(|j| j.as_str().to_owned())
             .collect();
         let limiter = AuthLimiter::new(config.limits.auth_failures_per_minute);
+        let requests = Requests::new(
+            Duration::from_secs(config.limits.server_iq_timeout_secs),
+            config.limits.server_iqs_per_session,
+        );
+        let caps = modules::caps::Cache::new(config.pep.caps_cache_entries);
         Arc::new(Server {
             config: Arc::new(config),
             store,
@@ -230,10 +248,14 @@ impl Server {
             adhoc: modules::adhoc::Sessions::default(),
             auth_limiter: limiter,
             admins,
+            requests,
+            caps,
+            pep: modules::pep::Pep::default(),
             iq,
             domains,
             server_features,
             account_features,
+            account_identities,
             caps_ver,
             shutting_down: AtomicBool::new(false),
             shutdown_tx: tokio::sync::watch::channel(false).0,
@@ -280,6 +302,10 @@ impl Server {
 
     pub fn account_features(&self) -> &[&'static str] {
         &self.account_features
+    }
+
+    pub fn account_identities(&self) -> &[(&'static str, &'static str)] {
+        &self.account_identities
     }
 
     pub fn caps_ver(&self) -> &str {
@@ -496,8 +522,11 @@ impl Server {
             Some(j) => (Target::Account, j.as_str().to_owned(), false),
         };
         if !request {
-            // Results and errors addressed to the server or an account are
-            // answers to nothing the server asked: drop them.
+            // Results and errors addressed to the server or an account
+            // answer the server's own requests, or nothing: then dropped.
+            if let Some((callback, answer)) = self.requests.take(s.handle.id, &el) {
+                callback(self, answer).await;
+            }
             return;
         }
         let Some(payload_ns) = stanza::iq_payload(&el).map(Element::ns) else {
@@ -540,6 +569,19 @@ impl Server {
         }
         let bytes = stanza::to_bytes(el);
         self.deliver_bytes(targets, &bytes);
+    }
+
+    /// Sends a stanza built without `to` to every session in `targets`,
+    /// serialised once: each session's writer adds its own address.
+    pub fn deliver_addressed(&self, targets: &[Arc<SessionHandle>], el: &Element) {
+        if targets.is_empty() {
+            return;
+        }
+        let bytes = stanza::to_bytes(el);
+        for t in targets {
+            t.send_addressed(bytes.clone());
+        }
+        metrics::counter!("conclave_stanzas_out_total").increment(targets.len() as u64);
     }
 
     /// Like `deliver_bytes`, for presence and chat states: an inactive

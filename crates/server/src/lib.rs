@@ -7,6 +7,7 @@ pub mod config;
 pub mod hub;
 pub mod limits;
 pub mod modules;
+pub mod requests;
 pub mod router;
 pub mod session;
 pub mod transport;

@@ -39,6 +39,10 @@ pub struct PresenceState {
     pub directed: Vec<String>,
     /// XEP-0280: this resource wants copies of its account's chats.
     pub carbons: bool,
+    /// XEP-0115: the `node#ver` the client last announced while available.
+    pub caps_key: Option<String>,
+    /// What that client can do, once known.
+    pub caps: Option<Arc<crate::modules::caps::ClientCaps>>,
 }
 
 /// One bound resource. Kept small: an idle session is this, a channel and

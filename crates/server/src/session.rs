@@ -188,6 +188,7 @@ pub(crate) async fn read_loop<R: FrameReader>(
 async fn finish(server: &Server, session: Session, writer: tokio::task::JoinHandle<()>) {
     let handle = session.handle.clone();
     server.router.unbind(&handle);
+    server.requests.forget(handle.id);
     modules::presence::went_offline(server, &session).await;
     server
         .rosters

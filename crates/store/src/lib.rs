@@ -6,6 +6,7 @@
 
 mod sqlite;
 mod sqlite_archive;
+mod sqlite_pubsub;
 mod sqlite_uploads;
 
 use async_trait::async_trait;
@@ -101,6 +102,8 @@ pub trait Rosters: Send + Sync {
     async fn put_item(&self, owner: &str, item: &RosterItem) -> Result<u64>;
     /// Deletes an item and returns the new version.
     async fn remove_item(&self, owner: &str, contact: &str) -> Result<u64>;
+    /// One item of the roster, without loading the rest.
+    async fn roster_item(&self, owner: &str, contact: &str) -> Result<Option<RosterItem>>;
     /// Inbound subscription requests not yet answered (RFC 6121 §3.1.3:
     /// they are redelivered at every login until answered).
     async fn pending_in(&self, owner: &str) -> Result<Vec<String>>;
@@ -314,12 +317,102 @@ pub trait Blocklists: Send + Sync {
     async fn unblock(&self, owner: &str, jids: &[String]) -> Result<()>;
 }
 
+/// One node of an account's PEP service (XEP-0163): its name and its
+/// configuration, an opaque list of key/value pairs the PEP module owns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PubsubNode {
+    pub node: String,
+    pub config: Vec<(String, String)>,
+}
+
+/// One published item. Items of a node are ordered by publication: the
+/// newest is the one published last, and republishing an id makes it the
+/// newest (XEP-0060 §13.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubsubItem {
+    pub id: String,
+    /// Full JID of the session that published it.
+    pub publisher: String,
+    /// Unix time of publication.
+    pub stamp: u64,
+    /// The payload element, serialised.
+    pub payload: String,
+}
+
+/// PEP nodes and items, by owner (the account's bare JID). Limits are the
+/// caller's, passed in, so that a check and the write it guards are one
+/// transaction.
+#[async_trait]
+pub trait Pubsub: Send + Sync {
+    async fn node(&self, owner: &str, node: &str) -> Result<Option<PubsubNode>>;
+    /// Every node of the owner, each with its newest item if it has one.
+    async fn nodes(&self, owner: &str) -> Result<Vec<(PubsubNode, Option<PubsubItem>)>>;
+    /// Creates a node: `Conflict` if it exists, `Quota` if the owner has
+    /// `max_nodes` nodes already.
+    async fn create_node(&self, owner: &str, node: &PubsubNode, max_nodes: usize) -> Result<()>;
+    /// Replaces a node's configuration and keeps only its `keep` newest
+    /// items; `NotFound` if there is no such node.
+    async fn configure_node(&self, owner: &str, node: &PubsubNode, keep: usize) -> Result<()>;
+    /// Deletes a node with its items; false if there was none.
+    async fn delete_node(&self, owner: &str, node: &str) -> Result<bool>;
+    /// Stores `item` as the node's newest, replacing one with the same id,
+    /// and keeps only the `keep` newest. A missing node is created from
+    /// `create` (`Quota` past `max_nodes`), or is `NotFound` without it.
+    async fn publish_item(
+        &self,
+        owner: &str,
+        node: &str,
+        create: Option<&PubsubNode>,
+        item: &PubsubItem,
+        keep: usize,
+        max_nodes: usize,
+    ) -> Result<()>;
+    /// Deletes one item; false if the node had none with that id.
+    async fn retract_item(&self, owner: &str, node: &str, id: &str) -> Result<bool>;
+    /// Deletes every item of a node.
+    async fn purge_node(&self, owner: &str, node: &str) -> Result<()>;
+    /// Items, newest first: the `max` newest, or of those with the given
+    /// ids (when `ids` is not empty) the ones that exist.
+    async fn items(
+        &self,
+        owner: &str,
+        node: &str,
+        ids: &[String],
+        max: usize,
+    ) -> Result<Vec<PubsubItem>>;
+}
+
+/// XEP-0049 private XML storage: one serialised element per owner and key
+/// (the element's name and namespace).
+#[async_trait]
+pub trait PrivateXml: Send + Sync {
+    async fn private_xml(&self, owner: &str, key: &str) -> Result<Option<String>>;
+    /// Writes every entry in one transaction; `Quota` (and nothing
+    /// written) if the owner would then keep more than `max_entries` keys.
+    async fn set_private_xml(
+        &self,
+        owner: &str,
+        entries: &[(String, String)],
+        max_entries: usize,
+    ) -> Result<()>;
+}
+
 /// Everything the XMPP services need from storage.
 pub trait Store:
-    Accounts + Rosters + Offline + Vcards + Rooms + Uploads + Archive + Blocklists
+    Accounts + Rosters + Offline + Vcards + Rooms + Uploads + Archive + Blocklists + Pubsub + PrivateXml
 {
 }
-impl<T: Accounts + Rosters + Offline + Vcards + Rooms + Uploads + Archive + Blocklists> Store
-    for T
+impl<
+    T: Accounts
+        + Rosters
+        + Offline
+        + Vcards
+        + Rooms
+        + Uploads
+        + Archive
+        + Blocklists
+        + Pubsub
+        + PrivateXml,
+> Store for T
 {
 }

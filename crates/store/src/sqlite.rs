@@ -66,6 +66,9 @@ impl SqliteStore {
         sqlx::raw_sql(crate::sqlite_uploads::SCHEMA)
             .execute(&pool)
             .await?;
+        sqlx::raw_sql(crate::sqlite_pubsub::SCHEMA)
+            .execute(&pool)
+            .await?;
         Ok(SqliteStore { pool })
     }
 
@@ -221,6 +224,9 @@ impl Accounts for SqliteStore {
             "DELETE FROM offline WHERE owner = ?1",
             "DELETE FROM vcards WHERE owner = ?1",
             "DELETE FROM blocklist WHERE owner = ?1",
+            "DELETE FROM pubsub_items WHERE owner = ?1",
+            "DELETE FROM pubsub_nodes WHERE owner = ?1",
+            "DELETE FROM private_xml WHERE owner = ?1",
         ] {
             sqlx::query(q).bind(&bare).execute(&mut *tx).await?;
         }
@@ -245,6 +251,21 @@ impl Accounts for SqliteStore {
             }
         };
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+fn roster_row(r: &sqlx::sqlite::SqliteRow) -> RosterItem {
+    let groups: String = r.get(4);
+    RosterItem {
+        contact: r.get(0),
+        name: r.get(1),
+        subscription: Subscription::parse(r.get::<&str, _>(2)),
+        ask: r.get::<i64, _>(3) != 0,
+        groups: groups
+            .split('\n')
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+            .collect(),
     }
 }
 
@@ -274,24 +295,18 @@ impl Rosters for SqliteStore {
         .bind(owner)
         .fetch_all(&self.pool)
         .await?;
-        let items = rows
-            .into_iter()
-            .map(|r| {
-                let groups: String = r.get(4);
-                RosterItem {
-                    contact: r.get(0),
-                    name: r.get(1),
-                    subscription: Subscription::parse(r.get::<&str, _>(2)),
-                    ask: r.get::<i64, _>(3) != 0,
-                    groups: groups
-                        .split('\n')
-                        .filter(|g| !g.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                }
-            })
-            .collect();
-        Ok((ver, items))
+        Ok((ver, rows.iter().map(roster_row).collect()))
+    }
+
+    async fn roster_item(&self, owner: &str, contact: &str) -> Result<Option<RosterItem>> {
+        let row = sqlx::query(
+            "SELECT contact, name, subscription, ask, groups FROM roster WHERE owner = ?1 AND contact = ?2",
+        )
+        .bind(owner)
+        .bind(contact)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(roster_row))
     }
 
     async fn put_item(&self, owner: &str, item: &RosterItem) -> Result<u64> {
@@ -443,9 +458,9 @@ impl Vcards for SqliteStore {
     }
 }
 
-/// Room configuration as `key=value` lines; values are escaped so that a
+/// Room and node configuration as `key=value` lines; values are escaped so that a
 /// newline in a room description cannot forge another key.
-fn encode_config(pairs: &[(String, String)]) -> String {
+pub(crate) fn encode_config(pairs: &[(String, String)]) -> String {
     pairs
         .iter()
         .map(|(k, v)| format!("{k}={}", v.replace('\\', "\\\\").replace('\n', "\\n")))
@@ -453,7 +468,7 @@ fn encode_config(pairs: &[(String, String)]) -> String {
         .join("\n")
 }
 
-fn decode_config(s: &str) -> Vec<(String, String)> {
+pub(crate) fn decode_config(s: &str) -> Vec<(String, String)> {
     s.lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| {
@@ -615,8 +630,11 @@ pub(crate) mod tests {
 
     /// A fresh store in a directory of its own; remove the directory after.
     pub(crate) async fn store() -> (SqliteStore, std::path::PathBuf) {
+        // A counter as well as the clock: tests run in parallel threads.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
-            "conclave-store-{}-{}",
+            "conclave-store-{}-{}-{n}",
             std::process::id(),
             now_nanos()
         ));

@@ -57,3 +57,14 @@ pub const RETRACT: &str = "urn:xmpp:message-retract:1";
 pub const MODERATE: &str = "urn:xmpp:message-moderate:1";
 pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
 pub const ADMIN: &str = "http://jabber.org/protocol/admin";
+pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+pub const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+pub const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+pub const PUBSUB_NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
+pub const PUBSUB_PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";
+pub const PRIVATE: &str = "jabber:iq:private";
+pub const BOOKMARKS: &str = "urn:xmpp:bookmarks:1";
+pub const BOOKMARKS_COMPAT: &str = "urn:xmpp:bookmarks:1#compat";
+/// XEP-0048's element in XEP-0049 private storage.
+pub const BOOKMARKS_LEGACY: &str = "storage:bookmarks";

@@ -14,6 +14,10 @@ pub trait ElementExt {
     fn unset(&mut self, name: &str);
     fn with(self, name: &str, value: &str) -> Self;
     fn text_child(self, name: &str, ns: &str, text: &str) -> Self;
+    /// The `xml:lang` attribute.
+    fn lang(&self) -> Option<&str>;
+    /// Appends a text node.
+    fn with_text(self, text: &str) -> Self;
 }
 
 impl ElementExt for Element {
@@ -39,6 +43,15 @@ impl ElementExt for Element {
         let mut c = Element::bare(name, ns);
         c.append_text(text);
         self.append_child(c);
+        self
+    }
+
+    fn lang(&self) -> Option<&str> {
+        self.attr_ns(&Namespace::XML, "lang")
+    }
+
+    fn with_text(mut self, text: &str) -> Self {
+        self.append_text(text);
         self
     }
 }

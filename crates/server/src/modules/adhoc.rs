@@ -23,6 +23,7 @@ pub const MODULE: Module = Module {
     name: "adhoc",
     features: &[ns::COMMANDS],
     account_features: &[],
+    account_identities: &[],
     iq: &[IqRoute {
         target: Target::Server,
         ns: ns::COMMANDS,

@@ -16,6 +16,7 @@ pub const MODULE: Module = Module {
     name: "blocking",
     features: &[],
     account_features: &[ns::BLOCKING, ns::REPORTING],
+    account_identities: &[],
     iq: &[IqRoute {
         target: Target::Account,
         ns: ns::BLOCKING,

@@ -15,6 +15,7 @@ pub const MODULE: Module = Module {
     name: "carbons",
     features: &[ns::CARBONS, ns::CARBONS_RULES],
     account_features: &[],
+    account_identities: &[],
     iq: &[IqRoute {
         target: Target::Server,
         ns: ns::CARBONS,
@@ -77,13 +78,7 @@ fn copy(srv: &Server, account: &str, direction: &str, el: &Element, skip: &[u64]
         .into_iter()
         .filter(|h| !skip.contains(&h.id) && enabled(h))
         .collect();
-    if targets.is_empty() {
-        return;
-    }
-    let bytes = stanza::to_bytes(&wrap(direction, account, el));
-    for t in targets {
-        t.send_addressed(bytes.clone());
-    }
+    srv.deliver_addressed(&targets, &wrap(direction, account, el));
 }
 
 /// The sender's other resources see what it sent.

@@ -17,6 +17,7 @@ pub const MODULE: Module = Module {
     name: "disco",
     features: &[],
     account_features: &[],
+    account_identities: &[],
     iq: &[
         IqRoute {
             target: Target::Server,
@@ -90,24 +91,23 @@ pub fn caps_ver(features: &[&str], forms: &[Element]) -> String {
     base64::engine::general_purpose::STANDARD.encode(d.as_ref())
 }
 
-fn info_query(
-    node: Option<&str>,
-    category: &str,
-    kind: &str,
-    name: Option<&str>,
-    features: &[&str],
-) -> Element {
+/// An identity: category, type and name.
+type Identity<'a> = (&'a str, &'a str, Option<&'a str>);
+
+fn info_query(node: Option<&str>, identities: &[Identity<'_>], features: &[&str]) -> Element {
     let mut q = Element::bare("query", ns::DISCO_INFO);
     if let Some(n) = node {
         q.set("node", n);
     }
-    let mut id = Element::bare("identity", ns::DISCO_INFO)
-        .with("category", category)
-        .with("type", kind);
-    if let Some(n) = name {
-        id.set("name", n);
+    for (category, kind, name) in identities {
+        let mut id = Element::bare("identity", ns::DISCO_INFO)
+            .with("category", category)
+            .with("type", kind);
+        if let Some(n) = name {
+            id.set("name", n);
+        }
+        q.append_child(id);
     }
-    q.append_child(id);
     for f in features {
         q.append_child(Element::bare("feature", ns::DISCO_INFO).with("var", f));
     }
@@ -139,9 +139,7 @@ fn server_info<'a>(srv: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> 
         let mut reply = stanza::iq_result(&iq);
         let mut q = info_query(
             node,
-            "server",
-            "im",
-            Some(SERVER_NAME),
+            &[("server", "im", Some(SERVER_NAME))],
             srv.server_features(),
         );
         // XEP-0128: how long data is kept (also part of the caps hash).
@@ -170,14 +168,10 @@ fn account_info<'a>(
             .split_once('@')
             .is_some_and(|(_, h)| srv.config.is_guest_host(h));
         let kind = if guest { "anonymous" } else { "registered" };
+        let mut identities = vec![("account", kind, None)];
+        identities.extend(srv.account_identities().iter().map(|(c, t)| (*c, *t, None)));
         let mut reply = stanza::iq_result(&iq);
-        reply.append_child(info_query(
-            None,
-            "account",
-            kind,
-            None,
-            srv.account_features(),
-        ));
+        reply.append_child(info_query(None, &identities, srv.account_features()));
         s.send(&reply);
     })
 }
@@ -228,7 +222,7 @@ pub fn service_info(config: &Config, s: &Session, svc: &Service, iq: &Element) {
     features.extend_from_slice(svc.features);
     features.sort_unstable();
     features.dedup();
-    let mut query = info_query(None, category, kind, Some(name), &features);
+    let mut query = info_query(None, &[(category, kind, Some(name))], &features);
     if let Some(form) = (svc.info_form)(config) {
         query.append_child(form);
     }

@@ -15,6 +15,7 @@ pub const MODULE: Module = Module {
     name: "extdisco",
     features: &[ns::EXTDISCO],
     account_features: &[],
+    account_identities: &[],
     iq: &[IqRoute {
         target: Target::Server,
         ns: ns::EXTDISCO,

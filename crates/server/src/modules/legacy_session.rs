@@ -11,6 +11,7 @@ pub const MODULE: Module = Module {
     name: "legacy_session",
     features: &[],
     account_features: &[],
+    account_identities: &[],
     iq: &[IqRoute {
         target: Target::Server,
         ns: ns::SESSION,

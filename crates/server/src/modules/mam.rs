@@ -25,6 +25,7 @@ pub const MODULE: Module = Module {
     name: "mam",
     features: &[ns::SID],
     account_features: &[ns::MAM, ns::MAM_EXTENDED, ns::SID, ns::FULLTEXT],
+    account_identities: &[],
     iq: &[IqRoute {
         target: Target::Account,
         ns: ns::MAM,
@@ -314,17 +315,6 @@ fn query_form() -> Element {
         x.append_child(field(var, ty));
     }
     x
-}
-
-trait WithText {
-    fn with_text(self, t: &str) -> Self;
-}
-
-impl WithText for Element {
-    fn with_text(mut self, t: &str) -> Self {
-        self.append_text(t);
-        self
-    }
 }
 
 /// Parses the query form and RSM set. `Err` is the stanza error.

@@ -18,6 +18,7 @@ pub const MODULE: Module = Module {
     name: "offline",
     features: &[ns::OFFLINE],
     account_features: &[],
+    account_identities: &[],
     iq: &[],
     enabled: super::always,
 };

@@ -4,15 +4,19 @@
 
 pub mod adhoc;
 pub mod blocking;
+pub mod caps;
 pub mod carbons;
 pub mod disco;
 pub mod extdisco;
+pub mod forms;
 pub mod legacy_session;
 pub mod mam;
 pub mod message;
 pub mod muc;
+pub mod pep;
 pub mod ping;
 pub mod presence;
+pub mod private;
 pub mod register;
 pub mod retention;
 pub mod roster;
@@ -34,6 +38,8 @@ pub const ALL: &[&Module] = &[
     &version::MODULE,
     &time::MODULE,
     &vcard::MODULE,
+    &pep::MODULE,
+    &private::MODULE,
     &register::MODULE,
     &extdisco::MODULE,
     &disco::MODULE,

@@ -9,6 +9,7 @@ pub const MODULE: Module = Module {
     name: "ping",
     features: &[ns::PING],
     account_features: &[],
+    account_identities: &[],
     iq: &[IqRoute {
         target: Target::Server,
         ns: ns::PING,

@@ -10,7 +10,7 @@ use xmpp_core::ns;
 use xmpp_core::stanza::{self, ElementExt};
 
 use crate::hub::{Server, Session};
-use crate::modules::{message, roster};
+use crate::modules::{caps, message, roster};
 use crate::router::SessionHandle;
 
 pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Element) {
@@ -96,6 +96,11 @@ async fn broadcast(srv: &Server, s: &Session, el: Element, available: bool) {
     srv.deliver_deferrable(&targets, &bytes);
     if initial {
         initial_presence(srv, s, priority).await;
+    }
+    if available {
+        caps::on_presence(srv, s, &el).await;
+    } else {
+        caps::unavailable(&s.handle);
     }
 }
 

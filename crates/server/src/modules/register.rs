@@ -16,6 +16,7 @@ pub const MODULE: Module = Module {
     name: "register",
     features: &[ns::REGISTER],
     account_features: &[],
+    account_identities: &[],
     iq: &[IqRoute {
         target: Target::Server,
         ns: ns::REGISTER,

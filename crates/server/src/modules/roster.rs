@@ -14,12 +14,14 @@ use xmpp_core::stanza::{self, ElementExt};
 use conclave_store::{RosterItem, Subscription};
 
 use crate::hub::{HandlerFuture, IqRoute, Module, Server, Session, Target};
+use crate::modules::pep;
 use crate::router::Router;
 
 pub const MODULE: Module = Module {
     name: "roster",
     features: &[],
     account_features: &[],
+    account_identities: &[],
     iq: &[IqRoute {
         target: Target::Account,
         ns: ns::ROSTER,
@@ -66,6 +68,11 @@ impl Rosters {
         )
     }
 
+    /// The user's roster if it is in memory; never loads it.
+    pub fn cached(&self, bare: &str) -> Option<Shared> {
+        self.lock().get(bare).cloned()
+    }
+
     pub fn evict_if_offline(&self, router: &Router, bare: &str) {
         if !router.is_online(bare) {
             self.lock().remove(bare);
@@ -88,6 +95,27 @@ pub async fn contacts(srv: &Server, bare: &str, pred: fn(Subscription) -> bool) 
         .filter(|i| pred(i.subscription))
         .map(|i| i.contact.clone())
         .collect()
+}
+
+/// The owner's subscription state with `contact`: from memory if the
+/// owner's roster is loaded, else one item from the store (an offline
+/// owner's roster is not loaded just for this).
+pub async fn subscription(srv: &Server, owner: &str, contact: &str) -> Subscription {
+    if let Some(r) = srv.rosters.cached(owner) {
+        return r
+            .lock()
+            .await
+            .items
+            .get(contact)
+            .map_or(Subscription::None, |i| i.subscription);
+    }
+    match srv.store.roster_item(owner, contact).await {
+        Ok(i) => i.map_or(Subscription::None, |i| i.subscription),
+        Err(e) => {
+            tracing::error!(error = %e, "roster item read failed");
+            Subscription::None
+        }
+    }
 }
 
 pub fn has_from(s: Subscription) -> bool {
@@ -269,6 +297,7 @@ pub async fn outbound(srv: &Server, user: &str, contact: &str, ty: &str) {
             if contact_exists {
                 inbound_subscribed(srv, contact, user).await;
                 send_current_presence(srv, user, contact);
+                pep::subscribed(srv, user, contact).await;
             }
         }
         "unsubscribe" => {
@@ -314,6 +343,7 @@ async fn inbound_subscribe(srv: &Server, contact: &str, user: &str) {
         // Already approved: answer on the contact's behalf (§3.1.3).
         inbound_subscribed(srv, user, contact).await;
         send_current_presence(srv, contact, user);
+        pep::subscribed(srv, contact, user).await;
         return;
     }
     if let Err(e) = srv.store.set_pending_in(contact, user, true).await {

@@ -10,6 +10,7 @@ pub const MODULE: Module = Module {
     name: "time",
     features: &[ns::TIME],
     account_features: &[],
+    account_identities: &[],
     iq: &[IqRoute {
         target: Target::Server,
         ns: ns::TIME,

@@ -11,6 +11,7 @@ pub const MODULE: Module = Module {
     name: "vcard",
     features: &[ns::VCARD],
     account_features: &[ns::VCARD],
+    account_identities: &[],
     iq: &[IqRoute {
         target: Target::Account,
         ns: ns::VCARD,

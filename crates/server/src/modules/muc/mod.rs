@@ -19,6 +19,7 @@ use xmpp_core::{ns, time};
 use conclave_store::StoredRoom;
 
 use crate::hub::{HandlerFuture, Server, Service, Session};
+use crate::modules::forms::list_single;
 use room::{Affiliation, Delivery, HistorySpec, Join, Role, Room, RoomConfig};
 
 pub static SERVICE: Service = Service {
@@ -775,24 +776,16 @@ fn config_form(c: &RoomConfig) -> Element {
         Some("Moderated"),
         &[b(c.moderated)],
     ));
-    let mut whois = field(
+    x.append_child(list_single(
         "muc#roomconfig_whois",
-        Some("list-single"),
-        Some("Who may see real JIDs"),
-        &[if c.non_anonymous {
+        "Who may see real JIDs",
+        if c.non_anonymous {
             "anyone"
         } else {
             "moderators"
-        }],
-    );
-    for o in ["moderators", "anyone"] {
-        let mut opt = Element::bare("option", ns::DATA_FORMS);
-        let mut v = Element::bare("value", ns::DATA_FORMS);
-        v.append_text(o);
-        opt.append_child(v);
-        whois.append_child(opt);
-    }
-    x.append_child(whois);
+        },
+        &["moderators", "anyone"],
+    ));
     x.append_child(field(
         "muc#roomconfig_changesubject",
         Some("boolean"),

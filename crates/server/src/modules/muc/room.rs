@@ -721,7 +721,7 @@ impl Room {
                     .get_child_mut("x", ns::MUC_USER)
                     .and_then(|x| x.get_child_mut("item", ns::MUC_USER))
             {
-                item.append_child(Element::bare("reason", ns::MUC_USER).text_child_self(r));
+                item.append_child(Element::bare("reason", ns::MUC_USER).with_text(r));
             }
             let b = stanza::to_bytes(&p);
             for s in &viewer.sessions {
@@ -812,7 +812,7 @@ impl Room {
                     d.set("jid", a);
                 }
                 if let Some(r) = reason {
-                    d.append_child(Element::bare("reason", ns::MUC_USER).text_child_self(r));
+                    d.append_child(Element::bare("reason", ns::MUC_USER).with_text(r));
                 }
                 x.append_child(d);
             }
@@ -890,17 +890,6 @@ impl Room {
 
     pub fn secret(&self) -> &[u8] {
         &self.secret
-    }
-}
-
-trait TextSelf {
-    fn text_child_self(self, t: &str) -> Self;
-}
-
-impl TextSelf for Element {
-    fn text_child_self(mut self, t: &str) -> Self {
-        self.append_text(t);
-        self
     }
 }
 

@@ -86,6 +86,12 @@ else
   log "node deps up to date"
 fi
 
+# --- a command-line client for a smoke test -----------------------------------
+if ! command -v go-sendxmpp >/dev/null 2>&1; then
+  log "installing go-sendxmpp (Debian)"
+  apt_install go-sendxmpp || log "WARNING: go-sendxmpp could not be installed; its smoke test will be skipped"
+fi
+
 # --- optional reference server -------------------------------------------------
 if [ "$WITH_PROSODY" = 1 ]; then
   if ! command -v prosody >/dev/null 2>&1; then

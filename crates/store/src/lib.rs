@@ -308,6 +308,16 @@ pub trait Archive: Send + Sync {
     async fn replace_archived(&self, owner: &str, id: &str, stanza: &str) -> Result<bool>;
 }
 
+/// XEP-0357 push registrations: where an account's app server is, with the
+/// node and publish-options form the client gave.
+#[async_trait]
+pub trait PushRegistrations: Send + Sync {
+    async fn push_registrations(&self, owner: &str) -> Result<Vec<(String, String, String)>>;
+    async fn add_push(&self, owner: &str, jid: &str, node: &str, options: &str) -> Result<()>;
+    /// `node: None` removes every registration with that app server.
+    async fn remove_push(&self, owner: &str, jid: &str, node: Option<&str>) -> Result<()>;
+}
+
 /// XEP-0191 block lists: JIDs (full, bare or domain) per owner.
 #[async_trait]
 pub trait Blocklists: Send + Sync {
@@ -399,7 +409,17 @@ pub trait PrivateXml: Send + Sync {
 
 /// Everything the XMPP services need from storage.
 pub trait Store:
-    Accounts + Rosters + Offline + Vcards + Rooms + Uploads + Archive + Blocklists + Pubsub + PrivateXml
+    Accounts
+    + Rosters
+    + Offline
+    + Vcards
+    + Rooms
+    + Uploads
+    + Archive
+    + Blocklists
+    + Pubsub
+    + PrivateXml
+    + PushRegistrations
 {
 }
 impl<
@@ -412,7 +432,8 @@ impl<
         + Archive
         + Blocklists
         + Pubsub
-        + PrivateXml,
+        + PrivateXml
+        + PushRegistrations,
 > Store for T
 {
 }

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS offline (
   id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, stamp INTEGER NOT NULL, stanza TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS offline_owner ON offline (owner, id);
 CREATE TABLE IF NOT EXISTS vcards (owner TEXT PRIMARY KEY, vcard TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS push (owner TEXT NOT NULL, jid TEXT NOT NULL, node TEXT NOT NULL, options TEXT NOT NULL, PRIMARY KEY (owner, jid, node)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocklist (owner TEXT NOT NULL, jid TEXT NOT NULL, PRIMARY KEY (owner, jid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rooms (
   jid TEXT PRIMARY KEY, config TEXT NOT NULL, subject TEXT, subject_nick TEXT, secret BLOB NOT NULL) WITHOUT ROWID;
@@ -224,6 +225,7 @@ impl Accounts for SqliteStore {
             "DELETE FROM offline WHERE owner = ?1",
             "DELETE FROM vcards WHERE owner = ?1",
             "DELETE FROM blocklist WHERE owner = ?1",
+            "DELETE FROM push WHERE owner = ?1",
             "DELETE FROM pubsub_items WHERE owner = ?1",
             "DELETE FROM pubsub_nodes WHERE owner = ?1",
             "DELETE FROM private_xml WHERE owner = ?1",
@@ -568,6 +570,56 @@ impl Rooms for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+}
+
+#[async_trait]
+impl PushRegistrations for SqliteStore {
+    async fn push_registrations(&self, owner: &str) -> Result<Vec<(String, String, String)>> {
+        let rows =
+            sqlx::query("SELECT jid, node, options FROM push WHERE owner = ?1 ORDER BY jid, node")
+                .bind(owner)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    async fn add_push(&self, owner: &str, jid: &str, node: &str, options: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO push (owner, jid, node, options) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(owner, jid, node) DO UPDATE SET options = ?4",
+        )
+        .bind(owner)
+        .bind(jid)
+        .bind(node)
+        .bind(options)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_push(&self, owner: &str, jid: &str, node: Option<&str>) -> Result<()> {
+        match node {
+            Some(n) => {
+                sqlx::query("DELETE FROM push WHERE owner = ?1 AND jid = ?2 AND node = ?3")
+                    .bind(owner)
+                    .bind(jid)
+                    .bind(n)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM push WHERE owner = ?1 AND jid = ?2")
+                    .bind(owner)
+                    .bind(jid)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(())
     }
 }
 

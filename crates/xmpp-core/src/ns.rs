@@ -68,3 +68,5 @@ pub const BOOKMARKS: &str = "urn:xmpp:bookmarks:1";
 pub const BOOKMARKS_COMPAT: &str = "urn:xmpp:bookmarks:1#compat";
 /// XEP-0048's element in XEP-0049 private storage.
 pub const BOOKMARKS_LEGACY: &str = "storage:bookmarks";
+pub const PUSH: &str = "urn:xmpp:push:0";
+pub const PUSH_SUMMARY: &str = "urn:xmpp:push:summary";

@@ -96,6 +96,7 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     {
         Ok(()) => {
             metrics::counter!("conclave_offline_stored_total").increment(1);
+            super::push::notify(srv, bare.as_str(), &el).await;
             // The recipient may have become available while this was being
             // written, after its login fetched the queue: hand it over now.
             let ready = srv

@@ -17,6 +17,7 @@ pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod private;
+pub mod push;
 pub mod register;
 pub mod retention;
 pub mod roster;
@@ -33,6 +34,7 @@ pub const ALL: &[&Module] = &[
     &message::MODULE,
     &carbons::MODULE,
     &blocking::MODULE,
+    &push::MODULE,
     &mam::MODULE,
     &ping::MODULE,
     &version::MODULE,

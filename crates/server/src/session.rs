@@ -138,6 +138,10 @@ pub(crate) async fn read_loop<R: FrameReader>(
     peer: Peer,
 ) {
     let handle = &session.handle;
+    // XEP-0198 acknowledgements: stanzas handled since <enable/>. Handling
+    // is in order and its writes are committed first, so <a h='n'/> means
+    // the first n are done and durable. (No resumption yet.)
+    let mut sm: Option<u32> = None;
     loop {
         let ev = tokio::select! {
             ev = reader.recv() => ev,
@@ -150,6 +154,28 @@ pub(crate) async fn read_loop<R: FrameReader>(
                     handle.close(Some(cond));
                     break;
                 }
+            }
+            Event::Frame(Frame::Stanza(el))
+                if el.ns() == xmpp_core::ns::SM && peer != Peer::Component =>
+            {
+                let reply = match (el.name(), sm) {
+                    ("enable", None) => {
+                        sm = Some(0);
+                        "<enabled xmlns='urn:xmpp:sm:3'/>".to_owned()
+                    }
+                    ("enable", Some(_)) => {
+                        "<failed xmlns='urn:xmpp:sm:3'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+                            .to_owned()
+                    }
+                    ("r", Some(h)) => format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>"),
+                    // Acks of what the server sent: it keeps no resend queue.
+                    ("a", Some(_)) => continue,
+                    _ => {
+                        handle.close(Some("unsupported-stanza-type"));
+                        break;
+                    }
+                };
+                handle.send(bytes::Bytes::from(reply));
             }
             Event::Frame(Frame::Stanza(el)) if el.ns() == xmpp_core::ns::CSI => {
                 let inactive = el.name() == "inactive";
@@ -166,6 +192,9 @@ pub(crate) async fn read_loop<R: FrameReader>(
                 if let Err(cond) = Box::pin(server.handle_stanza(session, el)).await {
                     handle.close(Some(cond));
                     break;
+                }
+                if let Some(h) = sm.as_mut() {
+                    *h = h.wrapping_add(1);
                 }
             }
             Event::Frame(Frame::Close) => {
@@ -534,6 +563,16 @@ async fn bind_phase<T: Transport>(
 ) -> Result<Negotiated, Abort> {
     loop {
         let el = next_element(t).await?;
+        if el.is("resume", xmpp_core::ns::SM) {
+            // No session is kept after a connection ends: the client binds
+            // anew (XEP-0198 §5).
+            send(
+                t,
+                b"<failed xmlns='urn:xmpp:sm:3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>",
+            )
+            .await?;
+            continue;
+        }
         if !el.is("iq", ns::CLIENT) {
             return Err(Abort::Close(Some("not-authorized")));
         }

@@ -70,3 +70,4 @@ pub const BOOKMARKS_COMPAT: &str = "urn:xmpp:bookmarks:1#compat";
 pub const BOOKMARKS_LEGACY: &str = "storage:bookmarks";
 pub const PUSH: &str = "urn:xmpp:push:0";
 pub const PUSH_SUMMARY: &str = "urn:xmpp:push:summary";
+pub const SM: &str = "urn:xmpp:sm:3";

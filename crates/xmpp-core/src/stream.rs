@@ -130,7 +130,7 @@ impl StreamPolicy {
             "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
              <session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>\
              <ver xmlns='urn:xmpp:features:rosterver'/>\
-             <csi xmlns='urn:xmpp:csi:0'/>",
+             <csi xmlns='urn:xmpp:csi:0'/><sm xmlns='urn:xmpp:sm:3'/>",
         );
         if let Some(c) = &self.caps {
             s.push_str(c);

@@ -215,6 +215,20 @@ impl Pubsub for SqliteStore {
         Ok(())
     }
 
+    async fn pubsub_bytes(&self, owner: &str, except: (&str, &str)) -> Result<u64> {
+        let n: i64 = sqlx::query(
+            "SELECT COALESCE(SUM(LENGTH(CAST(payload AS BLOB))), 0) FROM pubsub_items
+             WHERE owner = ?1 AND NOT (node = ?2 AND id = ?3)",
+        )
+        .bind(owner)
+        .bind(except.0)
+        .bind(except.1)
+        .fetch_one(&self.pool)
+        .await?
+        .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn retract_item(&self, owner: &str, node: &str, id: &str) -> Result<bool> {
         let n = sqlx::query("DELETE FROM pubsub_items WHERE owner = ?1 AND node = ?2 AND id = ?3")
             .bind(owner)
@@ -390,6 +404,8 @@ mod tests {
         // Configuring trims too.
         s.configure_node(a, &n, 1).await.unwrap();
         assert_eq!(ids(&s.items(a, "n", &[], usize::MAX).await.unwrap()), ["4"]);
+        assert_eq!(s.pubsub_bytes(a, ("", "")).await.unwrap(), 4);
+        assert_eq!(s.pubsub_bytes(a, ("n", "4")).await.unwrap(), 0);
         let listed = s.nodes(a).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].0, n);

@@ -31,7 +31,7 @@ use crate::hub::{HandlerFuture, IqRoute, Module, Server, Session, Target};
 use crate::modules::roster;
 use crate::router::SessionHandle;
 use node::{
-    AccessModel, BAD_REQUEST, Error, Event, FORBIDDEN, INTERNAL, NOT_FOUND, NodeConfig,
+    AccessModel, BAD_REQUEST, Error, Event, FORBIDDEN, INTERNAL, NOT_FOUND, NodeConfig, OVER_QUOTA,
     OwnerRequest, PRECONDITION, Reader, Request, SendLast, TOO_BIG, TOO_MANY_NODES,
 };
 
@@ -230,6 +230,25 @@ fn stored(node: &str, cfg: &NodeConfig) -> PubsubNode {
     }
 }
 
+/// Refuses an item that would take the owner's items past `pep.quota_bytes`
+/// (counting the item it replaces as gone).
+async fn within_quota(
+    srv: &Server,
+    owner: &str,
+    node: &str,
+    item: &PubsubItem,
+) -> Result<(), Error> {
+    let used = srv
+        .store
+        .pubsub_bytes(owner, (node, &item.id))
+        .await
+        .map_err(store_error)?;
+    if used.saturating_add(item.payload.len() as u64) > srv.config.pep.quota_bytes {
+        return Err(OVER_QUOTA);
+    }
+    Ok(())
+}
+
 fn serialise(payload: &Element, max: usize) -> Result<String, Error> {
     let xml = stanza::to_bytes(payload);
     if xml.len() > max {
@@ -265,6 +284,7 @@ async fn publish(
             stamp: time::now_unix(),
             payload: xml,
         };
+        within_quota(srv, owner, node, &item).await?;
         let keep = cfg.max_items.effective(limit(srv));
         srv.store
             .publish_item(owner, node, create.as_ref(), &item, keep, max_nodes)
@@ -630,6 +650,7 @@ pub async fn set_legacy_bookmarks(
                 stamp: time::now_unix(),
                 payload: serialise(&payload, max_bytes)?,
             };
+            within_quota(srv, owner, ns::BOOKMARKS, &item).await?;
             srv.store
                 .publish_item(
                     owner,

@@ -328,6 +328,7 @@ pub struct Error {
     pub pubsub: Option<&'static str>,
     /// For `unsupported`: the feature that is not.
     pub feature: Option<&'static str>,
+    pub text: Option<&'static str>,
 }
 
 impl Error {
@@ -336,6 +337,7 @@ impl Error {
             condition,
             pubsub,
             feature: None,
+            text: None,
         }
     }
 
@@ -344,11 +346,12 @@ impl Error {
             condition: "feature-not-implemented",
             pubsub: Some("unsupported"),
             feature: Some(feature),
+            text: None,
         }
     }
 
     pub fn reply(&self, iq: &Element) -> Element {
-        let mut r = stanza::error_reply(iq, self.condition, None);
+        let mut r = stanza::error_reply(iq, self.condition, self.text);
         if let Some(p) = self.pubsub
             && let Some(e) = r.get_child_mut("error", ns::CLIENT)
         {
@@ -381,6 +384,12 @@ pub const ITEM_REQUIRED: Error = Error::new("bad-request", Some("item-required")
 pub const PRECONDITION: Error = Error::new("conflict", Some("precondition-not-met"));
 pub const TOO_BIG: Error = Error::new("not-acceptable", Some("payload-too-big"));
 pub const TOO_MANY_NODES: Error = Error::new("not-allowed", Some("max-nodes-exceeded"));
+/// `resource-constraint` (RFC 6120 has `policy-violation` too, but clients
+/// such as slixmpp do not know it as a stanza error).
+pub const OVER_QUOTA: Error = Error {
+    text: Some("the account's PEP storage is full"),
+    ..Error::new("resource-constraint", None)
+};
 pub const INTERNAL: Error = Error::new("internal-server-error", None);
 
 /// A request in the `pubsub` namespace.

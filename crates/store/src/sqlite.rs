@@ -68,6 +68,14 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock at once
+    /// (waiting under the busy timeout); a deferred transaction that reads
+    /// first and writes later fails with SQLITE_BUSY, without waiting, when
+    /// another connection wrote in between.
+    pub(crate) async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Checkpoints the WAL into the main file and closes every connection.
     pub async fn close(&self) {
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -127,7 +135,7 @@ async fn write_keys(
 #[async_trait]
 impl Accounts for SqliteStore {
     async fn create_user(&self, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let r = sqlx::query("INSERT INTO users (host, username, created) VALUES (?1, ?2, ?3)")
             .bind(host)
             .bind(user)
@@ -148,7 +156,7 @@ impl Accounts for SqliteStore {
     }
 
     async fn set_keys(&self, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         if !exists(&mut tx, host, user).await? {
             return Err(StoreError::NotFound);
         }
@@ -188,7 +196,7 @@ impl Accounts for SqliteStore {
 
     async fn delete_user(&self, host: &str, user: &str) -> Result<()> {
         let bare = format!("{user}@{host}");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let n = sqlx::query("DELETE FROM users WHERE host = ?1 AND username = ?2")
             .bind(host)
             .bind(user)
@@ -295,7 +303,7 @@ impl Rosters for SqliteStore {
     }
 
     async fn put_item(&self, owner: &str, item: &RosterItem) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO roster (owner, contact, name, subscription, ask, groups) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(owner, contact) DO UPDATE SET name = ?3, subscription = ?4, ask = ?5, groups = ?6",
@@ -314,7 +322,7 @@ impl Rosters for SqliteStore {
     }
 
     async fn remove_item(&self, owner: &str, contact: &str) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query("DELETE FROM roster WHERE owner = ?1 AND contact = ?2")
             .bind(owner)
             .bind(contact)
@@ -351,7 +359,7 @@ impl Rosters for SqliteStore {
 #[async_trait]
 impl Offline for SqliteStore {
     async fn push(&self, owner: &str, stamp: u64, stanza: &str, limit: usize) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let count: i64 = sqlx::query("SELECT COUNT(*) FROM offline WHERE owner = ?1")
             .bind(owner)
             .fetch_one(&mut *tx)
@@ -387,7 +395,7 @@ impl Offline for SqliteStore {
     }
 
     async fn take(&self, owner: &str) -> Result<Vec<OfflineMessage>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let rows = sqlx::query("DELETE FROM offline WHERE owner = ?1 RETURNING id, stamp, stanza")
             .bind(owner)
             .fetch_all(&mut *tx)
@@ -496,7 +504,7 @@ impl Rooms for SqliteStore {
     }
 
     async fn save_room(&self, room: &StoredRoom) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO rooms (jid, config, subject, subject_nick, secret) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(jid) DO UPDATE SET config = ?2, subject = ?3, subject_nick = ?4, secret = ?5",
@@ -527,7 +535,7 @@ impl Rooms for SqliteStore {
     }
 
     async fn delete_room(&self, jid: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query("DELETE FROM rooms WHERE jid = ?1")
             .bind(jid)
             .execute(&mut *tx)

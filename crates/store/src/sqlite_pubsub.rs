@@ -136,14 +136,14 @@ impl Pubsub for SqliteStore {
     }
 
     async fn create_node(&self, owner: &str, node: &PubsubNode, max_nodes: usize) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         insert_node(&mut tx, owner, node, max_nodes).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn configure_node(&self, owner: &str, node: &PubsubNode, keep: usize) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let n = sqlx::query("UPDATE pubsub_nodes SET config = ?3 WHERE owner = ?1 AND node = ?2")
             .bind(owner)
             .bind(&node.node)
@@ -160,7 +160,7 @@ impl Pubsub for SqliteStore {
     }
 
     async fn delete_node(&self, owner: &str, node: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let n = sqlx::query("DELETE FROM pubsub_nodes WHERE owner = ?1 AND node = ?2")
             .bind(owner)
             .bind(node)
@@ -185,7 +185,7 @@ impl Pubsub for SqliteStore {
         keep: usize,
         max_nodes: usize,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         if !node_exists(&mut tx, owner, node).await? {
             match create {
                 Some(n) => insert_node(&mut tx, owner, n, max_nodes).await?,
@@ -309,7 +309,7 @@ impl PrivateXml for SqliteStore {
         entries: &[(String, String)],
         max_entries: usize,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         for (key, xml) in entries {
             sqlx::query(
                 "INSERT INTO private_xml (owner, key, xml) VALUES (?1, ?2, ?3)

@@ -127,7 +127,7 @@ impl Uploads for SqliteStore {
     }
 
     async fn delete_uploads(&self, slots: &[String]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         for s in slots {
             sqlx::query("DELETE FROM uploads WHERE slot = ?1")
                 .bind(s)

@@ -77,7 +77,7 @@ pub const MODULE: Module = Module {
         IqRoute {
             target: Target::Account,
             ns: ns::PUBSUB_OWNER,
-            handler: handle_owner,
+            handler: handle,
         },
     ],
     enabled: super::always,
@@ -142,45 +142,37 @@ async fn answer(srv: &Server, s: &Session, owner: &str, iq: &Element, r: Result<
     }
 }
 
+/// Both namespaces: `pubsub` (publish, retract, items, create) and
+/// `pubsub#owner` (configure, default, delete, purge).
 fn handle<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> HandlerFuture<'a> {
     Box::pin(async move {
         let ty = iq.attr("type").unwrap_or("");
         let Some(p) = stanza::iq_payload(&iq).filter(|p| p.name() == "pubsub") else {
             return s.send(&BAD_REQUEST.reply(&iq));
         };
-        let r = match node::parse_request(ty, p) {
-            Err(e) => Err(e),
-            Ok(Request::Publish {
-                node,
-                id,
-                payload,
-                options,
-            }) => publish(srv, s, owner, node, id, payload, &options).await,
-            Ok(Request::Retract { node, id, notify }) => {
-                retract(srv, s, owner, node, id, notify).await
+        let r = if p.ns() == ns::PUBSUB_OWNER {
+            match node::parse_owner_request(ty, p) {
+                Err(e) => Err(e),
+                Ok(_) if owner != s.bare() => Err(FORBIDDEN),
+                Ok(req) => owner_request(srv, owner, req).await,
             }
-            Ok(Request::Items { node, ids, max }) => items(srv, s, owner, node, &ids, max).await,
-            Ok(Request::Create { node, config }) => create(srv, s, owner, node, &config).await,
-        };
-        answer(srv, s, owner, &iq, r).await;
-    })
-}
-
-fn handle_owner<'a>(
-    srv: &'a Server,
-    s: &'a Session,
-    owner: &'a str,
-    iq: Element,
-) -> HandlerFuture<'a> {
-    Box::pin(async move {
-        let ty = iq.attr("type").unwrap_or("");
-        let Some(p) = stanza::iq_payload(&iq).filter(|p| p.name() == "pubsub") else {
-            return s.send(&BAD_REQUEST.reply(&iq));
-        };
-        let r = match node::parse_owner_request(ty, p) {
-            Err(e) => Err(e),
-            Ok(_) if owner != s.bare() => Err(FORBIDDEN),
-            Ok(req) => owner_request(srv, owner, req).await,
+        } else {
+            match node::parse_request(ty, p) {
+                Err(e) => Err(e),
+                Ok(Request::Publish {
+                    node,
+                    id,
+                    payload,
+                    options,
+                }) => publish(srv, s, owner, node, id, payload, &options).await,
+                Ok(Request::Retract { node, id, notify }) => {
+                    retract(srv, s, owner, node, id, notify).await
+                }
+                Ok(Request::Items { node, ids, max }) => {
+                    items(srv, s, owner, node, &ids, max).await
+                }
+                Ok(Request::Create { node, config }) => create(srv, s, owner, node, &config).await,
+            }
         };
         answer(srv, s, owner, &iq, r).await;
     })

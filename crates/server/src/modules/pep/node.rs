@@ -153,9 +153,9 @@ fn parse_field(var: &str, values: &[String], limit: usize) -> Result<Field, Fiel
     match var {
         ACCESS => AccessModel::parse(v).map(Field::Access).ok_or(bad),
         MAX_ITEMS => MaxItems::parse(v, limit).map(Field::MaxItems).ok_or(bad),
-        PERSIST => forms::boolean(v).map(Field::Persist).ok_or(bad),
+        PERSIST => forms::parse_boolean(v).map(Field::Persist).ok_or(bad),
         SEND_LAST => SendLast::parse(v).map(Field::SendLast).ok_or(bad),
-        NOTIFY_RETRACT => forms::boolean(v).map(Field::NotifyRetract).ok_or(bad),
+        NOTIFY_RETRACT => forms::parse_boolean(v).map(Field::NotifyRetract).ok_or(bad),
         _ => Err(FieldError::Unknown),
     }
 }
@@ -255,7 +255,6 @@ impl NodeConfig {
 
     /// The `pubsub#node_config` form (type `form`) showing this configuration.
     pub fn form(&self, limit: usize) -> Element {
-        let b = |v: bool| if v { "1" } else { "0" };
         let max = self.max_items.to_value();
         let limit_text = format!("Items kept (1 to {limit}, or max)");
         let mut x = Element::bare("x", ns::DATA_FORMS).with("type", "form");
@@ -272,23 +271,17 @@ impl NodeConfig {
             Some(&limit_text),
             &[&max],
         ));
-        x.append_child(forms::field(
-            PERSIST,
-            Some("boolean"),
-            Some("Store items"),
-            &[b(self.persist)],
-        ));
+        x.append_child(forms::boolean(PERSIST, "Store items", self.persist));
         x.append_child(forms::list_single(
             SEND_LAST,
             "When to send the last published item",
             self.send_last.as_str(),
             &["never", "on_sub", "on_sub_and_presence"],
         ));
-        x.append_child(forms::field(
+        x.append_child(forms::boolean(
             NOTIFY_RETRACT,
-            Some("boolean"),
-            Some("Notify retractions"),
-            &[b(self.notify_retract)],
+            "Notify retractions",
+            self.notify_retract,
         ));
         x
     }
@@ -511,7 +504,7 @@ pub fn parse_request<'a>(ty: &str, pubsub: &'a Element) -> Result<Request<'a>, E
                 .ok_or(ITEM_REQUIRED)?;
             let notify = match first.attr("notify") {
                 None => None,
-                Some(v) => Some(forms::boolean(v).ok_or(BAD_REQUEST)?),
+                Some(v) => Some(forms::parse_boolean(v).ok_or(BAD_REQUEST)?),
             };
             Ok(Request::Retract { node, id, notify })
         }

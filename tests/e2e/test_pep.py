@@ -431,6 +431,32 @@ def test_bad_requests_get_the_xep_errors_and_change_nothing(server_factory):
     run(scenario())
 
 
+@pytest.mark.conclave_only
+def test_an_accounts_items_are_held_to_a_byte_quota(server_factory):
+    srv = server_factory({"pep.max_item_bytes": 2048, "pep.quota_bytes": 4096})
+    (alice, apw), = users(srv, 1)
+    node = "urn:test:quota"
+    blob = "<b xmlns='urn:test'>" + "x" * 1480 + "</b>"
+
+    async def scenario():
+        a = await pep_login(srv, alice, apw)
+        try:
+            many = {"pubsub#max_items": "max"}
+            await publish(a, node, "q1", blob, options=many)
+            await publish(a, node, "q2", blob, options=many)
+            assert await error_of(publish(a, node, "q3", blob, options=many)) == ("resource-constraint", None)
+            # Replacing an item counts only the new one.
+            await publish(a, node, "q2", blob, options=many)
+            assert ids(await items(a, alice, node)) == ["q1", "q2"]
+            # Freeing space makes room again.
+            await a.plugin["xep_0060"].retract(None, node, "q1")
+            await publish(a, node, "q3", blob, options=many)
+        finally:
+            await close_all(a)
+
+    run(scenario())
+
+
 # --- caps ------------------------------------------------------------------------------------
 
 

@@ -187,6 +187,8 @@ pub struct Pep {
     pub max_item_bytes: usize,
     /// Nodes one account may have.
     pub max_nodes: usize,
+    /// Payload bytes all of one account's items may hold together.
+    pub quota_bytes: u64,
     /// XEP-0049 private XML elements one account may keep.
     pub max_private_entries: usize,
     /// Client capabilities (XEP-0115) remembered by verification string,
@@ -200,6 +202,7 @@ impl Default for Pep {
             max_items: 256,
             max_item_bytes: 128 * 1024,
             max_nodes: 256,
+            quota_bytes: 16 * 1024 * 1024,
             max_private_entries: 100,
             caps_cache_entries: 1000,
         }
@@ -452,6 +455,9 @@ impl Config {
         if p.max_item_bytes < 1024 {
             return Err("`pep.max_item_bytes` must be at least 1024".into());
         }
+        if p.quota_bytes < p.max_item_bytes as u64 {
+            return Err("`pep.quota_bytes` must be at least `pep.max_item_bytes`".into());
+        }
         if self.auth.scram_iterations < 4096 {
             return Err("`auth.scram_iterations` must be at least 4096 (RFC 7677)".into());
         }
@@ -662,6 +668,9 @@ max_items = 256
 max_item_bytes = 131072
 # Nodes one account may have (OMEMO 0.3 uses one per device).
 max_nodes = 256
+# Payload bytes all of one account's items may hold together (16 MiB);
+# a publish past it is refused with resource-constraint.
+quota_bytes = 16777216
 # XEP-0049 private XML elements (one per namespace) one account may keep.
 max_private_entries = 100
 # Client capabilities (XEP-0115) remembered, by verification string, for

@@ -377,6 +377,9 @@ pub trait Pubsub: Send + Sync {
         keep: usize,
         max_nodes: usize,
     ) -> Result<()>;
+    /// Bytes of payload the owner's items hold, leaving out the item
+    /// `except` (node, id) names: the one a publish would replace.
+    async fn pubsub_bytes(&self, owner: &str, except: (&str, &str)) -> Result<u64>;
     /// Deletes one item; false if the node had none with that id.
     async fn retract_item(&self, owner: &str, node: &str, id: &str) -> Result<bool>;
     /// Deletes every item of a node.

@@ -136,14 +136,14 @@ impl Pubsub for SqliteStore {
     }
 
     async fn create_node(&self, owner: &str, node: &PubsubNode, max_nodes: usize) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         insert_node(&mut tx, owner, node, max_nodes).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn configure_node(&self, owner: &str, node: &PubsubNode, keep: usize) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let n = sqlx::query("UPDATE pubsub_nodes SET config = ?3 WHERE owner = ?1 AND node = ?2")
             .bind(owner)
             .bind(&node.node)
@@ -160,7 +160,7 @@ impl Pubsub for SqliteStore {
     }
 
     async fn delete_node(&self, owner: &str, node: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let n = sqlx::query("DELETE FROM pubsub_nodes WHERE owner = ?1 AND node = ?2")
             .bind(owner)
             .bind(node)
@@ -185,7 +185,7 @@ impl Pubsub for SqliteStore {
         keep: usize,
         max_nodes: usize,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if !node_exists(&mut tx, owner, node).await? {
             match create {
                 Some(n) => insert_node(&mut tx, owner, n, max_nodes).await?,
@@ -213,6 +213,20 @@ impl Pubsub for SqliteStore {
         trim(&mut tx, owner, node, keep).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn pubsub_bytes(&self, owner: &str, except: (&str, &str)) -> Result<u64> {
+        let n: i64 = sqlx::query(
+            "SELECT COALESCE(SUM(LENGTH(CAST(payload AS BLOB))), 0) FROM pubsub_items
+             WHERE owner = ?1 AND NOT (node = ?2 AND id = ?3)",
+        )
+        .bind(owner)
+        .bind(except.0)
+        .bind(except.1)
+        .fetch_one(&self.pool)
+        .await?
+        .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn retract_item(&self, owner: &str, node: &str, id: &str) -> Result<bool> {
@@ -295,7 +309,7 @@ impl PrivateXml for SqliteStore {
         entries: &[(String, String)],
         max_entries: usize,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (key, xml) in entries {
             sqlx::query(
                 "INSERT INTO private_xml (owner, key, xml) VALUES (?1, ?2, ?3)
@@ -390,6 +404,8 @@ mod tests {
         // Configuring trims too.
         s.configure_node(a, &n, 1).await.unwrap();
         assert_eq!(ids(&s.items(a, "n", &[], usize::MAX).await.unwrap()), ["4"]);
+        assert_eq!(s.pubsub_bytes(a, ("", "")).await.unwrap(), 4);
+        assert_eq!(s.pubsub_bytes(a, ("n", "4")).await.unwrap(), 0);
         let listed = s.nodes(a).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].0, n);

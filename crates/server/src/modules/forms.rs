@@ -11,6 +11,16 @@ pub type Fields = Vec<(String, Vec<String>)>;
 /// forms and the list helpers are here.
 pub use xmpp_core::forms::field;
 
+/// A `boolean` field.
+pub fn boolean(var: &str, label: &str, value: bool) -> Element {
+    field(
+        var,
+        Some("boolean"),
+        Some(label),
+        &[if value { "1" } else { "0" }],
+    )
+}
+
 /// A `list-single` field offering `options`.
 pub fn list_single(var: &str, label: &str, value: &str, options: &[&str]) -> Element {
     let mut f = field(var, Some("list-single"), Some(label), &[value]);
@@ -51,8 +61,8 @@ pub fn fields(x: &Element) -> Fields {
         .collect()
 }
 
-/// An XML Schema boolean.
-pub fn boolean(v: &str) -> Option<bool> {
+/// An XML Schema boolean's value.
+pub fn parse_boolean(v: &str) -> Option<bool> {
     match v.trim() {
         "1" | "true" => Some(true),
         "0" | "false" => Some(false),

@@ -19,7 +19,7 @@ use xmpp_core::{ns, time};
 use conclave_store::StoredRoom;
 
 use crate::hub::{HandlerFuture, Server, Service, Session};
-use crate::modules::forms::list_single;
+use crate::modules::forms::{boolean, list_single};
 use room::{Affiliation, Delivery, HistorySpec, Join, Role, Room, RoomConfig};
 
 pub static SERVICE: Service = Service {
@@ -725,7 +725,6 @@ fn admin(r: &mut Room, s: &Session, ty: &str, q: &Element, out: &mut Vec<Deliver
 }
 
 fn config_form(c: &RoomConfig) -> Element {
-    let b = |v: bool| if v { "1" } else { "0" };
     let mut x = Element::bare("x", ns::DATA_FORMS).with("type", "form");
     x.append_child(xmpp_core::forms::form_type(ns::MUC_ROOMCONFIG));
     x.append_child(field(
@@ -740,29 +739,25 @@ fn config_form(c: &RoomConfig) -> Element {
         Some("Description"),
         &[&c.description],
     ));
-    x.append_child(field(
+    x.append_child(boolean(
         "muc#roomconfig_persistentroom",
-        Some("boolean"),
-        Some("Persistent"),
-        &[b(c.persistent)],
+        "Persistent",
+        c.persistent,
     ));
-    x.append_child(field(
+    x.append_child(boolean(
         "muc#roomconfig_publicroom",
-        Some("boolean"),
-        Some("Listed in the directory"),
-        &[b(c.public)],
+        "Listed in the directory",
+        c.public,
     ));
-    x.append_child(field(
+    x.append_child(boolean(
         "muc#roomconfig_membersonly",
-        Some("boolean"),
-        Some("Members only"),
-        &[b(c.members_only)],
+        "Members only",
+        c.members_only,
     ));
-    x.append_child(field(
+    x.append_child(boolean(
         "muc#roomconfig_passwordprotectedroom",
-        Some("boolean"),
-        Some("Password protected"),
-        &[b(c.password.is_some())],
+        "Password protected",
+        c.password.is_some(),
     ));
     x.append_child(field(
         "muc#roomconfig_roomsecret",
@@ -770,11 +765,10 @@ fn config_form(c: &RoomConfig) -> Element {
         Some("Password"),
         &[c.password.as_deref().unwrap_or("")],
     ));
-    x.append_child(field(
+    x.append_child(boolean(
         "muc#roomconfig_moderatedroom",
-        Some("boolean"),
-        Some("Moderated"),
-        &[b(c.moderated)],
+        "Moderated",
+        c.moderated,
     ));
     x.append_child(list_single(
         "muc#roomconfig_whois",
@@ -786,17 +780,15 @@ fn config_form(c: &RoomConfig) -> Element {
         },
         &["moderators", "anyone"],
     ));
-    x.append_child(field(
+    x.append_child(boolean(
         "muc#roomconfig_changesubject",
-        Some("boolean"),
-        Some("Occupants may change the subject"),
-        &[b(c.change_subject)],
+        "Occupants may change the subject",
+        c.change_subject,
     ));
-    x.append_child(field(
+    x.append_child(boolean(
         "muc#roomconfig_allowinvites",
-        Some("boolean"),
-        Some("Occupants may invite"),
-        &[b(c.allow_invites)],
+        "Occupants may invite",
+        c.allow_invites,
     ));
     let hist = c.history.to_string();
     x.append_child(field(

@@ -42,7 +42,7 @@ pub fn from_item(id: &str, conference: &Element) -> Bookmark {
         name: conference.attr("name").map(str::to_owned),
         autojoin: conference
             .attr("autojoin")
-            .and_then(forms::boolean)
+            .and_then(forms::parse_boolean)
             .unwrap_or(false),
         nick: child_text(conference, "nick", ns::BOOKMARKS),
         password: child_text(conference, "password", ns::BOOKMARKS),
@@ -68,7 +68,10 @@ pub fn from_storage(storage: &Element) -> Vec<Bookmark> {
         let b = Bookmark {
             jid,
             name: c.attr("name").map(str::to_owned),
-            autojoin: c.attr("autojoin").and_then(forms::boolean).unwrap_or(false),
+            autojoin: c
+                .attr("autojoin")
+                .and_then(forms::parse_boolean)
+                .unwrap_or(false),
             nick: child_text(c, "nick", ns::BOOKMARKS_LEGACY),
             password: child_text(c, "password", ns::BOOKMARKS_LEGACY),
         };

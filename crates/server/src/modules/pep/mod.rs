@@ -31,7 +31,7 @@ use crate::hub::{HandlerFuture, IqRoute, Module, Server, Session, Target};
 use crate::modules::roster;
 use crate::router::SessionHandle;
 use node::{
-    AccessModel, BAD_REQUEST, Error, Event, FORBIDDEN, INTERNAL, NOT_FOUND, NodeConfig,
+    AccessModel, BAD_REQUEST, Error, Event, FORBIDDEN, INTERNAL, NOT_FOUND, NodeConfig, OVER_QUOTA,
     OwnerRequest, PRECONDITION, Reader, Request, SendLast, TOO_BIG, TOO_MANY_NODES,
 };
 
@@ -77,7 +77,7 @@ pub const MODULE: Module = Module {
         IqRoute {
             target: Target::Account,
             ns: ns::PUBSUB_OWNER,
-            handler: handle_owner,
+            handler: handle,
         },
     ],
     enabled: super::always,
@@ -142,45 +142,37 @@ async fn answer(srv: &Server, s: &Session, owner: &str, iq: &Element, r: Result<
     }
 }
 
+/// Both namespaces: `pubsub` (publish, retract, items, create) and
+/// `pubsub#owner` (configure, default, delete, purge).
 fn handle<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> HandlerFuture<'a> {
     Box::pin(async move {
         let ty = iq.attr("type").unwrap_or("");
         let Some(p) = stanza::iq_payload(&iq).filter(|p| p.name() == "pubsub") else {
             return s.send(&BAD_REQUEST.reply(&iq));
         };
-        let r = match node::parse_request(ty, p) {
-            Err(e) => Err(e),
-            Ok(Request::Publish {
-                node,
-                id,
-                payload,
-                options,
-            }) => publish(srv, s, owner, node, id, payload, &options).await,
-            Ok(Request::Retract { node, id, notify }) => {
-                retract(srv, s, owner, node, id, notify).await
+        let r = if p.ns() == ns::PUBSUB_OWNER {
+            match node::parse_owner_request(ty, p) {
+                Err(e) => Err(e),
+                Ok(_) if owner != s.bare() => Err(FORBIDDEN),
+                Ok(req) => owner_request(srv, owner, req).await,
             }
-            Ok(Request::Items { node, ids, max }) => items(srv, s, owner, node, &ids, max).await,
-            Ok(Request::Create { node, config }) => create(srv, s, owner, node, &config).await,
-        };
-        answer(srv, s, owner, &iq, r).await;
-    })
-}
-
-fn handle_owner<'a>(
-    srv: &'a Server,
-    s: &'a Session,
-    owner: &'a str,
-    iq: Element,
-) -> HandlerFuture<'a> {
-    Box::pin(async move {
-        let ty = iq.attr("type").unwrap_or("");
-        let Some(p) = stanza::iq_payload(&iq).filter(|p| p.name() == "pubsub") else {
-            return s.send(&BAD_REQUEST.reply(&iq));
-        };
-        let r = match node::parse_owner_request(ty, p) {
-            Err(e) => Err(e),
-            Ok(_) if owner != s.bare() => Err(FORBIDDEN),
-            Ok(req) => owner_request(srv, owner, req).await,
+        } else {
+            match node::parse_request(ty, p) {
+                Err(e) => Err(e),
+                Ok(Request::Publish {
+                    node,
+                    id,
+                    payload,
+                    options,
+                }) => publish(srv, s, owner, node, id, payload, &options).await,
+                Ok(Request::Retract { node, id, notify }) => {
+                    retract(srv, s, owner, node, id, notify).await
+                }
+                Ok(Request::Items { node, ids, max }) => {
+                    items(srv, s, owner, node, &ids, max).await
+                }
+                Ok(Request::Create { node, config }) => create(srv, s, owner, node, &config).await,
+            }
         };
         answer(srv, s, owner, &iq, r).await;
     })
@@ -230,6 +222,25 @@ fn stored(node: &str, cfg: &NodeConfig) -> PubsubNode {
     }
 }
 
+/// Refuses an item that would take the owner's items past `pep.quota_bytes`
+/// (counting the item it replaces as gone).
+async fn within_quota(
+    srv: &Server,
+    owner: &str,
+    node: &str,
+    item: &PubsubItem,
+) -> Result<(), Error> {
+    let used = srv
+        .store
+        .pubsub_bytes(owner, (node, &item.id))
+        .await
+        .map_err(store_error)?;
+    if used.saturating_add(item.payload.len() as u64) > srv.config.pep.quota_bytes {
+        return Err(OVER_QUOTA);
+    }
+    Ok(())
+}
+
 fn serialise(payload: &Element, max: usize) -> Result<String, Error> {
     let xml = stanza::to_bytes(payload);
     if xml.len() > max {
@@ -265,6 +276,7 @@ async fn publish(
             stamp: time::now_unix(),
             payload: xml,
         };
+        within_quota(srv, owner, node, &item).await?;
         let keep = cfg.max_items.effective(limit(srv));
         srv.store
             .publish_item(owner, node, create.as_ref(), &item, keep, max_nodes)
@@ -630,6 +642,7 @@ pub async fn set_legacy_bookmarks(
                 stamp: time::now_unix(),
                 payload: serialise(&payload, max_bytes)?,
             };
+            within_quota(srv, owner, ns::BOOKMARKS, &item).await?;
             srv.store
                 .publish_item(
                     owner,

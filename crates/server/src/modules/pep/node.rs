@@ -153,9 +153,9 @@ fn parse_field(var: &str, values: &[String], limit: usize) -> Result<Field, Fiel
     match var {
         ACCESS => AccessModel::parse(v).map(Field::Access).ok_or(bad),
         MAX_ITEMS => MaxItems::parse(v, limit).map(Field::MaxItems).ok_or(bad),
-        PERSIST => forms::boolean(v).map(Field::Persist).ok_or(bad),
+        PERSIST => forms::parse_boolean(v).map(Field::Persist).ok_or(bad),
         SEND_LAST => SendLast::parse(v).map(Field::SendLast).ok_or(bad),
-        NOTIFY_RETRACT => forms::boolean(v).map(Field::NotifyRetract).ok_or(bad),
+        NOTIFY_RETRACT => forms::parse_boolean(v).map(Field::NotifyRetract).ok_or(bad),
         _ => Err(FieldError::Unknown),
     }
 }
@@ -255,7 +255,6 @@ impl NodeConfig {
 
     /// The `pubsub#node_config` form (type `form`) showing this configuration.
     pub fn form(&self, limit: usize) -> Element {
-        let b = |v: bool| if v { "1" } else { "0" };
         let max = self.max_items.to_value();
         let limit_text = format!("Items kept (1 to {limit}, or max)");
         let mut x = Element::bare("x", ns::DATA_FORMS).with("type", "form");
@@ -272,23 +271,17 @@ impl NodeConfig {
             Some(&limit_text),
             &[&max],
         ));
-        x.append_child(forms::field(
-            PERSIST,
-            Some("boolean"),
-            Some("Store items"),
-            &[b(self.persist)],
-        ));
+        x.append_child(forms::boolean(PERSIST, "Store items", self.persist));
         x.append_child(forms::list_single(
             SEND_LAST,
             "When to send the last published item",
             self.send_last.as_str(),
             &["never", "on_sub", "on_sub_and_presence"],
         ));
-        x.append_child(forms::field(
+        x.append_child(forms::boolean(
             NOTIFY_RETRACT,
-            Some("boolean"),
-            Some("Notify retractions"),
-            &[b(self.notify_retract)],
+            "Notify retractions",
+            self.notify_retract,
         ));
         x
     }
@@ -328,6 +321,7 @@ pub struct Error {
     pub pubsub: Option<&'static str>,
     /// For `unsupported`: the feature that is not.
     pub feature: Option<&'static str>,
+    pub text: Option<&'static str>,
 }
 
 impl Error {
@@ -336,6 +330,7 @@ impl Error {
             condition,
             pubsub,
             feature: None,
+            text: None,
         }
     }
 
@@ -344,11 +339,12 @@ impl Error {
             condition: "feature-not-implemented",
             pubsub: Some("unsupported"),
             feature: Some(feature),
+            text: None,
         }
     }
 
     pub fn reply(&self, iq: &Element) -> Element {
-        let mut r = stanza::error_reply(iq, self.condition, None);
+        let mut r = stanza::error_reply(iq, self.condition, self.text);
         if let Some(p) = self.pubsub
             && let Some(e) = r.get_child_mut("error", ns::CLIENT)
         {
@@ -381,6 +377,12 @@ pub const ITEM_REQUIRED: Error = Error::new("bad-request", Some("item-required")
 pub const PRECONDITION: Error = Error::new("conflict", Some("precondition-not-met"));
 pub const TOO_BIG: Error = Error::new("not-acceptable", Some("payload-too-big"));
 pub const TOO_MANY_NODES: Error = Error::new("not-allowed", Some("max-nodes-exceeded"));
+/// `resource-constraint` (RFC 6120 has `policy-violation` too, but clients
+/// such as slixmpp do not know it as a stanza error).
+pub const OVER_QUOTA: Error = Error {
+    text: Some("the account's PEP storage is full"),
+    ..Error::new("resource-constraint", None)
+};
 pub const INTERNAL: Error = Error::new("internal-server-error", None);
 
 /// A request in the `pubsub` namespace.
@@ -502,7 +504,7 @@ pub fn parse_request<'a>(ty: &str, pubsub: &'a Element) -> Result<Request<'a>, E
                 .ok_or(ITEM_REQUIRED)?;
             let notify = match first.attr("notify") {
                 None => None,
-                Some(v) => Some(forms::boolean(v).ok_or(BAD_REQUEST)?),
+                Some(v) => Some(forms::parse_boolean(v).ok_or(BAD_REQUEST)?),
             };
             Ok(Request::Retract { node, id, notify })
         }

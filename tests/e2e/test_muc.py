@@ -153,14 +153,14 @@ def test_creation_join_presence_subject_and_occupant_id(server):
             own_b, _, occupants_b, _ = await join(bob, room, "bob")
             assert "110" in statuses(own_b) and "201" not in statuses(own_b)
             # bob sees alice, and her occupant id is the same for everyone
-            seen = [p for p in occupants_b if p["from"].resource == "alice"] if isinstance(occupants_b, list) else []
-            if seen:
-                assert occupant_id(seen[0]) == alice_occ
-            # semi-anonymous by default: bob (participant) does not see alice's real JID
-            for p in bob.presences:
-                if p["from"].bare == room and p["from"].resource == "alice":
-                    it = p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item")
-                    assert it.get("jid") is None
+            # bob sees alice, with the same occupant id everyone sees, and
+            # (semi-anonymous by default) without her real JID
+            seen = [p for p in bob.presences if p["from"].bare == room and p["from"].resource == "alice"]
+            assert seen, "bob never saw alice's presence"
+            for p in seen:
+                assert occupant_id(p) == alice_occ
+                it = p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item")
+                assert it.get("jid") is None
             # subject change by an occupant, seen by both
             bob.plugin["xep_0045"].set_subject(room, "Lunch plans")
             await asyncio.sleep(0.3)

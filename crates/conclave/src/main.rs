@@ -306,9 +306,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
             )));
         }
     }
-    if server.config.upload_enabled() {
-        tasks.push(tokio::spawn(upload::sweep(server.clone())));
-    }
+    // Upload expiry is part of the retention sweep below.
     {
         let server = server.clone();
         tasks.push(tokio::spawn(async move {

@@ -11,7 +11,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -437,24 +436,10 @@ pub async fn recover(store: &dyn Store) {
     }
 }
 
-/// Deletes expired uploads every `upload.expire_interval_secs`, starting
-/// at once (so files that expired while the server was down go first).
-pub async fn sweep(server: Arc<Server>) {
-    let every = Duration::from_secs(server.config.upload.expire_interval_secs);
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = upload::expire(&*server.store, &server.config, time::now_unix()).await {
-            tracing::warn!(error = %e, "upload expiry failed");
-        }
-    }
-}
-
 #[derive(Subcommand)]
 pub enum UploadCommand {
-    /// Delete expired uploads now (the server also does this on its own,
-    /// every `upload.expire_interval_secs`).
+    /// Delete expired uploads now (the server's retention sweep also does
+    /// this, every `retention.sweep_interval_secs`).
     Expire {
         /// Take this Unix time as now (for tests).
         #[arg(long, hide = true)]

@@ -233,8 +233,6 @@ pub struct Upload {
     pub quota_bytes: u64,
     /// How long a slot waits for its PUT to begin.
     pub slot_ttl_secs: u64,
-    /// How often the server deletes expired files.
-    pub expire_interval_secs: u64,
     /// Public base of the upload URLs; empty means
     /// `https://<first host>:<http.port>`.
     pub base_url: String,
@@ -374,7 +372,6 @@ impl Default for Upload {
             max_file_bytes: 100 * 1024 * 1024,
             quota_bytes: 1024 * 1024 * 1024,
             slot_ttl_secs: 300,
-            expire_interval_secs: 3600,
             base_url: String::new(),
         }
     }
@@ -473,11 +470,8 @@ impl Config {
         if u.max_file_bytes == 0 || u.max_file_bytes > i64::MAX as u64 {
             return Err("`upload.max_file_bytes` must be between 1 and 2^63-1".into());
         }
-        if u.slot_ttl_secs == 0 || u.expire_interval_secs == 0 {
-            return Err(
-                "`upload.slot_ttl_secs` and `upload.expire_interval_secs` must be at least 1"
-                    .into(),
-            );
+        if u.slot_ttl_secs == 0 {
+            return Err("`upload.slot_ttl_secs` must be at least 1".into());
         }
         let scheme_ok = ["https://", "http://"]
             .iter()
@@ -694,11 +688,9 @@ enabled = true
 max_file_bytes = 104857600
 # Bytes one user may have stored at once, counting slots not yet used (1 GiB).
 quota_bytes = 1073741824
-# How long files are kept is `retention.days`.
+# How long files are kept is `retention.days`; the retention sweep deletes them.
 # Seconds a client has to begin the PUT after it got the slot.
 slot_ttl_secs = 300
-# Seconds between sweeps that delete expired files.
-expire_interval_secs = 3600
 # Public base of the upload URLs, e.g. "https://files.example.org" behind a
 # proxy. Empty: https://<first host>:<http.port>.
 base_url = ""

@@ -304,16 +304,7 @@ pub(crate) async fn write_loop<W: FrameWriter>(
 }
 
 pub fn random_id() -> String {
-    let mut b = [0u8; 8];
-    // Resource and stream ids only need to be unique, not secret; a
-    // failing RNG still yields distinct ids from the clock.
-    if aws_lc_rs::rand::fill(&mut b).is_err() {
-        b = (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0))
-        .to_be_bytes();
-    }
+    let b: [u8; 8] = rand::random();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

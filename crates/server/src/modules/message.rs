@@ -45,13 +45,19 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     }
     let ty = el.attr("type").unwrap_or("normal").to_owned();
     let bare = to.to_bare();
-    if ty != "groupchat" && ty != "error" && srv.user_exists(bare.as_str()).await {
-        super::mam::archive_chat(srv, s.full(), bare.as_str(), &mut el).await;
-    }
+    let serialised = if ty != "groupchat" && ty != "error" && srv.user_exists(bare.as_str()).await {
+        super::mam::archive_chat(srv, s.full(), bare.as_str(), &mut el).await
+    } else {
+        None
+    };
+    let send_to = |targets: &[std::sync::Arc<crate::router::SessionHandle>]| match &serialised {
+        Some(bytes) => srv.deliver_bytes(targets, bytes),
+        None => deliver(srv, targets, &el),
+    };
     carbons::sent(srv, s, &el);
     if to.is_full() {
         if let Some(h) = srv.router.session(bare.as_str(), to.as_str()) {
-            deliver(srv, std::slice::from_ref(&h), &el);
+            send_to(std::slice::from_ref(&h));
             carbons::received(srv, bare.as_str(), &[h.id], &el);
             return;
         }
@@ -71,7 +77,7 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
         .filter(|h| h.is_available() && h.priority() >= 0)
         .collect();
     if !targets.is_empty() {
-        deliver(srv, &targets, &el);
+        send_to(&targets);
         let ids: Vec<u64> = targets.iter().map(|h| h.id).collect();
         carbons::received(srv, bare.as_str(), &ids, &el);
         return;
@@ -82,7 +88,7 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     if !srv.user_exists(bare.as_str()).await {
         return s.bounce(&el, "service-unavailable");
     }
-    let xml = stanza::to_bytes(&el);
+    let xml = serialised.unwrap_or_else(|| stanza::to_bytes(&el));
     let xml = String::from_utf8_lossy(&xml);
     match srv
         .store

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from clients import Client, befriend, close_all, login, run
+from clients import Client, IqError, befriend, close_all, login, run
 from harness import RawStream, StreamClosed
 
 pytestmark = pytest.mark.conclave_only
@@ -288,10 +288,16 @@ def test_hibernation_timeout_unbinds_and_keeps_messages_offline(server_factory):
             cut = time.monotonic()
             await asyncio.sleep(0.5)
             b.send_message(mto=jid, mbody="while away", mtype="chat")
+            # An IQ request waiting for the session is answered with an
+            # error when it ends (RFC 6120 §8.4), not left hanging.
+            version = asyncio.ensure_future(b.iq("get", "<query xmlns='jabber:iq:version'/>", to=a_full))
             # Nothing yet: the session is hibernated, still "available".
             assert not [p for p in b.presences if p["from"] == a_full and p["type"] == "unavailable"]
             await b.wait_presence(lambda p: p["from"] == a_full and p["type"] == "unavailable", timeout=10)
             assert time.monotonic() - cut >= 1.5, "ended before the timeout"
+            with pytest.raises(IqError) as err:
+                await version
+            assert err.value.iq["error"]["condition"] == "service-unavailable"
         finally:
             a.abort_now()
             await b.close()

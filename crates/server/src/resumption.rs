@@ -47,9 +47,12 @@ impl Detached {
 
 impl Drop for Detached {
     fn drop(&mut self) {
-        if let Some(p) = self.parts.take() {
+        // Outside a runtime the process is going away with the session.
+        if let Some(p) = self.parts.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
             let server = self.server.clone();
-            tokio::spawn(async move {
+            rt.spawn(async move {
                 finish(&server, p.session, p.sm, Some(p.rx), Vec::new()).await;
             });
         }

@@ -103,6 +103,8 @@ impl<T> Outbox<T> {
     /// `<resumed/>`), in order; all of it counts as written from now on.
     pub fn resend(&mut self) -> impl Iterator<Item = &T> {
         self.written = self.queue.len();
+        // An `<r/>` sent on the lost connection will never be answered.
+        self.requested = false;
         self.queue.iter()
     }
 

@@ -380,3 +380,33 @@ def test_slixmpp_enables_sm_and_gets_acks(server):
             await c.close()
 
     run(scenario())
+
+
+def test_a_client_that_never_acks_is_disconnected_and_loses_nothing(server_factory):
+    srv = server_factory({"limits.sm_unacked_max": 3})
+    jid, pw = srv.add_user()
+    peer, ppw = srv.add_user()
+    r = RawStream(srv)
+    full = r.login(jid.split("@")[0], pw, resource="slow")
+    r.send(f"<enable xmlns='{NS_SM}'/>")
+    r.wait_for(lambda e: e.tag == f"{{{NS_SM}}}enabled")
+
+    async def scenario():
+        c = await login(srv, peer, ppw)
+        try:
+            for i in range(5):
+                c.send_message(mto=full, mbody=f"n{i}", mtype="chat")
+            await c.ping_server()
+            assert r.stream_error() == "policy-violation"
+            r.close()
+            await asyncio.sleep(0.3)
+            again = await login(srv, jid, pw)
+            try:
+                got = sorted([(await again.next_message())["body"] for _ in range(5)])
+                assert got == [f"n{i}" for i in range(5)]
+            finally:
+                await again.close()
+        finally:
+            await c.close()
+
+    run(scenario())

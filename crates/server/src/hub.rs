@@ -172,6 +172,8 @@ pub struct Server {
     /// What clients can do, by XEP-0115 verification string.
     pub caps: modules::caps::Cache,
     pub pep: modules::pep::Pep,
+    /// XEP-0198 sessions that may be resumed, by id.
+    pub resumption: crate::resumption::Registry,
     iq: HashMap<(Target, &'static str), IqHandler>,
     /// Service and component domains.
     domains: HashMap<String, Domain>,
@@ -251,6 +253,7 @@ impl Server {
             requests,
             caps,
             pep: modules::pep::Pep::default(),
+            resumption: Default::default(),
             iq,
             domains,
             server_features,

@@ -122,6 +122,62 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     }
 }
 
+/// A stanza a session never confirmed it received (XEP-0198: unacked when
+/// the session ended). A message someone wrote (chat or normal, with a
+/// body) is kept offline for the account: a duplicate on a device that
+/// did get it beats a loss. Copies are not: MAM results and carbons have
+/// their original elsewhere. A message that was itself delivered from
+/// offline storage goes back with its first stamp. An IQ request is
+/// answered `service-unavailable` (RFC 6120 §8.4); anything else dropped.
+pub async fn undelivered(srv: &Server, s: &Session, mut el: Element) {
+    match el.name() {
+        "iq" if matches!(el.attr("type"), Some("get" | "set")) => {
+            let reply = stanza::error_reply(&el, "service-unavailable", None);
+            let _ = Box::pin(srv.handle_stanza(s, reply)).await;
+        }
+        "message" => {
+            let ty = el.attr("type").unwrap_or("normal");
+            let written = matches!(ty, "chat" | "normal")
+                && el.has_child("body", ns::CLIENT)
+                && !el.has_child("result", ns::MAM)
+                && !el.has_child("sent", ns::CARBONS)
+                && !el.has_child("received", ns::CARBONS);
+            if !written {
+                return;
+            }
+            let host = s.host.as_str();
+            let ours = el
+                .get_child("delay", ns::DELAY)
+                .is_some_and(|d| d.attr("from") == Some(host));
+            let stamp = ours
+                .then(|| el.remove_child("delay", ns::DELAY))
+                .flatten()
+                .and_then(|d| d.attr("stamp").and_then(time::parse_datetime_us))
+                .and_then(|us| u64::try_from(us / 1_000_000).ok())
+                .unwrap_or_else(time::now_unix);
+            let xml = stanza::to_bytes(&el);
+            let xml = String::from_utf8_lossy(&xml);
+            let stored = srv
+                .store
+                .push(
+                    s.bare(),
+                    stamp,
+                    &xml,
+                    srv.config.limits.max_offline_messages,
+                )
+                .await;
+            match stored {
+                Ok(()) => {
+                    metrics::counter!("conclave_offline_stored_total").increment(1);
+                    super::push::notify(srv, s.bare(), &el).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "unacknowledged message not kept offline"),
+            }
+        }
+        _ => {}
+    }
+}
+
 /// A message that carries nothing but a chat state may wait for an
 /// inactive client (XEP-0352); anything else goes at once.
 fn deliver(srv: &Server, targets: &[std::sync::Arc<crate::router::SessionHandle>], el: &Element) {

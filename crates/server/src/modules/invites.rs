@@ -94,12 +94,7 @@ pub async fn create<S: Invites + conclave_store::Accounts + ?Sized>(
         tracing::error!(error = %e, "storing an invitation failed");
         return Err(CreateError::Failed);
     }
-    let uri = match (kind, inviter.and_then(|j| j.split_once('@'))) {
-        (InviteKind::Contact, Some((user, domain))) => {
-            invite::contact_uri(user, domain, &token, true)
-        }
-        _ => invite::account_uri(host, username.as_deref(), &token),
-    };
+    let uri = uri(&row, &token);
     let landing_url = cfg
         .invite_base_url()
         .map(|b| invite::landing_url(&b, &token));
@@ -116,6 +111,17 @@ pub async fn create<S: Invites + conclave_store::Accounts + ?Sized>(
         landing_url,
         expires,
     })
+}
+
+/// The `xmpp:` URI of an invitation: a contact's (which registers too,
+/// `ibr=y`) or an account's.
+pub fn uri(i: &Invite, token: &str) -> String {
+    match (i.kind, i.inviter.as_deref().and_then(|j| j.split_once('@'))) {
+        (InviteKind::Contact, Some((user, domain))) => {
+            invite::contact_uri(user, domain, token, true)
+        }
+        _ => invite::account_uri(&i.host, i.username.as_deref(), token),
+    }
 }
 
 /// An invitation a stream accepted with `<preauth/>`: the registration

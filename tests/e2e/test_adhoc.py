@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import harness
-from clients import IqError, LoginFailed, T, close_all, login, run
+from clients import IqError, T, can_login, close_all, login, run
 from harness import unique
 
 NS_CMD = "http://jabber.org/protocol/commands"
@@ -64,15 +64,6 @@ def conditions(err: IqError) -> tuple[str, str | None]:
     el = err.iq.xml.find("{jabber:client}error")
     specific = next((c.tag.split("}")[1] for c in el if c.tag.startswith(f"{{{NS_CMD}}}")), None)
     return err.iq["error"]["condition"], specific
-
-
-async def can_login(srv, jid, pw) -> bool:
-    try:
-        c = await login(srv, jid, pw)
-    except LoginFailed:
-        return False
-    await close_all(c)
-    return True
 
 
 def test_commands_listed_for_the_admin_only(asrv):

@@ -2,6 +2,7 @@
 registration while open registration is off, XEP-0379 mutual subscription,
 the HTTPS landing page and `conclave invite`."""
 
+import asyncio
 import re
 import time
 import urllib.error
@@ -12,7 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import harness
-from clients import LoginFailed, close_all, login, run
+from clients import can_login, close_all, login, run, until
 from harness import RawStream, unique
 
 pytestmark = pytest.mark.conclave_only
@@ -58,6 +59,24 @@ async def create_account_invite(c, srv, username: str = "", subscribe: bool = Fa
     return result_fields(r)
 
 
+async def contact_invite(c, srv) -> tuple[str, str]:
+    """urn:xmpp:invite#invite: completed at once; (uri, token)."""
+    r = await c.iq("set", f"<command xmlns='{NS_CMD}' node='urn:xmpp:invite#invite' action='execute'/>",
+                   to=srv.domain)
+    assert r.xml.find(f"{{{NS_CMD}}}command").get("status") == "completed", r
+    (uri,) = result_fields(r)["uri"]
+    return uri, TOKEN_RE.search(uri).group(1)
+
+
+def send_preauth_subscribe(c, to: str, token: str) -> None:
+    """XEP-0379 §3.4: a subscription request carrying the token."""
+    p = c.Presence()
+    p["to"] = to
+    p["type"] = "subscribe"
+    p.append(ET.fromstring(f"<preauth xmlns='{NS_PARS}' token='{token}'/>"))
+    p.send()
+
+
 def raw_preauth(r: RawStream, token: str) -> ET.Element:
     r.send(f"<iq type='set' id='pa' to='{r.server.domain}'><preauth xmlns='{NS_PARS}' token='{token}'/></iq>")
     return r.wait_for(lambda e: e.get("id") == "pa")
@@ -77,15 +96,6 @@ def register_with_token(srv, token: str, user: str, pw: str) -> tuple[ET.Element
         if pa.get("type") != "result":
             return pa, None
         return pa, raw_register(r, user, pw)
-
-
-async def can_login(srv, jid, pw) -> bool:
-    try:
-        c = await login(srv, jid, pw)
-    except LoginFailed:
-        return False
-    await close_all(c)
-    return True
 
 
 def users(srv) -> list[str]:
@@ -234,16 +244,12 @@ def test_contact_invitation_subscribes_both_ways(server_factory):
         alice = await login(srv, alice_jid, alice_pw)
         try:
             await alice.get_roster()
-            r = await alice.iq("set", f"<command xmlns='{NS_CMD}' node='urn:xmpp:invite#invite' action='execute'/>",
-                               to=srv.domain)
-            assert r.xml.find(f"{{{NS_CMD}}}command").get("status") == "completed", r
-            (uri,) = result_fields(r)["uri"]
-            token = TOKEN_RE.search(uri).group(1)
+            uri, token = await contact_invite(alice, srv)
             assert uri == f"xmpp:{alice_jid}?roster;preauth={token};ibr=y", uri
-            pa, reg = await asyncio_to_thread(register_with_token, srv, token, new_user, new_pw)
+            pa, reg = await asyncio.to_thread(register_with_token, srv, token, new_user, new_pw)
             assert reg is not None and reg.get("type") == "result", (ET.tostring(pa), reg)
             # Alice's client gets the roster push.
-            ok = await until_true(lambda: roster_items(alice).get(new_jid) == "both")
+            ok = await until(lambda: roster_items(alice).get(new_jid) == "both")
             assert ok, roster_items(alice)
             friend = await login(srv, new_jid, new_pw)
             try:
@@ -272,16 +278,10 @@ def test_existing_account_takes_up_a_contact_invitation(server_factory):
         alice = await login(srv, alice_jid, alice_pw)
         bob = await login(srv, bob_jid, bob_pw)
         try:
-            r = await alice.iq("set", f"<command xmlns='{NS_CMD}' node='urn:xmpp:invite#invite' action='execute'/>",
-                               to=srv.domain)
-            token = TOKEN_RE.search(result_fields(r)["uri"][0]).group(1)
+            _, token = await contact_invite(alice, srv)
             await bob.get_roster()
-            p = bob.Presence()
-            p["to"] = alice_jid
-            p["type"] = "subscribe"
-            p.append(ET.fromstring(f"<preauth xmlns='{NS_PARS}' token='{token}'/>"))
-            p.send()
-            assert await until_true(lambda: roster_items(bob).get(alice_jid) == "both"), roster_items(bob)
+            send_preauth_subscribe(bob, alice_jid, token)
+            assert await until(lambda: roster_items(bob).get(alice_jid) == "both"), roster_items(bob)
             await alice.get_roster()
             assert roster_items(alice).get(bob_jid) == "both", roster_items(alice)
         finally:
@@ -290,11 +290,7 @@ def test_existing_account_takes_up_a_contact_invitation(server_factory):
         carol = await login(srv, carol_jid, carol_pw)
         try:
             await carol.get_roster()
-            p = carol.Presence()
-            p["to"] = alice_jid
-            p["type"] = "subscribe"
-            p.append(ET.fromstring(f"<preauth xmlns='{NS_PARS}' token='{token}'/>"))
-            p.send()
+            send_preauth_subscribe(carol, alice_jid, token)
             await carol.ping_server()
             await carol.get_roster()
             assert roster_items(carol).get(alice_jid) == "none", roster_items(carol)
@@ -394,22 +390,3 @@ def test_landing_page_posts_are_throttled(server_factory):
     status, _, _ = http(srv, "POST", f"/invite/{token}", {"username": user, "password": "p", "confirm": "p"})
     assert status == 429
     assert f"{user}@{srv.domain}" not in users(srv)
-
-
-# --- helpers ---------------------------------------------------------------------------
-
-async def asyncio_to_thread(fn, *args):
-    import asyncio
-
-    return await asyncio.to_thread(fn, *args)
-
-
-async def until_true(pred, timeout: float = 5.0) -> bool:
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        await asyncio.sleep(0.05)
-    return pred()

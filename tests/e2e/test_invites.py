@@ -300,22 +300,41 @@ def test_existing_account_takes_up_a_contact_invitation(server_factory):
     run(scenario())
 
 
-def test_users_may_not_invite_by_default(server_factory):
+def test_users_invitations_register_no_accounts_by_default(server_factory):
+    """Without invites.users_may_invite a user's invitation only subscribes
+    existing accounts (no ibr=y, preauth refused); create-account is for admins."""
     srv = invite_server(server_factory)
     jid, pw = srv.add_user()
+    bob_jid, bob_pw = srv.add_user()
 
     async def scenario():
         c = await login(srv, jid, pw)
+        bob = await login(srv, bob_jid, bob_pw)
         try:
-            for node in ("urn:xmpp:invite#invite", "urn:xmpp:invite#create-account"):
-                with pytest.raises(Exception) as e:
-                    await c.iq("set", f"<command xmlns='{NS_CMD}' node='{node}' action='execute'/>", to=srv.domain)
-                assert e.value.iq["error"]["condition"] == "forbidden", node
+            with pytest.raises(Exception) as e:
+                await c.iq("set", f"<command xmlns='{NS_CMD}' node='urn:xmpp:invite#create-account' "
+                                  "action='execute'/>", to=srv.domain)
+            assert e.value.iq["error"]["condition"] == "forbidden"
+            uri, token = await contact_invite(c, srv)
+            assert uri == f"xmpp:{jid}?roster;preauth={token}", uri
+            pa, reg = await asyncio.to_thread(register_with_token, srv, token, unique("no"), "pw")
+            assert harness.stanza_error_condition(pa) == "item-not-found" and reg is None, ET.tostring(pa)
+            # The landing page offers no registration, and a POST creates nothing.
+            status, _, body = await asyncio.to_thread(http, srv, "GET", f"/invite/{token}")
+            assert status == 200 and "<form" not in body and uri in body, body
+            name = unique("web")
+            status, _, _ = await asyncio.to_thread(
+                http, srv, "POST", f"/invite/{token}", {"username": name, "password": "p", "confirm": "p"})
+            assert status == 404
+            # An existing account takes it up.
+            await bob.get_roster()
+            send_preauth_subscribe(bob, jid, token)
+            assert await until(lambda: roster_items(bob).get(jid) == "both"), roster_items(bob)
         finally:
-            await close_all(c)
+            await close_all(c, bob)
 
     run(scenario())
-    assert srv.cli("invite", "list").stdout.strip() == ""
+    assert sorted(users(srv)) == sorted([srv.admin[0], jid, bob_jid])
 
 
 # --- the HTTPS landing page ----------------------------------------------------------

@@ -158,6 +158,11 @@ fn invitation(i: &Invite, token: &str, error: Option<&str>, username: &str) -> S
     let host = escape(&i.host);
     let uri = escape(&invites::uri(i, token));
     let what = match (i.kind, i.inviter.as_deref()) {
+        (InviteKind::Subscription, Some(inviter)) => format!(
+            "<h1>{} invites you to chat</h1><p>Add them as a contact: you will see each \
+             other in your contact lists.</p>",
+            escape(inviter)
+        ),
         (InviteKind::Contact, Some(inviter)) => format!(
             "<h1>{} invites you to chat</h1><p>Create an account on <strong>{host}</strong>: \
              you and {0} will see each other in your contact lists.</p>",
@@ -173,6 +178,15 @@ fn invitation(i: &Invite, token: &str, error: Option<&str>, username: &str) -> S
              <strong>{host}</strong>.</p>"
         ),
     };
+    if i.kind == InviteKind::Subscription {
+        return format!(
+            "{what}<p>Open the invitation in your XMPP app, signed in to your account:</p>\
+             <p><a class=\"button\" href=\"{uri}\">Open in your app</a></p>\
+             <p>Or copy this into your app: <code>{uri}</code></p>\
+             <p>This invitation expires {}.</p>",
+            xmpp_core::time::datetime(i.expires)
+        );
+    }
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();

@@ -122,9 +122,9 @@ pub struct Registration {
 pub struct Invites {
     /// Seconds a new invitation stays valid.
     pub ttl_secs: u64,
-    /// Whether every user (not guests) may invite contacts. Such an
-    /// invitation also creates an account, so it is off like open
-    /// registration: only `admins` and the CLI invite.
+    /// Whether users' contact invitations also register an account. Off,
+    /// like open registration: then only `admins` and the CLI bring new
+    /// accounts, and users' invitations only subscribe existing accounts.
     pub users_may_invite: bool,
     /// Public base of the landing page URLs; empty means
     /// `https://<first host>:<http.port>`.
@@ -684,9 +684,10 @@ allow = false
 # `conclave invite create`.
 # Seconds an invitation stays valid (7 days).
 ttl_secs = 604800
-# Whether every user may invite contacts (urn:xmpp:invite#invite): the
-# invitee gets an account and a mutual subscription with the inviter. Off,
-# since each such link creates an account, like open registration.
+# Every user may invite contacts (urn:xmpp:invite#invite): whoever takes the
+# invitation up and the inviter are subscribed to each other. Whether such an
+# invitation may also register a new account here (ibr=y): off, since each
+# link would then create an account, like open registration.
 users_may_invite = false
 # Public base of the landing page URLs, e.g. "https://chat.example.org"
 # behind a proxy. Empty: https://<first host>:<http.port>.

@@ -421,6 +421,9 @@ pub enum InviteKind {
     /// a subscription; either way a mutual subscription with the inviter
     /// (XEP-0379).
     Contact,
+    /// From a user who may not bring new accounts: only an existing account
+    /// can use it, for a mutual subscription with the inviter.
+    Subscription,
 }
 
 impl InviteKind {
@@ -428,12 +431,14 @@ impl InviteKind {
         match self {
             InviteKind::Account => "account",
             InviteKind::Contact => "contact",
+            InviteKind::Subscription => "subscription",
         }
     }
 
     pub fn parse(s: &str) -> InviteKind {
         match s {
             "contact" => InviteKind::Contact,
+            "subscription" => InviteKind::Subscription,
             _ => InviteKind::Account,
         }
     }
@@ -473,7 +478,8 @@ pub trait Invites: Send + Sync {
     /// Uses an account-creating invite: in one transaction, deletes the
     /// invite if it still exists and expires after `valid_at`, and creates
     /// `user@host` with `keys`. `NotFound` (nothing created) if the invite
-    /// is gone, expired, for another host or for another username;
+    /// is gone, expired, for another host or username, or creates no
+    /// accounts (`Subscription`);
     /// `Conflict` (invite kept) if the account exists. Two racing uses
     /// create one account.
     async fn redeem_invite(
@@ -484,7 +490,7 @@ pub trait Invites: Send + Sync {
         user: &str,
         keys: &[ScramRecord],
     ) -> Result<Invite>;
-    /// Uses a contact invite without creating anything (an existing account
+    /// Uses an invite without creating anything (an existing account
     /// takes up the inviter's offer): deletes it if still valid at
     /// `valid_at`. `NotFound` otherwise.
     async fn take_invite(&self, token_hash: &[u8], valid_at: u64) -> Result<Invite>;

@@ -124,7 +124,10 @@ impl Invites for SqliteStore {
     ) -> Result<Invite> {
         let mut tx = self.write_tx().await?;
         let invite = take(&mut tx, token_hash, valid_at).await?;
-        if invite.host != host || invite.username.as_deref().is_some_and(|u| u != user) {
+        if invite.host != host
+            || invite.kind == InviteKind::Subscription
+            || invite.username.as_deref().is_some_and(|u| u != user)
+        {
             // Dropping the transaction rolls the delete back.
             return Err(StoreError::NotFound);
         }
@@ -242,6 +245,23 @@ mod tests {
             !s.username_reserved("localhost", "juliet", 1000)
                 .await
                 .unwrap()
+        );
+        // An invitation that creates no accounts.
+        s.create_invite(&Invite {
+            kind: InviteKind::Subscription,
+            inviter: Some("romeo@localhost".into()),
+            ..invite(6, None, 1000)
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            s.redeem_invite(&[6; 32], 500, "localhost", "new", &keys())
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(
+            s.take_invite(&[6; 32], 500).await.unwrap().kind,
+            InviteKind::Subscription
         );
         assert!(s.invite(&[2; 32], 999).await.unwrap().is_some());
         assert!(s.invite(&[2; 32], 1000).await.unwrap().is_none());

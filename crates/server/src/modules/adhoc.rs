@@ -191,8 +191,8 @@ enum Op {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
     Admins,
-    /// Admins, and every account when `invites.users_may_invite`.
-    Inviters,
+    /// Every account (not guests).
+    Users,
 }
 
 struct Command {
@@ -205,8 +205,7 @@ struct Command {
 }
 
 fn allowed(srv: &Server, s: &Session, cmd: &Command) -> bool {
-    srv.is_admin(s.bare())
-        || (cmd.who == Who::Inviters && srv.config.invites.users_may_invite && !s.anonymous)
+    srv.is_admin(s.bare()) || (cmd.who == Who::Users && !s.anonymous)
 }
 
 /// Runs a command. `x` is the submitted form (always there for a command
@@ -273,7 +272,7 @@ const COMMANDS: &[Command] = &[
         name: "Invite a contact",
         form: None,
         op: Op::InviteContact,
-        who: Who::Inviters,
+        who: Who::Users,
     },
     Command {
         node: invite::NODE_CREATE_ACCOUNT,
@@ -714,9 +713,17 @@ async fn create_account_invite(srv: &Server, s: &Session, host: &str, x: &Elemen
     make_invite(srv, host, InviteKind::Account, username.as_deref(), inviter).await
 }
 
-/// A contact invitation from the requester, on the requester's host.
+/// A contact invitation from the requester, on the requester's host. It
+/// registers an account too only if the requester may bring new accounts
+/// (an admin, or anyone with `invites.users_may_invite`); else only an
+/// existing account can take it up (as Prosody's mod_invites_adhoc).
 async fn invite_contact(srv: &Server, s: &Session) -> Outcome {
-    make_invite(srv, &s.host, InviteKind::Contact, None, Some(s.bare())).await
+    let kind = if srv.is_admin(s.bare()) || srv.config.invites.users_may_invite {
+        InviteKind::Contact
+    } else {
+        InviteKind::Subscription
+    };
+    make_invite(srv, &s.host, kind, None, Some(s.bare())).await
 }
 
 #[cfg(test)]

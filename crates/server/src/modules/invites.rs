@@ -113,12 +113,15 @@ pub async fn create<S: Invites + conclave_store::Accounts + ?Sized>(
     })
 }
 
-/// The `xmpp:` URI of an invitation: a contact's (which registers too,
-/// `ibr=y`) or an account's.
+/// The `xmpp:` URI of an invitation: a contact's (`ibr=y` when it
+/// registers too) or an account's.
 pub fn uri(i: &Invite, token: &str) -> String {
     match (i.kind, i.inviter.as_deref().and_then(|j| j.split_once('@'))) {
         (InviteKind::Contact, Some((user, domain))) => {
             invite::contact_uri(user, domain, token, true)
+        }
+        (InviteKind::Subscription, Some((user, domain))) => {
+            invite::contact_uri(user, domain, token, false)
         }
         _ => invite::account_uri(&i.host, i.username.as_deref(), token),
     }
@@ -183,7 +186,7 @@ pub async fn preauth(
         r
     };
     match lookup(srv, token, now).await {
-        Some(i) if i.host == host => {
+        Some(i) if i.host == host && i.kind != InviteKind::Subscription => {
             tracing::info!(id = %invite::token_id(&i.token_hash), "invitation presented");
             (
                 reply(stanza::iq_result(iq)),
@@ -257,6 +260,7 @@ pub async fn register_web(
     let now = xmpp_core::time::now_unix();
     let invite = lookup(srv, token, now)
         .await
+        .filter(|i| i.kind != InviteKind::Subscription)
         .ok_or(AccountError::InvalidInvite)?;
     let user = nodeprep(user.trim(), &invite.host).ok_or(AccountError::BadUsername)?;
     let accepted = Accepted {
@@ -282,7 +286,9 @@ pub async fn subscribe_with(srv: &Server, user: &str, contact: &str, presence: &
     };
     let now = xmpp_core::time::now_unix();
     let fits = lookup(srv, token, now).await.is_some_and(|i| {
-        i.kind == InviteKind::Contact && i.inviter.as_deref() == Some(contact) && contact != user
+        matches!(i.kind, InviteKind::Contact | InviteKind::Subscription)
+            && i.inviter.as_deref() == Some(contact)
+            && contact != user
     });
     if !fits {
         return false;

@@ -217,6 +217,16 @@ async def login(server: ServerBase, jid: str, password: str = "", **kw) -> Clien
     return c
 
 
+async def can_login(server: ServerBase, jid: str, password: str) -> bool:
+    """Whether a fresh login with these credentials succeeds."""
+    try:
+        c = await login(server, jid, password)
+    except LoginFailed:
+        return False
+    await close_all(c)
+    return True
+
+
 async def close_all(*clients: Client):
     await asyncio.gather(*(c.close() for c in clients if c is not None), return_exceptions=True)
 

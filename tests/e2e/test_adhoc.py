@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import harness
-from clients import IqError, LoginFailed, T, close_all, login, run
+from clients import IqError, T, can_login, close_all, login, run
 from harness import unique
 
 NS_CMD = "http://jabber.org/protocol/commands"
@@ -66,16 +66,7 @@ def conditions(err: IqError) -> tuple[str, str | None]:
     return err.iq["error"]["condition"], specific
 
 
-async def can_login(srv, jid, pw) -> bool:
-    try:
-        c = await login(srv, jid, pw)
-    except LoginFailed:
-        return False
-    await close_all(c)
-    return True
-
-
-def test_commands_listed_for_the_admin_only(asrv):
+def test_admin_commands_listed_for_the_admin_only(asrv):
     async def scenario():
         admin = await connect(asrv, *asrv.admin)
         user = await connect(asrv)
@@ -84,8 +75,10 @@ def test_commands_listed_for_the_admin_only(asrv):
             nodes = {i[1] for i in items["disco_items"]["items"]}
             for n in ("add-user", "delete-user", "change-user-password", "announce"):
                 assert f"{ADMIN}#{n}" in nodes, nodes
+            assert "urn:xmpp:invite#create-account" in nodes, nodes
+            # A user sees only XEP-0401's contact invitation.
             items = await user.plugin["xep_0050"].get_commands(asrv.domain, timeout=T)
-            assert not items["disco_items"]["items"]
+            assert {i[1] for i in items["disco_items"]["items"]} == {"urn:xmpp:invite#invite"}
             info = await admin.plugin["xep_0030"].get_info(jid=asrv.domain, timeout=T)
             assert NS_CMD in info["disco_info"]["features"]
             info = await admin.plugin["xep_0030"].get_info(jid=asrv.domain, node=f"{ADMIN}#add-user", timeout=T)

@@ -1,5 +1,5 @@
-//! HTTPS: `/health`, `/metrics`, WebSocket, BOSH and XEP-0363 uploads, on
-//! one TLS port.
+//! HTTPS: `/health`, `/metrics`, WebSocket, BOSH, XEP-0363 uploads and
+//! invitation pages, on one TLS port.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -29,8 +29,9 @@ struct App {
     bosh: Arc<Bosh>,
 }
 
+/// The client's address, for per-address limits.
 #[derive(Clone, Copy)]
-struct Peer(IpAddr);
+pub(crate) struct Peer(pub(crate) IpAddr);
 
 pub fn router(server: Arc<Server>, metrics: Option<PrometheusHandle>) -> Router {
     let ws_path = server.config.http.websocket_path.clone();
@@ -43,6 +44,7 @@ pub fn router(server: Arc<Server>, metrics: Option<PrometheusHandle>) -> Router 
     if server.config.upload_enabled() {
         r = r.merge(crate::upload::routes(server.clone()));
     }
+    r = r.merge(crate::invite_page::routes(server.clone()));
     r.with_state(App {
         server,
         metrics,

@@ -4,6 +4,8 @@
 mod bosh;
 mod c2s;
 mod http;
+mod invite_page;
+mod invites;
 mod load;
 mod rooms;
 mod tls;
@@ -58,6 +60,12 @@ enum Command {
     User {
         #[command(subcommand)]
         command: users::UserCommand,
+    },
+    /// Invitations: links that let one person register (works while the
+    /// server runs).
+    Invite {
+        #[command(subcommand)]
+        command: invites::InviteCommand,
     },
     /// XEP-0363 file uploads (works while the server runs).
     Upload {
@@ -133,6 +141,7 @@ fn main() -> ExitCode {
                         .map_err(|e| e.to_string()),
                     Command::User { command } => users::run(&cfg, command).await,
                     Command::Upload { command } => upload::run(&cfg, command).await,
+                    Command::Invite { command } => invites::run(&cfg, command).await,
                     Command::Room { command } => rooms::run(&cfg, command).await,
                     Command::Retention {
                         command: RetentionCommand::Apply { now },

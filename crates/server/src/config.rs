@@ -25,6 +25,7 @@ pub struct Config {
     pub auth: Auth,
     pub limits: Limits,
     pub registration: Registration,
+    pub invites: Invites,
     pub muc: Muc,
     pub archive: ArchiveCfg,
     pub retention: Retention,
@@ -120,6 +121,32 @@ pub struct Limits {
 pub struct Registration {
     /// XEP-0077 in-band registration; off by default, as XEP-0479 advises.
     pub allow: bool,
+}
+
+/// Invitations (XEP-0401, XEP-0379, XEP-0445): single-use tokens that let
+/// one person register although `registration.allow` is off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Invites {
+    /// Seconds a new invitation stays valid.
+    pub ttl_secs: u64,
+    /// Whether users' contact invitations also register an account. Off,
+    /// like open registration: then only `admins` and the CLI bring new
+    /// accounts, and users' invitations only subscribe existing accounts.
+    pub users_may_invite: bool,
+    /// Public base of the landing page URLs; empty means
+    /// `https://<first host>:<http.port>`.
+    pub base_url: String,
+}
+
+impl Default for Invites {
+    fn default() -> Self {
+        Invites {
+            ttl_secs: 7 * 24 * 3600,
+            users_may_invite: false,
+            base_url: String::new(),
+        }
+    }
 }
 
 /// How long stored conversations and files are kept.
@@ -297,6 +324,7 @@ impl Default for Config {
             auth: Auth::default(),
             limits: Limits::default(),
             registration: Registration::default(),
+            invites: Invites::default(),
             muc: Muc::default(),
             archive: ArchiveCfg::default(),
             retention: Retention::default(),
@@ -492,6 +520,17 @@ impl Config {
         if !u.base_url.is_empty() && !scheme_ok {
             return Err("`upload.base_url` must start with https:// (or http://)".into());
         }
+        let i = &self.invites;
+        if i.ttl_secs == 0 {
+            return Err("`invites.ttl_secs` must be at least 1".into());
+        }
+        if !i.base_url.is_empty()
+            && !["https://", "http://"]
+                .iter()
+                .any(|p| i.base_url.starts_with(p))
+        {
+            return Err("`invites.base_url` must start with https:// (or http://)".into());
+        }
         self.validate_components()
     }
 
@@ -540,8 +579,21 @@ impl Config {
     /// Where upload URLs begin, without a trailing slash. The default names
     /// the first host rather than `upload.<host>`, which need not resolve.
     pub fn upload_base_url(&self) -> String {
-        if !self.upload.base_url.is_empty() {
-            return self.upload.base_url.trim_end_matches('/').to_owned();
+        self.https_base(&self.upload.base_url)
+    }
+
+    /// Where invitation landing pages begin, without a trailing slash;
+    /// `None` without the HTTPS listener (and no `invites.base_url`).
+    pub fn invite_base_url(&self) -> Option<String> {
+        (self.http.port != 0 || !self.invites.base_url.is_empty())
+            .then(|| self.https_base(&self.invites.base_url))
+    }
+
+    /// `configured` without its trailing slash, or the HTTPS listener's
+    /// address under the first host.
+    fn https_base(&self, configured: &str) -> String {
+        if !configured.is_empty() {
+            return configured.trim_end_matches('/').to_owned();
         }
         let host = self
             .hosts
@@ -642,6 +694,23 @@ sm_unacked_max = 500
 [registration]
 # XEP-0077 in-band registration.
 allow = false
+
+[invites]
+# Invitations (XEP-0401/0379/0445): a single-use link that lets one person
+# register even with registration off, shown as a landing page on the HTTPS
+# port (/invite/<token>) and as an xmpp: URI. Admins create them with the
+# ad-hoc command urn:xmpp:invite#create-account, the operator with
+# `conclave invite create`.
+# Seconds an invitation stays valid (7 days).
+ttl_secs = 604800
+# Every user may invite contacts (urn:xmpp:invite#invite): whoever takes the
+# invitation up and the inviter are subscribed to each other. Whether such an
+# invitation may also register a new account here (ibr=y): off, since each
+# link would then create an account, like open registration.
+users_may_invite = false
+# Public base of the landing page URLs, e.g. "https://chat.example.org"
+# behind a proxy. Empty: https://<first host>:<http.port>.
+base_url = ""
 
 [retention]
 # Days that message archives (accounts and rooms), offline messages and uploads

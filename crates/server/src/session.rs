@@ -667,6 +667,7 @@ async fn negotiate<T: Transport>(server: &Server, t: &mut T) -> Result<Outcome, 
             anonymous_host: server.config.is_guest_host(&h),
             channel_binding: !matches!(t.channel_binding(), xmpp_core::sasl::ChannelBinding::None),
             registration: server.config.registration.allow,
+            invites: true,
             caps: Some(server.caps_element()),
         };
         if let Some((user, anonymous)) = &authed {
@@ -744,6 +745,9 @@ async fn pre_auth<T: Transport>(
     host: &str,
     peer: std::net::IpAddr,
 ) -> Result<PreAuth, Abort> {
+    // An invitation this stream presented (XEP-0445): it allows the
+    // registration that follows.
+    let mut invite: Option<modules::invites::Accepted> = None;
     loop {
         let el = next_element(t).await?;
         if el.is("starttls", ns::TLS) {
@@ -771,12 +775,30 @@ async fn pre_auth<T: Transport>(
             }
             continue;
         }
-        if el.is("iq", ns::CLIENT)
-            && policy.registration
-            && policy.may_authenticate()
-            && stanza::iq_payload(&el).is_some_and(|p| p.is("query", ns::REGISTER))
+        let payload = stanza::iq_payload(&el).filter(|_| el.is("iq", ns::CLIENT));
+        if policy.may_authenticate()
+            && !policy.anonymous_host
+            && payload.is_some_and(|p| p.is("preauth", xmpp_core::invite::NS_PARS))
         {
-            let reply = modules::register::before_auth(server, host, &el).await;
+            let (reply, accepted) = modules::invites::preauth(server, host, peer, &el).await;
+            if accepted.is_some() {
+                invite = accepted;
+            }
+            send(t, &stanza::to_bytes(&reply)).await?;
+            continue;
+        }
+        if policy.may_authenticate()
+            && !policy.anonymous_host
+            && payload.is_some_and(|p| p.is("query", ns::REGISTER))
+        {
+            let reply = modules::register::before_auth(
+                server,
+                host,
+                &el,
+                policy.registration,
+                invite.as_ref(),
+            )
+            .await;
             send(t, &stanza::to_bytes(&reply)).await?;
             continue;
         }

@@ -6,6 +6,7 @@
 
 mod sqlite;
 mod sqlite_archive;
+mod sqlite_invites;
 mod sqlite_pubsub;
 mod sqlite_uploads;
 
@@ -410,6 +411,96 @@ pub trait PrivateXml: Send + Sync {
     ) -> Result<()>;
 }
 
+/// What an invitation is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteKind {
+    /// Creates one account (XEP-0401 `create-account`, `conclave invite
+    /// create`); may fix the username.
+    Account,
+    /// From a user: creates an account, or, used by an existing account,
+    /// a subscription; either way a mutual subscription with the inviter
+    /// (XEP-0379).
+    Contact,
+    /// From a user who may not bring new accounts: only an existing account
+    /// can use it, for a mutual subscription with the inviter.
+    Subscription,
+}
+
+impl InviteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteKind::Account => "account",
+            InviteKind::Contact => "contact",
+            InviteKind::Subscription => "subscription",
+        }
+    }
+
+    pub fn parse(s: &str) -> InviteKind {
+        match s {
+            "contact" => InviteKind::Contact,
+            "subscription" => InviteKind::Subscription,
+            _ => InviteKind::Account,
+        }
+    }
+}
+
+/// One unused invitation. The token itself is never stored: only its
+/// SHA-256, which is also the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    pub token_hash: Vec<u8>,
+    pub host: String,
+    pub kind: InviteKind,
+    /// The only localpart the invite may register (nodeprepped).
+    pub username: Option<String>,
+    /// Bare JID of the account that made it: the new account and the
+    /// inviter are subscribed to each other. `None` for an invite from the
+    /// operator's CLI.
+    pub inviter: Option<String>,
+    /// Unix times.
+    pub created: u64,
+    pub expires: u64,
+}
+
+/// Invitations, single use: using one deletes it in the same transaction
+/// that does what it was for.
+#[async_trait]
+pub trait Invites: Send + Sync {
+    async fn create_invite(&self, invite: &Invite) -> Result<()>;
+    /// The invite with this token hash if it is unused and expires after
+    /// `now`.
+    async fn invite(&self, token_hash: &[u8], now: u64) -> Result<Option<Invite>>;
+    /// Unused invites, oldest first, of one host or all.
+    async fn list_invites(&self, host: Option<&str>) -> Result<Vec<Invite>>;
+    /// Deletes invites whose token hash begins with `hash_prefix` (a whole
+    /// hash, or the listed id's bytes); how many went.
+    async fn revoke_invites(&self, hash_prefix: &[u8]) -> Result<u64>;
+    /// Uses an account-creating invite: in one transaction, deletes the
+    /// invite if it still exists and expires after `valid_at`, and creates
+    /// `user@host` with `keys`. `NotFound` (nothing created) if the invite
+    /// is gone, expired, for another host or username, or creates no
+    /// accounts (`Subscription`);
+    /// `Conflict` (invite kept) if the account exists. Two racing uses
+    /// create one account.
+    async fn redeem_invite(
+        &self,
+        token_hash: &[u8],
+        valid_at: u64,
+        host: &str,
+        user: &str,
+        keys: &[ScramRecord],
+    ) -> Result<Invite>;
+    /// Uses an invite without creating anything (an existing account
+    /// takes up the inviter's offer): deletes it if still valid at
+    /// `valid_at`. `NotFound` otherwise.
+    async fn take_invite(&self, token_hash: &[u8], valid_at: u64) -> Result<Invite>;
+    /// Whether an unused invite at `now` reserves this username
+    /// (XEP-0445 §5: the name stays free for the invitee).
+    async fn username_reserved(&self, host: &str, user: &str, now: u64) -> Result<bool>;
+    /// Deletes invites that expired at or before `now`.
+    async fn expire_invites(&self, now: u64) -> Result<u64>;
+}
+
 /// Everything the XMPP services need from storage.
 pub trait Store:
     Accounts
@@ -423,6 +514,7 @@ pub trait Store:
     + Pubsub
     + PrivateXml
     + PushRegistrations
+    + Invites
 {
 }
 impl<
@@ -436,7 +528,8 @@ impl<
         + Blocklists
         + Pubsub
         + PrivateXml
-        + PushRegistrations,
+        + PushRegistrations
+        + Invites,
 > Store for T
 {
 }

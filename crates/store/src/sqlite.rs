@@ -70,6 +70,9 @@ impl SqliteStore {
         sqlx::raw_sql(crate::sqlite_pubsub::SCHEMA)
             .execute(&pool)
             .await?;
+        sqlx::raw_sql(crate::sqlite_invites::SCHEMA)
+            .execute(&pool)
+            .await?;
         Ok(SqliteStore { pool })
     }
 
@@ -139,25 +142,35 @@ async fn write_keys(
     Ok(())
 }
 
+/// Inserts an account with its keys; `Conflict` if it exists.
+pub(crate) async fn insert_user(
+    tx: &mut sqlx::SqliteConnection,
+    host: &str,
+    user: &str,
+    keys: &[ScramRecord],
+) -> Result<()> {
+    let r = sqlx::query("INSERT INTO users (host, username, created) VALUES (?1, ?2, ?3)")
+        .bind(host)
+        .bind(user)
+        .bind(now())
+        .execute(&mut *tx)
+        .await;
+    match r {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(StoreError::Conflict);
+        }
+        r => {
+            r?;
+        }
+    }
+    write_keys(tx, host, user, keys).await
+}
+
 #[async_trait]
 impl Accounts for SqliteStore {
     async fn create_user(&self, host: &str, user: &str, keys: &[ScramRecord]) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        let r = sqlx::query("INSERT INTO users (host, username, created) VALUES (?1, ?2, ?3)")
-            .bind(host)
-            .bind(user)
-            .bind(now())
-            .execute(&mut *tx)
-            .await;
-        match r {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict);
-            }
-            r => {
-                r?;
-            }
-        }
-        write_keys(&mut tx, host, user, keys).await?;
+        insert_user(&mut tx, host, user, keys).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -229,6 +242,7 @@ impl Accounts for SqliteStore {
             "DELETE FROM pubsub_items WHERE owner = ?1",
             "DELETE FROM pubsub_nodes WHERE owner = ?1",
             "DELETE FROM private_xml WHERE owner = ?1",
+            "DELETE FROM invites WHERE inviter = ?1",
         ] {
             sqlx::query(q).bind(&bare).execute(&mut *tx).await?;
         }

@@ -5,6 +5,7 @@
 pub mod component;
 pub mod forms;
 pub mod framing;
+pub mod invite;
 pub mod ns;
 pub mod sasl;
 pub mod sm;

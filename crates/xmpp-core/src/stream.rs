@@ -61,6 +61,9 @@ pub struct StreamPolicy {
     pub channel_binding: bool,
     /// XEP-0077 in-band registration before authentication.
     pub registration: bool,
+    /// Registration with an invitation token (XEP-0401, XEP-0445), open
+    /// registration or not.
+    pub invites: bool,
     /// XEP-0115 `<c/>` element to add to every features list.
     pub caps: Option<String>,
 }
@@ -116,6 +119,11 @@ impl StreamPolicy {
             }
             if self.registration && !self.anonymous_host {
                 s.push_str("<register xmlns='http://jabber.org/features/iq-register'/>");
+            }
+            if self.invites && !self.anonymous_host {
+                s.push_str(
+                    "<register xmlns='urn:xmpp:invite'/><register xmlns='urn:xmpp:ibr-token:0'/>",
+                );
             }
         }
         if let Some(c) = &self.caps {
@@ -401,6 +409,22 @@ mod tests {
             allow_plain: true,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn invitation_features_only_once_secure_and_not_for_guests() {
+        let mut p = StreamPolicy {
+            invites: true,
+            ..policy()
+        };
+        assert!(!p.features_before_auth().contains("urn:xmpp:invite"));
+        p.secure = true;
+        let f = p.features_before_auth();
+        assert!(f.contains("<register xmlns='urn:xmpp:invite'/>"));
+        assert!(f.contains("<register xmlns='urn:xmpp:ibr-token:0'/>"));
+        assert!(!f.contains("iq-register"), "open registration is separate");
+        p.anonymous_host = true;
+        assert!(!p.features_before_auth().contains("urn:xmpp:invite"));
     }
 
     #[test]

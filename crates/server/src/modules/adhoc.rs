@@ -1,5 +1,6 @@
 //! XEP-0050 ad-hoc commands at the server's domain, carrying the XEP-0133
-//! administration commands for the administrators named in `admins`.
+//! administration commands for the administrators named in `admins`, and
+//! XEP-0401's invitation commands (`invites`).
 //!
 //! Each command has at most one form. `execute` answers with the form and a
 //! session id; `complete` (or `execute`) with the filled form and that id
@@ -16,8 +17,11 @@ use xmpp_core::ns;
 use xmpp_core::stanza::{self, ElementExt};
 
 use crate::hub::{HandlerFuture, IqRoute, Module, Server, Session, Target};
+use crate::modules::invites::{self, CreateError};
 use crate::modules::register::{self, AccountError};
 use crate::session::random_id;
+use conclave_store::InviteKind;
+use xmpp_core::invite;
 
 pub const MODULE: Module = Module {
     name: "adhoc",
@@ -179,6 +183,16 @@ enum Op {
     Announce,
     OnlineUsersNum,
     OnlineUsersList,
+    CreateAccountInvite,
+    InviteContact,
+}
+
+/// Who may run a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Admins,
+    /// Every account (not guests).
+    Users,
 }
 
 struct Command {
@@ -187,6 +201,11 @@ struct Command {
     /// The one form to fill; `None` runs at once.
     form: Option<fn() -> Element>,
     op: Op,
+    who: Who,
+}
+
+fn allowed(srv: &Server, s: &Session, cmd: &Command) -> bool {
+    srv.is_admin(s.bare()) || (cmd.who == Who::Users && !s.anonymous)
 }
 
 /// Runs a command. `x` is the submitted form (always there for a command
@@ -200,6 +219,8 @@ async fn run(op: Op, srv: &Server, s: &Session, host: &str, x: Option<&Element>)
         Op::Announce => announce(srv, s, host, form()?),
         Op::OnlineUsersNum => Ok(online_users(srv, false)),
         Op::OnlineUsersList => Ok(online_users(srv, true)),
+        Op::CreateAccountInvite => create_account_invite(srv, s, host, form()?).await,
+        Op::InviteContact => invite_contact(srv, s).await,
     }
 }
 
@@ -209,36 +230,56 @@ const COMMANDS: &[Command] = &[
         name: "Add a user",
         form: Some(add_user_form),
         op: Op::AddUser,
+        who: Who::Admins,
     },
     Command {
         node: "http://jabber.org/protocol/admin#delete-user",
         name: "Delete users",
         form: Some(delete_user_form),
         op: Op::DeleteUser,
+        who: Who::Admins,
     },
     Command {
         node: "http://jabber.org/protocol/admin#change-user-password",
         name: "Change a user's password",
         form: Some(change_password_form),
         op: Op::ChangePassword,
+        who: Who::Admins,
     },
     Command {
         node: "http://jabber.org/protocol/admin#announce",
         name: "Send an announcement to all online users",
         form: Some(announce_form),
         op: Op::Announce,
+        who: Who::Admins,
     },
     Command {
         node: "http://jabber.org/protocol/admin#get-online-users-num",
         name: "Get the number of online users",
         form: None,
         op: Op::OnlineUsersNum,
+        who: Who::Admins,
     },
     Command {
         node: "http://jabber.org/protocol/admin#get-online-users-list",
         name: "Get the list of online users",
         form: None,
         op: Op::OnlineUsersList,
+        who: Who::Admins,
+    },
+    Command {
+        node: invite::NODE_INVITE,
+        name: "Invite a contact",
+        form: None,
+        op: Op::InviteContact,
+        who: Who::Users,
+    },
+    Command {
+        node: invite::NODE_CREATE_ACCOUNT,
+        name: "Create an account invitation",
+        form: Some(create_account_form),
+        op: Op::CreateAccountInvite,
+        who: Who::Admins,
     },
 ];
 
@@ -270,7 +311,7 @@ async fn execute(srv: &Server, s: &Session, host: &str, iq: &Element) -> Result<
     let Some(cmd) = COMMANDS.iter().find(|k| Some(k.node) == c.attr("node")) else {
         return Err(Failure::new("item-not-found"));
     };
-    if !srv.is_admin(s.bare()) {
+    if !allowed(srv, s, cmd) {
         return Err(Failure::new("forbidden"));
     }
     // One stage each: there is nowhere to go forward or back to.
@@ -337,15 +378,13 @@ fn completed(cmd: &Command, sessionid: &str, done: Done) -> Element {
 /// disco#items on the commands node: what this requester may run.
 pub fn items(srv: &Server, s: &Session, host: &str) -> Element {
     let mut q = Element::bare("query", ns::DISCO_ITEMS).with("node", ns::COMMANDS);
-    if srv.is_admin(s.bare()) {
-        for c in COMMANDS {
-            q.append_child(
-                Element::bare("item", ns::DISCO_ITEMS)
-                    .with("jid", host)
-                    .with("node", c.node)
-                    .with("name", c.name),
-            );
-        }
+    for c in COMMANDS.iter().filter(|c| allowed(srv, s, c)) {
+        q.append_child(
+            Element::bare("item", ns::DISCO_ITEMS)
+                .with("jid", host)
+                .with("node", c.node)
+                .with("name", c.name),
+        );
     }
     q
 }
@@ -357,7 +396,7 @@ pub fn info(srv: &Server, s: &Session, node: &str) -> Option<Result<Element, &'s
         ("command-list", "Commands", &[ns::COMMANDS])
     } else {
         let cmd = COMMANDS.iter().find(|c| c.node == node)?;
-        if !srv.is_admin(s.bare()) {
+        if !allowed(srv, s, cmd) {
             return Some(Err("forbidden"));
         }
         ("command-node", cmd.name, &[ns::COMMANDS, ns::DATA_FORMS])
@@ -578,6 +617,113 @@ fn online_users(srv: &Server, list: bool) -> Done {
         note,
         form: Some(forms::form("result", [forms::form_type(ns::ADMIN), field])),
     }
+}
+
+// --- XEP-0401 --------------------------------------------------------------
+
+fn create_account_form() -> Element {
+    let mut x = forms::form("form", [])
+        .text_child("title", ns::DATA_FORMS, "Create an account invitation")
+        .text_child(
+            "instructions",
+            ns::DATA_FORMS,
+            "Leave the username empty to let the invitee choose one.",
+        );
+    x.append_child(field(
+        "username",
+        Some("text-single"),
+        Some("Username"),
+        &[],
+    ));
+    x.append_child(crate::modules::forms::boolean(
+        "roster-subscription",
+        "Add the new account to my contacts",
+        false,
+    ));
+    x
+}
+
+/// The XEP-0401 result: the URI, the landing page and the expiry.
+fn invitation_result(c: &invites::Created) -> Done {
+    let expire = xmpp_core::time::datetime(c.expires);
+    let mut fields = vec![
+        forms::form_type(invite::FORM_INVITATION),
+        field(
+            "uri",
+            Some("text-single"),
+            Some("Invitation URI"),
+            &[&c.uri],
+        ),
+    ];
+    if let Some(url) = &c.landing_url {
+        fields.push(field(
+            "landing-url",
+            Some("text-single"),
+            Some("Invitation web page"),
+            &[url],
+        ));
+    }
+    fields.push(field(
+        "expire",
+        Some("text-single"),
+        Some("Expires"),
+        &[&expire],
+    ));
+    Done {
+        note: None,
+        form: Some(forms::form("result", fields)),
+    }
+}
+
+async fn make_invite(
+    srv: &Server,
+    host: &str,
+    kind: InviteKind,
+    username: Option<&str>,
+    inviter: Option<&str>,
+) -> Outcome {
+    let now = xmpp_core::time::now_unix();
+    let ttl = srv.config.invites.ttl_secs;
+    invites::create(
+        &*srv.store,
+        &srv.config,
+        host,
+        kind,
+        username,
+        inviter,
+        now,
+        ttl,
+    )
+    .await
+    .map(|c| invitation_result(&c))
+    .map_err(|e| match e {
+        CreateError::BadUsername => Failure::bad_payload("that username is not allowed"),
+        CreateError::Taken => Failure::new("conflict").with_text("that account already exists"),
+        CreateError::Failed => Failure::new("internal-server-error"),
+    })
+}
+
+async fn create_account_invite(srv: &Server, s: &Session, host: &str, x: &Element) -> Outcome {
+    if !srv.config.hosts.iter().any(|h| h == host) {
+        return Err(Failure::new("not-allowed").with_text("accounts live on the main hosts"));
+    }
+    let username = forms::value(x, "username");
+    let subscribe = forms::value(x, "roster-subscription").is_some_and(|v| v == "1" || v == "true");
+    let inviter = subscribe.then(|| s.bare());
+    make_invite(srv, host, InviteKind::Account, username.as_deref(), inviter).await
+}
+
+/// A contact invitation from the requester, on the requester's host. It
+/// registers an account too only if the requester may bring new accounts
+/// (an admin, or anyone with `invites.users_may_invite`); else only an
+/// existing account can take it up (as Prosody's mod_invites_adhoc).
+async fn invite_contact(srv: &Server, s: &Session) -> Outcome {
+    let kind = if srv.is_admin(s.bare()) || srv.config.invites.users_may_invite {
+        InviteKind::Contact
+    } else {
+        InviteKind::Subscription
+    };
+    make_invite(srv, &s.host, kind, None, Some(s.bare())).await
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod carbons;
 pub mod disco;
 pub mod extdisco;
 pub mod forms;
+pub mod invites;
 pub mod legacy_session;
 pub mod mam;
 pub mod message;

@@ -10,7 +10,7 @@ use xmpp_core::ns;
 use xmpp_core::stanza::{self, ElementExt};
 
 use crate::hub::{Server, Session};
-use crate::modules::{caps, message, roster};
+use crate::modules::{caps, invites, message, roster};
 use crate::router::SessionHandle;
 
 pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Element) {
@@ -25,7 +25,18 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
                 s.send(&stanza::error_reply(&el, "not-allowed", None));
                 return;
             }
-            roster::outbound(srv, s.bare(), to.to_bare().as_str(), t).await;
+            let contact = to.to_bare();
+            if t == "subscribe"
+                && srv
+                    .config
+                    .hosts
+                    .iter()
+                    .any(|h| h == contact.domain().as_str())
+                && invites::subscribe_with(srv, s.bare(), contact.as_str(), &el).await
+            {
+                return;
+            }
+            roster::outbound(srv, s.bare(), contact.as_str(), t).await;
         }
         None | Some("unavailable") => match to {
             None => {

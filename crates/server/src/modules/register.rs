@@ -10,6 +10,7 @@ use xmpp_core::stanza::{self, ElementExt};
 use conclave_store::{ScramRecord, StoreError};
 
 use crate::hub::{HandlerFuture, IqRoute, Module, Server, Session, Target};
+use crate::modules::invites;
 use crate::session::nodeprep;
 
 pub const MODULE: Module = Module {
@@ -57,6 +58,14 @@ pub enum AccountError {
     BadPassword,
     Conflict,
     NotFound,
+    /// The username is not a valid localpart.
+    BadUsername,
+    /// An unused invitation keeps the name for its invitee.
+    Reserved,
+    /// The invitation is unknown, used, revoked or expired.
+    InvalidInvite,
+    /// The invitation is for another username.
+    OtherUsername,
     /// The store failed (logged where it happened).
     Store,
 }
@@ -65,8 +74,12 @@ impl AccountError {
     /// The stanza error condition (RFC 6120 §8.3.3).
     pub fn condition(self) -> &'static str {
         match self {
-            AccountError::EmptyPassword | AccountError::BadPassword => "not-acceptable",
-            AccountError::Conflict => "conflict",
+            AccountError::EmptyPassword
+            | AccountError::BadPassword
+            | AccountError::BadUsername
+            | AccountError::OtherUsername => "not-acceptable",
+            AccountError::Conflict | AccountError::Reserved => "conflict",
+            AccountError::InvalidInvite => "forbidden",
             AccountError::NotFound => "item-not-found",
             AccountError::Store => "internal-server-error",
         }
@@ -78,12 +91,19 @@ impl AccountError {
             AccountError::BadPassword => "that password is not allowed",
             AccountError::Conflict => "that account already exists",
             AccountError::NotFound => "no such account",
+            AccountError::BadUsername => "that username is not allowed",
+            AccountError::Reserved => "that username is reserved for an invitation",
+            AccountError::InvalidInvite => "the invitation is invalid, used or expired",
+            AccountError::OtherUsername => "this invitation is for another username",
             AccountError::Store => "the account store failed",
         }
     }
 }
 
-async fn checked_keys(srv: &Server, password: String) -> Result<Vec<ScramRecord>, AccountError> {
+pub(crate) async fn checked_keys(
+    srv: &Server,
+    password: String,
+) -> Result<Vec<ScramRecord>, AccountError> {
     if password.is_empty() {
         return Err(AccountError::EmptyPassword);
     }
@@ -92,7 +112,7 @@ async fn checked_keys(srv: &Server, password: String) -> Result<Vec<ScramRecord>
         .ok_or(AccountError::BadPassword)
 }
 
-fn store_error(e: StoreError, what: &str) -> AccountError {
+pub(crate) fn store_error(e: StoreError, what: &str) -> AccountError {
     match e {
         StoreError::Conflict => AccountError::Conflict,
         StoreError::NotFound => AccountError::NotFound,
@@ -169,27 +189,42 @@ fn field(q: &Element, name: &str) -> Option<String> {
     q.get_child(name, ns::REGISTER).map(|c| c.text())
 }
 
-fn form() -> Element {
+fn form(username: Option<&str>) -> Element {
     Element::bare("query", ns::REGISTER)
         .text_child(
             "instructions",
             ns::REGISTER,
             "Choose a username and password.",
         )
-        .text_child("username", ns::REGISTER, "")
+        .text_child("username", ns::REGISTER, username.unwrap_or_default())
         .text_child("password", ns::REGISTER, "")
 }
 
-/// Handles a registration IQ on a not yet authenticated stream.
-pub async fn before_auth(srv: &Server, host: &str, iq: &Element) -> Element {
+/// Handles a registration IQ on a not yet authenticated stream: open
+/// registration when `open`, else only with an invitation the stream has
+/// accepted (`invites::preauth`).
+pub async fn before_auth(
+    srv: &Server,
+    host: &str,
+    iq: &Element,
+    open: bool,
+    invite: Option<&invites::Accepted>,
+) -> Element {
     let Some(q) = stanza::iq_payload(iq) else {
         return stanza::error_reply(iq, "bad-request", None);
     };
+    if !open && invite.is_none() {
+        return stanza::error_reply(
+            iq,
+            "not-allowed",
+            Some("registration is by invitation only"),
+        );
+    }
     match iq.attr("type") {
         Some("get") => {
             let mut r = stanza::iq_result(iq);
             r.unset("to");
-            r.append_child(form());
+            r.append_child(form(invite.and_then(|i| i.username.as_deref())));
             r
         }
         Some("set") => {
@@ -200,15 +235,19 @@ pub async fn before_auth(srv: &Server, host: &str, iq: &Element) -> Element {
                     Some("username and password are required"),
                 );
             };
-            let Some(user) = nodeprep(user.trim(), host) else {
-                return stanza::error_reply(
-                    iq,
-                    "not-acceptable",
-                    Some("that username is not allowed"),
-                );
+            let created = match nodeprep(user.trim(), host) {
+                None => Err(AccountError::BadUsername),
+                Some(user) => match invite {
+                    Some(i) => invites::register_with(srv, host, i, &user, password)
+                        .await
+                        .map(|()| user),
+                    None => register_open(srv, host, &user, password)
+                        .await
+                        .map(|()| user),
+                },
             };
-            match create_account(srv, host, &user, password).await {
-                Ok(()) => {
+            match created {
+                Ok(user) => {
                     tracing::info!(%user, %host, "account registered in-band");
                     stanza::iq_result(iq)
                 }
@@ -217,6 +256,22 @@ pub async fn before_auth(srv: &Server, host: &str, iq: &Element) -> Element {
         }
         _ => stanza::error_reply(iq, "bad-request", None),
     }
+}
+
+/// Open registration: any free name that no invitation keeps.
+async fn register_open(
+    srv: &Server,
+    host: &str,
+    user: &str,
+    password: String,
+) -> Result<(), AccountError> {
+    let now = xmpp_core::time::now_unix();
+    match srv.store.username_reserved(host, user, now).await {
+        Ok(false) => {}
+        Ok(true) => return Err(AccountError::Reserved),
+        Err(e) => return Err(store_error(e, "invitation lookup")),
+    }
+    create_account(srv, host, user, password).await
 }
 
 fn after_auth<'a>(srv: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> HandlerFuture<'a> {

@@ -68,6 +68,10 @@ pub async fn apply(store: &dyn Store, config: &Config, now: u64) -> Report {
         Ok(n) => report.uploads = n as u64,
         Err(e) => tracing::error!(error = %e, "upload expiry failed"),
     }
+    // Expired invitations are useless already; the sweep only tidies.
+    if let Err(e) = store.expire_invites(now).await {
+        tracing::error!(error = %e, "invitation expiry failed");
+    }
     report
 }
 

@@ -204,6 +204,28 @@ async fn update(
     }
 }
 
+/// Subscribes two local accounts to each other at once, as an invitation
+/// both accepted (XEP-0379, XEP-0401): each item `both`, pushed to their
+/// interested resources, and each side's presence sent to the other.
+pub async fn subscribe_mutually(srv: &Server, a: &str, b: &str) {
+    for (owner, contact) in [(a, b), (b, a)] {
+        if let Err(e) = srv.store.set_pending_in(owner, contact, false).await {
+            tracing::error!(error = %e, "clearing a subscription request failed");
+        }
+        update(srv, owner, contact, true, |i| {
+            i.subscription = Subscription::Both;
+            i.ask = false;
+        })
+        .await;
+    }
+    for (from, to) in [(a, b), (b, a)] {
+        send_current_presence(srv, from, to);
+        pep::subscribed(srv, from, to).await;
+    }
+    srv.rosters.evict_if_offline(&srv.router, a);
+    srv.rosters.evict_if_offline(&srv.router, b);
+}
+
 fn subscription_presence(ty: &str, from: &str, to: &str) -> Element {
     Element::bare("presence", ns::CLIENT)
         .with("type", ty)

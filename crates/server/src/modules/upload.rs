@@ -149,19 +149,8 @@ pub fn content_type_fits(slot: &str, put: Option<&str>) -> bool {
     }
 }
 
-/// Percent-encodes one URL path segment: everything but RFC 3986's
-/// unreserved characters.
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// Percent-encodes one URL path segment.
+pub use xmpp_core::invite::percent_encode as encode_segment;
 
 /// A slot id: 128 random bits in lower-case hex, so that URLs cannot be
 /// guessed (XEP-0363 §8) and the id is safe as a file name.

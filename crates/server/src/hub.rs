@@ -397,6 +397,12 @@ impl Server {
                     }
                 }
                 Domain::Component(slot) => {
+                    if let Some(refusal) = modules::blocking::outbound(self, s, j, &el).await {
+                        if let Some(e) = refusal {
+                            s.send(&e);
+                        }
+                        return Ok(());
+                    }
                     if kind == Kind::Presence && el.attr("type").is_none() {
                         modules::presence::track_directed(s, j);
                     }
@@ -467,6 +473,17 @@ impl Server {
                 return Ok(());
             }
             None => {}
+        }
+        // A user who blocked the component (its domain or one of its
+        // addresses) hears nothing from it.
+        if self.config.is_local_host(to.domain().as_str())
+            && let Ok(from) = Jid::new(&from)
+            && let Some(refusal) = modules::blocking::inbound(self, &from, &to, &el).await
+        {
+            if let Some(e) = refusal {
+                c.send(&e);
+            }
+            return Ok(());
         }
         match kind {
             Kind::Iq => self.handle_iq(c, Some(to), el, Origin::Component).await,

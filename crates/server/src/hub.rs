@@ -172,6 +172,8 @@ pub struct Server {
     /// What clients can do, by XEP-0115 verification string.
     pub caps: modules::caps::Cache,
     pub pep: modules::pep::Pep,
+    /// XEP-0153 avatar hashes for presence.
+    pub avatars: modules::avatar::Hashes,
     iq: HashMap<(Target, &'static str), IqHandler>,
     /// Service and component domains.
     domains: HashMap<String, Domain>,
@@ -251,6 +253,7 @@ impl Server {
             requests,
             caps,
             pep: modules::pep::Pep::default(),
+            avatars: modules::avatar::Hashes::default(),
             iq,
             domains,
             server_features,

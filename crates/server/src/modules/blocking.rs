@@ -14,7 +14,8 @@ use crate::hub::{HandlerFuture, IqRoute, Module, Server, Session, Target};
 
 pub const MODULE: Module = Module {
     name: "blocking",
-    features: &[],
+    // XEP-0191 §2: clients discover blocking on their server's domain.
+    features: &[ns::BLOCKING],
     account_features: &[ns::BLOCKING, ns::REPORTING],
     account_identities: &[],
     iq: &[IqRoute {

@@ -497,7 +497,7 @@ async fn iq(
     let reply = {
         let mut r = lock(&shared);
         if p.is("query", ns::DISCO_INFO) {
-            Ok(Some(room_info(&r)))
+            Ok(Some(room_info(&r, srv.config.archive.enabled)))
         } else if p.is("query", ns::DISCO_ITEMS) {
             // Occupants are not listed: that would unmask nicks to
             // non-occupants of a hidden room.
@@ -568,8 +568,9 @@ fn feature(q: &mut Element, var: &str) {
     q.append_child(Element::bare("feature", ns::DISCO_INFO).with("var", var));
 }
 
-/// §6.4: room disco#info with the muc#roominfo form.
-fn room_info(r: &Room) -> Element {
+/// §6.4: room disco#info with the muc#roominfo form; with the archive
+/// (XEP-0313 on the room, its stanza-ids to be trusted, XEP-0359 §8).
+fn room_info(r: &Room, archive: bool) -> Element {
     let c = &r.config;
     let mut q = Element::bare("query", ns::DISCO_INFO);
     let mut id = Element::bare("identity", ns::DISCO_INFO)
@@ -586,6 +587,11 @@ fn room_info(r: &Room) -> Element {
         "http://jabber.org/protocol/muc#self-ping-optimization",
     ] {
         feature(&mut q, f);
+    }
+    if archive {
+        for f in [ns::MAM, ns::SID, ns::RETRACT_TOMBSTONE] {
+            feature(&mut q, f);
+        }
     }
     feature(&mut q, if c.public { "muc_public" } else { "muc_hidden" });
     feature(

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from clients import befriend, close_all, login, run
+from harness import unique
 
 NS_VCARD = "vcard-temp"
 NS_DATA = "urn:xmpp:avatar:data"
@@ -66,6 +67,34 @@ def test_pep_avatar_shows_in_vcard_for_those_who_may_see_it(server):
             alice.send_presence(pstatus="new face")
             p = await bob.wait_presence(lambda p: p["status"] == "new face")
             assert p.xml.findtext(f"{{{NS_UPDATE}}}x/{{{NS_UPDATE}}}photo") == sha1
+            # "no avatar" from the client (an empty <photo/>) is left alone
+            pres = alice.make_presence(pstatus="hidden face")
+            x = ET.SubElement(pres.xml, f"{{{NS_UPDATE}}}x")
+            ET.SubElement(x, f"{{{NS_UPDATE}}}photo")
+            pres.send()
+            p = await bob.wait_presence(lambda p: p["status"] == "hidden face")
+            assert [x.text for x in p.xml.iter(f"{{{NS_UPDATE}}}photo")] == [None]
+            # a room join carries the hash too (§4: directed presence)
+            room = f"{unique('room')}@conference.{server.domain}"
+            for c in (alice, bob):
+                c.register_plugin("xep_0045")
+            # (slixmpp's MUC plugin has its own presence event for rooms)
+            bob.add_event_handler("groupchat_presence", bob._on_presence)
+            await bob.plugin["xep_0045"].join_muc_wait(room, "bob", timeout=10)
+            await alice.plugin["xep_0045"].join_muc_wait(room, "alice", timeout=10)
+            p = await bob.wait_presence(lambda p: p["from"] == f"{room}/alice")
+            assert p.xml.findtext(f"{{{NS_UPDATE}}}x/{{{NS_UPDATE}}}photo") == sha1
+            # metadata naming an image the data node does not hold: no PHOTO
+            other = image()
+            await alice.iq(
+                "set",
+                f"<pubsub xmlns='{NS_PUBSUB}'><publish node='{NS_DATA}'><item id='{'1' * 40}'>"
+                f"<data xmlns='{NS_DATA}'>{base64.b64encode(other).decode()}</data></item></publish></pubsub>",
+            )
+            await alice.plugin["xep_0084"].publish_avatar_metadata(
+                items=[{"id": "1" * 40, "type": "image/png", "bytes": len(other)}], timeout=10
+            )
+            assert await vcard_photo(bob, alice.boundjid.bare) is None
             # turning the avatar off takes the PHOTO away
             await alice.plugin["xep_0084"].stop(timeout=10)
             assert await vcard_photo(bob, alice.boundjid.bare) is None

@@ -383,6 +383,9 @@ impl Server {
             // Normalised form, so that routing compares like with like.
             el.set("to", j.as_str());
         }
+        if kind == Kind::Presence && el.attr("type").is_none() {
+            modules::avatar::stamp_presence(self, s, &mut el).await;
+        }
         if let Some(j) = to.as_ref()
             && let Some(d) = self.domains.get(j.domain().as_str())
             && !subscription_to_component(d, kind, &el)

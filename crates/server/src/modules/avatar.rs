@@ -72,22 +72,30 @@ impl Hashes {
     }
 }
 
+/// The image stored in PEP itself (§3.1: not one that points to a URL).
 fn first_info(meta: &Element) -> Option<&Element> {
-    meta.children().find(|c| c.is("info", METADATA))
+    meta.children()
+        .find(|c| c.is("info", METADATA) && c.attr("url").is_none())
 }
 
-/// XEP-0153 in the account's available presence: the server's
-/// `<x><photo>hash</photo></x>` replaces whatever the client put there.
+/// XEP-0398 §4 in the account's available presence, broadcast or directed
+/// (a room join too): the server's `<x><photo>hash</photo></x>` replaces
+/// what the client put there, unless the client said "no avatar" with an
+/// empty `<photo/>`.
 pub async fn stamp_presence(srv: &Server, s: &Session, el: &mut Element) {
     if s.anonymous {
+        return;
+    }
+    if let Some(x) = el.get_child("x", UPDATE)
+        && x.get_child("photo", UPDATE)
+            .is_some_and(|p| p.text().trim().is_empty())
+    {
         return;
     }
     let Some(hash) = srv.avatars.get(srv, s.bare()).await else {
         return;
     };
-    if el.has_child("x", UPDATE) {
-        el.remove_child("x", UPDATE);
-    }
+    while el.remove_child("x", UPDATE).is_some() {}
     let mut photo = Element::bare("photo", UPDATE);
     photo.append_text(hash.to_string());
     let mut x = Element::bare("x", UPDATE);
@@ -122,11 +130,19 @@ async fn photo_from(srv: &Server, owner: &str, who: &str, info: &Element) -> Opt
     else {
         return None;
     };
+    let b64: String = data.text().split_whitespace().collect();
+    // §3.1: the image is the one the metadata names.
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .ok()?;
+    if sha1_hex(&bytes) != id {
+        return None;
+    }
     let mut photo = Element::bare("PHOTO", ns::VCARD);
     let mut ty = Element::bare("TYPE", ns::VCARD);
     ty.append_text(info.attr("type").unwrap_or("image/png").to_owned());
     let mut bin = Element::bare("BINVAL", ns::VCARD);
-    bin.append_text(data.text().split_whitespace().collect::<String>());
+    bin.append_text(b64);
     photo.append_child(ty);
     photo.append_child(bin);
     Some(photo)
@@ -161,8 +177,7 @@ pub async fn from_vcard(srv: &Server, s: &Session, card: &Element) -> Result<(),
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.as_bytes())
         .map_err(|_| "bad-request")?;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &bytes);
-    let id = hex(digest.as_ref());
+    let id = sha1_hex(&bytes);
     if current.as_deref() == Some(id.as_str()) {
         return Ok(());
     }
@@ -199,6 +214,8 @@ async fn publish(
     })
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// XEP-0084's item id for an image.
+fn sha1_hex(image: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, image);
+    d.as_ref().iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -27,18 +27,13 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
             }
             roster::outbound(srv, s.bare(), to.to_bare().as_str(), t).await;
         }
-        None | Some("unavailable") => {
-            if ty.is_none() {
-                super::avatar::stamp_presence(srv, s, &mut el).await;
+        None | Some("unavailable") => match to {
+            None => {
+                el.unset("to");
+                broadcast(srv, s, el, ty.is_none()).await;
             }
-            match to {
-                None => {
-                    el.unset("to");
-                    broadcast(srv, s, el, ty.is_none()).await;
-                }
-                Some(to) => directed(srv, s, &to, &el),
-            }
-        }
+            Some(to) => directed(srv, s, &to, &el),
+        },
         Some("error") => {
             if let Some(to) = to {
                 directed(srv, s, &to, &el);

@@ -513,4 +513,46 @@ mod tests {
         s.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[tokio::test]
+    async fn an_archive_from_before_ref_ids_is_upgraded() {
+        let dir = std::env::temp_dir().join(format!("conclave-archive-old-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite");
+        {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            sqlx::raw_sql(
+                "CREATE TABLE archive (seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,
+                 id TEXT NOT NULL, with_jid TEXT NOT NULL, with_bare TEXT NOT NULL,
+                 stamp INTEGER NOT NULL, stanza TEXT NOT NULL);
+                 INSERT INTO archive (owner, id, with_jid, with_bare, stamp, stanza)
+                 VALUES ('alice@localhost', 'old', 'bob@localhost', 'bob@localhost', 1, '<message/>');",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let s = SqliteStore::open(&path).await.unwrap();
+        s.archive(&[row(1, "bob@localhost", "new")]).await.unwrap();
+        let found = s
+            .archived_by_ref("alice@localhost", "ref1", 4)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        let q = ArchiveQuery {
+            max: 10,
+            ..Default::default()
+        };
+        assert_eq!(s.query("alice@localhost", &q).await.unwrap().count, 2);
+        s.close().await;
+        // opening it again changes nothing
+        let s = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(s.query("alice@localhost", &q).await.unwrap().count, 2);
+        s.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

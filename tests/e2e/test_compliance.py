@@ -160,7 +160,6 @@ def test_web_connection_mechanisms(server):
     assert status == 200 and b"sid=" in resp, resp
 
 
-@pytest.mark.xfail(strict=True, reason="XEP-0198 resumption comes with branch `sm`: remove this mark after merging it")
 def test_stream_management_resumption_is_offered(server):
     """XEP-0198 §5: Advanced Server's stream management, with resumption
     (what mobile clients rely on)."""

@@ -52,6 +52,27 @@ test("bosh: wrong password fails", async () => {
   await assert.rejects(boshLogin(srv, "boshcarol@localhost", "nope"), /BOSH login failed/);
 });
 
+test("bosh: stream management acks, but no resumption offered", { skip: TARGET !== "conclave" && "Conclave's choice for BOSH" }, async () => {
+  const SM = "urn:xmpp:sm:3";
+  const s = await boshLogin(srv, "boshcarol@localhost/smtest", pw("boshcarol@localhost"));
+  try {
+    const enabled = new Promise((ok) =>
+      s.conn.addHandler((el) => {
+        ok(el);
+        return false;
+      }, SM, "enabled"),
+    );
+    s.conn.send(s.Strophe.xmlElement("enable", { xmlns: SM, resume: "true" }));
+    const el = await withTimeout(enabled, 5000, "<enabled/>");
+    // A BOSH session already outlives its HTTP requests; there is no
+    // stream to resume, so no id is handed out.
+    assert.equal(el.getAttribute("resume"), null);
+    assert.equal(el.getAttribute("id"), null);
+  } finally {
+    await boshClose(s);
+  }
+});
+
 test("bosh: SIGTERM terminates the session with system-shutdown", { skip: TARGET !== "conclave" && "needs direct control of the conclave process" }, async () => {
   const own = await startServer(["boshbye"]);
   let s;

@@ -189,6 +189,45 @@ test("ws raw: wrong password -> SASL not-authorized", async () => {
   }
 });
 
+test("ws raw: XEP-0198 resumption after the WebSocket is cut", { skip: TARGET !== "conclave" && "Conclave's resumption settings" }, async () => {
+  const SM = "urn:xmpp:sm:3";
+  const a = new RawWs(srv.http_port);
+  let b;
+  let a2;
+  try {
+    const full = await a.login("rawws", pw());
+    a.send(`<enable xmlns='${SM}' resume='true'/>`);
+    const en = await a.next((el) => el.localName === "enabled" && el.namespaceURI === SM);
+    const id = en.getAttribute("id");
+    assert.ok(id, a.dump());
+    a.close(); // terminate: no <close/>, the TCP connection just goes
+    b = new RawWs(srv.http_port);
+    await b.login("rawws", pw());
+    b.send(`<message to='${full}' type='chat' xmlns='jabber:client'><body>while cut</body></message>`);
+    b.send(`<iq type='get' id='bp' xmlns='jabber:client'><ping xmlns='urn:xmpp:ping'/></iq>`);
+    await b.next((el) => el.getAttribute("id") === "bp");
+    a2 = new RawWs(srv.http_port);
+    await a2.opened();
+    await a2.openStream();
+    const b64 = Buffer.from(`\0rawws\0${pw()}`).toString("base64");
+    a2.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${b64}</auth>`);
+    await a2.next((el) => el.localName === "success");
+    await a2.openStream();
+    a2.send(`<resume xmlns='${SM}' previd='${id}' h='0'/>`);
+    const r = await a2.next((el) => el.localName === "resumed" || el.localName === "failed");
+    assert.equal(r.localName, "resumed", a2.dump());
+    const m = await a2.next((el) => el.localName === "message");
+    assert.equal(m.getElementsByTagName("body")[0].textContent, "while cut");
+    assert.equal(m.getAttribute("to"), full);
+    // No message was bounced to the sender.
+    assert.equal(b.frames.filter((f) => f.el.localName === "message").length, 0, b.dump());
+  } finally {
+    a.close();
+    b?.close();
+    a2?.close();
+  }
+});
+
 test("ws raw: SIGTERM -> system-shutdown, then <close/>", { skip: TARGET !== "conclave" && "needs direct control of the conclave process" }, async () => {
   const own = await startServer(["bye"]);
   const c = new RawWs(own.http_port);

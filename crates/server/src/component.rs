@@ -18,7 +18,7 @@ use xmpp_core::framing::Frame;
 
 use crate::hub::{Server, Session};
 use crate::router::{PresenceState, SessionHandle};
-use crate::session::{Peer, random_id, read_loop, write_loop};
+use crate::session::{Peer, StreamMgmt, Writer, random_id, read_loop, spawn_writer};
 use crate::transport::{Event, FrameWriter, Transport};
 
 /// A configured component domain and its connection, if one is up.
@@ -81,22 +81,17 @@ pub fn run<T: Transport>(server: Arc<Server>, t: T) -> impl Future<Output = ()> 
         let Some((session, slot, reader, writer, closed)) = setup.await else {
             return;
         };
-        read_loop(&server, &session, reader, &closed, Peer::Component).await;
+        let mut sm = StreamMgmt::new(false);
+        read_loop(&server, &session, reader, &closed, Peer::Component, &mut sm).await;
         slot.detach(session.handle.id);
         session.handle.close(None);
-        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        let _ = writer.join(Duration::from_secs(5)).await;
         metrics::gauge!("conclave_components").decrement(1.0);
         tracing::info!(component = %slot.domain, session = session.handle.id, "component disconnected");
     }
 }
 
-type Established<R> = (
-    Session,
-    Arc<Slot>,
-    R,
-    tokio::task::JoinHandle<()>,
-    Arc<Notify>,
-);
+type Established<R> = (Session, Arc<Slot>, R, Writer, Arc<Notify>);
 
 async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Established<T::Reader>> {
     let limit = Duration::from_secs(server.config.limits.unauthenticated_timeout_secs);
@@ -145,13 +140,14 @@ async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Establ
     };
     let (reader, writer) = t.split();
     let closed = Arc::new(Notify::new());
-    let writer = tokio::spawn(write_loop(
+    let writer = spawn_writer(
         ComponentWriter(writer),
         rx,
         closed.clone(),
-        slot.domain.clone(),
-        session.handle.inactive.clone(),
-    ));
+        &session.handle,
+        Default::default(),
+        Vec::new(),
+    );
     Some((session, slot, reader, writer, closed))
 }
 

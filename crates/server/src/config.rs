@@ -44,6 +44,10 @@ pub struct C2s {
     /// XEP-0368 direct TLS; 0 disables.
     pub direct_tls_port: u16,
     pub require_encryption: bool,
+    /// XEP-0198: seconds a session whose connection dropped is kept for
+    /// the client to resume it (messages keep queueing for it meanwhile);
+    /// 0 turns resumption off.
+    pub sm_resume_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +109,10 @@ pub struct Limits {
     pub server_iq_timeout_secs: u64,
     /// IQs the server may have outstanding to one session at once.
     pub server_iqs_per_session: usize,
+    /// XEP-0198: stanzas kept for a client until it acknowledges them
+    /// (also what a hibernated session may gather); past it the stream is
+    /// closed with policy-violation, or the hibernated session ended.
+    pub sm_unacked_max: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -312,6 +320,7 @@ impl Default for C2s {
             starttls_port: 5222,
             direct_tls_port: 5223,
             require_encryption: true,
+            sm_resume_timeout_secs: 300,
         }
     }
 }
@@ -350,6 +359,7 @@ impl Default for Limits {
             session_queue: 4096,
             server_iq_timeout_secs: 30,
             server_iqs_per_session: 8,
+            sm_unacked_max: 500,
         }
     }
 }
@@ -435,6 +445,9 @@ impl Config {
         }
         if self.limits.session_queue == 0 {
             return Err("`limits.session_queue` must be at least 1".into());
+        }
+        if self.limits.sm_unacked_max == 0 {
+            return Err("`limits.sm_unacked_max` must be at least 1".into());
         }
         if self.limits.server_iq_timeout_secs == 0 || self.limits.server_iqs_per_session == 0 {
             return Err(
@@ -575,6 +588,9 @@ starttls_port = 5222
 direct_tls_port = 5223
 # Refuse authentication before TLS.
 require_encryption = true
+# XEP-0198 stream resumption: seconds a session whose connection dropped is
+# kept (messages queue for it) for the client to resume; 0 disables it.
+sm_resume_timeout_secs = 300
 
 [http]
 bind = ["127.0.0.1"]
@@ -619,6 +635,9 @@ session_queue = 4096
 server_iq_timeout_secs = 30
 # IQs the server may have outstanding to one session at once.
 server_iqs_per_session = 8
+# XEP-0198: stanzas kept until the client acknowledges them (or gathered for
+# a session awaiting resumption); past it the session is closed.
+sm_unacked_max = 500
 
 [registration]
 # XEP-0077 in-band registration.

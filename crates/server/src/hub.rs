@@ -174,6 +174,8 @@ pub struct Server {
     pub pep: modules::pep::Pep,
     /// XEP-0153 avatar hashes for presence.
     pub avatars: modules::avatar::Hashes,
+    /// XEP-0198 sessions that may be resumed, by id.
+    pub resumption: crate::resumption::Registry,
     iq: HashMap<(Target, &'static str), IqHandler>,
     /// Service and component domains.
     domains: HashMap<String, Domain>,
@@ -254,6 +256,7 @@ impl Server {
             caps,
             pep: modules::pep::Pep::default(),
             avatars: modules::avatar::Hashes::default(),
+            resumption: Default::default(),
             iq,
             domains,
             server_features,

@@ -8,6 +8,7 @@ pub mod hub;
 pub mod limits;
 pub mod modules;
 pub mod requests;
+pub mod resumption;
 pub mod router;
 pub mod session;
 pub mod transport;

@@ -22,8 +22,37 @@ pub enum Outbound {
     Deferrable(Bytes),
     /// The client became active: send what was held.
     Flush,
+    /// A stream-level element (XEP-0198's `<a/>`, `<failed/>`): written
+    /// at once, never counted or kept as a stanza.
+    Nonza(Bytes),
+    /// XEP-0198 `<enabled/>`: written, and from the next stanza on the
+    /// writer keeps what it sends until acked, at most this many.
+    SmEnabled(Bytes, usize),
     /// Close the stream, with a stream error condition if any.
     Close(Option<&'static str>),
+}
+
+/// A stanza as a session's writer sent it, kept until the client
+/// acknowledges it (XEP-0198): the shared bytes, never a copy.
+#[derive(Debug, Clone)]
+pub enum Queued {
+    Raw(Bytes),
+    /// Written with the session's address spliced in, as `Outbound::ToSelf`.
+    ToSelf(Bytes),
+}
+
+impl Queued {
+    /// The stanza as the client got it, `to` spliced into an addressed one.
+    pub fn to_vec(&self, full: &str) -> Vec<u8> {
+        match self {
+            Queued::Raw(b) => b.to_vec(),
+            Queued::ToSelf(b) => {
+                let at = xmpp_core::stanza::name_end(b);
+                let to = format!(" to='{}'", xmpp_core::stanza::escape(full));
+                [&b[..at], to.as_bytes(), &b[at..]].concat()
+            }
+        }
+    }
 }
 
 /// Presence facts the router needs for RFC 6121 delivery rules.
@@ -63,6 +92,12 @@ impl SessionHandle {
     /// keep up, and is disconnected rather than allowed to exhaust memory.
     pub fn send(&self, data: Bytes) -> bool {
         self.push(Outbound::Stanza(data))
+    }
+
+    /// Queues a stream-level element (not a stanza: XEP-0198 does not
+    /// count it).
+    pub fn send_nonza(&self, data: Bytes) -> bool {
+        self.push(Outbound::Nonza(data))
     }
 
     /// Queues a stanza that may wait while the client is inactive.

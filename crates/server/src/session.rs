@@ -9,22 +9,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minidom::Element;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use xmpp_core::framing::{Frame, StreamHeader};
 use xmpp_core::ns;
 use xmpp_core::sasl::{ScramCredentials, ScramHash};
+use xmpp_core::sm::Outbox;
 use xmpp_core::stanza;
 use xmpp_core::stream::{SaslExchange, SaslStep, StreamPolicy, bind_request, bind_result};
 
 use crate::hub::{Server, Session};
 use crate::modules;
-use crate::router::{Outbound, PresenceState, SessionHandle};
+use crate::resumption::{self, Detached};
+use crate::router::{Outbound, PresenceState, Queued, SessionHandle};
 use crate::transport::{Event, FrameReader, FrameWriter, Transport};
 
 /// Why negotiation ended without a session.
 enum Abort {
     /// Close with this stream error (or none: the peer closed or left).
     Close(Option<&'static str>),
+}
+
+/// What negotiation ended in: a new session to bind, or one to resume.
+enum Outcome {
+    Bind(Negotiated),
+    Resume(Box<Detached>),
 }
 
 struct Negotiated {
@@ -36,23 +44,28 @@ struct Negotiated {
 }
 
 pub fn run<T: Transport>(server: Arc<Server>, t: T) -> impl Future<Output = ()> + Send {
+    // XEP-0198 resumption needs a stream the client can lose and replace;
+    // a BOSH session already survives its HTTP requests, and its own
+    // inactivity timeout ends it.
+    let resumable = t.info().kind != "bosh" && server.config.c2s.sm_resume_timeout_secs > 0;
     // Setup and teardown are boxed and freed once done: what stays
     // resident for an idle session is only the read loop's small state.
     // (Not an `async fn`: its arguments, the whole transport, would stay
     // in the future for the session's life.)
-    let setup = Box::pin(establish(server.clone(), t));
+    let setup = Box::pin(establish(server.clone(), t, resumable));
     async move {
-        let Some((session, reader, writer, closed)) = setup.await else {
+        let Some(attached) = setup.await else {
             return;
         };
-        read_loop(&server, &session, reader, &closed, Peer::Client).await;
-        Box::pin(finish(&server, session, writer)).await;
+        resumption::live(&server, attached).await;
     }
 }
 
-type Established<R> = (Session, R, tokio::task::JoinHandle<()>, Arc<Notify>);
-
-async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Established<T::Reader>> {
+async fn establish<T: Transport>(
+    server: Arc<Server>,
+    mut t: T,
+    resumable: bool,
+) -> Option<Attached<T::Reader>> {
     let server = &server;
     let limit = Duration::from_secs(server.config.limits.unauthenticated_timeout_secs);
     let mut shutdown = server.shutdown_signal();
@@ -69,7 +82,8 @@ async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Establ
             t.close(cond).await;
             return None;
         }
-        Ok(Ok(n)) => n,
+        Ok(Ok(Outcome::Bind(n))) => n,
+        Ok(Ok(Outcome::Resume(d))) => return resume(server, t, *d, resumable).await,
     };
     let bare = format!("{}@{}", n.user, n.host);
     let resource = n
@@ -109,16 +123,123 @@ async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Establ
         host: n.host,
         anonymous: n.anonymous,
     };
+    let sm = StreamMgmt::new(resumable);
     let (reader, writer) = t.split();
     let closed = Arc::new(Notify::new());
-    let writer = tokio::spawn(write_loop(
+    let writer = spawn_writer(
         writer,
         rx,
         closed.clone(),
-        session.handle.full.clone(),
-        session.handle.inactive.clone(),
-    ));
-    Some((session, reader, writer, closed))
+        &session.handle,
+        sm.out.clone(),
+        Vec::new(),
+    );
+    Some(Attached {
+        session,
+        sm,
+        reader,
+        writer,
+        closed,
+    })
+}
+
+/// Continues a session on a new connection (XEP-0198 §5): `<resumed/>`,
+/// then what the client has not acknowledged, then the session as it was.
+async fn resume<T: Transport>(
+    server: &Server,
+    mut t: T,
+    d: Detached,
+    resumable: bool,
+) -> Option<Attached<T::Reader>> {
+    let p = d.parts()?;
+    let resend: Vec<Queued> = {
+        let mut out = p.sm.out.lock().unwrap_or_else(|e| e.into_inner());
+        out.as_mut()
+            .map(|o| o.resend().cloned().collect())
+            .unwrap_or_default()
+    };
+    let previd = p.sm.ticket.as_ref().map(|t| t.id.as_str()).unwrap_or("");
+    let xml = xmpp_core::sm::resumed(previd, p.sm.handled.unwrap_or(0));
+    if t.send(xml.as_bytes()).await.is_err() {
+        // Lost again at once: back to waiting for the client.
+        Box::pin(resumption::hibernate(server, d, Vec::new())).await;
+        return None;
+    }
+    let mut p = d.take()?;
+    p.sm.resumable = resumable;
+    tracing::info!(
+        session = p.session.handle.id,
+        resent = resend.len(),
+        "session resumed"
+    );
+    let (reader, writer) = t.split();
+    let closed = Arc::new(Notify::new());
+    let writer = spawn_writer(
+        writer,
+        p.rx,
+        closed.clone(),
+        &p.session.handle,
+        p.sm.out.clone(),
+        resend,
+    );
+    Some(Attached {
+        session: p.session,
+        sm: p.sm,
+        reader,
+        writer,
+        closed,
+    })
+}
+
+/// A bound session with its connection.
+pub(crate) struct Attached<R> {
+    pub session: Session,
+    pub sm: StreamMgmt,
+    pub reader: R,
+    pub writer: Writer,
+    pub closed: Arc<Notify>,
+}
+
+/// XEP-0198 state of one session, kept across the connections that
+/// resume it.
+#[derive(Debug)]
+pub(crate) struct StreamMgmt {
+    /// The client's stanzas handled since `<enable/>` (mod 2^32); `None`
+    /// before. Counted only once a stanza's handling (and any write it
+    /// causes) is done, so an `<a/>` promises durability.
+    pub handled: Option<u32>,
+    /// What the writer sent and the client has not acknowledged.
+    pub out: SharedOutbox,
+    /// Granted resumption: the session may outlive its connection.
+    pub ticket: Option<resumption::Ticket>,
+    /// This transport and the configuration allow resumption.
+    pub resumable: bool,
+}
+
+impl StreamMgmt {
+    pub(crate) fn new(resumable: bool) -> Self {
+        StreamMgmt {
+            handled: None,
+            out: Default::default(),
+            ticket: None,
+            resumable,
+        }
+    }
+}
+
+/// XEP-0198's outbound side, shared by the reader (which applies the
+/// client's acks) and the writer (which records what it sends). `None`
+/// until `<enabled/>` was written.
+pub(crate) type SharedOutbox = Arc<std::sync::Mutex<Option<Outbox<Queued>>>>;
+
+/// Why a read loop ended.
+pub(crate) enum ReadEnd {
+    /// The client closed the stream or broke a rule: the session ends.
+    Ended,
+    /// The connection went away, or the writer stopped (it says why).
+    Lost,
+    /// Another connection resumes this session.
+    TakeOver(oneshot::Sender<Detached>),
 }
 
 /// Who is at the other end of a read loop.
@@ -136,46 +257,30 @@ pub(crate) async fn read_loop<R: FrameReader>(
     mut reader: R,
     closed: &Notify,
     peer: Peer,
-) {
+    sm: &mut StreamMgmt,
+) -> ReadEnd {
     let handle = &session.handle;
-    // XEP-0198 acknowledgements: stanzas handled since <enable/>. Handling
-    // is in order and its writes are committed first, so <a h='n'/> means
-    // the first n are done and durable. (No resumption yet.)
-    let mut sm: Option<u32> = None;
     loop {
         let ev = tokio::select! {
             ev = reader.recv() => ev,
-            _ = closed.notified() => break,
+            _ = closed.notified() => return ReadEnd::Lost,
+            Some(reply) = resumption::takeover_requested(sm) => return ReadEnd::TakeOver(reply),
         };
         match ev {
             Event::Frame(Frame::Stanza(el)) if peer == Peer::Component => {
                 let el = xmpp_core::component::to_client_ns(el);
                 if let Err(cond) = Box::pin(server.handle_component_stanza(session, el)).await {
                     handle.close(Some(cond));
-                    break;
+                    return ReadEnd::Ended;
                 }
             }
             Event::Frame(Frame::Stanza(el))
                 if el.ns() == xmpp_core::ns::SM && peer != Peer::Component =>
             {
-                let reply = match (el.name(), sm) {
-                    ("enable", None) => {
-                        sm = Some(0);
-                        "<enabled xmlns='urn:xmpp:sm:3'/>".to_owned()
-                    }
-                    ("enable", Some(_)) => {
-                        "<failed xmlns='urn:xmpp:sm:3'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
-                            .to_owned()
-                    }
-                    ("r", Some(h)) => format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>"),
-                    // Acks of what the server sent: it keeps no resend queue.
-                    ("a", Some(_)) => continue,
-                    _ => {
-                        handle.close(Some("unsupported-stanza-type"));
-                        break;
-                    }
-                };
-                handle.send(bytes::Bytes::from(reply));
+                if let Err(cond) = stream_management(server, handle, sm, &el) {
+                    handle.close(Some(cond));
+                    return ReadEnd::Ended;
+                }
             }
             Event::Frame(Frame::Stanza(el)) if el.ns() == xmpp_core::ns::CSI => {
                 let inactive = el.name() == "inactive";
@@ -191,102 +296,334 @@ pub(crate) async fn read_loop<R: FrameReader>(
                 // largest stanza handler's state inline.
                 if let Err(cond) = Box::pin(server.handle_stanza(session, el)).await {
                     handle.close(Some(cond));
-                    break;
+                    return ReadEnd::Ended;
                 }
-                if let Some(h) = sm.as_mut() {
+                // Handled and durable: only now may an <a/> count it.
+                if let Some(h) = sm.handled.as_mut() {
                     *h = h.wrapping_add(1);
                 }
             }
             Event::Frame(Frame::Close) => {
                 handle.close(None);
-                break;
+                return ReadEnd::Ended;
             }
             Event::Frame(Frame::Open(_)) => {
                 handle.close(Some("invalid-xml"));
-                break;
+                return ReadEnd::Ended;
             }
             Event::Error(e) => {
                 handle.close(Some(e.condition()));
-                break;
+                return ReadEnd::Ended;
             }
-            Event::Gone => break,
+            Event::Gone => return ReadEnd::Lost,
         }
     }
 }
 
-async fn finish(server: &Server, session: Session, writer: tokio::task::JoinHandle<()>) {
-    let handle = session.handle.clone();
-    server.router.unbind(&handle);
-    server.requests.forget(handle.id);
-    modules::presence::went_offline(server, &session).await;
-    server
-        .rosters
-        .evict_if_offline(&server.router, session.bare());
-    handle.close(None);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-    metrics::gauge!("conclave_sessions").decrement(1.0);
-    tracing::info!(session = handle.id, "session ended");
+/// One XEP-0198 nonza from the client; `Err` closes the stream with it.
+fn stream_management(
+    server: &Server,
+    handle: &SessionHandle,
+    sm: &mut StreamMgmt,
+    el: &Element,
+) -> Result<(), &'static str> {
+    use xmpp_core::sm;
+    match (el.name(), sm.handled) {
+        ("enable", None) => {
+            sm.handled = Some(0);
+            let ticket = (sm.resumable && sm::wants_resume(el))
+                .then(|| server.resumption.grant(&handle.bare))
+                .flatten();
+            let timeout = server.config.c2s.sm_resume_timeout_secs;
+            let xml = sm::enabled(ticket.as_ref().map(|t| (t.id.as_str(), timeout)));
+            sm.ticket = ticket;
+            let max = server.config.limits.sm_unacked_max;
+            let _ = handle
+                .tx
+                .try_send(Outbound::SmEnabled(bytes::Bytes::from(xml), max));
+        }
+        ("enable", Some(_)) => {
+            handle.send_nonza(sm::failed("unexpected-request", None).into());
+        }
+        ("r", Some(h)) => {
+            handle.send_nonza(sm::ack(h).into());
+        }
+        ("a", Some(_)) => {
+            let h = sm::h(el).ok_or("invalid-xml")?;
+            let mut out = sm.out.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(o) = out.as_mut()
+                && let Err(e) = o.ack(h)
+            {
+                tracing::info!(
+                    session = handle.id,
+                    h = e.h,
+                    sent = e.sent,
+                    "ack of more than was sent"
+                );
+                return Err("undefined-condition");
+            }
+        }
+        _ => return Err("unsupported-stanza-type"),
+    }
+    Ok(())
 }
 
 /// Deferrable stanzas held for an inactive client before they are sent
 /// anyway (XEP-0352 allows holding, not dropping).
 const CSI_MAX_HELD: usize = 256;
 
-pub(crate) async fn write_loop<W: FrameWriter>(
+/// A running writer task, as its session holds it.
+pub(crate) struct Writer {
+    task: tokio::task::JoinHandle<WriterEnd>,
+    stop: oneshot::Sender<Option<&'static str>>,
+}
+
+impl Writer {
+    /// Stops the writer wherever it is (closing the stream with
+    /// `condition` if the connection still takes it) and takes back what
+    /// it held, so that the session can outlive the connection.
+    pub(crate) async fn stop(self, condition: Option<&'static str>) -> Option<WriterEnd> {
+        let _ = self.stop.send(condition);
+        self.task.await.ok()
+    }
+
+    /// Waits for the writer to finish the close it was sent, stopping it
+    /// after `limit`.
+    pub(crate) async fn join(self, limit: Duration) -> Option<WriterEnd> {
+        let mut task = self.task;
+        match tokio::time::timeout(limit, &mut task).await {
+            Ok(end) => end.ok(),
+            Err(_) => {
+                let _ = self.stop.send(None);
+                task.await.ok()
+            }
+        }
+    }
+}
+
+/// Why a writer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriterExit {
+    /// It was told to close the stream (`Outbound::Close`): the session ends.
+    Closed,
+    /// Writing failed: the connection is gone.
+    Failed,
+    /// Stopped by its session (`Writer::stop`).
+    Stopped,
+}
+
+/// What a writer hands back when it ends.
+pub(crate) struct WriterEnd {
+    pub rx: mpsc::Receiver<Outbound>,
+    /// Deferrable stanzas held for an inactive client, never written.
+    pub held: Vec<bytes::Bytes>,
+    pub why: WriterExit,
+}
+
+/// Starts a session's writer. `resend` (XEP-0198 retransmission after
+/// `<resumed/>`) is written first, already counted in `sm`.
+pub(crate) fn spawn_writer<W: FrameWriter>(
+    w: W,
+    rx: mpsc::Receiver<Outbound>,
+    closed: Arc<Notify>,
+    handle: &SessionHandle,
+    sm: SharedOutbox,
+    resend: Vec<Queued>,
+) -> Writer {
+    let (stop_tx, stop) = oneshot::channel();
+    let task = tokio::spawn(write_loop(
+        w,
+        rx,
+        closed,
+        handle.full.clone(),
+        handle.inactive.clone(),
+        sm,
+        resend,
+        stop,
+    ));
+    Writer {
+        task,
+        stop: stop_tx,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_loop<W: FrameWriter>(
     mut w: W,
     mut rx: mpsc::Receiver<Outbound>,
     closed: Arc<Notify>,
     full: String,
     inactive: Arc<std::sync::atomic::AtomicBool>,
-) {
+    sm: SharedOutbox,
+    resend: Vec<Queued>,
+    stop: oneshot::Receiver<Option<&'static str>>,
+) -> WriterEnd {
     let to_attr = format!(" to='{}'", xmpp_core::stanza::escape(&full));
     let mut held: Vec<bytes::Bytes> = Vec::new();
-    let mut close = None;
-    'outer: while let Some(mut item) = rx.recv().await {
-        loop {
-            // Anything that matters goes out after what was held, in order.
-            if !held.is_empty() && !matches!(item, Outbound::Deferrable(_)) {
-                for b in held.drain(..) {
-                    if w.send(&b).await.is_err() {
-                        break 'outer;
-                    }
+    let stop = async move {
+        match stop.await {
+            Ok(c) => c,
+            // The session is gone without a word: nothing to stop for.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let (why, close) = {
+        let mut out = Out {
+            w: &mut w,
+            to_attr: &to_attr,
+            sm: &sm,
+        };
+        tokio::select! {
+            r = pump(&mut out, &mut rx, &mut held, &inactive, resend) => r,
+            c = stop => (WriterExit::Stopped, c),
+        }
+    };
+    match why {
+        WriterExit::Closed => {
+            let _ = w.flush().await;
+            w.close(close).await;
+        }
+        // The peer may be gone without the socket knowing: do not wait on it.
+        WriterExit::Failed | WriterExit::Stopped => {
+            let _ = tokio::time::timeout(Duration::from_secs(2), w.close(close)).await;
+        }
+    }
+    closed.notify_one();
+    WriterEnd { rx, held, why }
+}
+
+/// Where a writer writes stanzas: the connection, counting for XEP-0198.
+struct Out<'a, W> {
+    w: &'a mut W,
+    to_attr: &'a str,
+    sm: &'a SharedOutbox,
+}
+
+type Exit = (WriterExit, Option<&'static str>);
+
+impl<W: FrameWriter> Out<'_, W> {
+    /// Writes stanzas, each kept for XEP-0198 first (so a stop in the
+    /// middle loses none of them).
+    async fn stanzas(&mut self, items: Vec<Queued>) -> Result<(), Exit> {
+        if let Some(o) = self.sm.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            for q in &items {
+                if o.sent(q.clone()).is_err() {
+                    tracing::warn!("client does not acknowledge stanzas; disconnecting");
+                    return Err((WriterExit::Closed, Some("policy-violation")));
                 }
             }
-            match item {
-                Outbound::Stanza(b) => {
-                    if w.send(&b).await.is_err() {
-                        break 'outer;
-                    }
-                }
-                Outbound::ToSelf(stanza) => {
-                    let at = xmpp_core::stanza::name_end(&stanza);
-                    if w.send_parts(&[&stanza[..at], to_attr.as_bytes(), &stanza[at..]])
+        }
+        self.write(&items).await
+    }
+
+    async fn write(&mut self, items: &[Queued]) -> Result<(), Exit> {
+        for q in items {
+            let r = match q {
+                Queued::Raw(b) => self.w.send(b).await,
+                Queued::ToSelf(b) => {
+                    let at = xmpp_core::stanza::name_end(b);
+                    self.w
+                        .send_parts(&[&b[..at], self.to_attr.as_bytes(), &b[at..]])
                         .await
-                        .is_err()
-                    {
-                        break 'outer;
-                    }
                 }
+            };
+            r.map_err(|_| (WriterExit::Failed, None))?;
+        }
+        Ok(())
+    }
+
+    async fn nonza(&mut self, b: &[u8]) -> Result<(), Exit> {
+        self.w.send(b).await.map_err(|_| (WriterExit::Failed, None))
+    }
+
+    async fn flush(&mut self) -> Result<(), Exit> {
+        self.w
+            .flush()
+            .await
+            .map_err(|_| (WriterExit::Failed, None))?;
+        // Ask for an ack once something sent awaits one, so that the
+        // queue drains.
+        let ask = self
+            .sm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .is_some_and(|o| o.should_request());
+        if ask {
+            self.nonza(xmpp_core::sm::REQUEST.as_bytes()).await?;
+            self.w
+                .flush()
+                .await
+                .map_err(|_| (WriterExit::Failed, None))?;
+        }
+        Ok(())
+    }
+}
+
+async fn pump<W: FrameWriter>(
+    out: &mut Out<'_, W>,
+    rx: &mut mpsc::Receiver<Outbound>,
+    held: &mut Vec<bytes::Bytes>,
+    inactive: &std::sync::atomic::AtomicBool,
+    resend: Vec<Queued>,
+) -> Exit {
+    match pump_inner(out, rx, held, inactive, resend).await {
+        Ok(()) => (WriterExit::Closed, None),
+        Err(e) => e,
+    }
+}
+
+async fn pump_inner<W: FrameWriter>(
+    out: &mut Out<'_, W>,
+    rx: &mut mpsc::Receiver<Outbound>,
+    held: &mut Vec<bytes::Bytes>,
+    inactive: &std::sync::atomic::AtomicBool,
+    resend: Vec<Queued>,
+) -> Result<(), Exit> {
+    if !resend.is_empty() {
+        out.write(&resend).await?;
+        out.flush().await?;
+    }
+    while let Some(mut item) = rx.recv().await {
+        loop {
+            // Anything that matters goes out after what was held, in order.
+            if !held.is_empty() && matches!(item, Outbound::Stanza(_) | Outbound::ToSelf(_)) {
+                let batch = std::mem::take(held).into_iter().map(Queued::Raw).collect();
+                out.stanzas(batch).await?;
+            }
+            match item {
+                Outbound::Stanza(b) => out.stanzas(vec![Queued::Raw(b)]).await?,
+                Outbound::ToSelf(b) => out.stanzas(vec![Queued::ToSelf(b)]).await?,
                 Outbound::Deferrable(b) => {
                     if inactive.load(std::sync::atomic::Ordering::Relaxed)
                         && held.len() < CSI_MAX_HELD
                     {
                         held.push(b);
                     } else {
-                        for h in held.drain(..) {
-                            if w.send(&h).await.is_err() {
-                                break 'outer;
-                            }
-                        }
-                        if w.send(&b).await.is_err() {
-                            break 'outer;
-                        }
+                        let mut batch: Vec<Queued> =
+                            std::mem::take(held).into_iter().map(Queued::Raw).collect();
+                        batch.push(Queued::Raw(b));
+                        out.stanzas(batch).await?;
                     }
                 }
-                Outbound::Flush => {}
+                Outbound::Flush => {
+                    if !held.is_empty() {
+                        let batch = std::mem::take(held).into_iter().map(Queued::Raw).collect();
+                        out.stanzas(batch).await?;
+                    }
+                }
+                Outbound::Nonza(b) => out.nonza(&b).await?,
+                Outbound::SmEnabled(b, max) => {
+                    out.nonza(&b).await?;
+                    // Counting starts after <enabled/>, as the client's does.
+                    *out.sm.lock().unwrap_or_else(|e| e.into_inner()) = Some(Outbox::new(max));
+                }
                 Outbound::Close(c) => {
-                    close = Some(c);
-                    break 'outer;
+                    if !held.is_empty() {
+                        let batch = std::mem::take(held).into_iter().map(Queued::Raw).collect();
+                        out.stanzas(batch).await?;
+                    }
+                    return Err((WriterExit::Closed, c));
                 }
             }
             match rx.try_recv() {
@@ -294,30 +631,17 @@ pub(crate) async fn write_loop<W: FrameWriter>(
                 Err(_) => break,
             }
         }
-        if w.flush().await.is_err() {
-            break;
-        }
+        out.flush().await?;
     }
-    let _ = w.flush().await;
-    w.close(close.flatten()).await;
-    closed.notify_one();
+    Ok(())
 }
 
 pub fn random_id() -> String {
-    let mut b = [0u8; 8];
-    // Resource and stream ids only need to be unique, not secret; a
-    // failing RNG still yields distinct ids from the clock.
-    if aws_lc_rs::rand::fill(&mut b).is_err() {
-        b = (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0))
-        .to_be_bytes();
-    }
+    let b: [u8; 8] = rand::random();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-async fn negotiate<T: Transport>(server: &Server, t: &mut T) -> Result<Negotiated, Abort> {
+async fn negotiate<T: Transport>(server: &Server, t: &mut T) -> Result<Outcome, Abort> {
     let info = t.info();
     let mut secure = info.secure;
     let mut host: Option<String> = None;
@@ -347,7 +671,7 @@ async fn negotiate<T: Transport>(server: &Server, t: &mut T) -> Result<Negotiate
         };
         if let Some((user, anonymous)) = &authed {
             send(t, policy.features_after_auth().as_bytes()).await?;
-            return bind_phase(t, user.clone(), h, *anonymous).await;
+            return bind_phase(server, t, user.clone(), h, *anonymous).await;
         }
         send(t, policy.features_before_auth().as_bytes()).await?;
         match pre_auth(server, t, &policy, &h, info.peer).await? {
@@ -556,21 +880,21 @@ async fn load_keys(
 }
 
 async fn bind_phase<T: Transport>(
+    server: &Server,
     t: &mut T,
     user: String,
     host: String,
     anonymous: bool,
-) -> Result<Negotiated, Abort> {
+) -> Result<Outcome, Abort> {
     loop {
         let el = next_element(t).await?;
         if el.is("resume", xmpp_core::ns::SM) {
-            // No session is kept after a connection ends: the client binds
-            // anew (XEP-0198 §5).
-            send(
-                t,
-                b"<failed xmlns='urn:xmpp:sm:3'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>",
-            )
-            .await?;
+            let bare = format!("{user}@{host}");
+            match Box::pin(resumption::claim(server, &bare, &el)).await {
+                Ok(d) => return Ok(Outcome::Resume(Box::new(d))),
+                // XEP-0198 §5: the client may still bind a new session.
+                Err(failed) => send(t, failed.as_bytes()).await?,
+            }
             continue;
         }
         if !el.is("iq", ns::CLIENT) {
@@ -580,13 +904,13 @@ async fn bind_phase<T: Transport>(
         if payload.is_some_and(|p| p.is("bind", ns::BIND)) {
             match bind_request(&el) {
                 Ok(resource) => {
-                    return Ok(Negotiated {
+                    return Ok(Outcome::Bind(Negotiated {
                         user,
                         host,
                         anonymous,
                         resource,
                         bind_iq: el,
-                    });
+                    }));
                 }
                 Err(cond) => {
                     send(t, &stanza::to_bytes(&stanza::error_reply(&el, cond, None))).await?;

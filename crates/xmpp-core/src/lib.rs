@@ -7,6 +7,7 @@ pub mod forms;
 pub mod framing;
 pub mod ns;
 pub mod sasl;
+pub mod sm;
 pub mod stanza;
 pub mod stream;
 pub mod time;

@@ -78,6 +78,11 @@ fn copy(srv: &Server, account: &str, direction: &str, el: &Element, skip: &[u64]
         .into_iter()
         .filter(|h| !skip.contains(&h.id) && enabled(h))
         .collect();
+    // Most messages have no carbon-enabled resource to go to: don't build
+    // and serialise a copy nobody receives.
+    if targets.is_empty() {
+        return;
+    }
     srv.deliver_addressed(&targets, &wrap(direction, account, el));
 }
 

@@ -110,10 +110,10 @@ async fn write_batches(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Cm
 }
 
 pub fn new_id() -> String {
-    let mut b = [0u8; 12];
-    if aws_lc_rs::rand::fill(&mut b).is_err() {
-        b[..8].copy_from_slice(&time::now_us().to_be_bytes());
-    }
+    // A thread-local ChaCha generator (seeded from the OS): ids must be
+    // unique and unguessable, and one is made per archived copy, so a
+    // call into the system CSPRNG each time is too dear on the hot path.
+    let b: [u8; 12] = rand::random();
     base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b)
 }
 
@@ -153,22 +153,14 @@ fn searchable(el: &Element) -> Option<String> {
 /// §3.1: an entity must not trust a stanza-id it did not set).
 pub fn stamp_id(el: &mut Element, by: &str) -> String {
     let id = new_id();
-    let keep: Vec<Element> = el
-        .children()
-        .filter(|c| !(c.is("stanza-id", ns::SID) && c.attr("by") == Some(by)))
-        .cloned()
-        .collect();
-    if keep.len() != el.children().count() {
-        let mut fresh = Element::bare(el.name(), ns::CLIENT);
-        for ((n, name), v) in el.attrs().iter() {
-            if n.is_none() {
-                fresh.set(name.as_str(), v);
+    let claimed = |c: &Element| c.is("stanza-id", ns::SID) && c.attr("by") == Some(by);
+    // Rare (only a forged or relayed id): rebuild the children only then.
+    if el.children().any(claimed) {
+        for node in el.take_nodes() {
+            if !node.as_element().is_some_and(claimed) {
+                el.append_node(node);
             }
         }
-        for c in keep {
-            fresh.append_child(c);
-        }
-        *el = fresh;
     }
     el.append_child(
         Element::bare("stanza-id", ns::SID)
@@ -231,20 +223,32 @@ async fn wants(srv: &Server, owner: &str, with_bare: &str) -> bool {
 
 /// Archives a one-to-one message for its sender and its local recipient,
 /// and stamps the recipient's stanza-id on the copy about to be delivered.
-pub async fn archive_chat(srv: &Server, sender: &str, recipient_bare: &str, el: &mut Element) {
+///
+/// Returns the stanza as serialised for the archive, which is also what is
+/// delivered: the caller sends these bytes rather than serialising again.
+pub async fn archive_chat(
+    srv: &Server,
+    sender: &str,
+    recipient_bare: &str,
+    el: &mut Element,
+) -> Option<bytes::Bytes> {
     if !srv.config.archive.enabled || !archivable(el) || el.attr("type") == Some("groupchat") {
-        return;
+        return None;
     }
     let stamp = time::now_us();
     let text = searchable(el);
     let from = el.attr("from").unwrap_or(sender).to_owned();
     let to = el.attr("to").unwrap_or(recipient_bare).to_owned();
     let sender_bare = sender.split('/').next().unwrap_or(sender).to_owned();
-    let ref_id = sender_ref(el);
     let wants_out = wants(srv, &sender_bare, recipient_bare).await;
     let wants_in = wants(srv, recipient_bare, &sender_bare).await;
     let recipient_id = wants_in.then(|| stamp_id(el, recipient_bare));
-    let xml = String::from_utf8_lossy(&stanza::to_bytes(el)).into_owned();
+    if !wants_out && !wants_in {
+        return None;
+    }
+    let ref_id = sender_ref(el);
+    let bytes = stanza::to_bytes(el);
+    let xml = String::from_utf8_lossy(&bytes).into_owned();
     if wants_out {
         srv.archiver.put(
             &srv.store,
@@ -273,6 +277,7 @@ pub async fn archive_chat(srv: &Server, sender: &str, recipient_bare: &str, el: 
             },
         );
     }
+    Some(bytes)
 }
 
 /// Archives a room message (already stamped with `id`) in the room's archive.

@@ -45,8 +45,8 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     }
     let ty = el.attr("type").unwrap_or("normal").to_owned();
     let bare = to.to_bare();
-    if ty != "groupchat" && ty != "error" && srv.user_exists(bare.as_str()).await {
-        super::mam::archive_chat(srv, s.full(), bare.as_str(), &mut el).await;
+    let serialised = if ty != "groupchat" && ty != "error" && srv.user_exists(bare.as_str()).await {
+        let bytes = super::mam::archive_chat(srv, s.full(), bare.as_str(), &mut el).await;
         if let Some(id) = el
             .get_child("retract", ns::RETRACT)
             .and_then(|r| r.attr("id"))
@@ -54,11 +54,18 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
             let id = id.to_owned();
             super::mam::retract_chat(srv, s.bare(), bare.as_str(), &id).await;
         }
-    }
+        bytes
+    } else {
+        None
+    };
+    let send_to = |targets: &[std::sync::Arc<crate::router::SessionHandle>]| match &serialised {
+        Some(bytes) => srv.deliver_bytes(targets, bytes),
+        None => deliver(srv, targets, &el),
+    };
     carbons::sent(srv, s, &el);
     if to.is_full() {
         if let Some(h) = srv.router.session(bare.as_str(), to.as_str()) {
-            deliver(srv, std::slice::from_ref(&h), &el);
+            send_to(std::slice::from_ref(&h));
             carbons::received(srv, bare.as_str(), &[h.id], &el);
             return;
         }
@@ -78,7 +85,7 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
         .filter(|h| h.is_available() && h.priority() >= 0)
         .collect();
     if !targets.is_empty() {
-        deliver(srv, &targets, &el);
+        send_to(&targets);
         let ids: Vec<u64> = targets.iter().map(|h| h.id).collect();
         carbons::received(srv, bare.as_str(), &ids, &el);
         return;
@@ -89,7 +96,7 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     if !srv.user_exists(bare.as_str()).await {
         return s.bounce(&el, "service-unavailable");
     }
-    let xml = stanza::to_bytes(&el);
+    let xml = serialised.unwrap_or_else(|| stanza::to_bytes(&el));
     let xml = String::from_utf8_lossy(&xml);
     match srv
         .store
@@ -120,6 +127,62 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
             tracing::error!(error = %e, "offline store failed");
             s.bounce(&el, "internal-server-error");
         }
+    }
+}
+
+/// A stanza a session never confirmed it received (XEP-0198: unacked when
+/// the session ended). A message someone wrote (chat or normal, with a
+/// body) is kept offline for the account: a duplicate on a device that
+/// did get it beats a loss. Copies are not: MAM results and carbons have
+/// their original elsewhere. A message that was itself delivered from
+/// offline storage goes back with its first stamp. An IQ request is
+/// answered `service-unavailable` (RFC 6120 §8.4); anything else dropped.
+pub async fn undelivered(srv: &Server, s: &Session, mut el: Element) {
+    match el.name() {
+        "iq" if matches!(el.attr("type"), Some("get" | "set")) => {
+            let reply = stanza::error_reply(&el, "service-unavailable", None);
+            let _ = Box::pin(srv.handle_stanza(s, reply)).await;
+        }
+        "message" => {
+            let ty = el.attr("type").unwrap_or("normal");
+            let written = matches!(ty, "chat" | "normal")
+                && el.has_child("body", ns::CLIENT)
+                && !el.has_child("result", ns::MAM)
+                && !el.has_child("sent", ns::CARBONS)
+                && !el.has_child("received", ns::CARBONS);
+            if !written {
+                return;
+            }
+            let host = s.host.as_str();
+            let ours = el
+                .get_child("delay", ns::DELAY)
+                .is_some_and(|d| d.attr("from") == Some(host));
+            let stamp = ours
+                .then(|| el.remove_child("delay", ns::DELAY))
+                .flatten()
+                .and_then(|d| d.attr("stamp").and_then(time::parse_datetime_us))
+                .and_then(|us| u64::try_from(us / 1_000_000).ok())
+                .unwrap_or_else(time::now_unix);
+            let xml = stanza::to_bytes(&el);
+            let xml = String::from_utf8_lossy(&xml);
+            let stored = srv
+                .store
+                .push(
+                    s.bare(),
+                    stamp,
+                    &xml,
+                    srv.config.limits.max_offline_messages,
+                )
+                .await;
+            match stored {
+                Ok(()) => {
+                    metrics::counter!("conclave_offline_stored_total").increment(1);
+                    super::push::notify(srv, s.bare(), &el).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "unacknowledged message not kept offline"),
+            }
+        }
+        _ => {}
     }
 }
 

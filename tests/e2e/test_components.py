@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import harness
-from clients import LoginFailed, T, close_all, login, run
+from clients import IqError, LoginFailed, T, close_all, login, run
 from harness import NS_STREAM, NS_STREAM_ERR
 
 sys.path.insert(0, str(harness.REPO / "examples"))
@@ -381,3 +381,66 @@ def test_no_component_port_without_components(server_factory):
     port = harness.free_ports(1)[0]
     srv = server_factory({"components.port": port})
     assert srv.running() and not harness.port_open(port)
+
+
+def stanza_error(stanza):
+    """The defined condition of a stanza error a component received (read
+    from the XML: slixmpp's error interface looks for it in jabber:client,
+    where a component's stanzas are not)."""
+    for err in stanza.xml:
+        if err.tag.endswith("}error"):
+            for c in err:
+                if c.tag.startswith("{urn:ietf:params:xml:ns:xmpp-stanzas}") and not c.tag.endswith("}text"):
+                    return c.tag.split("}")[1]
+    return None
+
+
+@pytest.mark.conclave_only
+def test_blocking_applies_to_the_component(csrv):
+    """XEP-0191 between a user and a component: a user who blocked the
+    component's domain hears nothing from any address at it (messages and
+    requests bounce with service-unavailable, presence vanishes), and her
+    own stanzas to it are refused with <blocked/>. Blocking one address
+    at the domain leaves the others through."""
+    jid, pw = csrv.add_user()
+    ns_block = "urn:xmpp:blocking"
+
+    async def scenario():
+        bot = await connect(csrv)
+        errors = asyncio.Queue()
+        bot.add_event_handler(
+            "message_error", lambda m: errors.put_nowait((stanza_error(m), m["from"].bare, str(m["to"])))
+        )
+        alice = await login(csrv, jid, pw)
+        try:
+            await alice.iq("set", f"<block xmlns='{ns_block}'><item jid='{DOMAIN}'/></block>")
+            bot.send_message(mto=alice.boundjid.full, mfrom=f"news@{DOMAIN}", mbody="breaking news", mtype="chat")
+            assert await asyncio.wait_for(errors.get(), T) == ("service-unavailable", jid, f"news@{DOMAIN}")
+            bot.send_presence(pto=alice.boundjid.full, pfrom=f"status@{DOMAIN}", pstatus="on duty")
+            with pytest.raises(IqError) as e:
+                await bot.plugin["xep_0199"].send_ping(alice.boundjid.full, ifrom=f"pinger@{DOMAIN}", timeout=T)
+            assert stanza_error(e.value.iq) == "service-unavailable"
+            # alice's own message to the bot is refused, and never echoed
+            alice.send_message(mto=f"echo@{DOMAIN}", mbody="are you there", mtype="chat")
+            m = await asyncio.wait_for(alice.messages.get(), T)
+            assert m["type"] == "error" and m["error"]["condition"] == "not-acceptable"
+            assert m.xml.find("{jabber:client}error/{urn:xmpp:blocking:errors}blocked") is not None
+            await asyncio.sleep(0.3)
+            # (the client queues an error twice: as message and as message_error)
+            got = [m for m in list(alice.messages._queue) if m["type"] != "error"]
+            assert not got, "a stanza from the blocked component got through"
+            assert not [p for p in alice.presences if p["from"].domain == DOMAIN]
+
+            # only one address blocked: the rest of the domain gets through
+            await alice.iq("set", f"<unblock xmlns='{ns_block}'/>")
+            await alice.iq("set", f"<block xmlns='{ns_block}'><item jid='news@{DOMAIN}'/></block>")
+            bot.send_message(mto=alice.boundjid.full, mfrom=f"news@{DOMAIN}", mbody="more news", mtype="chat")
+            assert await asyncio.wait_for(errors.get(), T) == ("service-unavailable", jid, f"news@{DOMAIN}")
+            bot.send_message(mto=alice.boundjid.full, mfrom=f"weather@{DOMAIN}", mbody="sunny", mtype="chat")
+            m = await alice.next_message(pred=lambda m: m["type"] != "error")
+            assert (m["from"].bare, m["body"]) == (f"weather@{DOMAIN}", "sunny")
+        finally:
+            await close_all(alice)
+            await close_bot(bot)
+
+    run(scenario())

@@ -172,6 +172,8 @@ pub struct Server {
     /// What clients can do, by XEP-0115 verification string.
     pub caps: modules::caps::Cache,
     pub pep: modules::pep::Pep,
+    /// XEP-0153 avatar hashes for presence.
+    pub avatars: modules::avatar::Hashes,
     /// XEP-0198 sessions that may be resumed, by id.
     pub resumption: crate::resumption::Registry,
     iq: HashMap<(Target, &'static str), IqHandler>,
@@ -253,6 +255,7 @@ impl Server {
             requests,
             caps,
             pep: modules::pep::Pep::default(),
+            avatars: modules::avatar::Hashes::default(),
             resumption: Default::default(),
             iq,
             domains,
@@ -383,6 +386,9 @@ impl Server {
             // Normalised form, so that routing compares like with like.
             el.set("to", j.as_str());
         }
+        if kind == Kind::Presence && el.attr("type").is_none() {
+            modules::avatar::stamp_presence(self, s, &mut el).await;
+        }
         if let Some(j) = to.as_ref()
             && let Some(d) = self.domains.get(j.domain().as_str())
             && !subscription_to_component(d, kind, &el)
@@ -400,6 +406,12 @@ impl Server {
                     }
                 }
                 Domain::Component(slot) => {
+                    if let Some(refusal) = modules::blocking::outbound(self, s, j, &el).await {
+                        if let Some(e) = refusal {
+                            s.send(&e);
+                        }
+                        return Ok(());
+                    }
                     if kind == Kind::Presence && el.attr("type").is_none() {
                         modules::presence::track_directed(s, j);
                     }
@@ -470,6 +482,17 @@ impl Server {
                 return Ok(());
             }
             None => {}
+        }
+        // A user who blocked the component (its domain or one of its
+        // addresses) hears nothing from it.
+        if self.config.is_local_host(to.domain().as_str())
+            && let Ok(from) = Jid::new(&from)
+            && let Some(refusal) = modules::blocking::inbound(self, &from, &to, &el).await
+        {
+            if let Some(e) = refusal {
+                c.send(&e);
+            }
+            return Ok(());
         }
         match kind {
             Kind::Iq => self.handle_iq(c, Some(to), el, Origin::Component).await,

@@ -340,3 +340,32 @@ async fn component_stanzas_are_routed_and_confined_to_its_domain() {
             .contains(&"bot.localhost".to_owned())
     );
 }
+
+#[tokio::test]
+async fn a_user_who_blocked_a_component_hears_nothing_from_it() {
+    let mut cfg = Config::default();
+    cfg.components.list = vec![conclave_server::config::ComponentEntry {
+        domain: "bot.localhost".into(),
+        secret: "s".into(),
+    }];
+    let e = env_with("component-block", cfg).await;
+    let (bot, mut rx) = component_session("bot.localhost");
+    let (alice, mut arx) = bind(&e.server, "alice", "r", true);
+    let block = el(
+        "<iq xmlns='jabber:client' type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='bot.localhost'/></block></iq>",
+    );
+    e.server.handle_stanza(&alice, block).await.unwrap();
+    assert_eq!(recv(&mut arx).unwrap().attr("type"), Some("result"));
+    let m = el(
+        "<message xmlns='jabber:client' from='news@bot.localhost' to='alice@localhost/r' type='chat'><body>hi</body></message>",
+    );
+    e.server.handle_component_stanza(&bot, m).await.unwrap();
+    assert!(recv(&mut arx).is_none(), "delivered despite the block");
+    assert_eq!(
+        condition(&recv(&mut rx).unwrap()).as_deref(),
+        Some("service-unavailable")
+    );
+    let p = el("<presence xmlns='jabber:client' from='news@bot.localhost' to='alice@localhost'/>");
+    e.server.handle_component_stanza(&bot, p).await.unwrap();
+    assert!(recv(&mut arx).is_none() && recv(&mut rx).is_none());
+}

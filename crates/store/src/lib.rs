@@ -256,6 +256,9 @@ pub struct ArchiveRow {
     /// Text for full-text search; `None` for what must not be searchable
     /// (end-to-end encrypted messages carry no readable body).
     pub text: Option<String>,
+    /// The id the sender gave the message (its XEP-0359 origin-id, else
+    /// its `id`), by which a retraction (XEP-0424) names it.
+    pub ref_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -307,6 +310,14 @@ pub trait Archive: Send + Sync {
     /// Replaces an archived message (a retraction's tombstone) and drops it
     /// from the search index; false if there is no such message.
     async fn replace_archived(&self, owner: &str, id: &str, stanza: &str) -> Result<bool>;
+    /// The newest `max` rows of `owner`'s archive whose sender-given id
+    /// (`ArchiveRow::ref_id`) is `ref_id`, newest first.
+    async fn archived_by_ref(
+        &self,
+        owner: &str,
+        ref_id: &str,
+        max: usize,
+    ) -> Result<Vec<ArchiveRow>>;
 }
 
 /// XEP-0357 push registrations: where an account's app server is, with the

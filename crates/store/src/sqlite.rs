@@ -64,6 +64,7 @@ impl SqliteStore {
         sqlx::raw_sql(crate::sqlite_archive::SCHEMA)
             .execute(&pool)
             .await?;
+        crate::sqlite_archive::upgrade(&pool).await?;
         sqlx::raw_sql(crate::sqlite_uploads::SCHEMA)
             .execute(&pool)
             .await?;

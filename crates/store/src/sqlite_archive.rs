@@ -10,7 +10,7 @@ use crate::{Archive, ArchivePage, ArchiveQuery, ArchiveRow, Result, SqliteStore,
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS archive (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, id TEXT NOT NULL, with_jid TEXT NOT NULL,
-  with_bare TEXT NOT NULL, stamp INTEGER NOT NULL, stanza TEXT NOT NULL);
+  with_bare TEXT NOT NULL, stamp INTEGER NOT NULL, stanza TEXT NOT NULL, ref_id TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS archive_id ON archive (owner, id);
 CREATE INDEX IF NOT EXISTS archive_owner_stamp ON archive (owner, stamp);
 CREATE INDEX IF NOT EXISTS archive_owner_with ON archive (owner, with_bare, seq);
@@ -18,6 +18,26 @@ CREATE VIRTUAL TABLE IF NOT EXISTS archive_fts USING fts5(body, content='', cont
 CREATE TABLE IF NOT EXISTS archive_prefs (
   owner TEXT PRIMARY KEY, def TEXT NOT NULL, always TEXT NOT NULL, never TEXT NOT NULL) WITHOUT ROWID;
 "#;
+
+/// What `SCHEMA` cannot say for a file made before a column existed: the
+/// column is added, then the indexes over it are made.
+pub(crate) async fn upgrade(pool: &sqlx::SqlitePool) -> Result<()> {
+    let has_ref = sqlx::query("SELECT 1 FROM pragma_table_info('archive') WHERE name = 'ref_id'")
+        .fetch_optional(pool)
+        .await?
+        .is_some();
+    if !has_ref {
+        sqlx::query("ALTER TABLE archive ADD COLUMN ref_id TEXT")
+            .execute(pool)
+            .await?;
+    }
+    sqlx::query(
+        "CREATE INDEX IF NOT EXISTS archive_ref ON archive (owner, ref_id) WHERE ref_id IS NOT NULL",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
 
 /// Turns what a user typed into an FTS5 query that cannot be a syntax
 /// error: every word becomes a quoted phrase, all of them required.
@@ -27,6 +47,19 @@ fn fts_query(text: &str) -> Option<String> {
         .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
         .collect();
     (!terms.is_empty()).then(|| terms.join(" AND "))
+}
+
+/// A row read back as `SELECT id, with_jid, stamp, stanza`.
+fn selected(owner: &str, r: &sqlx::sqlite::SqliteRow, ref_id: Option<&str>) -> ArchiveRow {
+    ArchiveRow {
+        owner: owner.to_owned(),
+        id: r.get(0),
+        with: r.get(1),
+        stamp: r.get(2),
+        stanza: r.get(3),
+        text: None,
+        ref_id: ref_id.map(str::to_owned),
+    }
 }
 
 fn split_list(s: &str) -> Vec<String> {
@@ -46,7 +79,7 @@ impl Archive for SqliteStore {
         for r in rows {
             let bare = r.with.split('/').next().unwrap_or(&r.with);
             let seq: i64 = sqlx::query(
-                "INSERT INTO archive (owner, id, with_jid, with_bare, stamp, stanza) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO archive (owner, id, with_jid, with_bare, stamp, stanza, ref_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(owner, id) DO NOTHING RETURNING seq",
             )
             .bind(&r.owner)
@@ -55,6 +88,7 @@ impl Archive for SqliteStore {
             .bind(bare)
             .bind(r.stamp)
             .bind(&r.stanza)
+            .bind(&r.ref_id)
             .fetch_optional(&mut *tx)
             .await?
             .map(|row| row.get(0))
@@ -165,14 +199,7 @@ impl Archive for SqliteStore {
         let mut out: Vec<ArchiveRow> = rows
             .into_iter()
             .take(q.max)
-            .map(|r| ArchiveRow {
-                owner: owner.to_owned(),
-                id: r.get(0),
-                with: r.get(1),
-                stamp: r.get(2),
-                stanza: r.get(3),
-                text: None,
-            })
+            .map(|r| selected(owner, &r, None))
             .collect();
         if backwards {
             out.reverse();
@@ -206,6 +233,27 @@ impl Archive for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn archived_by_ref(
+        &self,
+        owner: &str,
+        ref_id: &str,
+        max: usize,
+    ) -> Result<Vec<ArchiveRow>> {
+        let rows = sqlx::query(
+            "SELECT id, with_jid, stamp, stanza FROM archive WHERE owner = ?1 AND ref_id = ?2
+             ORDER BY seq DESC LIMIT ?3",
+        )
+        .bind(owner)
+        .bind(ref_id)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| selected(owner, r, Some(ref_id)))
+            .collect())
     }
 
     async fn expire_archive(&self, owner: Option<&str>, before: i64) -> Result<u64> {
@@ -319,6 +367,7 @@ mod tests {
             stamp: 1_000_000 * i,
             stanza: format!("<message><body>{text}</body></message>"),
             text: Some(text.into()),
+            ref_id: Some(format!("ref{i}")),
         }
     }
 
@@ -437,6 +486,72 @@ mod tests {
         ));
         // another owner sees nothing of alice's
         assert_eq!(s.query("bob@localhost", &q(|_| {})).await.unwrap().count, 0);
+        // a retraction finds its message by the sender's id, in that
+        // archive only; a replaced row leaves the search index
+        let found = s
+            .archived_by_ref("alice@localhost", "ref20", 4)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, "id20");
+        assert!(
+            s.archived_by_ref("bob@localhost", "ref20", 4)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            s.replace_archived("alice@localhost", "id20", "<message/>")
+                .await
+                .unwrap()
+        );
+        let p = s
+            .query("alice@localhost", &q(|q| q.fulltext = Some("hello".into())))
+            .await
+            .unwrap();
+        assert_eq!(p.count, 15);
+        s.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_archive_from_before_ref_ids_is_upgraded() {
+        let dir = std::env::temp_dir().join(format!("conclave-archive-old-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite");
+        {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            sqlx::raw_sql(
+                "CREATE TABLE archive (seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,
+                 id TEXT NOT NULL, with_jid TEXT NOT NULL, with_bare TEXT NOT NULL,
+                 stamp INTEGER NOT NULL, stanza TEXT NOT NULL);
+                 INSERT INTO archive (owner, id, with_jid, with_bare, stamp, stanza)
+                 VALUES ('alice@localhost', 'old', 'bob@localhost', 'bob@localhost', 1, '<message/>');",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let s = SqliteStore::open(&path).await.unwrap();
+        s.archive(&[row(1, "bob@localhost", "new")]).await.unwrap();
+        let found = s
+            .archived_by_ref("alice@localhost", "ref1", 4)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        let q = ArchiveQuery {
+            max: 10,
+            ..Default::default()
+        };
+        assert_eq!(s.query("alice@localhost", &q).await.unwrap().count, 2);
+        s.close().await;
+        // opening it again changes nothing
+        let s = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(s.query("alice@localhost", &q).await.unwrap().count, 2);
         s.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }

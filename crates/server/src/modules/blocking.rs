@@ -14,7 +14,8 @@ use crate::hub::{HandlerFuture, IqRoute, Module, Server, Session, Target};
 
 pub const MODULE: Module = Module {
     name: "blocking",
-    features: &[],
+    // XEP-0191 §2: clients discover blocking on their server's domain.
+    features: &[ns::BLOCKING],
     account_features: &[ns::BLOCKING, ns::REPORTING],
     account_identities: &[],
     iq: &[IqRoute {
@@ -72,33 +73,52 @@ impl Blocklists {
 pub async fn check(srv: &Server, s: &Session, to: &Jid, el: &Element) -> Option<Option<Element>> {
     // Only accounts block and are blocked, never a server or service.
     to.node()?;
-    let kind = el.name();
-    let request = kind == "iq" && matches!(el.attr("type"), Some("get" | "set"));
-    let error = el.attr("type") == Some("error");
-    // The sender blocked the recipient: XEP-0191 §3.5.
-    if let Ok(me) = Jid::new(s.bare())
-        && srv.blocking.blocks(srv, me.as_str(), to).await
-    {
-        if kind == "presence" || error {
-            return Some(None);
-        }
-        let mut e = stanza::error_reply(el, "not-acceptable", None);
-        if let Some(err) = e.get_child_mut("error", ns::CLIENT) {
-            err.append_child(Element::bare("blocked", ns::BLOCKING_ERRORS));
-        }
-        return Some(Some(e));
+    if let Some(refusal) = outbound(srv, s, to, el).await {
+        return Some(refusal);
     }
-    // The recipient blocked the sender: nothing reaches it.
-    let to_bare = to.to_bare();
-    if let Ok(from) = Jid::new(s.full())
-        && srv.blocking.blocks(srv, to_bare.as_str(), &from).await
-    {
-        if request {
-            return Some(Some(stanza::error_reply(el, "service-unavailable", None)));
-        }
+    let from = Jid::new(s.full()).ok()?;
+    inbound(srv, &from, to, el).await
+}
+
+/// The sender blocked the recipient (XEP-0191 §3.5): `not-acceptable`
+/// with `<blocked/>`, presence and errors dropped. `to` may be any address,
+/// a component's domain included.
+pub async fn outbound(
+    srv: &Server,
+    s: &Session,
+    to: &Jid,
+    el: &Element,
+) -> Option<Option<Element>> {
+    if !srv.blocking.blocks(srv, s.bare(), to).await {
+        return None;
+    }
+    if el.name() == "presence" || el.attr("type") == Some("error") {
         return Some(None);
     }
-    None
+    let mut e = stanza::error_reply(el, "not-acceptable", None);
+    if let Some(err) = e.get_child_mut("error", ns::CLIENT) {
+        err.append_child(Element::bare("blocked", ns::BLOCKING_ERRORS));
+    }
+    Some(Some(e))
+}
+
+/// The local account `to` blocked `from` (a user or a component's
+/// address): nothing reaches it, and the sender learns no more than that
+/// the user is unavailable (XEP-0191 §3.5): `service-unavailable` for
+/// messages and requests, silence for presence and the rest.
+pub async fn inbound(srv: &Server, from: &Jid, to: &Jid, el: &Element) -> Option<Option<Element>> {
+    to.node()?;
+    let to_bare = to.to_bare();
+    if !srv.blocking.blocks(srv, to_bare.as_str(), from).await {
+        return None;
+    }
+    let ty = el.attr("type");
+    let answer = match el.name() {
+        "message" => ty != Some("error"),
+        "iq" => matches!(ty, Some("get" | "set")),
+        _ => false,
+    };
+    Some(answer.then(|| stanza::error_reply(el, "service-unavailable", None)))
 }
 
 fn items(el: &Element) -> Result<Vec<String>, &'static str> {

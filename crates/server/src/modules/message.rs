@@ -46,7 +46,15 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     let ty = el.attr("type").unwrap_or("normal").to_owned();
     let bare = to.to_bare();
     let serialised = if ty != "groupchat" && ty != "error" && srv.user_exists(bare.as_str()).await {
-        super::mam::archive_chat(srv, s.full(), bare.as_str(), &mut el).await
+        let bytes = super::mam::archive_chat(srv, s.full(), bare.as_str(), &mut el).await;
+        if let Some(id) = el
+            .get_child("retract", ns::RETRACT)
+            .and_then(|r| r.attr("id"))
+        {
+            let id = id.to_owned();
+            super::mam::retract_chat(srv, s.bare(), bare.as_str(), &id).await;
+        }
+        bytes
     } else {
         None
     };

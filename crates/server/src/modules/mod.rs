@@ -3,6 +3,7 @@
 //! entry points called by the hub directly.
 
 pub mod adhoc;
+pub mod avatar;
 pub mod blocking;
 pub mod caps;
 pub mod carbons;
@@ -42,6 +43,7 @@ pub const ALL: &[&Module] = &[
     &time::MODULE,
     &vcard::MODULE,
     &pep::MODULE,
+    &avatar::MODULE,
     &private::MODULE,
     &register::MODULE,
     &extdisco::MODULE,

@@ -1,5 +1,6 @@
 //! XEP-0054: vcard-temp. Anyone may read a user's vCard; only the user may
-//! write it. Stored as the XML the client sent, bounded by the stanza cap.
+//! write it. Stored as the XML the client sent, bounded by the stanza cap;
+//! its PHOTO is kept in step with the PEP avatar (XEP-0398, `avatar`).
 
 use minidom::Element;
 use xmpp_core::framing::parse_element;
@@ -43,6 +44,7 @@ fn handle<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> H
                         return;
                     }
                 };
+                let card = super::avatar::vcard_for(srv, owner, s.bare(), card).await;
                 let mut reply = stanza::iq_result(&iq);
                 reply.append_child(card);
                 s.send(&reply);
@@ -54,6 +56,10 @@ fn handle<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> H
                 }
                 if s.anonymous {
                     s.send(&stanza::error_reply(&iq, "not-allowed", None));
+                    return;
+                }
+                if let Err(c) = super::avatar::from_vcard(srv, s, payload).await {
+                    s.send(&stanza::error_reply(&iq, c, None));
                     return;
                 }
                 let xml = stanza::to_bytes(payload);

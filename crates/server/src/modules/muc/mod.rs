@@ -274,6 +274,16 @@ async fn message(srv: &Server, s: &Session, room_jid: &str, nick: Option<String>
         let result = lock(&shared).groupchat(s.full(), &el, id.as_deref(), &mut out);
         match result {
             Ok(archived) => {
+                // A retraction's tombstone is written before anyone hears
+                // of it, so what they then ask the archive agrees.
+                let retract = archived.as_ref().and_then(|a| {
+                    let r = a.message.get_child("retract", ns::RETRACT)?;
+                    let by = a.message.get_child("occupant-id", ns::OCCUPANT_ID)?;
+                    Some((r.attr("id")?, by.attr("id")?))
+                });
+                if let Some((id, occupant_id)) = retract {
+                    retract_own(srv, &shared, room_jid, id, occupant_id).await;
+                }
                 send(out);
                 if let Some(a) = archived {
                     super::mam::archive_room(srv, room_jid, &a.occupant, &a.message, a.id);
@@ -487,7 +497,7 @@ async fn iq(
     let reply = {
         let mut r = lock(&shared);
         if p.is("query", ns::DISCO_INFO) {
-            Ok(Some(room_info(&r)))
+            Ok(Some(room_info(&r, srv.config.archive.enabled)))
         } else if p.is("query", ns::DISCO_ITEMS) {
             // Occupants are not listed: that would unmask nicks to
             // non-occupants of a hidden room.
@@ -558,8 +568,9 @@ fn feature(q: &mut Element, var: &str) {
     q.append_child(Element::bare("feature", ns::DISCO_INFO).with("var", var));
 }
 
-/// §6.4: room disco#info with the muc#roominfo form.
-fn room_info(r: &Room) -> Element {
+/// §6.4: room disco#info with the muc#roominfo form; with the archive
+/// (XEP-0313 on the room, its stanza-ids to be trusted, XEP-0359 §8).
+fn room_info(r: &Room, archive: bool) -> Element {
     let c = &r.config;
     let mut q = Element::bare("query", ns::DISCO_INFO);
     let mut id = Element::bare("identity", ns::DISCO_INFO)
@@ -576,6 +587,11 @@ fn room_info(r: &Room) -> Element {
         "http://jabber.org/protocol/muc#self-ping-optimization",
     ] {
         feature(&mut q, f);
+    }
+    if archive {
+        for f in [ns::MAM, ns::SID, ns::RETRACT_TOMBSTONE] {
+            feature(&mut q, f);
+        }
     }
     feature(&mut q, if c.public { "muc_public" } else { "muc_hidden" });
     feature(
@@ -934,6 +950,30 @@ fn owner(
     }
 }
 
+/// XEP-0424 in a room: an occupant retracts its own message (`id` is the
+/// room's stanza-id). The archive keeps a tombstone and joiners no longer
+/// get it in history, if the message carries the retractor's occupant-id
+/// (§6: the author is known by it, whatever the room's anonymity);
+/// otherwise nothing changes. The retraction itself was broadcast and
+/// archived like any message.
+async fn retract_own(srv: &Server, shared: &Shared, room_jid: &str, id: &str, occupant_id: &str) {
+    let Ok(Some(orig)) = super::mam::archived(srv, room_jid, id).await else {
+        return;
+    };
+    let author = orig
+        .get_child("occupant-id", ns::OCCUPANT_ID)
+        .and_then(|o| o.attr("id"));
+    if author != Some(occupant_id) || orig.has_child("retracted", ns::RETRACT) {
+        return;
+    }
+    let retracted = Element::bare("retracted", ns::RETRACT)
+        .with("id", id)
+        .with("stamp", &time::datetime(time::now_unix()));
+    if super::mam::bury(srv, room_jid, id, &orig, retracted).await {
+        lock(shared).forget(id);
+    }
+}
+
 /// XEP-0425: a moderator retracts an occupant's message. Everyone is told,
 /// the room's archive keeps a tombstone instead of the message, and joiners
 /// no longer see it in history.
@@ -961,24 +1001,10 @@ async fn moderate(
         }
         (format!("{room_jid}/{}", o.nick), o.occupant_id.clone())
     };
-    srv.archiver.sync(&srv.store).await;
-    let q = conclave_store::ArchiveQuery {
-        ids: vec![id.clone()],
-        max: 1,
-        ..Default::default()
-    };
-    let original = match srv.store.query(room_jid, &q).await {
-        Ok(p) => p.rows.into_iter().next(),
-        Err(e) => {
-            tracing::error!(error = %e, "archive lookup failed");
-            return refuse(s, iq, "internal-server-error");
-        }
-    };
-    let Some(row) = original else {
-        return refuse(s, iq, "item-not-found");
-    };
-    let Ok(orig) = xmpp_core::framing::parse_element(row.stanza.as_bytes(), usize::MAX) else {
-        return refuse(s, iq, "internal-server-error");
+    let orig = match super::mam::archived(srv, room_jid, &id).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return refuse(s, iq, "item-not-found"),
+        Err(()) => return refuse(s, iq, "internal-server-error"),
     };
     let reason = req.get_child("reason", ns::MODERATE).map(Element::text);
     let moderated = || {
@@ -991,29 +1017,13 @@ async fn moderate(
         e.append_text(r);
         e
     };
-    // The tombstone keeps who and when, never what.
-    let mut tomb = Element::bare("message", ns::CLIENT).with("type", "groupchat");
-    for a in ["from", "id"] {
-        if let Some(v) = orig.attr(a) {
-            tomb.set(a, v);
-        }
-    }
     let mut retracted =
         Element::bare("retracted", ns::RETRACT).with("stamp", &time::datetime(time::now_unix()));
     retracted.append_child(moderated());
     if let Some(r) = &reason {
         retracted.append_child(reason_el(r));
     }
-    tomb.append_child(retracted);
-    for c in orig
-        .children()
-        .filter(|c| c.is("occupant-id", ns::OCCUPANT_ID) || c.is("stanza-id", ns::SID))
-    {
-        tomb.append_child(c.clone());
-    }
-    let xml = String::from_utf8_lossy(&stanza::to_bytes(&tomb)).into_owned();
-    if let Err(e) = srv.store.replace_archived(room_jid, &id, &xml).await {
-        tracing::error!(error = %e, "writing a tombstone failed");
+    if !super::mam::bury(srv, room_jid, &id, &orig, retracted).await {
         return refuse(s, iq, "internal-server-error");
     }
     let mut retract = Element::bare("retract", ns::RETRACT).with("id", &id);

@@ -150,6 +150,9 @@ fn handle<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> H
         let Some(p) = stanza::iq_payload(&iq).filter(|p| p.name() == "pubsub") else {
             return s.send(&BAD_REQUEST.reply(&iq));
         };
+        let avatar = p
+            .children()
+            .any(|c| c.attr("node") == Some(super::avatar::METADATA));
         let r = if p.ns() == ns::PUBSUB_OWNER {
             match node::parse_owner_request(ty, p) {
                 Err(e) => Err(e),
@@ -174,6 +177,9 @@ fn handle<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> H
                 Ok(Request::Create { node, config }) => create(srv, s, owner, node, &config).await,
             }
         };
+        if avatar {
+            srv.avatars.forget(owner);
+        }
         answer(srv, s, owner, &iq, r).await;
     })
 }
@@ -448,6 +454,55 @@ async fn owner_request(srv: &Server, owner: &str, req: OwnerRequest<'_>) -> Resu
             })
         }
     }
+}
+
+/// The owner's own publication on the server's initiative (XEP-0398's
+/// conversions), as if from the owner's session `s`: the node is created
+/// with `access` if it does not exist yet, and notifications go out.
+pub(crate) async fn publish_for_owner(
+    srv: &Server,
+    s: &Session,
+    node: &str,
+    id: &str,
+    payload: &Element,
+    access: AccessModel,
+) -> Result<(), Error> {
+    let owner = s.bare();
+    let options = match load(srv, owner, node).await? {
+        Some(_) => Vec::new(),
+        None => vec![(
+            "pubsub#access_model".to_owned(),
+            vec![access.as_str().to_owned()],
+        )],
+    };
+    let o = publish(srv, s, owner, node, Some(id), payload, &options).await?;
+    if let Some((cfg, node, event)) = o.notify {
+        notify(srv, owner, &node, &cfg, event).await;
+    }
+    Ok(())
+}
+
+/// The last item of `owner`'s `node` (or item `id`) as `who` may see it:
+/// `None` if there is no such node, `Some(Err)` if `who` may not read it.
+pub(crate) async fn item_for(
+    srv: &Server,
+    owner: &str,
+    node: &str,
+    id: Option<&str>,
+    who: Option<&str>,
+) -> Option<Result<Option<(String, Element)>, ()>> {
+    let cfg = load(srv, owner, node).await.ok()??;
+    let allowed = match who {
+        Some(w) => node::may_read(cfg.access, reader(srv, owner, w).await).is_ok(),
+        // Anyone with presence: what an open or presence node may show.
+        None => cfg.access != AccessModel::Whitelist,
+    };
+    if !allowed {
+        return Some(Err(()));
+    }
+    let ids: Vec<String> = id.map(str::to_owned).into_iter().collect();
+    let item = published(srv, owner, node, &ids, 1).await.ok()?.pop();
+    Some(Ok(item.and_then(|i| parse_payload(&i).map(|p| (i.id, p)))))
 }
 
 /// How `who` stands with the owner's nodes.

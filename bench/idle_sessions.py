@@ -61,10 +61,27 @@ def session(port, ctx, user, password, i):
     return s
 
 
+def xtree_total(path):
+    """Live heap bytes in a valgrind xtree memory report (callgrind format)."""
+    for _ in range(50):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("totals:"):
+                        return int(line.split()[1])
+        except FileNotFoundError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"no totals in {path}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=2000)
     ap.add_argument("--bin", default="target/release/conclave")
+    ap.add_argument("--massif", metavar="OUT",
+                    help="run the server under valgrind's massif, writing OUT; "
+                         "RSS is then meaningless, read the heap with ms_print")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="conclave-idle-")
     port = free_port()
@@ -73,9 +90,11 @@ def main():
                CONCLAVE_LIMITS__MAX_CONNECTIONS_PER_IP=str(a.sessions + 100),
                CONCLAVE_LOG__LEVEL="warn")
     subprocess.run([a.bin, "user", "add", "idle@localhost"], input=b"pw\n", env=env, check=True)
-    srv = subprocess.Popen([a.bin, "serve"], env=env)
+    wrap = ["valgrind", "--tool=massif", f"--massif-out-file={a.massif}",
+            "--detailed-freq=1", "--max-snapshots=200"] if a.massif else []
+    srv = subprocess.Popen(wrap + [a.bin, "serve"], env=env)
     try:
-        for _ in range(200):
+        for _ in range(2000 if a.massif else 200):
             try:
                 socket.create_connection(("127.0.0.1", port)).close()
                 break
@@ -88,6 +107,9 @@ def main():
         warm = [session(port, ctx, "idle", "pw", f"w{i}") for i in range(20)]
         time.sleep(1)
         before = rss_kib(srv.pid)
+        if a.massif:
+            subprocess.run(["vgdb", f"--pid={srv.pid}", "xtmemory", f"{a.massif}.before.xtree"],
+                           check=False, capture_output=True)
         socks = [session(port, ctx, "idle", "pw", i) for i in range(a.sessions)]
         # Past the server's idle threshold, so buffers are given back.
         time.sleep(5)
@@ -95,6 +117,14 @@ def main():
         per = (after - before) / a.sessions
         print(f"sessions={a.sessions} rss_before_kib={before} rss_after_kib={after} "
               f"kib_per_idle_session={per:.2f}")
+        if a.massif:
+            # Live heap by call tree while the sessions are open; read it with
+            # callgrind_annotate --inclusive=yes OUT.xtree
+            subprocess.run(["vgdb", f"--pid={srv.pid}", "xtmemory", f"{a.massif}.xtree"],
+                           check=False, capture_output=True)
+            heap = [xtree_total(f"{a.massif}{s}.xtree") for s in (".before", "")]
+            print(f"heap_before_b={heap[0]} heap_after_b={heap[1]} "
+                  f"heap_b_per_idle_session={(heap[1] - heap[0]) / a.sessions:.0f}")
         for s in socks + warm:
             s.close()
     finally:

@@ -119,6 +119,11 @@ def test_mam_paging_filters_and_fulltext_through_the_plugin(server):
             # backwards from the end (RSM <before/>): newest first
             newest = [m["mam_result"]["id"] async for m in mam.iterate(with_jid=JID(alice_jid), reverse=True, rsm={"max": 4})]
             assert newest == from_alice[::-1]
+            # paging backwards, the page that reaches the oldest is the complete one
+            flags = []
+            async for page in mam.retrieve(with_jid=JID(alice_jid), iterator=True, reverse=True, rsm={"max": 8}):
+                flags.append((len(page["mam"]["results"]), page["mam_fin"]["complete"]))
+            assert flags == [(8, ""), (8, ""), (8, ""), (6, "true")]
             # and a stop after a given number of messages
             some = [m["mam_result"]["id"] async for m in mam.iterate(with_jid=JID(alice_jid), rsm={"max": 5}, total=12)]
             assert some == from_alice[:12]
@@ -337,6 +342,43 @@ def test_reactions_through_the_plugin_are_delivered_and_archived(server):
                 assert all(m["from"].bare == bob_jid for m in msgs[1:])
         finally:
             await close_all(alice, bob)
+
+    run(scenario())
+
+
+def test_reactions_reach_the_other_devices_as_carbons(server):
+    """A reaction is a body-less message of type normal (as the plugin sends
+    it): the reacting user's other devices and the other user's other
+    devices still see it live, as they see it in the archive."""
+    alice_jid, alice_pw = server.add_user()
+    bob_jid, bob_pw = server.add_user()
+
+    async def scenario():
+        a1, a2 = [await plugin_login(server, f"{alice_jid}/{r}", alice_pw, "xep_0280", "xep_0444") for r in ("a1", "a2")]
+        b1, b2 = [await plugin_login(server, f"{bob_jid}/{r}", bob_pw, "xep_0280", "xep_0444") for r in ("b1", "b2")]
+        clients = (a1, a2, b1, b2)
+        try:
+            for c in clients:
+                await c.plugin["xep_0280"].enable(timeout=10)
+            m = a1.make_message(mto=bob_jid, mbody="ship it?", mtype="chat")
+            m["id"] = "ship-1"
+            m.send()
+            got = await b1.next_message()
+            await settle(a1, a2, b2)  # (a2's carbon of it is in)
+            sent = {c: events(c, "carbon_sent") for c in clients}
+            received = {c: events(c, "carbon_received") for c in clients}
+            direct = {c: events(c, "reactions") for c in clients}
+            # b1 reacts to the device that wrote (a full JID)
+            b1.plugin["xep_0444"].send_reactions(got["from"], "ship-1", ["🚀"])
+            await settle(b1, a1, a2, b2)
+            assert [len(direct[c]) for c in clients] == [1, 0, 0, 0]
+            assert [len(sent[c]) for c in clients] == [0, 0, 0, 1]
+            assert [len(received[c]) for c in clients] == [0, 1, 0, 0]
+            for copy in (sent[b2][0]["carbon_sent"], received[a2][0]["carbon_received"]):
+                assert (copy["from"], copy["to"]) == (b1.boundjid, a1.boundjid)
+                assert (copy["reactions"]["id"], [x["value"] for x in copy["reactions"]]) == ("ship-1", ["🚀"])
+        finally:
+            await close_all(*clients)
 
     run(scenario())
 

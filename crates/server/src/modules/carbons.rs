@@ -41,12 +41,17 @@ fn handle<'a>(_: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> Handler
     })
 }
 
-/// XEP-0280 §6 (rules:0): chats and normal messages with a body are copied;
-/// a sender can opt out with `<private/>` plus a no-copy hint, and private
-/// messages from a room stay with the resource that is in the room.
+/// XEP-0280 §6 (rules:0): chats and normal messages with a body are copied,
+/// and so are normal messages that are part of a conversation without one
+/// (a reaction, a retraction: what the archive keeps too), the rules' intent
+/// being "the messages used for instant messaging"; a sender can opt out
+/// with `<private/>` plus a no-copy hint, and private messages from a room
+/// stay with the resource that is in the room.
 pub fn eligible(el: &Element) -> bool {
     let ty = el.attr("type").unwrap_or("normal");
-    let kind_ok = ty == "chat" || (ty == "normal" && el.has_child("body", ns::CLIENT));
+    let kind_ok = ty == "chat"
+        || (ty == "normal"
+            && (el.has_child("body", ns::CLIENT) || super::mam::conversation_payload(el)));
     kind_ok
         && !el.has_child("private", ns::CARBONS)
         && !el.has_child("no-copy", ns::HINTS)
@@ -97,5 +102,38 @@ pub fn sent(srv: &Server, s: &Session, el: &Element) {
 pub fn received(srv: &Server, account: &str, delivered_to: &[u64], el: &Element) {
     if eligible(el) && !el.has_child("x", ns::MUC_USER) {
         copy(srv, account, "received", el, delivered_to);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xmpp_core::framing::parse_element;
+
+    fn eligible_xml(x: &str) -> bool {
+        eligible(&parse_element(x.as_bytes(), 1 << 16).unwrap())
+    }
+
+    #[test]
+    fn which_messages_are_copied() {
+        assert!(eligible_xml(
+            "<message xmlns='jabber:client' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>"
+        ));
+        assert!(eligible_xml(
+            "<message xmlns='jabber:client'><body>hi</body></message>"
+        ));
+        // a reaction as clients send it: type normal, no body
+        assert!(eligible_xml(
+            "<message xmlns='jabber:client'><reactions xmlns='urn:xmpp:reactions:0' id='m1'><reaction>\u{1f44d}</reaction></reactions><store xmlns='urn:xmpp:hints'/></message>"
+        ));
+        assert!(!eligible_xml(
+            "<message xmlns='jabber:client'><x xmlns='jabber:x:conference' jid='r@conference.localhost'/></message>"
+        ));
+        assert!(!eligible_xml(
+            "<message xmlns='jabber:client' type='headline'><body>news</body></message>"
+        ));
+        assert!(!eligible_xml(
+            "<message xmlns='jabber:client' type='chat'><body>x</body><private xmlns='urn:xmpp:carbons:2'/><no-copy xmlns='urn:xmpp:hints'/></message>"
+        ));
     }
 }

@@ -127,9 +127,16 @@ pub fn archivable(el: &Element) -> bool {
     if el.has_child("no-store", ns::HINTS) || el.has_child("no-permanent-store", ns::HINTS) {
         return false;
     }
+    el.has_child("body", ns::CLIENT) || conversation_payload(el)
+}
+
+/// Whether a message without a body still carries something of the
+/// conversation: an encrypted message, a reaction, a retraction or a
+/// correction. The archive keeps these and carbons copy them, so every
+/// device sees the same conversation live as later from the archive.
+pub fn conversation_payload(el: &Element) -> bool {
     el.children().any(|c| {
-        c.is("body", ns::CLIENT)
-            || c.ns() == ns::OMEMO_LEGACY
+        c.ns() == ns::OMEMO_LEGACY
             || c.ns() == ns::OMEMO
             || c.ns() == "urn:xmpp:reactions:0"
             || c.ns() == "urn:xmpp:message-retract:1"

@@ -340,6 +340,7 @@ async fn negotiate<T: Transport>(server: &Server, t: &mut T) -> Result<Negotiate
             secure,
             require_encryption: server.config.c2s.require_encryption,
             allow_plain: server.config.auth.allow_plain,
+            allow_unencrypted_plain: server.config.auth.allow_unencrypted_plain,
             anonymous_host: server.config.is_guest_host(&h),
             channel_binding: !matches!(t.channel_binding(), xmpp_core::sasl::ChannelBinding::None),
             registration: server.config.registration.allow,

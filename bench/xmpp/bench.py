@@ -390,6 +390,8 @@ def main() -> int:
                     help="skip Conclave's extra login storm with both cores for server and tsung")
     ap.add_argument("--smoke", action="store_true", help="CI check: Conclave only, 20 users, seconds")
     ap.add_argument("--no-report", action="store_true")
+    ap.add_argument("--publish", action="store_true",
+                    help="also write bench/xmpp/BENCHMARKS.md, plots/ and results.json (the committed report)")
     args = ap.parse_args()
 
     if args.smoke:
@@ -512,6 +514,13 @@ def main() -> int:
         if r.returncode != 0:
             log("report failed")
             return 1
+        if args.publish:
+            here = Path(__file__).resolve().parent
+            shutil.copy(out / "results.json", here / "results.json")
+            r = subprocess.run([sys.executable, str(here / "report.py"), str(here / "results.json"), "--out", str(here),
+                                "--img-subdir", "plots"])
+            if r.returncode != 0:
+                return 1
     return 0
 
 

@@ -4,7 +4,9 @@
     python3 bench/xmpp/report.py RESULTS.json [--out DIR]
 
 Writes DIR/BENCHMARKS.md, DIR/latency_vs_load.png and DIR/cpu_per_message.png
-(DIR defaults to the directory of RESULTS.json). The plots need matplotlib
+(DIR defaults to the directory of RESULTS.json; ``--img-subdir`` puts the PNGs
+in a subdirectory). ``bench.py --publish`` runs it with ``--out bench/xmpp
+--img-subdir plots`` and copies results.json there. The plots need matplotlib
 (bench/xmpp/requirements.txt); without it the Markdown is still written.
 """
 
@@ -87,6 +89,8 @@ def value(res: dict, server: str, key: str, path: tuple):
     if "error" in r and r.get("kind") != "peak":
         return "error"
     v = get(r, *path)
+    if path == ("saturated_at_offered_per_s",) and v is None:
+        return "not reached" + (" (client-bound)" if r.get("client_bound") else "")
     if path == ("latency",) and isinstance(v, dict):
         return (v.get("mean_ms"), v.get("p99_ms"))
     if path == ("rss_peak_kib",) and v is not None:
@@ -163,7 +167,8 @@ def peak_rows(res: dict) -> list[str]:
     return lines if n else []
 
 
-def plots(res: dict, out: Path) -> list[str]:
+def plots(res: dict, out: Path, sub: str = "") -> list[str]:
+    """Writes the PNGs into out/sub; returns their paths relative to out."""
     try:
         import matplotlib
 
@@ -172,6 +177,7 @@ def plots(res: dict, out: Path) -> list[str]:
     except ImportError:
         return []
     made = []
+    (out / sub).mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     drawn = False
     for s in SERVERS:
@@ -194,8 +200,8 @@ def plots(res: dict, out: Path) -> list[str]:
             ax.legend()
         fig.suptitle("1:1 chat latency against offered load (peak ramp)")
         fig.tight_layout()
-        fig.savefig(out / "latency_vs_load.png", dpi=110)
-        made.append("latency_vs_load.png")
+        fig.savefig(out / sub / "latency_vs_load.png", dpi=110)
+        made.append(str(Path(sub) / "latency_vs_load.png"))
     plt.close(fig)
 
     cats = [("chat", "1:1 chat\nµs/message"), ("muc", "MUC 10 rooms\nµs/delivery"), ("muc500", "MUC 1 room\nµs/delivery"),
@@ -217,8 +223,8 @@ def plots(res: dict, out: Path) -> list[str]:
         ax.legend()
         ax.grid(True, axis="y", alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out / "cpu_per_message.png", dpi=110)
-        made.append("cpu_per_message.png")
+        fig.savefig(out / sub / "cpu_per_message.png", dpi=110)
+        made.append(str(Path(sub) / "cpu_per_message.png"))
         plt.close(fig)
     return made
 
@@ -275,13 +281,14 @@ def markdown(res: dict, pngs: list[str]) -> str:
         t = table(res, tls)
         if t:
             L += ["", f"## Results, {'STARTTLS' if tls else 'plain TCP'}", ""] + t
-    un = [(s, get(res, "servers", s, "scenarios", k)) for s in SERVERS for k in ("login-unpinned", "login-tls-unpinned")]
-    un = [(s, r) for s, r in un if r and "login_storm" in r]
+    un = [(s, k, get(res, "servers", s, "scenarios", k)) for s in SERVERS for k in ("login-unpinned", "login-tls-unpinned")]
+    un = [(s, k, r) for s, k, r in un if r and "login_storm" in r]
     if un:
         L += ["", "## Conclave login storm on both cores (not pinned)", ""]
-        for s, r in un:
+        for s, k, r in un:
             ls = r["login_storm"]
-            L.append(f"- {s}: {fmt(ls['cpu_ms_per_login'], 3)} ms CPU per login, {fmt(ls['logins_per_s'], 1)} logins/s, "
+            how = "STARTTLS" if "tls" in k else "plain TCP"
+            L.append(f"- {s}, {how}: {fmt(ls['cpu_ms_per_login'], 3)} ms CPU per login, {fmt(ls['logins_per_s'], 1)} logins/s, "
                      f"{fmt(ls['rss_per_session_kib'], 1)} KiB per session")
     pr = peak_rows(res)
     if pr:
@@ -297,11 +304,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--img-subdir", default="", help="write the PNGs into this subdirectory of --out")
     a = ap.parse_args()
     res = json.loads(Path(a.results).read_text())
     out = Path(a.out or Path(a.results).parent)
     out.mkdir(parents=True, exist_ok=True)
-    pngs = plots(res, out)
+    pngs = plots(res, out, a.img_subdir)
     (out / "BENCHMARKS.md").write_text(markdown(res, pngs))
     print(f"wrote {out / 'BENCHMARKS.md'}" + (f" and {', '.join(pngs)}" if pngs else " (no plots: matplotlib missing)"))
 

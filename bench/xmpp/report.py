@@ -241,7 +241,7 @@ def markdown(res: dict, pngs: list[str]) -> str:
           "## Machine and versions", "",
           f"- CPU: {m['cpu']}, {m['cores']} cores; kernel {m['kernel']}; memory {m.get('memory', '?')}; Debian {m.get('os', '?')}",
           f"- Conclave {v.get('conclave', '?')} (git {v.get('conclave_git', '?')}), release build",
-          f"- Prosody {v.get('prosody', '–')} on {v.get('lua', '–')}",
+          f"- Prosody {v.get('prosody', '–')} on {' '.join(str(v.get('lua', '–')).split()[:2])}",
           f"- ejabberd {v.get('ejabberd', '–')} on Erlang {v.get('erlang', '–')}",
           f"- tsung {v.get('tsung', '?')}", ""]
     pinned = res.get("pinned")

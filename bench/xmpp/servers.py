@@ -264,7 +264,7 @@ class Prosody(Server):
         # (`prosody --version` would start a server: ask dpkg)
         self.version = dpkg_version("prosody")
         lua = subprocess.run(["lua5.4", "-v"], capture_output=True, text=True)
-        self.lua = (lua.stdout or lua.stderr).strip()
+        self.lua = " ".join((lua.stdout or lua.stderr).split()[:2])  # "Lua 5.4.4"
 
     def setup(self, users: int) -> None:
         d = self.dir

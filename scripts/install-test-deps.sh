@@ -92,6 +92,12 @@ if ! command -v go-sendxmpp >/dev/null 2>&1; then
   apt_install go-sendxmpp || log "WARNING: go-sendxmpp could not be installed; its smoke test will be skipped"
 fi
 
+# --- tsung, for the benchmark smoke (bench/xmpp/run --smoke) ------------------
+if ! command -v tsung >/dev/null 2>&1; then
+  log "installing tsung (Debian)"
+  apt_install --no-install-recommends tsung || log "WARNING: tsung could not be installed; bench/xmpp/run --smoke will try again"
+fi
+
 # --- optional reference server -------------------------------------------------
 if [ "$WITH_PROSODY" = 1 ]; then
   if ! command -v prosody >/dev/null 2>&1; then

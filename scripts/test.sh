@@ -7,6 +7,7 @@
 #   TARGET         e2e target: conclave (default) or prosody (reference server)
 #   PYTEST_ARGS    extra arguments for pytest (e.g. "-k roster -x")
 #   E2E_ONLY=1     skip fmt/clippy/cargo test/build; run only the end-to-end stages
+#   SKIP_BENCH_SMOKE=1  skip the tsung smoke of bench/xmpp
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,6 +45,13 @@ fi
 section "e2e: node --test tests/node (@xmpp/client WebSocket, Strophe.js BOSH)"
 if ! node --test tests/node/; then
   failed+=("node --test tests/node")
+fi
+
+section "bench: bench/xmpp/run --smoke (tsung against the binary under test)"
+if [ "${SKIP_BENCH_SMOKE:-0}" = 1 ]; then
+  echo "skipped (SKIP_BENCH_SMOKE=1)"
+elif ! bench/xmpp/run --smoke --bin "$CONCLAVE_BIN" --out "$(mktemp -d /tmp/conclave-bench-smoke.XXXXXX)"; then
+  failed+=("bench/xmpp/run --smoke")
 fi
 
 section "summary"

@@ -91,6 +91,31 @@ def test_user_add_list_passwd_remove(offline):
     run(scenario())
 
 
+def test_user_add_bulk(offline):
+    """`user add-bulk`: many `jid password` lines; a bad line writes nothing; the accounts log in."""
+    users = [(f"{unique('bulk')}@localhost", f"pw {i} with spaces") for i in range(5)]
+    lines = "".join(f"{j} {p}\n" for j, p in users)
+    # one malformed line (unknown host) anywhere: nothing is created
+    r = offline.cli("user", "add-bulk", input=lines + "x@nohost.example pw\n")
+    assert r.returncode == 1 and "line 6" in r.stderr, (r.returncode, r.stdout, r.stderr)
+    assert offline.cli("user", "list").stdout.split() == [], "a rejected batch must write nothing"
+    r = offline.cli("user", "add-bulk", input=lines + "\n")
+    assert r.returncode == 0, r.stderr
+    assert "created 5" in r.stdout, r.stdout
+    assert sorted(offline.cli("user", "list").stdout.split()) == sorted(j for j, _ in users)
+    # again: all exist, reported, exit 1, passwords unchanged
+    r = offline.cli("user", "add-bulk", input=f"{users[0][0]} other\n")
+    assert r.returncode == 1 and "already existed" in r.stderr, (r.stdout, r.stderr)
+    offline.start()
+
+    async def scenario():
+        for jid, pw in (users[0], users[4]):
+            c = await login(offline, jid, pw)
+            await c.close()
+
+    run(scenario())
+
+
 def test_cli_while_server_running(server):
     """Users added and removed with the CLI while the server runs take effect at once."""
     jid, pw = server.add_user()

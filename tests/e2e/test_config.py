@@ -115,6 +115,36 @@ def test_require_encryption_false(server_factory):
 
 
 @pytest.mark.conclave_only
+def test_unencrypted_plain_refused_by_default(server_factory):
+    """Without TLS, PLAIN is refused (invalid-mechanism) unless auth.allow_unencrypted_plain is on."""
+    srv = server_factory({"c2s.require_encryption": False})
+    jid, pw = srv.add_user()
+    with RawStream(srv) as r:
+        r.open()
+        assert "PLAIN" not in r.mechanisms(), r.describe()
+        res = r.auth_plain(jid.split("@")[0], pw)
+        assert res.tag == f"{{{NS_SASL}}}failure", r.describe()
+        assert res.find(f"{{{NS_SASL}}}invalid-mechanism") is not None, r.describe()
+
+
+@pytest.mark.conclave_only
+def test_allow_unencrypted_plain(server_factory):
+    """The benchmark setting: PLAIN offered and accepted on a clear stream (tsung speaks only PLAIN)."""
+    srv = server_factory({"c2s.require_encryption": False, "auth.allow_unencrypted_plain": True})
+    jid, pw = srv.add_user()
+    with RawStream(srv) as r:
+        r.open()
+        assert "PLAIN" in r.mechanisms(), r.describe()
+        assert r.auth_plain(jid.split("@")[0], "wrong").tag == f"{{{NS_SASL}}}failure", r.describe()
+    with RawStream(srv) as r:
+        r.open()
+        assert r.auth_plain(jid.split("@")[0], pw).tag == f"{{{NS_SASL}}}success", r.describe()
+        r.open()
+        assert r.bind("bench").startswith(jid), r.describe()
+        assert not isinstance(r.sock, ssl.SSLSocket)
+
+
+@pytest.mark.conclave_only
 def test_scram_iterations(server_factory):
     srv = server_factory({"auth.scram_iterations": 4321})
     jid, _ = srv.add_user()

@@ -81,6 +81,11 @@ pub struct Auth {
     pub scram_iterations: u32,
     /// PLAIN is offered only over TLS, and only when this is on.
     pub allow_plain: bool,
+    /// Also offer PLAIN on an unencrypted stream (with
+    /// `c2s.require_encryption = false`). It sends the password in the
+    /// clear, so it exists only for load generators on loopback that speak
+    /// nothing but PLAIN (tsung); never turn it on for real clients.
+    pub allow_unencrypted_plain: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -371,6 +376,7 @@ impl Default for Auth {
         Auth {
             scram_iterations: 10_000,
             allow_plain: true,
+            allow_unencrypted_plain: false,
         }
     }
 }
@@ -666,6 +672,9 @@ key = ""
 scram_iterations = 10000
 # Offer SASL PLAIN (only ever over TLS).
 allow_plain = true
+# Also offer PLAIN without TLS when c2s.require_encryption is off. The
+# password crosses the wire in the clear: only for benchmarks on loopback.
+allow_unencrypted_plain = false
 
 [limits]
 # Largest stanza in bytes; larger ones close the stream (policy-violation).

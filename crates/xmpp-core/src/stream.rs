@@ -55,6 +55,8 @@ pub struct StreamPolicy {
     pub secure: bool,
     pub require_encryption: bool,
     pub allow_plain: bool,
+    /// PLAIN on a clear stream too (a benchmark setting; off by default).
+    pub allow_unencrypted_plain: bool,
     /// The host is a guest host: ANONYMOUS only.
     pub anonymous_host: bool,
     /// tls-exporter keying material can be had from the TLS layer.
@@ -88,8 +90,9 @@ impl StreamPolicy {
         }
         m.push(Mechanism::ScramSha256);
         m.push(Mechanism::ScramSha1);
-        // PLAIN sends the password itself: never over a clear channel.
-        if self.secure && self.allow_plain {
+        // PLAIN sends the password itself: never over a clear channel,
+        // unless explicitly allowed for a loopback benchmark.
+        if self.allow_plain && (self.secure || self.allow_unencrypted_plain) {
             m.push(Mechanism::Plain);
         }
         m
@@ -463,6 +466,33 @@ mod tests {
             B64.encode(data)
         );
         parse_element(xml.as_bytes(), 4096).unwrap()
+    }
+
+    #[test]
+    fn unencrypted_plain_only_when_allowed() {
+        let mut p = policy();
+        p.require_encryption = false;
+        // Refused by default: not offered, and an attempt is invalid-mechanism.
+        assert!(!p.mechanisms().contains(&Mechanism::Plain));
+        let (ex, step) = SaslExchange::begin(&auth("PLAIN", b"\0a\0b"), &p, ChannelBinding::None);
+        assert!(ex.is_none());
+        assert!(matches!(
+            step,
+            SaslStep::Failure {
+                error: SaslError::InvalidMechanism,
+                ..
+            }
+        ));
+        p.allow_unencrypted_plain = true;
+        assert!(p.mechanisms().contains(&Mechanism::Plain));
+        let (ex, step) = SaslExchange::begin(&auth("PLAIN", b"\0a\0b"), &p, ChannelBinding::None);
+        assert!(ex.is_some() && matches!(step, SaslStep::CheckPlain { .. }));
+        // Still subject to allow_plain, and never before TLS when TLS is required.
+        p.allow_plain = false;
+        assert!(!p.mechanisms().contains(&Mechanism::Plain));
+        p.allow_plain = true;
+        p.require_encryption = true;
+        assert!(p.mechanisms().is_empty());
     }
 
     #[test]

@@ -391,7 +391,7 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="CI check: Conclave only, 20 users, seconds")
     ap.add_argument("--no-report", action="store_true")
     ap.add_argument("--publish", action="store_true",
-                    help="also write bench/xmpp/BENCHMARKS.md, plots/ and results.json (the committed report)")
+                    help="also write BENCHMARKS.md (at the root), bench/xmpp/plots/ and bench/xmpp/results.json (the committed report)")
     args = ap.parse_args()
 
     if args.smoke:
@@ -517,8 +517,8 @@ def main() -> int:
         if args.publish:
             here = Path(__file__).resolve().parent
             shutil.copy(out / "results.json", here / "results.json")
-            r = subprocess.run([sys.executable, str(here / "report.py"), str(here / "results.json"), "--out", str(here),
-                                "--img-subdir", "plots"])
+            r = subprocess.run([sys.executable, str(here / "report.py"), str(here / "results.json"),
+                                "--out", str(ROOT), "--img-subdir", "bench/xmpp/plots"])
             if r.returncode != 0:
                 return 1
     return 0

@@ -73,6 +73,12 @@ def raise_nofile() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
 
 
+def own_env() -> dict:
+    """The environment without CONCLAVE_* variables: Conclave reads those as
+    settings, and the test runner's CONCLAVE_BIN is not one."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
+
+
 def pin(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus else []
 
@@ -238,14 +244,13 @@ level = "warn"
         lines = "".join(f"user{i}@localhost pass{i}\n" for i in range(users + 1))
         t = time.time()
         r = subprocess.run([str(self.binary), "--config", str(self.config), "user", "add-bulk"],
-                           input=lines, capture_output=True, text=True, cwd=self.dir)
+                           input=lines, capture_output=True, text=True, cwd=self.dir, env=own_env())
         if r.returncode != 0 and "already existed" not in r.stderr:
             raise ServerError(f"conclave user add-bulk failed: {r.stderr.strip()[-500:]}")
         self.setup_secs = time.time() - t
 
     def start(self, cpus: str | None) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
-        proc = self._spawn(pin(cpus) + [str(self.binary), "--config", str(self.config), "serve"], env)
+        proc = self._spawn(pin(cpus) + [str(self.binary), "--config", str(self.config), "serve"], own_env())
         wait_port(self.ports["c2s"], 30, proc)
         self.pid = proc.pid  # taskset execs, so this is conclave itself
 

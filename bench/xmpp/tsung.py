@@ -80,7 +80,15 @@ class Plan:
             send = '<request><jabber type="chat" ack="no_ack" size="64" stamped="true" destination="online"/></request>'
         loop = ""
         if self.msgs > 0:
-            loop = f"""
+            # A uniform random offset first, so that users who arrived in
+            # the same second do not send in the same second for the whole
+            # run (with a long think time a burst would be all there is).
+            # tsung takes whole seconds here, and refuses a zero wait.
+            spread = ""
+            if self.think >= 2:
+                spread = f"""
+      <thinktime min="1" max="{math.ceil(self.think)}" random="true"/>"""
+            loop = f"""{spread}
       <for from="1" to="{self.msgs}" var="i">
         <transaction name="msg">{send}</transaction>
         <thinktime value="{self.think:.4f}" random="false"/>

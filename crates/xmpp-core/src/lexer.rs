@@ -343,23 +343,32 @@ impl Lexer {
     }
 }
 
-/// Where a tag's `>` is, skipping quoted attribute values.
+/// Where a tag's `>` is, skipping quoted attribute values. A `<` is never
+/// allowed in a tag: seeing one before the end refuses a broken tag early
+/// instead of buffering it to its limit.
 fn tag_end(s: &[u8]) -> Result<Option<usize>, FramingError> {
-    let mut quote = 0u8;
-    for (i, &b) in s.iter().enumerate().skip(1) {
-        if quote != 0 {
-            if b == quote {
-                quote = 0;
-            }
-        } else if b == b'\'' || b == b'"' {
-            quote = b;
-        } else if b == b'>' {
-            return Ok(Some(i));
-        } else if b == b'<' {
-            return Err(FramingError::NotWellFormed);
+    let unfinished = || {
+        if memchr::memchr(b'<', &s[1..]).is_some() {
+            Err(FramingError::NotWellFormed)
+        } else {
+            Ok(None)
+        }
+    };
+    let mut i = 1;
+    loop {
+        let Some(off) = memchr::memchr3(b'>', b'\'', b'"', &s[i..]) else {
+            return unfinished();
+        };
+        let at = i + off;
+        let quote = s[at];
+        if quote == b'>' {
+            return Ok(Some(at));
+        }
+        match memchr::memchr(quote, &s[at + 1..]) {
+            Some(close) => i = at + close + 2,
+            None => return unfinished(),
         }
     }
-    Ok(None)
 }
 
 /// Where a long text run without markup can be cut: not inside a
@@ -434,14 +443,11 @@ fn trim_end(s: &[u8]) -> &[u8] {
 }
 
 fn memchr(needle: u8, s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == needle)
+    memchr::memchr(needle, s)
 }
 
 fn memmem(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if hay.len() < needle.len() {
-        return None;
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 /// UTF-8 made only of XML 1.0 characters (§2.2): no C0 controls but tab,

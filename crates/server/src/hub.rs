@@ -178,7 +178,7 @@ pub struct Server {
     pub resumption: crate::resumption::Registry,
     iq: HashMap<(Target, &'static str), IqHandler>,
     /// Service and component domains.
-    domains: HashMap<String, Domain>,
+    domains: crate::FastMap<String, Domain>,
     server_features: Vec<&'static str>,
     account_features: Vec<&'static str>,
     account_identities: Vec<(&'static str, &'static str)>,
@@ -211,7 +211,7 @@ impl Server {
         server_features.dedup();
         account_features.sort_unstable();
         account_features.dedup();
-        let mut domains = HashMap::new();
+        let mut domains = crate::FastMap::default();
         for svc in modules::SERVICES {
             if (svc.enabled)(&config) {
                 for h in &config.hosts {

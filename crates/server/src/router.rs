@@ -1,7 +1,6 @@
 //! Who is online, and how to reach them. Delivery to an online session is
 //! a map lookup and a channel send: it never waits on the database.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -144,7 +143,7 @@ impl SessionHandle {
 
 #[derive(Default)]
 pub struct Router {
-    users: RwLock<HashMap<String, Vec<Arc<SessionHandle>>>>,
+    users: RwLock<crate::FastMap<String, Vec<Arc<SessionHandle>>>>,
     next_id: AtomicU64,
 }
 

@@ -2,19 +2,16 @@
 //! whole stanzas.
 //!
 //! `lexer` tokenises (and refuses DTDs, entities and processing
-//! instructions, as RFC 6120 §11 restricts); minidom's tree builder assembles
-//! elements. A depth counter tells stanza boundaries apart, and a byte budget
-//! per stanza stops a peer from growing a tree without bound before it is
-//! complete.
-
-use std::collections::BTreeMap;
+//! instructions, as RFC 6120 §11 restricts); `tree` assembles elements. A
+//! depth counter tells stanza boundaries apart, and a byte budget per stanza
+//! stops a peer from growing a tree without bound before it is complete.
 
 use minidom::Element;
-use minidom::tree_builder::TreeBuilder;
 use rxml::RawEvent;
 
 use crate::lexer::Lexer;
 use crate::ns;
+use crate::tree::{Builder, Declarations};
 
 /// What the transport-independent session sees of the wire.
 #[derive(Debug)]
@@ -76,14 +73,15 @@ pub struct StreamParser {
 struct Assembly {
     /// Namespace declarations on the stream element; every stanza is
     /// resolved against them. The stream element itself is not kept as a
-    /// tree: an idle stream holds only this map.
-    stream_prefixes: BTreeMap<Option<String>, String>,
+    /// tree: an idle stream holds only this list.
+    stream_prefixes: Declarations,
     root_name: Option<(Option<String>, String)>,
     root_attrs: Vec<(Option<String>, String, String)>,
-    /// The stanza being assembled, and the prefixes it declares itself.
-    tree: Option<TreeBuilder>,
-    declared: BTreeMap<Option<String>, String>,
-    /// Open elements, the stream element included.
+    /// The stanza being assembled (a stanza's element carries only the
+    /// prefixes it declares itself, not the stream's).
+    tree: Builder,
+    in_stanza: bool,
+    /// The stream header has been read.
     depth: usize,
     max_stanza: usize,
     /// Bytes that the stanza being assembled has used so far.
@@ -104,11 +102,11 @@ impl StreamParser {
         StreamParser {
             lexer: Lexer::new(max_token, max_stanza),
             state: Assembly {
-                stream_prefixes: BTreeMap::new(),
+                stream_prefixes: Vec::new(),
                 root_name: None,
                 root_attrs: Vec::new(),
-                tree: None,
-                declared: BTreeMap::new(),
+                tree: Builder::default(),
+                in_stanza: false,
                 depth: 0,
                 max_stanza,
                 stanza_bytes: 0,
@@ -149,16 +147,13 @@ impl Assembly {
         if self.depth == 0 {
             return self.root_event(ev);
         }
-        if self.tree.is_none() {
+        if !self.in_stanza {
             match ev {
                 // Whitespace keep-alives between stanzas.
                 RawEvent::Text(..) => return Ok(None),
                 RawEvent::ElementFoot(_) => return Ok(Some(Frame::Close)),
                 RawEvent::ElementHeadOpen(..) => {
-                    let inherited = self.stream_prefixes.clone();
-                    self.tree =
-                        Some(TreeBuilder::new().with_prefixes_stack(vec![inherited.into()]));
-                    self.declared.clear();
+                    self.in_stanza = true;
                     self.stanza_bytes = 0;
                 }
                 _ => return Err(FramingError::NotWellFormed),
@@ -168,37 +163,11 @@ impl Assembly {
         if self.stanza_bytes > self.max_stanza {
             return Err(FramingError::PolicyViolation);
         }
-        if self.depth == 1
-            && let RawEvent::Attribute(_, (prefix, name), value) = &ev
-        {
-            match prefix {
-                None if name.as_str() == "xmlns" => {
-                    self.declared.insert(None, value.to_string());
-                }
-                Some(p) if p.as_str() == "xmlns" => {
-                    self.declared
-                        .insert(Some(name.to_string()), value.to_string());
-                }
-                _ => {}
-            }
-        }
         let is_foot = matches!(ev, RawEvent::ElementFoot(_));
-        match ev {
-            RawEvent::ElementHeadClose(_) => self.depth += 1,
-            RawEvent::ElementFoot(_) => self.depth -= 1,
-            _ => {}
-        }
-        let tree = self.tree.as_mut().ok_or(FramingError::NotWellFormed)?;
-        tree.process_event(ev).map_err(tree_error)?;
-        if is_foot && self.depth == 1 {
-            let mut stanza = self
-                .tree
-                .take()
-                .and_then(|t| t.root)
-                .ok_or(FramingError::NotWellFormed)?;
-            // Only what the stanza declared itself: the stream's own
-            // declarations would otherwise be repeated on every copy sent.
-            stanza.prefixes = std::mem::take(&mut self.declared).into();
+        self.tree.event(ev, &self.stream_prefixes)?;
+        if is_foot && self.tree.depth() == 0 {
+            self.in_stanza = false;
+            let stanza = self.tree.root.take().ok_or(FramingError::NotWellFormed)?;
             return Ok(Some(Frame::Stanza(stanza)));
         }
         Ok(None)
@@ -217,10 +186,10 @@ impl Assembly {
                 let (prefix, name) = (prefix.map(|p| p.to_string()), name.to_string());
                 match prefix.as_deref() {
                     None if name == "xmlns" => {
-                        self.stream_prefixes.insert(None, value.to_string());
+                        self.stream_prefixes.push((None, value.to_string()));
                     }
                     Some("xmlns") => {
-                        self.stream_prefixes.insert(Some(name), value.to_string());
+                        self.stream_prefixes.push((Some(name), value.to_string()));
                     }
                     _ => self.root_attrs.push((prefix, name, value.to_string())),
                 }
@@ -228,14 +197,17 @@ impl Assembly {
             }
             RawEvent::ElementHeadClose(_) => {
                 let (prefix, _) = self.root_name.take().ok_or(FramingError::NotWellFormed)?;
-                let ns = self
-                    .stream_prefixes
-                    .get(&prefix)
-                    .cloned()
-                    .ok_or(FramingError::InvalidNamespace)?;
+                let find = |p: &Option<String>| {
+                    self.stream_prefixes
+                        .iter()
+                        .rev()
+                        .find(|(q, _)| q == p)
+                        .map(|(_, ns)| ns.clone())
+                };
+                let ns = find(&prefix).ok_or(FramingError::InvalidNamespace)?;
                 let mut h = StreamHeader {
                     ns,
-                    default_ns: self.stream_prefixes.get(&None).cloned(),
+                    default_ns: find(&None),
                     ..Default::default()
                 };
                 for (p, n, v) in self.root_attrs.drain(..) {
@@ -253,13 +225,6 @@ impl Assembly {
             }
             _ => Err(FramingError::NotWellFormed),
         }
-    }
-}
-
-fn tree_error(e: minidom::Error) -> FramingError {
-    match e {
-        minidom::Error::MissingNamespace => FramingError::InvalidNamespace,
-        _ => FramingError::NotWellFormed,
     }
 }
 
@@ -314,8 +279,9 @@ pub fn parse_element(data: &[u8], max_bytes: usize) -> Result<Element, FramingEr
         return Err(FramingError::PolicyViolation);
     }
     let mut lexer = Lexer::new(max_bytes.clamp(256, 64 * 1024), max_bytes);
-    let mut tree = TreeBuilder::new();
-    lexer.feed_all(data, &mut |ev| tree.process_event(ev).map_err(tree_error))?;
+    let mut tree = Builder::default();
+    let outer = Declarations::new();
+    lexer.feed_all(data, &mut |ev| tree.event(ev, &outer))?;
     tree.root.ok_or(FramingError::NotWellFormed)
 }
 

@@ -13,5 +13,6 @@ pub mod sm;
 pub mod stanza;
 pub mod stream;
 pub mod time;
+mod tree;
 
 pub use minidom::Element;

@@ -2,7 +2,6 @@
 //! both directions. Lists are cached in memory, so checking a stanza costs
 //! no database round trip.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use jid::Jid;
@@ -28,7 +27,7 @@ pub const MODULE: Module = Module {
 
 #[derive(Default)]
 pub struct Blocklists {
-    cache: Mutex<HashMap<String, Arc<Vec<String>>>>,
+    cache: Mutex<crate::FastMap<String, Arc<Vec<String>>>>,
     /// Sessions (ids) that asked for the list and so get pushes.
     interested: Mutex<std::collections::HashSet<u64>>,
 }

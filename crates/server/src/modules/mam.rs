@@ -9,7 +9,6 @@
 //! archived before the query. End-to-end encrypted messages are archived
 //! as the ciphertext they are and are not indexed for search.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use minidom::Element;
@@ -50,7 +49,7 @@ enum Cmd {
 #[derive(Default)]
 pub struct Archiver {
     tx: OnceLock<mpsc::UnboundedSender<Cmd>>,
-    prefs: Mutex<HashMap<String, Arc<Prefs>>>,
+    prefs: Mutex<crate::FastMap<String, Arc<Prefs>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -146,6 +146,8 @@ def problems(res: dict) -> list[str]:
                 out.append(f"- **{s} {k}**: {r['error']}")
             if r.get("warning"):
                 out.append(f"- {s} {k}: {r['warning']}")
+            if r.get("note"):
+                out.append(f"- {s} {k}: {r['note']}")
             for i, st in enumerate(r.get("steps", []), 1):
                 if "error" in st:
                     out.append(f"- **{s} {k} step {i}**: {st['error']}")

@@ -245,8 +245,9 @@ UNPINNED = [("login-unpinned", "tsung, PLAIN", "plain TCP"), ("login-tls-unpinne
 def unpinned(res: dict) -> list[str]:
     """The login storms with both cores for server and load generator ("cores all used")."""
     lines = ["", "## Login storms on both cores (not pinned)", "",
-             "| server | load | transport | CPU ms per login | Conclave/server | logins/s | login time mean / p99 ms (tsung: tr_auth) |",
-             "|---|---|---|---|---|---|---|"]
+             "| server | load | transport | CPU ms per login | Conclave/server | logins/s | "
+             "login time mean / p99 ms (tsung: tr_auth) | KiB per session |",
+             "|---|---|---|---|---|---|---|---|"]
     n = 0
     for key, load, how in UNPINNED:
         c = get(res, "servers", "conclave", "scenarios", key, "login_storm", "cpu_ms_per_login")
@@ -257,7 +258,8 @@ def unpinned(res: dict) -> list[str]:
             ls, lat = r["login_storm"], r.get("login_latency") or {}
             rel = "–" if s == "conclave" else ratio(c, ls["cpu_ms_per_login"])
             lines.append(f"| {s} | {load} | {how} | {fmt(ls['cpu_ms_per_login'], 3)} | {rel} | "
-                         f"{fmt(ls['logins_per_s'], 1)} | {fmt(lat.get('mean_ms'))} / {fmt(lat.get('p99_ms'))} |")
+                         f"{fmt(ls['logins_per_s'], 1)} | {fmt(lat.get('mean_ms'))} / {fmt(lat.get('p99_ms'))} | "
+                         f"{fmt(ls['rss_per_session_kib'], 1)} |")
             n += 1
     return lines if n else []
 
@@ -290,7 +292,7 @@ def markdown(res: dict, pngs: list[str]) -> str:
           "(the seconds in which tsung sent at ≥ 80% of its peak rate) and divided by the messages delivered in it.",
           "- Login CPU: CPU during the login storm (first to last completed SASL exchange) / logins; a login is "
           "connect (+ STARTTLS), PLAIN, bind, session, roster get and initial presence.",
-          "- SCRAM login storm (`login-scram` rows): tsung speaks only PLAIN, so our own asyncio loader "
+          *(["- SCRAM login storm (`login-scram` rows): tsung speaks only PLAIN, so our own asyncio loader "
           "(`bench/xmpp/scram_load.py`, one Python process on the client core) logs the same users in as real "
           "clients do: connect (+ STARTTLS, certificate not checked), SASL SCRAM-SHA-256 (SCRAM-SHA-1 only if "
           "-256 is not offered; no channel binding), stream restart, bind, session if required, roster get, "
@@ -298,7 +300,9 @@ def markdown(res: dict, pngs: list[str]) -> str:
           "The client derives the salted password (one PBKDF2 per login, every user has its own password and "
           "salt), so the server only checks HMACs; the server signature is verified, and a failed login or a "
           "wrong signature counts as an error. CPU per login: server CPU from the first connect to the last "
-          "completed login (+0.5 s) / logins; login time: connect to roster result, client PBKDF2 included.",
+          "completed login (+0.5 s) / logins; login time: connect to roster result, client PBKDF2 included."]
+            if any(k.startswith("login-scram") for e in res["servers"].values() for k in e.get("scenarios", {}))
+            else []),
           "- RSS per session: (RSS with every user logged in and idle − RSS of the idle server) / users.",
           "- Latency: every `xmpp_msg_latency` sample from tsung's `fullstats` backend (sender's stamp to receiver), "
           "so mean, p99 and max are exact. In rooms every occupant's copy is a sample.",

@@ -45,12 +45,15 @@ def log(msg: str) -> None:
 # --- sampling the server ------------------------------------------------------
 
 class Sampler(threading.Thread):
-    """(time, cpu seconds, rss KiB) of one process, every ``period`` seconds."""
+    """(time, cpu seconds, rss KiB, user-mode cpu seconds) of one process,
+    every ``period`` seconds. CPU is utime+stime; the user part alone tells
+    the server's own work from the kernel's (syscalls, and on loopback the
+    receiving side's TCP stack, which the sender's write runs)."""
 
     def __init__(self, pid: int, period: float = 0.25):
         super().__init__(daemon=True)
         self.pid, self.period = pid, period
-        self.samples: list[tuple[float, float, int]] = []
+        self.samples: list[tuple[float, float, int, float]] = []
         self._halt = threading.Event()
         self.sample()
 
@@ -59,13 +62,14 @@ class Sampler(threading.Thread):
             with open(f"/proc/{self.pid}/stat") as f:
                 stat = f.read()
             fields = stat[stat.rindex(")") + 2:].split()
-            cpu = (int(fields[11]) + int(fields[12])) / HZ
+            user = int(fields[11]) / HZ
+            cpu = user + int(fields[12]) / HZ
             rss = 0
             with open(f"/proc/{self.pid}/status") as f:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         rss = int(line.split()[1])
-            self.samples.append((time.time(), cpu, rss))
+            self.samples.append((time.time(), cpu, rss, user))
         except (OSError, ValueError):
             pass
 
@@ -78,22 +82,26 @@ class Sampler(threading.Thread):
         self.join(2)
         self.sample()
 
-    def cpu_at(self, t: float) -> float:
+    def cpu_at(self, t: float, col: int = 1) -> float:
         s = self.samples
         if not s:
             return 0.0
         if t <= s[0][0]:
-            return s[0][1]
-        for (t0, c0, _), (t1, c1, _) in zip(s, s[1:]):
+            return s[0][col]
+        for a, b in zip(s, s[1:]):
+            t0, t1 = a[0], b[0]
             if t0 <= t <= t1:
-                return c0 + (c1 - c0) * ((t - t0) / (t1 - t0) if t1 > t0 else 1)
-        return s[-1][1]
+                return a[col] + (b[col] - a[col]) * ((t - t0) / (t1 - t0) if t1 > t0 else 1)
+        return s[-1][col]
 
     def cpu_between(self, t0: float, t1: float) -> float:
         return self.cpu_at(t1) - self.cpu_at(t0)
 
+    def user_between(self, t0: float, t1: float) -> float:
+        return self.cpu_at(t1, 3) - self.cpu_at(t0, 3)
+
     def rss_max(self, t0: float = 0, t1: float = math.inf) -> int:
-        return max((r for t, _, r in self.samples if t0 <= t <= t1), default=0)
+        return max((x[2] for x in self.samples if t0 <= x[0] <= t1), default=0)
 
 
 # --- scenarios ------------------------------------------------------------------
@@ -324,10 +332,12 @@ def steady_figures(r: dict) -> None:
     sent = sum(b.counts.get("tr_msg", 0) for b in blocks)
     recv = sum(b.counts.get("xmpp_msg_latency", 0) for b in blocks)
     cpu = sm.cpu_between(t0, t1)
+    user = sm.user_between(t0, t1)
     r["steady"] = {"secs": round(secs, 1), "offered_per_s": round(sent / secs, 1),
                    "delivered_per_s": round(recv / secs, 1), "server_cpu_s": round(cpu, 3),
                    "server_cpu_share": round(cpu / secs, 3),
                    "cpu_us_per_delivery": round(cpu / recv * 1e6, 1) if recv else None,
+                   "user_us_per_delivery": round(user / recv * 1e6, 1) if recv else None,
                    "fanout": round(recv / sent, 2) if sent else None}
 
 

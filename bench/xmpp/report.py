@@ -61,6 +61,7 @@ def metrics(tls: bool) -> list[tuple[str, str, tuple, int]]:
         ("SCRAM login: mechanism used", "login-scram" + t, ("mechanism",), 0),
         ("SCRAM login: errors", "login-scram" + t, ("error_count",), 0),
         ("1:1 chat: CPU µs per message", "chat" + t, ("steady", "cpu_us_per_delivery"), 1),
+        ("1:1 chat: of which user-mode µs (rest: kernel)", "chat" + t, ("steady", "user_us_per_delivery"), 1),
         ("1:1 chat: delivered msg/s", "chat" + t, ("steady", "delivered_per_s"), 1),
         ("1:1 chat: latency mean ms", "chat" + t, ("latency", "mean_ms"), 2),
         ("1:1 chat: latency p99 ms", "chat" + t, ("latency", "p99_ms"), 2),
@@ -69,9 +70,11 @@ def metrics(tls: bool) -> list[tuple[str, str, tuple, int]]:
         ("peak: max delivered msg/s", "peak" + t, ("max_delivered_per_s",), 0),
         ("peak: saturated at offered msg/s", "peak" + t, ("saturated_at_offered_per_s",), 0),
         ("MUC 10 rooms: CPU µs per delivered stanza", "muc" + t, ("steady", "cpu_us_per_delivery"), 1),
+        ("MUC 10 rooms: of which user-mode µs", "muc" + t, ("steady", "user_us_per_delivery"), 1),
         ("MUC 10 rooms: deliveries/s", "muc" + t, ("steady", "delivered_per_s"), 0),
         ("MUC 10 rooms: latency mean / p99 ms", "muc" + t, ("latency",), 2),
         ("MUC 1 room: CPU µs per delivered stanza", "muc500" + t, ("steady", "cpu_us_per_delivery"), 1),
+        ("MUC 1 room: of which user-mode µs", "muc500" + t, ("steady", "user_us_per_delivery"), 1),
         ("MUC 1 room: deliveries/s", "muc500" + t, ("steady", "delivered_per_s"), 0),
         ("MUC 1 room: latency mean / p99 ms", "muc500" + t, ("latency",), 2),
         ("peak RSS MiB (chat)", "chat" + t, ("rss_peak_kib",), 1),
@@ -289,7 +292,9 @@ def markdown(res: dict, pngs: list[str]) -> str:
            "storms give server and load generator both cores (tsung's: Conclave only; SCRAM: all three)." if pinned else "- Not pinned: server and tsung share all cores."),
           "- Server CPU: utime+stime of the server process from /proc/PID/stat, sampled every 0.25 s "
           "(ejabberd: the beam.smp process, all its threads). CPU per message is taken over the steady window "
-          "(the seconds in which tsung sent at ≥ 80% of its peak rate) and divided by the messages delivered in it.",
+          "(the seconds in which tsung sent at ≥ 80% of its peak rate) and divided by the messages delivered in it. "
+          "The user-mode rows give utime alone: the server's own work. The rest is kernel time, mostly the "
+          "read and write syscalls, and on loopback the write also runs the receiving client's TCP stack.",
           "- Login CPU: CPU during the login storm (first to last completed SASL exchange) / logins; a login is "
           "connect (+ STARTTLS), PLAIN, bind, session, roster get and initial presence.",
           *(["- SCRAM login storm (`login-scram` rows): tsung speaks only PLAIN, so our own asyncio loader "

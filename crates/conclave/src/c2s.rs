@@ -116,6 +116,9 @@ impl Inbound {
                 Ok(res) => res,
                 Err(_) => {
                     self.parser.release_temporaries();
+                    // Both are empty here; a burst grew them.
+                    self.frames = VecDeque::new();
+                    self.scratch = Vec::new();
                     if self.buf.len() > IDLE_READ_BUF {
                         self.buf = vec![0u8; IDLE_READ_BUF].into_boxed_slice();
                     }
@@ -367,19 +370,32 @@ pub async fn listen(
         let acceptor = acceptor.clone();
         let limiter = limiter.clone();
         let token = live.enter();
-        // The task holds only two boxes in turn: the accept phase (TLS
-        // handshake) is freed before the session's life begins.
+        // The accept phase (TLS handshake) has a task of its own, ended
+        // before the session's begins: the session's task is sized for
+        // what an idle session holds, not for the handshake.
+        tokio::spawn(async move {
+            let Some(t) = accept(server.clone(), tcp, addr, acceptor, mode, limiter).await else {
+                return;
+            };
+            spawn_session(server, t, mode, token);
+        });
+    }
+}
+
+/// A plain function, not an `async` block: the transport is moved into the
+/// session's future here rather than kept beside it for its life.
+fn spawn_session(server: Arc<Server>, t: TcpTransport, mode: Mode, token: crate::LiveToken) {
+    if mode == Mode::Component {
+        let run = conclave_server::component::run(server, t);
         tokio::spawn(async move {
             let _token = token;
-            let accepted =
-                Box::pin(accept(server.clone(), tcp, addr, acceptor, mode, limiter)).await;
-            match accepted {
-                Some(t) if mode == Mode::Component => {
-                    Box::pin(conclave_server::component::run(server, t)).await
-                }
-                Some(t) => Box::pin(conclave_server::session::run(server, t)).await,
-                None => {}
-            }
+            run.await
+        });
+    } else {
+        let run = conclave_server::session::run(server, t);
+        tokio::spawn(async move {
+            let _token = token;
+            run.await
         });
     }
 }

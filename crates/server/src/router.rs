@@ -194,6 +194,13 @@ impl Router {
             .unwrap_or_default()
     }
 
+    /// Runs `f` on the user's sessions under the read lock: no copy of the
+    /// list. `f` must not block or call back into the router's writers.
+    pub fn with_sessions<R>(&self, bare: &str, f: impl FnOnce(&[Arc<SessionHandle>]) -> R) -> R {
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        f(users.get(bare).map(Vec::as_slice).unwrap_or_default())
+    }
+
     pub fn session(&self, bare: &str, full: &str) -> Option<Arc<SessionHandle>> {
         self.users
             .read()

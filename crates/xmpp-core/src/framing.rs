@@ -1,19 +1,19 @@
 //! Turns the bytes of a never-ending XMPP stream into stream events and
 //! whole stanzas.
 //!
-//! rxml's raw parser tokenises (and refuses DTDs, entities and processing
-//! instructions by design); minidom's tree builder assembles elements. A depth
-//! counter tells stanza boundaries apart, and a byte budget per stanza stops a
-//! peer from growing a tree without bound before it is complete.
+//! `lexer` tokenises (and refuses DTDs, entities and processing
+//! instructions, as RFC 6120 §11 restricts); minidom's tree builder assembles
+//! elements. A depth counter tells stanza boundaries apart, and a byte budget
+//! per stanza stops a peer from growing a tree without bound before it is
+//! complete.
 
 use std::collections::BTreeMap;
 
 use minidom::Element;
 use minidom::tree_builder::TreeBuilder;
-use rxml::error::EndOrError;
-use rxml::parser::WithOptions;
-use rxml::{Parse, RawEvent, RawParser};
+use rxml::RawEvent;
 
+use crate::lexer::Lexer;
 use crate::ns;
 
 /// What the transport-independent session sees of the wire.
@@ -62,34 +62,18 @@ impl FramingError {
     }
 }
 
-fn map_rxml_error(e: &rxml::Error, recent: &[u8]) -> FramingError {
-    match e {
-        rxml::Error::RestrictedXml(what) if what.contains("long") => FramingError::PolicyViolation,
-        rxml::Error::RestrictedXml(_) | rxml::Error::UndeclaredEntity => {
-            FramingError::RestrictedXml
-        }
-        // rxml reports DTD markup and processing instructions as plain
-        // syntax errors; RFC 6120 §11.1 names them restricted-xml.
-        _ if has_restricted_markup(recent) => FramingError::RestrictedXml,
-        _ => FramingError::NotWellFormed,
-    }
-}
-
-/// `<!DOCTYPE`, `<!ENTITY`, ... or a `<?` that is not the XML declaration.
-fn has_restricted_markup(recent: &[u8]) -> bool {
-    recent.windows(3).enumerate().any(|(i, w)| {
-        (w[0] == b'<' && w[1] == b'!' && w[2].is_ascii_uppercase())
-            || (w[0] == b'<' && w[1] == b'?' && !recent[i + 2..].starts_with(b"xml "))
-    })
-}
-
-/// rxml's own default: no name or attribute value in XMPP comes near it.
+/// No name or attribute value in XMPP comes near it (rxml's default too).
 pub const DEFAULT_MAX_TOKEN: usize = 8192;
 
 /// Incremental parser for one stream (TCP). A new one is made at every
 /// stream restart (after STARTTLS and SASL), as RFC 6120 requires.
 pub struct StreamParser {
-    parser: RawParser,
+    lexer: Lexer,
+    state: Assembly,
+}
+
+/// What the events build: the header, then one stanza at a time.
+struct Assembly {
     /// Namespace declarations on the stream element; every stanza is
     /// resolved against them. The stream element itself is not kept as a
     /// tree: an idle stream holds only this map.
@@ -113,63 +97,54 @@ impl StreamParser {
     }
 
     /// `max_token` caps one name or attribute value (a longer one is a
-    /// policy violation); text is split into chunks of that size and
-    /// counted against `max_stanza`. The lexer reserves `max_token` bytes
-    /// of scratch space while a stream is busy, so it is kept small.
+    /// policy violation). An unfinished tag is held for at most a stanza's
+    /// worth of bytes.
     pub fn with_token_limit(max_stanza: usize, max_token: usize) -> Self {
-        let opts = rxml::Options {
-            max_token_length: max_token.clamp(256, max_stanza.max(256)),
-            ..Default::default()
-        };
+        let max_token = max_token.clamp(256, max_stanza.max(256));
         StreamParser {
-            parser: RawParser::with_options(opts),
-            stream_prefixes: BTreeMap::new(),
-            root_name: None,
-            root_attrs: Vec::new(),
-            tree: None,
-            declared: BTreeMap::new(),
-            depth: 0,
-            max_stanza,
-            stanza_bytes: 0,
-            closed: false,
+            lexer: Lexer::new(max_token, max_stanza),
+            state: Assembly {
+                stream_prefixes: BTreeMap::new(),
+                root_name: None,
+                root_attrs: Vec::new(),
+                tree: None,
+                declared: BTreeMap::new(),
+                depth: 0,
+                max_stanza,
+                stanza_bytes: 0,
+                closed: false,
+            },
         }
     }
 
     /// Feeds bytes and appends any complete frames to `out`. On error the
     /// stream is beyond repair and must be closed with the returned
-    /// condition.
-    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<Frame>) -> Result<(), FramingError> {
-        if self.closed {
+    /// condition; the frames before the error are in `out`.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<Frame>) -> Result<(), FramingError> {
+        if self.state.closed {
             return Ok(());
         }
-        let chunk = data;
-        loop {
-            let ev = match self.parser.parse(&mut data, false) {
-                Ok(Some(ev)) => ev,
-                Ok(None) => return Ok(()),
-                // rxml caps every token (name, attribute value, text chunk)
-                // at max_token_length, so what it buffers is bounded too.
-                Err(EndOrError::NeedMoreData) => return Ok(()),
-                Err(EndOrError::Error(e)) => return Err(map_rxml_error(&e, chunk)),
-            };
-            if let Some(frame) = self.event(ev)? {
-                let close = matches!(frame, Frame::Close);
-                out.push(frame);
-                if close {
-                    self.closed = true;
-                    return Ok(());
+        let state = &mut self.state;
+        self.lexer.feed(data, &mut |ev| {
+            if let Some(frame) = state.event(ev)? {
+                if matches!(frame, Frame::Close) {
+                    state.closed = true;
                 }
+                out.push(frame);
             }
-        }
+            Ok(())
+        })
     }
 
-    /// Gives back the lexer's scratch space (it reserves a whole token's
-    /// worth). Worth calling when the stream goes idle: thousands of idle
-    /// sessions would otherwise each hold it.
+    /// Gives back the memory of an unfinished token, if none is pending.
+    /// Worth calling when the stream goes idle: thousands of idle sessions
+    /// would otherwise each hold it.
     pub fn release_temporaries(&mut self) {
-        self.parser.release_temporaries();
+        self.lexer.release_temporaries();
     }
+}
 
+impl Assembly {
     fn event(&mut self, ev: RawEvent) -> Result<Option<Frame>, FramingError> {
         if self.depth == 0 {
             return self.root_event(ev);
@@ -214,10 +189,7 @@ impl StreamParser {
             _ => {}
         }
         let tree = self.tree.as_mut().ok_or(FramingError::NotWellFormed)?;
-        tree.process_event(ev).map_err(|e| match e {
-            minidom::Error::MissingNamespace => FramingError::InvalidNamespace,
-            _ => FramingError::NotWellFormed,
-        })?;
+        tree.process_event(ev).map_err(tree_error)?;
         if is_foot && self.depth == 1 {
             let mut stanza = self
                 .tree
@@ -284,6 +256,13 @@ impl StreamParser {
     }
 }
 
+fn tree_error(e: minidom::Error) -> FramingError {
+    match e {
+        minidom::Error::MissingNamespace => FramingError::InvalidNamespace,
+        _ => FramingError::NotWellFormed,
+    }
+}
+
 fn event_len(ev: &RawEvent) -> usize {
     match ev {
         RawEvent::XmlDeclaration(m, _)
@@ -334,24 +313,9 @@ pub fn parse_element(data: &[u8], max_bytes: usize) -> Result<Element, FramingEr
     if data.len() > max_bytes {
         return Err(FramingError::PolicyViolation);
     }
-    let opts = rxml::Options {
-        max_token_length: max_bytes.clamp(256, 64 * 1024),
-        ..Default::default()
-    };
-    let mut parser = RawParser::with_options(opts);
+    let mut lexer = Lexer::new(max_bytes.clamp(256, 64 * 1024), max_bytes);
     let mut tree = TreeBuilder::new();
-    let mut buf = data;
-    loop {
-        match parser.parse(&mut buf, true) {
-            Ok(Some(ev)) => tree.process_event(ev).map_err(|e| match e {
-                minidom::Error::MissingNamespace => FramingError::InvalidNamespace,
-                _ => FramingError::NotWellFormed,
-            })?,
-            Ok(None) => break,
-            Err(EndOrError::NeedMoreData) => return Err(FramingError::NotWellFormed),
-            Err(EndOrError::Error(e)) => return Err(map_rxml_error(&e, data)),
-        }
-    }
+    lexer.feed_all(data, &mut |ev| tree.process_event(ev).map_err(tree_error))?;
     tree.root.ok_or(FramingError::NotWellFormed)
 }
 

@@ -6,6 +6,7 @@ pub mod component;
 pub mod forms;
 pub mod framing;
 pub mod invite;
+mod lexer;
 pub mod ns;
 pub mod sasl;
 pub mod sm;

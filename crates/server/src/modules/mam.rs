@@ -254,8 +254,8 @@ pub async fn archive_chat(
         return None;
     }
     let ref_id = sender_ref(el);
-    let bytes = stanza::to_bytes(el);
-    let xml = String::from_utf8_lossy(&bytes).into_owned();
+    let xml = stanza::to_string(el);
+    let bytes = bytes::Bytes::copy_from_slice(xml.as_bytes());
     if wants_out {
         srv.archiver.put(
             &srv.store,
@@ -299,7 +299,7 @@ pub fn archive_room(srv: &Server, room: &str, occupant: &str, el: &Element, id: 
             id,
             with: occupant.to_owned(),
             stamp: time::now_us(),
-            stanza: String::from_utf8_lossy(&stanza::to_bytes(el)).into_owned(),
+            stanza: stanza::to_string(el),
             text: searchable(el),
             ref_id: None,
         },

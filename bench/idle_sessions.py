@@ -85,7 +85,10 @@ def main():
     ap.add_argument("--bin", default="target/release/conclave")
     ap.add_argument("--massif", metavar="OUT",
                     help="run the server under valgrind's massif, writing OUT; "
-                         "RSS is then meaningless, read the heap with ms_print")
+                         "RSS is then meaningless, read the heap with ms_print. "
+                         "Massif sees only malloc: give it a binary built without "
+                         "mimalloc (cargo build --release --no-default-features "
+                         "-p conclave)")
     ap.add_argument("--plain", action="store_true",
                     help="plain TCP on the STARTTLS port, no TLS (PLAIN allowed "
                          "unencrypted, as the tsung bench does)")

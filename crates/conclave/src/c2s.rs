@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use conclave_server::Server;
 use conclave_server::limits::{ConnGuard, ConnLimiter};
 use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -382,21 +383,15 @@ pub async fn listen(
     }
 }
 
-/// A plain function, not an `async` block: the transport is moved into the
-/// session's future here rather than kept beside it for its life.
+/// A plain function, not an `async` block, and `map` rather than an
+/// `async move { run.await }`: either would keep a second copy of the
+/// session's future (or of the transport) beside it for its life.
 fn spawn_session(server: Arc<Server>, t: TcpTransport, mode: Mode, token: crate::LiveToken) {
+    let done = move |()| drop(token);
     if mode == Mode::Component {
-        let run = conclave_server::component::run(server, t);
-        tokio::spawn(async move {
-            let _token = token;
-            run.await
-        });
+        tokio::spawn(conclave_server::component::run(server, t).map(done));
     } else {
-        let run = conclave_server::session::run(server, t);
-        tokio::spawn(async move {
-            let _token = token;
-            run.await
-        });
+        tokio::spawn(conclave_server::session::run(server, t).map(done));
     }
 }
 

@@ -82,7 +82,15 @@ pub fn run<T: Transport>(server: Arc<Server>, t: T) -> impl Future<Output = ()> 
             return;
         };
         let mut sm = StreamMgmt::new(false);
-        read_loop(&server, &session, &mut reader, &closed, Peer::Component, &mut sm).await;
+        read_loop(
+            &server,
+            &session,
+            &mut reader,
+            &closed,
+            Peer::Component,
+            &mut sm,
+        )
+        .await;
         drop(reader);
         slot.detach(session.handle.id);
         session.handle.close(None);

@@ -340,9 +340,10 @@ fn stream_management(
             let xml = sm::enabled(ticket.as_ref().map(|t| (t.id.as_str(), timeout)));
             sm.ticket = ticket;
             let max = server.config.limits.sm_unacked_max;
-            let _ = handle
-                .tx
-                .try_send(Outbound::SmEnabled(Box::new((bytes::Bytes::from(xml), max))));
+            let _ = handle.tx.try_send(Outbound::SmEnabled(Box::new((
+                bytes::Bytes::from(xml),
+                max,
+            ))));
         }
         ("enable", Some(_)) => {
             handle.send_nonza(sm::failed("unexpected-request", None).into());
@@ -450,8 +451,10 @@ pub(crate) fn spawn_writer<W: FrameWriter>(
     }
 }
 
+/// Not an `async fn`: its arguments would be stored twice in the task for
+/// its whole life (as arguments and as the locals they are moved into).
 #[allow(clippy::too_many_arguments)]
-async fn write_loop<W: FrameWriter>(
+fn write_loop<W: FrameWriter>(
     mut w: W,
     mut rx: mpsc::Receiver<Outbound>,
     closed: Arc<Notify>,
@@ -460,31 +463,33 @@ async fn write_loop<W: FrameWriter>(
     sm: SharedOutbox,
     resend: Vec<Queued>,
     stop: oneshot::Receiver<Option<&'static str>>,
-) -> WriterEnd {
-    let mut held: Vec<bytes::Bytes> = Vec::new();
-    let stop = async move {
-        match stop.await {
-            Ok(c) => c,
-            // The session is gone without a word: nothing to stop for.
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let (why, close) = {
-        let mut out = Out {
-            w: &mut w,
-            to_attr: &to_attr,
-            sm: &sm,
+) -> impl Future<Output = WriterEnd> + Send {
+    async move {
+        let mut held: Vec<bytes::Bytes> = Vec::new();
+        let stop = async move {
+            match stop.await {
+                Ok(c) => c,
+                // The session is gone without a word: nothing to stop for.
+                Err(_) => std::future::pending().await,
+            }
         };
-        tokio::select! {
-            r = pump(&mut out, &mut rx, &mut held, &inactive, resend) => r,
-            c = stop => (WriterExit::Stopped, c),
-        }
-    };
-    // Boxed: closing (with its timers) is larger than the idle loop, and
-    // the task would otherwise carry its space while idle.
-    Box::pin(close_writer(w, why, close)).await;
-    closed.notify_one();
-    WriterEnd { rx, held, why }
+        let (why, close) = {
+            let mut out = Out {
+                w: &mut w,
+                to_attr: &to_attr,
+                sm: &sm,
+            };
+            tokio::select! {
+                r = pump(&mut out, &mut rx, &mut held, &inactive, resend) => r,
+                c = stop => (WriterExit::Stopped, c),
+            }
+        };
+        // Boxed: closing (with its timers) is larger than the idle loop, and
+        // the task would otherwise carry its space while idle.
+        Box::pin(close_writer(w, why, close)).await;
+        closed.notify_one();
+        WriterEnd { rx, held, why }
+    }
 }
 
 async fn close_writer<W: FrameWriter>(mut w: W, why: WriterExit, close: Option<&'static str>) {

@@ -171,6 +171,8 @@ pub(crate) async fn live<R: FrameReader>(server: &Arc<Server>, mut a: Box<Attach
     Box::pin(after_read(server, unbox(a), end)).await
 }
 
+/// Frees the box now, not when `live` returns (after hibernation).
+#[allow(clippy::boxed_local)]
 fn unbox<R>(a: Box<Attached<R>>) -> Attached<R> {
     *a
 }

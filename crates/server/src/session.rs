@@ -453,7 +453,7 @@ pub(crate) fn spawn_writer<W: FrameWriter>(
 
 /// Not an `async fn`: its arguments would be stored twice in the task for
 /// its whole life (as arguments and as the locals they are moved into).
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
 fn write_loop<W: FrameWriter>(
     mut w: W,
     mut rx: mpsc::Receiver<Outbound>,

@@ -2,11 +2,12 @@
 """Memory per idle authenticated session.
 
 Starts the conclave binary on loopback with a temporary data directory,
-opens N sessions (direct TLS, SASL PLAIN, bind), and reads
+opens N sessions (direct TLS, or with --plain unencrypted TCP on the
+STARTTLS port; SASL PLAIN, bind), and reads
 the server's resident memory from /proc before and after. Prints KiB per
 idle session.
 
-    python3 bench/idle_sessions.py [--sessions 2000] [--bin target/release/conclave]
+    python3 bench/idle_sessions.py [--sessions 2000] [--plain] [--bin target/release/conclave]
 """
 import argparse
 import base64
@@ -44,7 +45,7 @@ def read_until(sock, marker, buf=b""):
 
 def session(port, ctx, user, password, i):
     raw = socket.create_connection(("127.0.0.1", port))
-    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    s = ctx.wrap_socket(raw, server_hostname="localhost") if ctx else raw
     hdr = ("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
            "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
     s.sendall(hdr.encode())
@@ -62,13 +63,16 @@ def session(port, ctx, user, password, i):
 
 
 def xtree_total(path):
-    """Live heap bytes in a valgrind xtree memory report (callgrind format)."""
+    """Live heap bytes in a valgrind xtree memory report (callgrind or,
+    under massif, massif format)."""
     for _ in range(50):
         try:
             with open(path) as f:
                 for line in f:
                     if line.startswith("totals:"):
                         return int(line.split()[1])
+                    if line.startswith("mem_heap_B="):
+                        return int(line.split("=")[1])
         except FileNotFoundError:
             pass
         time.sleep(0.2)
@@ -81,12 +85,21 @@ def main():
     ap.add_argument("--bin", default="target/release/conclave")
     ap.add_argument("--massif", metavar="OUT",
                     help="run the server under valgrind's massif, writing OUT; "
-                         "RSS is then meaningless, read the heap with ms_print")
+                         "RSS is then meaningless, read the heap with ms_print. "
+                         "Massif sees only malloc: give it a binary built without "
+                         "mimalloc (cargo build --release --no-default-features "
+                         "-p conclave)")
+    ap.add_argument("--plain", action="store_true",
+                    help="plain TCP on the STARTTLS port, no TLS (PLAIN allowed "
+                         "unencrypted, as the tsung bench does)")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="conclave-idle-")
     port = free_port()
-    env = dict(os.environ, CONCLAVE_DATA_DIR=d, CONCLAVE_C2S__STARTTLS_PORT="0",
-               CONCLAVE_C2S__DIRECT_TLS_PORT=str(port), CONCLAVE_HTTP__PORT="0",
+    ports = (dict(CONCLAVE_C2S__STARTTLS_PORT=str(port), CONCLAVE_C2S__DIRECT_TLS_PORT="0",
+                  CONCLAVE_C2S__REQUIRE_ENCRYPTION="false",
+                  CONCLAVE_AUTH__ALLOW_UNENCRYPTED_PLAIN="true") if a.plain
+             else dict(CONCLAVE_C2S__STARTTLS_PORT="0", CONCLAVE_C2S__DIRECT_TLS_PORT=str(port)))
+    env = dict(os.environ, CONCLAVE_DATA_DIR=d, CONCLAVE_HTTP__PORT="0", **ports,
                CONCLAVE_LIMITS__MAX_CONNECTIONS_PER_IP=str(a.sessions + 100),
                CONCLAVE_LOG__LEVEL="warn")
     subprocess.run([a.bin, "user", "add", "idle@localhost"], input=b"pw\n", env=env, check=True)
@@ -100,9 +113,11 @@ def main():
                 break
             except OSError:
                 time.sleep(0.05)
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx = None
+        if not a.plain:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
         # Warm up allocator and caches with a few sessions first.
         warm = [session(port, ctx, "idle", "pw", f"w{i}") for i in range(20)]
         time.sleep(1)
@@ -119,7 +134,8 @@ def main():
               f"kib_per_idle_session={per:.2f}")
         if a.massif:
             # Live heap by call tree while the sessions are open; read it with
-            # callgrind_annotate --inclusive=yes OUT.xtree
+            # ms_print OUT.xtree, or diff it against
+            # OUT.before.xtree with bench/xtree_diff.py
             subprocess.run(["vgdb", f"--pid={srv.pid}", "xtmemory", f"{a.massif}.xtree"],
                            check=False, capture_output=True)
             heap = [xtree_total(f"{a.massif}{s}.xtree") for s in (".before", "")]

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use conclave_server::Server;
 use conclave_server::limits::{ConnGuard, ConnLimiter};
 use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -116,6 +117,9 @@ impl Inbound {
                 Ok(res) => res,
                 Err(_) => {
                     self.parser.release_temporaries();
+                    // Both are empty here; a burst grew them.
+                    self.frames = VecDeque::new();
+                    self.scratch = Vec::new();
                     if self.buf.len() > IDLE_READ_BUF {
                         self.buf = vec![0u8; IDLE_READ_BUF].into_boxed_slice();
                     }
@@ -367,20 +371,27 @@ pub async fn listen(
         let acceptor = acceptor.clone();
         let limiter = limiter.clone();
         let token = live.enter();
-        // The task holds only two boxes in turn: the accept phase (TLS
-        // handshake) is freed before the session's life begins.
+        // The accept phase (TLS handshake) has a task of its own, ended
+        // before the session's begins: the session's task is sized for
+        // what an idle session holds, not for the handshake.
         tokio::spawn(async move {
-            let _token = token;
-            let accepted =
-                Box::pin(accept(server.clone(), tcp, addr, acceptor, mode, limiter)).await;
-            match accepted {
-                Some(t) if mode == Mode::Component => {
-                    Box::pin(conclave_server::component::run(server, t)).await
-                }
-                Some(t) => Box::pin(conclave_server::session::run(server, t)).await,
-                None => {}
-            }
+            let Some(t) = accept(server.clone(), tcp, addr, acceptor, mode, limiter).await else {
+                return;
+            };
+            spawn_session(server, t, mode, token);
         });
+    }
+}
+
+/// A plain function, not an `async` block, and `map` rather than an
+/// `async move { run.await }`: either would keep a second copy of the
+/// session's future (or of the transport) beside it for its life.
+fn spawn_session(server: Arc<Server>, t: TcpTransport, mode: Mode, token: crate::LiveToken) {
+    let done = move |()| drop(token);
+    if mode == Mode::Component {
+        tokio::spawn(conclave_server::component::run(server, t).map(done));
+    } else {
+        tokio::spawn(conclave_server::session::run(server, t).map(done));
     }
 }
 

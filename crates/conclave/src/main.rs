@@ -4,6 +4,7 @@
 /// A stanza is a tree of many small allocations, made and freed per
 /// message: with glibc's allocator malloc and free were a quarter of the
 /// instructions on the chat path (callgrind); mimalloc's are a fraction.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

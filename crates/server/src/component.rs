@@ -78,11 +78,20 @@ type Refusal = Option<&'static str>;
 pub fn run<T: Transport>(server: Arc<Server>, t: T) -> impl Future<Output = ()> + Send {
     let setup = Box::pin(establish(server.clone(), t));
     async move {
-        let Some((session, slot, reader, writer, closed)) = setup.await else {
+        let Some((session, slot, mut reader, writer, closed)) = setup.await else {
             return;
         };
         let mut sm = StreamMgmt::new(false);
-        read_loop(&server, &session, reader, &closed, Peer::Component, &mut sm).await;
+        read_loop(
+            &server,
+            &session,
+            &mut reader,
+            &closed,
+            Peer::Component,
+            &mut sm,
+        )
+        .await;
+        drop(reader);
         slot.detach(session.handle.id);
         session.handle.close(None);
         let _ = writer.join(Duration::from_secs(5)).await;

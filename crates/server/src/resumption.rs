@@ -155,15 +155,37 @@ pub(crate) async fn takeover_requested(sm: &mut StreamMgmt) -> Option<oneshot::S
 
 /// Serves a bound session on its connection, then hibernates it, hands it
 /// over or ends it.
-pub(crate) async fn live<R: FrameReader>(server: &Arc<Server>, a: Attached<R>) {
+pub(crate) async fn live<R: FrameReader>(server: &Arc<Server>, mut a: Box<Attached<R>>) {
+    let end = read_loop(
+        server,
+        &a.session,
+        &mut a.reader,
+        &a.closed,
+        Peer::Client,
+        &mut a.sm,
+    )
+    .await;
+    // Boxed: the session's end (writer handover, hibernation, presence,
+    // offline storage) is far larger than the read loop, and an idle
+    // session's task would otherwise reserve its space.
+    Box::pin(after_read(server, unbox(a), end)).await
+}
+
+/// Frees the box now, not when `live` returns (after hibernation).
+#[allow(clippy::boxed_local)]
+fn unbox<R>(a: Box<Attached<R>>) -> Attached<R> {
+    *a
+}
+
+async fn after_read<R: FrameReader>(server: &Arc<Server>, a: Attached<R>, end: ReadEnd) {
     let Attached {
         session,
-        mut sm,
+        sm,
         reader,
         writer,
         closed,
     } = a;
-    let end = read_loop(server, &session, reader, &closed, Peer::Client, &mut sm).await;
+    drop((reader, closed));
     match end {
         ReadEnd::Ended => {
             // The read loop queued the close; the writer sends what is

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-/// What a session's writer receives.
+/// What a session's writer receives. Kept to one `Bytes` and a tag: the
+/// channel allocates its slots in blocks of 32 up front, so every byte
+/// here costs every idle session 32 bytes (a rare, larger variant is boxed).
 #[derive(Debug)]
 pub enum Outbound {
     /// A serialised stanza, shared by every recipient.
@@ -26,10 +28,12 @@ pub enum Outbound {
     Nonza(Bytes),
     /// XEP-0198 `<enabled/>`: written, and from the next stanza on the
     /// writer keeps what it sends until acked, at most this many.
-    SmEnabled(Bytes, usize),
+    SmEnabled(Box<(Bytes, usize)>),
     /// Close the stream, with a stream error condition if any.
     Close(Option<&'static str>),
 }
+
+const _: () = assert!(std::mem::size_of::<Outbound>() <= 40);
 
 /// A stanza as a session's writer sent it, kept until the client
 /// acknowledges it (XEP-0198): the shared bytes, never a copy.
@@ -73,8 +77,9 @@ pub struct PresenceState {
     pub caps: Option<Arc<crate::modules::caps::ClientCaps>>,
 }
 
-/// One bound resource. Kept small: an idle session is this, a channel and
-/// its connection's buffers.
+/// One bound resource. Kept small: an idle session is this, a channel,
+/// two tasks (reader and writer) and its connection's buffers; see
+/// `bench/idle_sessions.py` for what each costs.
 #[derive(Debug)]
 pub struct SessionHandle {
     pub id: u64,

@@ -49,9 +49,9 @@ pub fn run<T: Transport>(server: Arc<Server>, t: T) -> impl Future<Output = ()> 
     // inactivity timeout ends it.
     let resumable = t.info().kind != "bosh" && server.config.c2s.sm_resume_timeout_secs > 0;
     // Setup and teardown are boxed and freed once done: what stays
-    // resident for an idle session is only the read loop's small state.
-    // (Not an `async fn`: its arguments, the whole transport, would stay
-    // in the future for the session's life.)
+    // resident for an idle session is only the read loop's small state
+    // and the one boxed `Attached`. (Not an `async fn`: its arguments, the
+    // whole transport, would stay in the future for the session's life.)
     let setup = Box::pin(establish(server.clone(), t, resumable));
     async move {
         let Some(attached) = setup.await else {
@@ -65,7 +65,7 @@ async fn establish<T: Transport>(
     server: Arc<Server>,
     mut t: T,
     resumable: bool,
-) -> Option<Attached<T::Reader>> {
+) -> Option<Box<Attached<T::Reader>>> {
     let server = &server;
     let limit = Duration::from_secs(server.config.limits.unauthenticated_timeout_secs);
     let mut shutdown = server.shutdown_signal();
@@ -134,13 +134,13 @@ async fn establish<T: Transport>(
         sm.out.clone(),
         Vec::new(),
     );
-    Some(Attached {
+    Some(Box::new(Attached {
         session,
         sm,
         reader,
         writer,
         closed,
-    })
+    }))
 }
 
 /// Continues a session on a new connection (XEP-0198 §5): `<resumed/>`,
@@ -150,7 +150,7 @@ async fn resume<T: Transport>(
     mut t: T,
     d: Detached,
     resumable: bool,
-) -> Option<Attached<T::Reader>> {
+) -> Option<Box<Attached<T::Reader>>> {
     let p = d.parts()?;
     let resend: Vec<Queued> = {
         let mut out = p.sm.out.lock().unwrap_or_else(|e| e.into_inner());
@@ -182,16 +182,18 @@ async fn resume<T: Transport>(
         p.sm.out.clone(),
         resend,
     );
-    Some(Attached {
+    Some(Box::new(Attached {
         session: p.session,
         sm: p.sm,
         reader,
         writer,
         closed,
-    })
+    }))
 }
 
-/// A bound session with its connection.
+/// A bound session with its connection. Boxed, and held in one place for
+/// the session's life (the read loop borrows it): moved between futures,
+/// each would keep its own copy's space.
 pub(crate) struct Attached<R> {
     pub session: Session,
     pub sm: StreamMgmt,
@@ -254,7 +256,7 @@ pub(crate) enum Peer {
 pub(crate) async fn read_loop<R: FrameReader>(
     server: &Server,
     session: &Session,
-    mut reader: R,
+    reader: &mut R,
     closed: &Notify,
     peer: Peer,
     sm: &mut StreamMgmt,
@@ -338,9 +340,10 @@ fn stream_management(
             let xml = sm::enabled(ticket.as_ref().map(|t| (t.id.as_str(), timeout)));
             sm.ticket = ticket;
             let max = server.config.limits.sm_unacked_max;
-            let _ = handle
-                .tx
-                .try_send(Outbound::SmEnabled(bytes::Bytes::from(xml), max));
+            let _ = handle.tx.try_send(Outbound::SmEnabled(Box::new((
+                bytes::Bytes::from(xml),
+                max,
+            ))));
         }
         ("enable", Some(_)) => {
             handle.send_nonza(sm::failed("unexpected-request", None).into());
@@ -431,11 +434,12 @@ pub(crate) fn spawn_writer<W: FrameWriter>(
     resend: Vec<Queued>,
 ) -> Writer {
     let (stop_tx, stop) = oneshot::channel();
+    let to_attr = format!(" to='{}'", xmpp_core::stanza::escape(&handle.full));
     let task = tokio::spawn(write_loop(
         w,
         rx,
         closed,
-        handle.full.clone(),
+        to_attr,
         handle.inactive.clone(),
         sm,
         resend,
@@ -447,37 +451,48 @@ pub(crate) fn spawn_writer<W: FrameWriter>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn write_loop<W: FrameWriter>(
+/// Not an `async fn`: its arguments would be stored twice in the task for
+/// its whole life (as arguments and as the locals they are moved into).
+#[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
+fn write_loop<W: FrameWriter>(
     mut w: W,
     mut rx: mpsc::Receiver<Outbound>,
     closed: Arc<Notify>,
-    full: String,
+    to_attr: String,
     inactive: Arc<std::sync::atomic::AtomicBool>,
     sm: SharedOutbox,
     resend: Vec<Queued>,
     stop: oneshot::Receiver<Option<&'static str>>,
-) -> WriterEnd {
-    let to_attr = format!(" to='{}'", xmpp_core::stanza::escape(&full));
-    let mut held: Vec<bytes::Bytes> = Vec::new();
-    let stop = async move {
-        match stop.await {
-            Ok(c) => c,
-            // The session is gone without a word: nothing to stop for.
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let (why, close) = {
-        let mut out = Out {
-            w: &mut w,
-            to_attr: &to_attr,
-            sm: &sm,
+) -> impl Future<Output = WriterEnd> + Send {
+    async move {
+        let mut held: Vec<bytes::Bytes> = Vec::new();
+        let stop = async move {
+            match stop.await {
+                Ok(c) => c,
+                // The session is gone without a word: nothing to stop for.
+                Err(_) => std::future::pending().await,
+            }
         };
-        tokio::select! {
-            r = pump(&mut out, &mut rx, &mut held, &inactive, resend) => r,
-            c = stop => (WriterExit::Stopped, c),
-        }
-    };
+        let (why, close) = {
+            let mut out = Out {
+                w: &mut w,
+                to_attr: &to_attr,
+                sm: &sm,
+            };
+            tokio::select! {
+                r = pump(&mut out, &mut rx, &mut held, &inactive, resend) => r,
+                c = stop => (WriterExit::Stopped, c),
+            }
+        };
+        // Boxed: closing (with its timers) is larger than the idle loop, and
+        // the task would otherwise carry its space while idle.
+        Box::pin(close_writer(w, why, close)).await;
+        closed.notify_one();
+        WriterEnd { rx, held, why }
+    }
+}
+
+async fn close_writer<W: FrameWriter>(mut w: W, why: WriterExit, close: Option<&'static str>) {
     match why {
         WriterExit::Closed => {
             let _ = w.flush().await;
@@ -488,8 +503,6 @@ async fn write_loop<W: FrameWriter>(
             let _ = tokio::time::timeout(Duration::from_secs(2), w.close(close)).await;
         }
     }
-    closed.notify_one();
-    WriterEnd { rx, held, why }
 }
 
 /// Where a writer writes stanzas: the connection, counting for XEP-0198.
@@ -613,7 +626,8 @@ async fn pump_inner<W: FrameWriter>(
                     }
                 }
                 Outbound::Nonza(b) => out.nonza(&b).await?,
-                Outbound::SmEnabled(b, max) => {
+                Outbound::SmEnabled(e) => {
+                    let (b, max) = *e;
                     out.nonza(&b).await?;
                     // Counting starts after <enabled/>, as the client's does.
                     *out.sm.lock().unwrap_or_else(|e| e.into_inner()) = Some(Outbox::new(max));

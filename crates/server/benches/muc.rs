@@ -14,7 +14,6 @@ use conclave_server::router::{Outbound, PresenceState, SessionHandle};
 use conclave_server::{Config, Server};
 use conclave_store::SqliteStore;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tokio::sync::mpsc;
 use xmpp_core::framing::{Frame, StreamParser, parse_element};
 use xmpp_core::stanza;
 
@@ -27,7 +26,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Member {
     session: Session,
-    rx: mpsc::Receiver<Outbound>,
+    rx: conclave_server::router::OutRx,
     /// What the session's writer would hold.
     buf: Vec<u8>,
     to_attr: String,
@@ -50,7 +49,7 @@ fn bench(c: &mut Criterion) {
         let message = String::from_utf8_lossy(MESSAGE).replace("bench@conference.localhost", &room);
         let mut members: Vec<Member> = (0..n)
             .map(|i| {
-                let (tx, rx) = mpsc::channel(4096);
+                let (tx, rx) = conclave_server::router::queue(4096);
                 let full = format!("user{i}@localhost/desk");
                 let handle = Arc::new(SessionHandle {
                     id: server.router.next_id(),

@@ -14,7 +14,6 @@ use conclave_server::router::{Outbound, PresenceState, SessionHandle};
 use conclave_server::{Config, Server};
 use conclave_store::SqliteStore;
 use criterion::{Criterion, criterion_group, criterion_main};
-use tokio::sync::mpsc;
 use xmpp_core::framing::{Frame, StreamParser};
 
 /// The allocator the server runs with (see the binary's main.rs).
@@ -24,8 +23,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
 const MESSAGE: &[u8] = b"<message to='bob@localhost' type='chat' id='a1b2c3d4-e5f6'><body>Are we still meeting at three? I have booked the small room.</body><active xmlns='http://jabber.org/protocol/chatstates'/><request xmlns='urn:xmpp:receipts'/><origin-id xmlns='urn:xmpp:sid:0' id='5f1e3c2a-9b7d-4c6e-8a1f-2d3b4c5d6e7f'/></message>";
 
-fn session(server: &Server, user: &str) -> (Session, mpsc::Receiver<Outbound>) {
-    let (tx, rx) = mpsc::channel(1024);
+fn session(server: &Server, user: &str) -> (Session, conclave_server::router::OutRx) {
+    let (tx, rx) = conclave_server::router::queue(1024);
     let handle = Arc::new(SessionHandle {
         id: server.router.next_id(),
         full: format!("{user}@localhost/bench"),
@@ -61,7 +60,7 @@ fn bench(c: &mut Criterion) {
         .expect("store");
     let server = Server::new(Config::default(), Arc::new(store));
     let (alice, _alice_rx) = session(&server, "alice");
-    let (_bob, mut bob_rx) = session(&server, "bob");
+    let (_bob, bob_rx) = session(&server, "bob");
     let mut parser = StreamParser::new(256 * 1024);
     let mut frames = Vec::new();
     parser.feed(HEADER, &mut frames).expect("header");

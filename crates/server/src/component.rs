@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use minidom::Element;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use xmpp_core::component::{self, HANDSHAKE_OK};
 use xmpp_core::framing::Frame;
 
@@ -120,7 +120,7 @@ async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Establ
         }
         Ok(Ok(slot)) => slot,
     };
-    let (tx, rx) = mpsc::channel(server.config.limits.session_queue);
+    let (tx, rx) = crate::router::queue(server.config.limits.session_queue);
     let handle = Arc::new(SessionHandle {
         id: server.router.next_id(),
         full: slot.domain.clone(),

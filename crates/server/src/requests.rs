@@ -122,11 +122,10 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use tokio::sync::mpsc;
     use xmpp_core::ns;
 
-    fn handle(id: u64) -> (SessionHandle, mpsc::Receiver<crate::router::Outbound>) {
-        let (tx, rx) = mpsc::channel(16);
+    fn handle(id: u64) -> (SessionHandle, crate::router::OutRx) {
+        let (tx, rx) = crate::router::queue(16);
         let h = SessionHandle {
             id,
             full: format!("u{id}@localhost/r"),
@@ -138,7 +137,7 @@ mod tests {
         (h, rx)
     }
 
-    fn sent_id(rx: &mut mpsc::Receiver<crate::router::Outbound>) -> String {
+    fn sent_id(rx: &mut crate::router::OutRx) -> String {
         match rx.try_recv() {
             Ok(crate::router::Outbound::Stanza(b)) => {
                 let el: Element = std::str::from_utf8(&b).unwrap().parse().unwrap();

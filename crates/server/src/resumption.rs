@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use minidom::Element;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use xmpp_core::sm;
 
 use crate::hub::{Server, Session};
@@ -32,7 +32,7 @@ pub(crate) struct Detached {
 pub(crate) struct Parts {
     pub session: Session,
     pub sm: StreamMgmt,
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: crate::router::OutRx,
 }
 
 impl Detached {
@@ -64,12 +64,12 @@ impl Drop for Detached {
 #[derive(Debug)]
 pub(crate) struct Ticket {
     pub id: String,
-    takeover: mpsc::Receiver<oneshot::Sender<Detached>>,
+    takeover: flume::Receiver<oneshot::Sender<Detached>>,
 }
 
 struct Entry {
     bare: String,
-    takeover: mpsc::Sender<oneshot::Sender<Detached>>,
+    takeover: flume::Sender<oneshot::Sender<Detached>>,
 }
 
 /// A session that ended, remembered for the resumption timeout so that a
@@ -88,7 +88,7 @@ pub struct Registry {
 }
 
 enum Lookup {
-    Live(mpsc::Sender<oneshot::Sender<Detached>>),
+    Live(flume::Sender<oneshot::Sender<Detached>>),
     Ended(u32),
     Unknown,
 }
@@ -101,7 +101,9 @@ impl Registry {
         let mut b = [0u8; 18];
         aws_lc_rs::rand::fill(&mut b).ok()?;
         let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        let (tx, rx) = mpsc::channel(1);
+        // flume: tokio's channel would allocate a 32-slot block per session
+        // for a request that almost never comes.
+        let (tx, rx) = flume::bounded(1);
         self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(
             id.clone(),
             Entry {
@@ -148,7 +150,7 @@ impl Registry {
 /// has no resumption).
 pub(crate) async fn takeover_requested(sm: &mut StreamMgmt) -> Option<oneshot::Sender<Detached>> {
     match sm.ticket.as_mut() {
-        Some(t) => t.takeover.recv().await,
+        Some(t) => t.takeover.recv_async().await.ok(),
         None => std::future::pending().await,
     }
 }
@@ -229,7 +231,7 @@ fn detach(
     server: &Arc<Server>,
     session: Session,
     sm: StreamMgmt,
-    rx: mpsc::Receiver<Outbound>,
+    rx: crate::router::OutRx,
 ) -> Detached {
     Detached {
         server: server.clone(),
@@ -282,7 +284,7 @@ pub(crate) async fn hibernate(server: &Server, mut d: Detached, held: Vec<bytes:
         let ev = tokio::select! {
             _ = &mut deadline => Ev::Expired,
             r = takeover_requested(&mut p.sm) => Ev::Wanted(r),
-            i = p.rx.recv() => Ev::Item(i),
+            i = p.rx.recv_async() => Ev::Item(i.ok()),
         };
         match ev {
             Ev::Expired => {
@@ -330,7 +332,7 @@ pub(crate) async fn claim(server: &Server, bare: &str, el: &Element) -> Result<D
     };
     let (tx, rx) = oneshot::channel();
     let got = tokio::time::timeout(TAKEOVER_WAIT, async move {
-        takeover.send(tx).await.ok()?;
+        takeover.send_async(tx).await.ok()?;
         rx.await.ok()
     })
     .await;
@@ -373,7 +375,7 @@ pub(crate) async fn finish(
     server: &Server,
     session: Session,
     sm: StreamMgmt,
-    rx: Option<mpsc::Receiver<Outbound>>,
+    rx: Option<crate::router::OutRx>,
     held: Vec<bytes::Bytes>,
 ) {
     let handle = session.handle.clone();
@@ -393,7 +395,7 @@ pub(crate) async fn finish(
     if let Some(o) = outbox {
         let mut items: Vec<Queued> = o.into_unacked().into();
         items.extend(held.into_iter().map(Queued::Raw));
-        if let Some(mut rx) = rx {
+        if let Some(rx) = rx {
             while let Ok(item) = rx.try_recv() {
                 match item {
                     Outbound::Stanza(b) | Outbound::Deferrable(b) => items.push(Queued::Raw(b)),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minidom::Element;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use xmpp_core::framing::{Frame, StreamHeader};
 use xmpp_core::ns;
 use xmpp_core::sasl::{ScramCredentials, ScramHash};
@@ -95,7 +95,7 @@ async fn establish<T: Transport>(
         None => random_id(),
     };
     let full = format!("{bare}/{resource}");
-    let (tx, rx) = mpsc::channel(server.config.limits.session_queue);
+    let (tx, rx) = crate::router::queue(server.config.limits.session_queue);
     let handle = Arc::new(SessionHandle {
         id: server.router.next_id(),
         full: full.clone(),
@@ -417,7 +417,7 @@ pub(crate) enum WriterExit {
 
 /// What a writer hands back when it ends.
 pub(crate) struct WriterEnd {
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: crate::router::OutRx,
     /// Deferrable stanzas held for an inactive client, never written.
     pub held: Vec<bytes::Bytes>,
     pub why: WriterExit,
@@ -427,7 +427,7 @@ pub(crate) struct WriterEnd {
 /// `<resumed/>`) is written first, already counted in `sm`.
 pub(crate) fn spawn_writer<W: FrameWriter>(
     w: W,
-    rx: mpsc::Receiver<Outbound>,
+    rx: crate::router::OutRx,
     closed: Arc<Notify>,
     handle: &SessionHandle,
     sm: SharedOutbox,
@@ -456,7 +456,7 @@ pub(crate) fn spawn_writer<W: FrameWriter>(
 #[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
 fn write_loop<W: FrameWriter>(
     mut w: W,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: crate::router::OutRx,
     closed: Arc<Notify>,
     to_attr: String,
     inactive: Arc<std::sync::atomic::AtomicBool>,
@@ -575,7 +575,7 @@ impl<W: FrameWriter> Out<'_, W> {
 
 async fn pump<W: FrameWriter>(
     out: &mut Out<'_, W>,
-    rx: &mut mpsc::Receiver<Outbound>,
+    rx: &mut crate::router::OutRx,
     held: &mut Vec<bytes::Bytes>,
     inactive: &std::sync::atomic::AtomicBool,
     resend: Vec<Queued>,
@@ -588,7 +588,7 @@ async fn pump<W: FrameWriter>(
 
 async fn pump_inner<W: FrameWriter>(
     out: &mut Out<'_, W>,
-    rx: &mut mpsc::Receiver<Outbound>,
+    rx: &mut crate::router::OutRx,
     held: &mut Vec<bytes::Bytes>,
     inactive: &std::sync::atomic::AtomicBool,
     resend: Vec<Queued>,
@@ -597,7 +597,7 @@ async fn pump_inner<W: FrameWriter>(
         out.write(&resend).await?;
         out.flush().await?;
     }
-    while let Some(mut item) = rx.recv().await {
+    while let Ok(mut item) = rx.recv_async().await {
         loop {
             // Anything that matters goes out after what was held, in order.
             if !held.is_empty() && matches!(item, Outbound::Stanza(_) | Outbound::ToSelf(_)) {

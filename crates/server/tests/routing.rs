@@ -7,7 +7,6 @@ use conclave_server::hub::Session;
 use conclave_server::router::{Outbound, PresenceState, SessionHandle};
 use conclave_server::{Config, Server};
 use conclave_store::{Accounts, SqliteStore};
-use tokio::sync::mpsc;
 use xmpp_core::Element;
 use xmpp_core::framing::parse_element;
 
@@ -44,8 +43,8 @@ fn bind(
     user: &str,
     resource: &str,
     available: bool,
-) -> (Session, mpsc::Receiver<Outbound>) {
-    let (tx, rx) = mpsc::channel(64);
+) -> (Session, conclave_server::router::OutRx) {
+    let (tx, rx) = conclave_server::router::queue(64);
     let handle = Arc::new(SessionHandle {
         id: server.router.next_id(),
         full: format!("{user}@localhost/{resource}"),
@@ -71,7 +70,7 @@ fn el(xml: &str) -> Element {
     parse_element(xml.as_bytes(), 1 << 20).unwrap()
 }
 
-fn recv(rx: &mut mpsc::Receiver<Outbound>) -> Option<Element> {
+fn recv(rx: &mut conclave_server::router::OutRx) -> Option<Element> {
     match rx.try_recv() {
         Ok(Outbound::Stanza(b)) => Some(parse_element(&b, 1 << 20).unwrap()),
         _ => None,
@@ -205,8 +204,8 @@ async fn disco_lists_what_modules_registered() {
 
 /// A component's connection as the hub sees it: a session on its domain,
 /// reached through no router entry.
-fn component_session(domain: &str) -> (Session, mpsc::Receiver<Outbound>) {
-    let (tx, rx) = mpsc::channel(64);
+fn component_session(domain: &str) -> (Session, conclave_server::router::OutRx) {
+    let (tx, rx) = conclave_server::router::queue(64);
     let handle = Arc::new(SessionHandle {
         id: 1_000_000,
         full: domain.into(),

@@ -896,12 +896,11 @@ impl Room {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::{Outbound, PresenceState};
-    use tokio::sync::mpsc;
+    use crate::router::PresenceState;
     use xmpp_core::framing::parse_element;
 
-    fn session(user: &str, id: u64) -> (Arc<SessionHandle>, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(64);
+    fn session(user: &str, id: u64) -> (Arc<SessionHandle>, crate::router::OutRx) {
+        let (tx, rx) = crate::router::queue(64);
         (
             Arc::new(SessionHandle {
                 id,

@@ -547,19 +547,29 @@ mod tests {
         // Fed greedily, the new XML declaration is an error inside the old
         // stream: the restricted-xml that closed pipelining clients.
         let mut p = StreamParser::new(65536);
-        assert_eq!(frames(&mut p, &input).unwrap_err(), FramingError::RestrictedXml);
+        assert_eq!(
+            frames(&mut p, &input).unwrap_err(),
+            FramingError::RestrictedXml
+        );
 
         let mut p = StreamParser::new(65536);
         let (got, rest) = one_by_one(&mut p, &input);
-        assert!(matches!(got.as_slice(), [Frame::Open(_), Frame::Stanza(a)] if a.is("auth", ns::SASL)));
-        assert!(rest.starts_with(b"<?xml version='1.0'?><stream:stream"), "{rest:?}");
+        assert!(
+            matches!(got.as_slice(), [Frame::Open(_), Frame::Stanza(a)] if a.is("auth", ns::SASL))
+        );
+        assert!(
+            rest.starts_with(b"<?xml version='1.0'?><stream:stream"),
+            "{rest:?}"
+        );
 
         let mut fresh = StreamParser::new(65536);
         let mut rest = rest;
         let open = fresh.feed_one(&mut rest).unwrap();
         assert!(matches!(open, Some(Frame::Open(h)) if h.to.as_deref() == Some("localhost")));
         let bind = fresh.feed_one(&mut rest).unwrap();
-        assert!(matches!(bind, Some(Frame::Stanza(iq)) if iq.is("iq", ns::CLIENT) && iq.attr("id") == Some("b")));
+        assert!(
+            matches!(bind, Some(Frame::Stanza(iq)) if iq.is("iq", ns::CLIENT) && iq.attr("id") == Some("b"))
+        );
         assert!(rest.is_empty());
         assert!(fresh.feed_one(&mut rest).unwrap().is_none());
     }
@@ -567,7 +577,8 @@ mod tests {
     #[test]
     fn feed_one_stops_at_the_frame_whatever_the_chunking() {
         let input = [HEADER, PIPELINED].concat();
-        let auth_end = HEADER.len() + PIPELINED.windows(7).position(|w| w == b"</auth>").unwrap() + 7;
+        let auth_end =
+            HEADER.len() + PIPELINED.windows(7).position(|w| w == b"</auth>").unwrap() + 7;
         for size in [1, 2, 7, 100] {
             let mut p = StreamParser::new(65536);
             let mut used = 0;

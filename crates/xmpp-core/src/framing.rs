@@ -105,6 +105,8 @@ pub struct StreamParser {
     /// Bytes that the stanza being assembled has used so far.
     stanza_bytes: usize,
     closed: bool,
+    /// No byte has reached the lexer yet (see `feed_one`).
+    fresh: bool,
 }
 
 impl StreamParser {
@@ -132,6 +134,7 @@ impl StreamParser {
             max_stanza,
             stanza_bytes: 0,
             closed: false,
+            fresh: true,
         }
     }
 
@@ -178,6 +181,15 @@ impl StreamParser {
         if self.closed {
             *data = &[];
             return Ok(None);
+        }
+        if self.fresh {
+            // Whitespace the client sent after its last element of the old
+            // stream (go-xmpp ends every element with a newline) would put
+            // the new XML declaration out of place: it belongs to the old
+            // stream, where it was a keep-alive.
+            let skip = data.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            *data = &data[skip..];
+            self.fresh = data.is_empty();
         }
         let chunk = *data;
         loop {
@@ -572,6 +584,25 @@ mod tests {
         );
         assert!(rest.is_empty());
         assert!(fresh.feed_one(&mut rest).unwrap().is_none());
+    }
+
+    #[test]
+    fn whitespace_left_from_the_old_stream_is_skipped() {
+        let mut p = StreamParser::new(65536);
+        for chunk in [&b"\n"[..], b" \r\n", HEADER] {
+            let mut d = chunk;
+            let f = p.feed_one(&mut d).unwrap();
+            assert_eq!(f.is_some(), chunk == HEADER, "{chunk:?}");
+        }
+        // Only before the first byte: inside the header a space is syntax.
+        let mut p = StreamParser::new(65536);
+        let at = HEADER.windows(4).position(|w| w == b" to=").unwrap();
+        let (head, tail) = HEADER.split_at(at);
+        assert!(p.feed_one(&mut &head[..]).unwrap().is_none());
+        assert!(matches!(
+            p.feed_one(&mut &tail[..]),
+            Ok(Some(Frame::Open(_)))
+        ));
     }
 
     #[test]

@@ -45,12 +45,15 @@ def log(msg: str) -> None:
 # --- sampling the server ------------------------------------------------------
 
 class Sampler(threading.Thread):
-    """(time, cpu seconds, rss KiB) of one process, every ``period`` seconds."""
+    """(time, cpu seconds, rss KiB, user-mode cpu seconds) of one process,
+    every ``period`` seconds. CPU is utime+stime; the user part alone tells
+    the server's own work from the kernel's (syscalls, and on loopback the
+    receiving side's TCP stack, which the sender's write runs)."""
 
     def __init__(self, pid: int, period: float = 0.25):
         super().__init__(daemon=True)
         self.pid, self.period = pid, period
-        self.samples: list[tuple[float, float, int]] = []
+        self.samples: list[tuple[float, float, int, float]] = []
         self._halt = threading.Event()
         self.sample()
 
@@ -59,13 +62,14 @@ class Sampler(threading.Thread):
             with open(f"/proc/{self.pid}/stat") as f:
                 stat = f.read()
             fields = stat[stat.rindex(")") + 2:].split()
-            cpu = (int(fields[11]) + int(fields[12])) / HZ
+            user = int(fields[11]) / HZ
+            cpu = user + int(fields[12]) / HZ
             rss = 0
             with open(f"/proc/{self.pid}/status") as f:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         rss = int(line.split()[1])
-            self.samples.append((time.time(), cpu, rss))
+            self.samples.append((time.time(), cpu, rss, user))
         except (OSError, ValueError):
             pass
 
@@ -78,22 +82,26 @@ class Sampler(threading.Thread):
         self.join(2)
         self.sample()
 
-    def cpu_at(self, t: float) -> float:
+    def cpu_at(self, t: float, col: int = 1) -> float:
         s = self.samples
         if not s:
             return 0.0
         if t <= s[0][0]:
-            return s[0][1]
-        for (t0, c0, _), (t1, c1, _) in zip(s, s[1:]):
+            return s[0][col]
+        for a, b in zip(s, s[1:]):
+            t0, t1 = a[0], b[0]
             if t0 <= t <= t1:
-                return c0 + (c1 - c0) * ((t - t0) / (t1 - t0) if t1 > t0 else 1)
-        return s[-1][1]
+                return a[col] + (b[col] - a[col]) * ((t - t0) / (t1 - t0) if t1 > t0 else 1)
+        return s[-1][col]
 
     def cpu_between(self, t0: float, t1: float) -> float:
         return self.cpu_at(t1) - self.cpu_at(t0)
 
+    def user_between(self, t0: float, t1: float) -> float:
+        return self.cpu_at(t1, 3) - self.cpu_at(t0, 3)
+
     def rss_max(self, t0: float = 0, t1: float = math.inf) -> int:
-        return max((r for t, _, r in self.samples if t0 <= t <= t1), default=0)
+        return max((x[2] for x in self.samples if t0 <= x[0] <= t1), default=0)
 
 
 # --- scenarios ------------------------------------------------------------------
@@ -113,11 +121,16 @@ def scenario_plans(args) -> dict[str, dict]:
         plans["muc"] = {"kind": "muc", "title": f"MUC, {n} users in 2 rooms (smoke)",
                         "plan": dict(users=n, arrival_rate=20, wait=2, msgs=4, think=1, end_wait=2,
                                      mode="muc", rooms=2)}
+        plans["login-scram"] = {"kind": "scram", "title": f"SCRAM login storm: {n} users at 20/s (smoke)",
+                                "plan": dict(users=n, rate=20.0, hold=1.0)}
         return plans
     # login storm: 2,000 users at 200/s, each held idle until all are in
     n, rate = scaled(2000, s, 20), max(5.0, 200 * s)
     plans["login"] = {"kind": "login", "title": f"login storm: {n} users at {rate:g}/s",
                       "plan": dict(users=n, arrival_rate=rate, wait=n / rate * 1.3 + 8, msgs=0, end_wait=0)}
+    # the same storm with SCRAM, as real clients log in (our own loader, scram_load.py)
+    plans["login-scram"] = {"kind": "scram", "title": f"SCRAM login storm: {n} users at {rate:g}/s",
+                            "plan": dict(users=n, rate=rate, hold=3.0)}
     # steady 1:1 chat: 1,000 users, 2,000 msg/s in total
     n = scaled(1000, s, 10)
     total = 2000 * s
@@ -150,18 +163,13 @@ def scenario_plans(args) -> dict[str, dict]:
     return plans
 
 
-def run_tsung(plan: tsung.Plan, out: Path, pin: bool, timeout: float) -> tuple[int, float, str]:
-    """Runs tsung in its own process group; returns (exit code, client CPU seconds, log dir)."""
-    shutil.rmtree(out, ignore_errors=True)  # tsung appends to a log dir of the same minute
-    out.mkdir(parents=True, exist_ok=True)
-    xml = out / "scenario.xml"
-    xml.write_text(plan.xml())
-    env = srv.erl_env()
-    env["ERL_FLAGS"] = "-tsung_controller dumpstats_interval 1000 -kernel inet_dist_use_interface {127,0,0,1}"
-    env["HOME"] = str(out)  # tsung writes ~/.tsung
-    cmd = srv.pin(CLIENT_CPU if pin else None) + ["tsung", "-n", "-f", str(xml), "-l", str(out), "start"]
+def run_client(cmd: list[str], out: Path, logname: str, pin: bool, timeout: float,
+               env: dict | None = None) -> tuple[int, float]:
+    """Runs a load generator pinned to the client core, in its own process
+    group; returns (exit code, client CPU seconds)."""
+    cmd = srv.pin(CLIENT_CPU if pin else None) + cmd
     before = os.times()
-    with open(out / "tsung.out", "wb") as f:
+    with open(out / logname, "wb") as f:
         p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                              cwd=out, start_new_session=True)
         try:
@@ -171,18 +179,32 @@ def run_tsung(plan: tsung.Plan, out: Path, pin: bool, timeout: float) -> tuple[i
             p.wait()
             rc = -1
     try:
-        os.killpg(p.pid, signal.SIGKILL)  # stragglers of tsung's group
+        os.killpg(p.pid, signal.SIGKILL)  # stragglers of its group
     except ProcessLookupError:
         pass
     after = os.times()
-    client_cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return rc, (after.children_user - before.children_user) + (after.children_system - before.children_system)
+
+
+def run_tsung(plan: tsung.Plan, out: Path, pin: bool, timeout: float) -> tuple[int, float, str]:
+    """Runs tsung; returns (exit code, client CPU seconds, log dir)."""
+    shutil.rmtree(out, ignore_errors=True)  # tsung appends to a log dir of the same minute
+    out.mkdir(parents=True, exist_ok=True)
+    xml = out / "scenario.xml"
+    xml.write_text(plan.xml())
+    env = srv.erl_env()
+    env["ERL_FLAGS"] = "-tsung_controller dumpstats_interval 1000 -kernel inet_dist_use_interface {127,0,0,1}"
+    env["HOME"] = str(out)  # tsung writes ~/.tsung
+    rc, client_cpu = run_client(["tsung", "-n", "-f", str(xml), "-l", str(out), "start"], out, "tsung.out",
+                                pin, timeout, env)
     logdirs = sorted(d for d in out.iterdir() if d.is_dir() and (d / "tsung.log").exists())
     return rc, client_cpu, str(logdirs[-1]) if logdirs else ""
 
 
-def measure(server: srv.Server, plan_kw: dict, out: Path, args, pin: bool = True) -> dict:
-    """One server start, one tsung run, the figures."""
-    plan = tsung.Plan(port=server.ports["c2s"], tls=args.tls, **plan_kw)
+def sampled(server: srv.Server, pin: bool, load) -> tuple[dict, Sampler]:
+    """Starts the server (on the server core if ``pin``), samples it while
+    ``load()`` runs, stops it; returns the common figures and the sampler.
+    ``load`` returns (exit code, client CPU seconds)."""
     server.start(SERVER_CPU if pin else None)
     try:
         time.sleep(1.0)
@@ -191,17 +213,31 @@ def measure(server: srv.Server, plan_kw: dict, out: Path, args, pin: bool = True
         time.sleep(1.0)
         rss_idle = sampler.samples[-1][2]
         t_start = time.time()
-        rc, client_cpu, logdir = run_tsung(plan, out, pin, plan.expected_secs() * 3 + 60)
+        rc, client_cpu = load()
         t_end = time.time()
         time.sleep(0.5)
         sampler.stop()
         alive = server.proc is not None and server.proc.poll() is None
     finally:
         server.stop()
-    r = {"tsung_rc": rc, "client_cpu_s": round(client_cpu, 3), "wall_s": round(t_end - t_start, 1),
-         "server_alive_at_end": alive, "rss_idle_kib": rss_idle,
-         "rss_peak_kib": sampler.rss_max(), "server_cpu_total_s": round(sampler.cpu_between(t_start, t_end), 3),
-         "plan": plan_kw}
+    return {"rc": rc, "client_cpu_s": round(client_cpu, 3), "wall_s": round(t_end - t_start, 1),
+            "server_alive_at_end": alive, "rss_idle_kib": rss_idle,
+            "rss_peak_kib": sampler.rss_max(), "server_cpu_total_s": round(sampler.cpu_between(t_start, t_end), 3)}, sampler
+
+
+def measure(server: srv.Server, plan_kw: dict, out: Path, args, pin: bool = True) -> dict:
+    """One server start, one tsung run, the figures."""
+    plan = tsung.Plan(port=server.ports["c2s"], tls=args.tls, **plan_kw)
+    logdir = ""
+
+    def load():
+        nonlocal logdir
+        rc, cpu, logdir = run_tsung(plan, out, pin, plan.expected_secs() * 3 + 60)
+        return rc, cpu
+
+    r, sampler = sampled(server, pin, load)
+    rc = r.pop("rc")
+    r = {"tsung_rc": rc, **r, "plan": plan_kw}
     if not logdir:
         r["error"] = f"tsung wrote no log (exit {rc}); see {out / 'tsung.out'}"
         return r
@@ -220,7 +256,57 @@ def measure(server: srv.Server, plan_kw: dict, out: Path, args, pin: bool = True
     r["_tl"], r["_sampler"] = tl, sampler  # for the scenario-specific figures; dropped before JSON
     if rc != 0:
         r["error"] = f"tsung exited with {rc}"
-    elif not alive:
+    elif not r["server_alive_at_end"]:
+        r["error"] = "the server exited during the run"
+    return r
+
+
+def measure_scram(server: srv.Server, plan_kw: dict, out: Path, args, pin: bool = True) -> dict:
+    """One server start, one SCRAM login storm of scram_load.py, the figures.
+
+    The storm window runs from the first connect to the last completed login
+    (+0.5 s for the server's work on the last presence); the server's CPU in
+    it over the logins is the CPU per login."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    users, rate, hold = plan_kw["users"], plan_kw["rate"], plan_kw["hold"]
+    data = out / "scram_load.json"
+    cmd = [sys.executable, str(Path(__file__).with_name("scram_load.py")), "--port", str(server.ports["c2s"]),
+           "--users", str(users), "--rate", str(rate), "--hold", str(hold), "--out", str(data)]
+    if args.tls:
+        cmd.append("--tls")
+    timeout = (users / rate * 1.3 + hold + 10) * 3 + 60
+    r, sm = sampled(server, pin, lambda: run_client(cmd, out, "scram_load.out", pin, timeout))
+    rc = r.pop("rc")
+    r = {"loader_rc": rc, **r, "plan": plan_kw, "users_expected": users}
+    if rc != 0 or not data.exists():
+        r["error"] = f"scram_load.py exited with {rc}; see {out / 'scram_load.out'}"
+        return r
+    d = json.loads(data.read_text())
+    ok = [u for u in d["per_user"] if "error" not in u]
+    r.update({"logins": d["logins"], "errors": d["errors"], "error_count": d["error_count"],
+              "error_examples": d["error_examples"], "mechanisms_offered": d["mechanisms_offered"],
+              "mechanism_used": d["mechanism_used"], "session_required": d["session_required"],
+              "mechanism": "/".join(sorted(d["mechanism_used"])) or None,
+              "client_pbkdf2_ms": d["client_pbkdf2_ms"], "loader_cpu_share": d["loader_cpu_share"],
+              # connect to roster result (+ presence sent): what the user waits for
+              "login_latency": tsung.latency_summary([(u["t_done"] - u["t_connect"]) * 1e3 for u in ok]),
+              # <auth/> to bound session, the span of tsung's tr_auth transaction
+              "auth_latency": tsung.latency_summary([(u["t_bound"] - u["t_auth"]) * 1e3 for u in ok])})
+    if ok:
+        t0, t1 = min(u["t_connect"] for u in ok), max(u["t_done"] for u in ok)
+        secs = max(t1 - t0, 1e-3)
+        cpu = sm.cpu_between(t0, t1 + 0.5)
+        rss_all = sm.rss_max(t1, t1 + hold)
+        n = len(ok)
+        r["login_storm"] = {"secs": round(secs, 1), "logins": n, "logins_per_s": round(n / secs, 1),
+                            "server_cpu_s": round(cpu, 3), "cpu_ms_per_login": round(cpu / n * 1e3, 3),
+                            "rss_all_in_kib": rss_all,
+                            "rss_per_session_kib": round((rss_all - r["rss_idle_kib"]) / n, 2)}
+    if d["loader_cpu_share"] > 0.85:
+        r["note"] = (f"client-bound: the loader used {d['loader_cpu_share']:.0%} of a core during the storm; "
+                     "login times include its queueing")
+    if not r["server_alive_at_end"]:
         r["error"] = "the server exited during the run"
     return r
 
@@ -246,10 +332,12 @@ def steady_figures(r: dict) -> None:
     sent = sum(b.counts.get("tr_msg", 0) for b in blocks)
     recv = sum(b.counts.get("xmpp_msg_latency", 0) for b in blocks)
     cpu = sm.cpu_between(t0, t1)
+    user = sm.user_between(t0, t1)
     r["steady"] = {"secs": round(secs, 1), "offered_per_s": round(sent / secs, 1),
                    "delivered_per_s": round(recv / secs, 1), "server_cpu_s": round(cpu, 3),
                    "server_cpu_share": round(cpu / secs, 3),
                    "cpu_us_per_delivery": round(cpu / recv * 1e6, 1) if recv else None,
+                   "user_us_per_delivery": round(user / recv * 1e6, 1) if recv else None,
                    "fanout": round(recv / sent, 2) if sent else None}
 
 
@@ -281,10 +369,10 @@ def check_ok(r: dict, kind: str) -> None:
     """Errors worth a flag: tsung errors, missing logins, nothing delivered."""
     problems = []
     if r.get("error_count"):
-        problems.append(f"tsung errors {r['errors']}")
+        problems.append(f"{'SCRAM loader' if kind == 'scram' else 'tsung'} errors {r['errors']}")
     if r.get("logins", 0) < r.get("users_expected", 0):
         problems.append(f"{r.get('logins', 0)} of {r['users_expected']} users logged in")
-    if kind != "login" and not r.get("received"):
+    if kind not in ("login", "scram") and not r.get("received"):
         problems.append("nothing delivered")
     if problems and "error" not in r:
         r["warning"] = "; ".join(problems)
@@ -319,6 +407,11 @@ def run_scenario(server: srv.Server, name: str, spec: dict, out: Path, args, pin
         return {"kind": kind, "title": spec["title"], "steps": steps, "max_delivered_per_s": best,
                 "saturated_at_offered_per_s": sat["steady"]["offered_per_s"] if sat and "steady" in sat else None,
                 "client_bound": any(s.get("note") for s in steps)}
+    if kind == "scram":
+        r = measure_scram(server, spec["plan"], out, args, pin)
+        check_ok(r, kind)
+        r["kind"], r["title"] = kind, spec["title"]
+        return r
     r = measure(server, spec["plan"], out, args, pin)
     if kind == "login":
         login_figures(r)
@@ -371,8 +464,8 @@ def tsung_version() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--servers", default="conclave,prosody,ejabberd")
-    ap.add_argument("--scenarios", default="login,chat,peak,muc,muc500",
-                    help="comma list of login,chat,peak,muc,muc500")
+    ap.add_argument("--scenarios", default="login,login-scram,chat,peak,muc,muc500",
+                    help="comma list of login,login-scram,chat,peak,muc,muc500")
     ap.add_argument("--no-tls", action="store_true", help="skip the STARTTLS variants")
     ap.add_argument("--tls-only", action="store_true", help="only the STARTTLS variants")
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies user counts and rates (0.1 for a check)")
@@ -387,7 +480,8 @@ def main() -> int:
     ap.add_argument("--keep-scratch", action="store_true")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and tsung to cores 0 and 1")
     ap.add_argument("--no-unpinned-login", action="store_true",
-                    help="skip Conclave's extra login storm with both cores for server and tsung")
+                    help="skip the extra login storms with both cores for server and load generator "
+                         "(tsung's: Conclave only; SCRAM: every server)")
     ap.add_argument("--smoke", action="store_true", help="CI check: Conclave only, 20 users, seconds")
     ap.add_argument("--no-report", action="store_true")
     ap.add_argument("--publish", action="store_true",
@@ -482,13 +576,14 @@ def main() -> int:
                     entry["scenarios"][key_name] = r
                     log(f"{name} {key_name}: {brief(r)}")
                     save(out, result)
-                    if name == "conclave" and sc == "login" and pin and not args.no_unpinned_login:
+                    unpinned = sc == "login-scram" or (sc == "login" and name == "conclave")
+                    if unpinned and pin and not args.no_unpinned_login:
                         key2 = key_name + "-unpinned"
-                        log(f"{name} {key2}: the same, server and tsung on both cores")
+                        log(f"{name} {key2}: the same, server and load generator on both cores")
                         try:
                             r = run_scenario(server, sc, plans[sc], out / name / key2, args, pin=False)
                         except Exception as e:  # noqa: BLE001
-                            r = {"kind": "login", "error": f"{type(e).__name__}: {e}"}
+                            r = {"kind": plans[sc]["kind"], "error": f"{type(e).__name__}: {e}"}
                             server.stop()
                         entry["scenarios"][key2] = r
                         log(f"{name} {key2}: {brief(r)}")
@@ -534,6 +629,11 @@ def brief(r: dict) -> str:
         ls = r["login_storm"]
         parts.append(f"{ls['logins']} logins, {ls['cpu_ms_per_login']} ms CPU/login, "
                      f"{ls['rss_per_session_kib']} KiB/session")
+    if r.get("kind") == "scram":
+        lat = r.get("login_latency") or {}
+        if lat.get("n"):
+            parts.append(f"{r.get('mechanism')}, login mean {lat['mean_ms']:.1f} p99 {lat['p99_ms']:.1f} "
+                         f"max {lat['max_ms']:.1f} ms")
     if "steady" in r:
         st = r["steady"]
         parts.append(f"{st['delivered_per_s']}/s delivered, {st['cpu_us_per_delivery']} us CPU/delivery")
@@ -560,6 +660,9 @@ def smoke_verdict(result: dict) -> int:
     for name, r in e.get("scenarios", {}).items():
         if "error" in r or r.get("warning"):
             bad.append(f"{name}: {r.get('error') or r.get('warning')}")
+        elif r.get("kind") == "scram":
+            if (r.get("login_storm") or {}).get("cpu_ms_per_login") is None or not r.get("mechanism"):
+                bad.append(f"{name}: no SCRAM logins or no CPU figure")
         elif not r.get("received") or not (r.get("steady") or {}).get("cpu_us_per_delivery"):
             bad.append(f"{name}: no deliveries or no CPU figure")
         elif not (r.get("latency") or {}).get("p99_ms"):

@@ -55,7 +55,13 @@ def metrics(tls: bool) -> list[tuple[str, str, tuple, int]]:
         ("login: mean login time ms (tr_auth)", "login" + t, ("login_latency", "mean_ms"), 2),
         ("idle session: RSS KiB per session", "login" + t, ("login_storm", "rss_per_session_kib"), 1),
         ("login: peak RSS MiB", "login" + t, ("rss_peak_kib",), 1),
+        ("SCRAM login: CPU ms per login (storm)", "login-scram" + t, ("login_storm", "cpu_ms_per_login"), 3),
+        ("SCRAM login: logins/s achieved", "login-scram" + t, ("login_storm", "logins_per_s"), 1),
+        ("SCRAM login: login time mean / p99 / max ms", "login-scram" + t, ("login_latency",), 1),
+        ("SCRAM login: mechanism used", "login-scram" + t, ("mechanism",), 0),
+        ("SCRAM login: errors", "login-scram" + t, ("error_count",), 0),
         ("1:1 chat: CPU µs per message", "chat" + t, ("steady", "cpu_us_per_delivery"), 1),
+        ("1:1 chat: of which user-mode µs (rest: kernel)", "chat" + t, ("steady", "user_us_per_delivery"), 1),
         ("1:1 chat: delivered msg/s", "chat" + t, ("steady", "delivered_per_s"), 1),
         ("1:1 chat: latency mean ms", "chat" + t, ("latency", "mean_ms"), 2),
         ("1:1 chat: latency p99 ms", "chat" + t, ("latency", "p99_ms"), 2),
@@ -64,13 +70,15 @@ def metrics(tls: bool) -> list[tuple[str, str, tuple, int]]:
         ("peak: max delivered msg/s", "peak" + t, ("max_delivered_per_s",), 0),
         ("peak: saturated at offered msg/s", "peak" + t, ("saturated_at_offered_per_s",), 0),
         ("MUC 10 rooms: CPU µs per delivered stanza", "muc" + t, ("steady", "cpu_us_per_delivery"), 1),
+        ("MUC 10 rooms: of which user-mode µs", "muc" + t, ("steady", "user_us_per_delivery"), 1),
         ("MUC 10 rooms: deliveries/s", "muc" + t, ("steady", "delivered_per_s"), 0),
         ("MUC 10 rooms: latency mean / p99 ms", "muc" + t, ("latency",), 2),
         ("MUC 1 room: CPU µs per delivered stanza", "muc500" + t, ("steady", "cpu_us_per_delivery"), 1),
+        ("MUC 1 room: of which user-mode µs", "muc500" + t, ("steady", "user_us_per_delivery"), 1),
         ("MUC 1 room: deliveries/s", "muc500" + t, ("steady", "delivered_per_s"), 0),
         ("MUC 1 room: latency mean / p99 ms", "muc500" + t, ("latency",), 2),
         ("peak RSS MiB (chat)", "chat" + t, ("rss_peak_kib",), 1),
-        ("tsung errors (all scenarios)", "*" + t, ("error_count",), 0),
+        ("errors, all scenarios (tsung and SCRAM loader)", "*" + t, ("error_count",), 0),
     ]
 
 
@@ -93,6 +101,8 @@ def value(res: dict, server: str, key: str, path: tuple):
         return "not reached" + (" (client-bound)" if r.get("client_bound") else "")
     if path == ("latency",) and isinstance(v, dict):
         return (v.get("mean_ms"), v.get("p99_ms"))
+    if path == ("login_latency",) and isinstance(v, dict):
+        return (v.get("mean_ms"), v.get("p99_ms"), v.get("max_ms"))
     if path == ("rss_peak_kib",) and v is not None:
         return v / 1024
     return v
@@ -120,7 +130,7 @@ def table(res: dict, tls: bool) -> list[str]:
         for p in peers:
             pv = vals[present.index(p)]
             if isinstance(c, tuple) and isinstance(pv, tuple):
-                row += f" | {ratio(c[0], pv[0])} / {ratio(c[1], pv[1])}"
+                row += " | " + " / ".join(ratio(a, b) for a, b in zip(c, pv))
             elif isinstance(c, (int, float)) and isinstance(pv, (int, float)):
                 row += f" | {ratio(c, pv)}"
             else:
@@ -139,6 +149,8 @@ def problems(res: dict) -> list[str]:
                 out.append(f"- **{s} {k}**: {r['error']}")
             if r.get("warning"):
                 out.append(f"- {s} {k}: {r['warning']}")
+            if r.get("note"):
+                out.append(f"- {s} {k}: {r['note']}")
             for i, st in enumerate(r.get("steps", []), 1):
                 if "error" in st:
                     out.append(f"- **{s} {k} step {i}**: {st['error']}")
@@ -229,6 +241,32 @@ def plots(res: dict, out: Path, sub: str = "") -> list[str]:
     return made
 
 
+UNPINNED = [("login-unpinned", "tsung, PLAIN", "plain TCP"), ("login-tls-unpinned", "tsung, PLAIN", "STARTTLS"),
+            ("login-scram-unpinned", "SCRAM", "plain TCP"), ("login-scram-tls-unpinned", "SCRAM", "STARTTLS")]
+
+
+def unpinned(res: dict) -> list[str]:
+    """The login storms with both cores for server and load generator ("cores all used")."""
+    lines = ["", "## Login storms on both cores (not pinned)", "",
+             "| server | load | transport | CPU ms per login | Conclave/server | logins/s | "
+             "login time mean / p99 ms (tsung: tr_auth) | KiB per session |",
+             "|---|---|---|---|---|---|---|---|"]
+    n = 0
+    for key, load, how in UNPINNED:
+        c = get(res, "servers", "conclave", "scenarios", key, "login_storm", "cpu_ms_per_login")
+        for s in SERVERS:
+            r = get(res, "servers", s, "scenarios", key)
+            if not r or "login_storm" not in r:
+                continue
+            ls, lat = r["login_storm"], r.get("login_latency") or {}
+            rel = "–" if s == "conclave" else ratio(c, ls["cpu_ms_per_login"])
+            lines.append(f"| {s} | {load} | {how} | {fmt(ls['cpu_ms_per_login'], 3)} | {rel} | "
+                         f"{fmt(ls['logins_per_s'], 1)} | {fmt(lat.get('mean_ms'))} / {fmt(lat.get('p99_ms'))} | "
+                         f"{fmt(ls['rss_per_session_kib'], 1)} |")
+            n += 1
+    return lines if n else []
+
+
 def markdown(res: dict, pngs: list[str]) -> str:
     m, v = res["machine"], res["versions"]
     L = ["# XMPP benchmarks: Conclave, Prosody, ejabberd", ""]
@@ -250,13 +288,26 @@ def markdown(res: dict, pngs: list[str]) -> str:
           "- Load: tsung (plain TCP, or STARTTLS for the `-tls` rows), SASL PLAIN, bind, session, roster get, "
           "initial presence, then stamped 64-byte messages.",
           ("- **Pinning**: server on core 0, tsung on core 1 (`taskset`). Conclave (tokio) and ejabberd (BEAM) are "
-           "multi-threaded but are confined to one core here like single-threaded Prosody; the `login-unpinned` row "
-           "gives Conclave (and tsung) both cores." if pinned else "- Not pinned: server and tsung share all cores."),
+           "multi-threaded but are confined to one core here like single-threaded Prosody; the `-unpinned` login "
+           "storms give server and load generator both cores (tsung's: Conclave only; SCRAM: all three)." if pinned else "- Not pinned: server and tsung share all cores."),
           "- Server CPU: utime+stime of the server process from /proc/PID/stat, sampled every 0.25 s "
           "(ejabberd: the beam.smp process, all its threads). CPU per message is taken over the steady window "
-          "(the seconds in which tsung sent at ≥ 80% of its peak rate) and divided by the messages delivered in it.",
+          "(the seconds in which tsung sent at ≥ 80% of its peak rate) and divided by the messages delivered in it. "
+          "The user-mode rows give utime alone: the server's own work. The rest is kernel time, mostly the "
+          "read and write syscalls, and on loopback the write also runs the receiving client's TCP stack.",
           "- Login CPU: CPU during the login storm (first to last completed SASL exchange) / logins; a login is "
           "connect (+ STARTTLS), PLAIN, bind, session, roster get and initial presence.",
+          *(["- SCRAM login storm (`login-scram` rows): tsung speaks only PLAIN, so our own asyncio loader "
+          "(`bench/xmpp/scram_load.py`, one Python process on the client core) logs the same users in as real "
+          "clients do: connect (+ STARTTLS, certificate not checked), SASL SCRAM-SHA-256 (SCRAM-SHA-1 only if "
+          "-256 is not offered; no channel binding), stream restart, bind, session if required, roster get, "
+          "initial presence, Poisson arrivals at the login storm's rate; every session stays until all are in. "
+          "The client derives the salted password (one PBKDF2 per login, every user has its own password and "
+          "salt), so the server only checks HMACs; the server signature is verified, and a failed login or a "
+          "wrong signature counts as an error. CPU per login: server CPU from the first connect to the last "
+          "completed login (+0.5 s) / logins; login time: connect to roster result, client PBKDF2 included."]
+            if any(k.startswith("login-scram") for e in res["servers"].values() for k in e.get("scenarios", {}))
+            else []),
           "- RSS per session: (RSS with every user logged in and idle − RSS of the idle server) / users.",
           "- Latency: every `xmpp_msg_latency` sample from tsung's `fullstats` backend (sender's stamp to receiver), "
           "so mean, p99 and max are exact. In rooms every occupant's copy is a sample.",
@@ -283,15 +334,7 @@ def markdown(res: dict, pngs: list[str]) -> str:
         t = table(res, tls)
         if t:
             L += ["", f"## Results, {'STARTTLS' if tls else 'plain TCP'}", ""] + t
-    un = [(s, k, get(res, "servers", s, "scenarios", k)) for s in SERVERS for k in ("login-unpinned", "login-tls-unpinned")]
-    un = [(s, k, r) for s, k, r in un if r and "login_storm" in r]
-    if un:
-        L += ["", "## Conclave login storm on both cores (not pinned)", ""]
-        for s, k, r in un:
-            ls = r["login_storm"]
-            how = "STARTTLS" if "tls" in k else "plain TCP"
-            L.append(f"- {s}, {how}: {fmt(ls['cpu_ms_per_login'], 3)} ms CPU per login, {fmt(ls['logins_per_s'], 1)} logins/s, "
-                     f"{fmt(ls['rss_per_session_kib'], 1)} KiB per session")
+    L += unpinned(res)
     pr = peak_rows(res)
     if pr:
         L += ["", "## Peak ramp, step by step", ""] + pr

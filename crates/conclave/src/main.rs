@@ -1,6 +1,12 @@
 //! `conclave`: the runtime. Parses the command line, loads the one
 //! configuration, opens the store and wires listeners to the services.
 
+/// A stanza is a tree of many small allocations, made and freed per
+/// message: with glibc's allocator malloc and free were a quarter of the
+/// instructions on the chat path (callgrind); mimalloc's are a fraction.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bosh;
 mod c2s;
 mod http;

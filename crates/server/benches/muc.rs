@@ -21,6 +21,10 @@ use xmpp_core::stanza;
 const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
 const MESSAGE: &[u8] = b"<message to='bench@conference.localhost' type='groupchat' id='8f2c1d'><body>The build is green again; deploying to staging in five minutes.</body><origin-id xmlns='urn:xmpp:sid:0' id='0b7e5a1c-4d2f-4e8a-9c3b-1f6d2e8a7b90'/><markable xmlns='urn:xmpp:chat-markers:0'/></message>";
 
+/// The allocator the server runs with (see the binary's main.rs).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Member {
     session: Session,
     rx: mpsc::Receiver<Outbound>,

@@ -17,6 +17,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::sync::mpsc;
 use xmpp_core::framing::{Frame, StreamParser};
 
+/// The allocator the server runs with (see the binary's main.rs).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
 const MESSAGE: &[u8] = b"<message to='bob@localhost' type='chat' id='a1b2c3d4-e5f6'><body>Are we still meeting at three? I have booked the small room.</body><active xmlns='http://jabber.org/protocol/chatstates'/><request xmlns='urn:xmpp:receipts'/><origin-id xmlns='urn:xmpp:sid:0' id='5f1e3c2a-9b7d-4c6e-8a1f-2d3b4c5d6e7f'/></message>";
 

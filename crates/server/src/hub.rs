@@ -178,7 +178,7 @@ pub struct Server {
     pub resumption: crate::resumption::Registry,
     iq: HashMap<(Target, &'static str), IqHandler>,
     /// Service and component domains.
-    domains: HashMap<String, Domain>,
+    domains: crate::FastMap<String, Domain>,
     server_features: Vec<&'static str>,
     account_features: Vec<&'static str>,
     account_identities: Vec<(&'static str, &'static str)>,
@@ -211,7 +211,7 @@ impl Server {
         server_features.dedup();
         account_features.sort_unstable();
         account_features.dedup();
-        let mut domains = HashMap::new();
+        let mut domains = crate::FastMap::default();
         for svc in modules::SERVICES {
             if (svc.enabled)(&config) {
                 for h in &config.hosts {
@@ -382,7 +382,9 @@ impl Server {
                 }
             },
         };
-        if let Some(j) = &to {
+        if let Some(j) = &to
+            && el.attr("to") != Some(j.as_str())
+        {
             // Normalised form, so that routing compares like with like.
             el.set("to", j.as_str());
         }
@@ -638,6 +640,16 @@ impl Server {
             return false;
         }
         self.store.user_exists(host, user).await.unwrap_or(false)
+    }
+}
+
+/// The bare part of an address, without the allocation `Jid::to_bare`
+/// makes: the per-message paths only compare and look up with it.
+pub fn bare_of(j: &Jid) -> &str {
+    let full = j.as_str();
+    match j.resource() {
+        Some(r) => &full[..full.len() - r.as_str().len() - 1],
+        None => full,
     }
 }
 

@@ -15,3 +15,9 @@ pub mod transport;
 
 pub use config::Config;
 pub use hub::Server;
+
+/// The maps on the per-stanza path (sessions, block lists, archive
+/// preferences, domains): foldhash is several times cheaper than SipHash
+/// on short keys and still seeded per process, so keys chosen by users
+/// cannot be made to collide.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

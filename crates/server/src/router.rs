@@ -1,7 +1,6 @@
 //! Who is online, and how to reach them. Delivery to an online session is
 //! a map lookup and a channel send: it never waits on the database.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -144,7 +143,7 @@ impl SessionHandle {
 
 #[derive(Default)]
 pub struct Router {
-    users: RwLock<HashMap<String, Vec<Arc<SessionHandle>>>>,
+    users: RwLock<crate::FastMap<String, Vec<Arc<SessionHandle>>>>,
     next_id: AtomicU64,
 }
 
@@ -187,6 +186,13 @@ impl Router {
             .get(bare)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Runs `f` on the user's sessions under the read lock: no copy of the
+    /// list. `f` must not block or call back into the router's writers.
+    pub fn with_sessions<R>(&self, bare: &str, f: impl FnOnce(&[Arc<SessionHandle>]) -> R) -> R {
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        f(users.get(bare).map(Vec::as_slice).unwrap_or_default())
     }
 
     pub fn session(&self, bare: &str, full: &str) -> Option<Arc<SessionHandle>> {

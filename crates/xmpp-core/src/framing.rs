@@ -1,20 +1,19 @@
 //! Turns the bytes of a never-ending XMPP stream into stream events and
 //! whole stanzas.
 //!
-//! rxml's raw parser tokenises (and refuses DTDs, entities and processing
-//! instructions by design); minidom's tree builder assembles elements. A depth
-//! counter tells stanza boundaries apart, and a byte budget per stanza stops a
-//! peer from growing a tree without bound before it is complete.
+//! `lexer` tokenises (and refuses DTDs, entities and processing
+//! instructions, as RFC 6120 §11 restricts); `tree` assembles elements. A
+//! depth counter tells stanza boundaries apart, and a byte budget per stanza
+//! stops a peer from growing a tree without bound before it is complete.
 
-use std::collections::BTreeMap;
+use std::cell::Cell;
 
 use minidom::Element;
-use minidom::tree_builder::TreeBuilder;
-use rxml::error::EndOrError;
-use rxml::parser::WithOptions;
-use rxml::{Parse, RawEvent, RawParser};
+use rxml::RawEvent;
 
+use crate::lexer::Lexer;
 use crate::ns;
+use crate::tree::{Builder, Declarations};
 
 /// What the transport-independent session sees of the wire.
 #[derive(Debug)]
@@ -62,51 +61,36 @@ impl FramingError {
     }
 }
 
-fn map_rxml_error(e: &rxml::Error, recent: &[u8]) -> FramingError {
-    match e {
-        rxml::Error::RestrictedXml(what) if what.contains("long") => FramingError::PolicyViolation,
-        rxml::Error::RestrictedXml(_) | rxml::Error::UndeclaredEntity => {
-            FramingError::RestrictedXml
-        }
-        // rxml reports DTD markup and processing instructions as plain
-        // syntax errors; RFC 6120 §11.1 names them restricted-xml.
-        _ if has_restricted_markup(recent) => FramingError::RestrictedXml,
-        _ => FramingError::NotWellFormed,
-    }
-}
-
-/// `<!DOCTYPE`, `<!ENTITY`, ... or a `<?` that is not the XML declaration.
-fn has_restricted_markup(recent: &[u8]) -> bool {
-    recent.windows(3).enumerate().any(|(i, w)| {
-        (w[0] == b'<' && w[1] == b'!' && w[2].is_ascii_uppercase())
-            || (w[0] == b'<' && w[1] == b'?' && !recent[i + 2..].starts_with(b"xml "))
-    })
-}
-
-/// rxml's own default: no name or attribute value in XMPP comes near it.
+/// No name or attribute value in XMPP comes near it (rxml's default too).
 pub const DEFAULT_MAX_TOKEN: usize = 8192;
 
 /// Incremental parser for one stream (TCP). A new one is made at every
 /// stream restart (after STARTTLS and SASL), as RFC 6120 requires.
 pub struct StreamParser {
-    parser: RawParser,
+    lexer: Lexer,
+    /// No byte has reached the lexer yet (see `feed_one`).
+    fresh: bool,
+    state: Assembly,
+}
+
+/// What the events build: the header, then one stanza at a time.
+struct Assembly {
     /// Namespace declarations on the stream element; every stanza is
     /// resolved against them. The stream element itself is not kept as a
-    /// tree: an idle stream holds only this map.
-    stream_prefixes: BTreeMap<Option<String>, String>,
+    /// tree: an idle stream holds only this list.
+    stream_prefixes: Declarations,
     root_name: Option<(Option<String>, String)>,
     root_attrs: Vec<(Option<String>, String, String)>,
-    /// The stanza being assembled, and the prefixes it declares itself.
-    tree: Option<TreeBuilder>,
-    declared: BTreeMap<Option<String>, String>,
-    /// Open elements, the stream element included.
+    /// The stanza being assembled (a stanza's element carries only the
+    /// prefixes it declares itself, not the stream's).
+    tree: Builder,
+    in_stanza: bool,
+    /// The stream header has been read.
     depth: usize,
     max_stanza: usize,
     /// Bytes that the stanza being assembled has used so far.
     stanza_bytes: usize,
     closed: bool,
-    /// No byte has reached the lexer yet (see `feed_one`).
-    fresh: bool,
 }
 
 impl StreamParser {
@@ -115,55 +99,44 @@ impl StreamParser {
     }
 
     /// `max_token` caps one name or attribute value (a longer one is a
-    /// policy violation); text is split into chunks of that size and
-    /// counted against `max_stanza`. The lexer reserves `max_token` bytes
-    /// of scratch space while a stream is busy, so it is kept small.
+    /// policy violation). An unfinished tag is held for at most a stanza's
+    /// worth of bytes.
     pub fn with_token_limit(max_stanza: usize, max_token: usize) -> Self {
-        let opts = rxml::Options {
-            max_token_length: max_token.clamp(256, max_stanza.max(256)),
-            ..Default::default()
-        };
+        let max_token = max_token.clamp(256, max_stanza.max(256));
         StreamParser {
-            parser: RawParser::with_options(opts),
-            stream_prefixes: BTreeMap::new(),
-            root_name: None,
-            root_attrs: Vec::new(),
-            tree: None,
-            declared: BTreeMap::new(),
-            depth: 0,
-            max_stanza,
-            stanza_bytes: 0,
-            closed: false,
+            lexer: Lexer::new(max_token, max_stanza),
             fresh: true,
+            state: Assembly {
+                stream_prefixes: Vec::new(),
+                root_name: None,
+                root_attrs: Vec::new(),
+                tree: Builder::default(),
+                in_stanza: false,
+                depth: 0,
+                max_stanza,
+                stanza_bytes: 0,
+                closed: false,
+            },
         }
     }
 
     /// Feeds bytes and appends any complete frames to `out`. On error the
     /// stream is beyond repair and must be closed with the returned
-    /// condition.
-    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<Frame>) -> Result<(), FramingError> {
-        if self.closed {
+    /// condition; the frames before the error are in `out`.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<Frame>) -> Result<(), FramingError> {
+        if self.state.closed {
             return Ok(());
         }
-        let chunk = data;
-        loop {
-            let ev = match self.parser.parse(&mut data, false) {
-                Ok(Some(ev)) => ev,
-                Ok(None) => return Ok(()),
-                // rxml caps every token (name, attribute value, text chunk)
-                // at max_token_length, so what it buffers is bounded too.
-                Err(EndOrError::NeedMoreData) => return Ok(()),
-                Err(EndOrError::Error(e)) => return Err(map_rxml_error(&e, chunk)),
-            };
-            if let Some(frame) = self.event(ev)? {
-                let close = matches!(frame, Frame::Close);
-                out.push(frame);
-                if close {
-                    self.closed = true;
-                    return Ok(());
+        let state = &mut self.state;
+        self.lexer.feed(data, &mut |ev| {
+            if let Some(frame) = state.event(ev)? {
+                if matches!(frame, Frame::Close) {
+                    state.closed = true;
                 }
+                out.push(frame);
             }
-        }
+            Ok(())
+        })
     }
 
     /// Like `feed`, but stops after the first complete frame and advances
@@ -178,7 +151,7 @@ impl StreamParser {
     /// that it can refuse them rather than let plaintext reach the TLS
     /// stream.
     pub fn feed_one(&mut self, data: &mut &[u8]) -> Result<Option<Frame>, FramingError> {
-        if self.closed {
+        if self.state.closed {
             *data = &[];
             return Ok(None);
         }
@@ -191,42 +164,41 @@ impl StreamParser {
             *data = &data[skip..];
             self.fresh = data.is_empty();
         }
-        let chunk = *data;
-        loop {
-            let ev = match self.parser.parse(data, false) {
-                Ok(Some(ev)) => ev,
-                // The lexer has taken every byte it was given.
-                Ok(None) | Err(EndOrError::NeedMoreData) => return Ok(None),
-                Err(EndOrError::Error(e)) => return Err(map_rxml_error(&e, chunk)),
-            };
-            if let Some(frame) = self.event(ev)? {
-                self.closed = matches!(frame, Frame::Close);
-                return Ok(Some(frame));
+        let stop = Cell::new(false);
+        let mut got = None;
+        let state = &mut self.state;
+        let used = self.lexer.feed_until(data, &stop, &mut |ev| {
+            if let Some(frame) = state.event(ev)? {
+                state.closed = matches!(frame, Frame::Close);
+                got = Some(frame);
+                stop.set(true);
             }
-        }
+            Ok(())
+        })?;
+        *data = &data[used..];
+        Ok(got)
     }
 
-    /// Gives back the lexer's scratch space (it reserves a whole token's
-    /// worth). Worth calling when the stream goes idle: thousands of idle
-    /// sessions would otherwise each hold it.
+    /// Gives back the memory of an unfinished token, if none is pending.
+    /// Worth calling when the stream goes idle: thousands of idle sessions
+    /// would otherwise each hold it.
     pub fn release_temporaries(&mut self) {
-        self.parser.release_temporaries();
+        self.lexer.release_temporaries();
     }
+}
 
+impl Assembly {
     fn event(&mut self, ev: RawEvent) -> Result<Option<Frame>, FramingError> {
         if self.depth == 0 {
             return self.root_event(ev);
         }
-        if self.tree.is_none() {
+        if !self.in_stanza {
             match ev {
                 // Whitespace keep-alives between stanzas.
                 RawEvent::Text(..) => return Ok(None),
                 RawEvent::ElementFoot(_) => return Ok(Some(Frame::Close)),
                 RawEvent::ElementHeadOpen(..) => {
-                    let inherited = self.stream_prefixes.clone();
-                    self.tree =
-                        Some(TreeBuilder::new().with_prefixes_stack(vec![inherited.into()]));
-                    self.declared.clear();
+                    self.in_stanza = true;
                     self.stanza_bytes = 0;
                 }
                 _ => return Err(FramingError::NotWellFormed),
@@ -236,40 +208,11 @@ impl StreamParser {
         if self.stanza_bytes > self.max_stanza {
             return Err(FramingError::PolicyViolation);
         }
-        if self.depth == 1
-            && let RawEvent::Attribute(_, (prefix, name), value) = &ev
-        {
-            match prefix {
-                None if name.as_str() == "xmlns" => {
-                    self.declared.insert(None, value.to_string());
-                }
-                Some(p) if p.as_str() == "xmlns" => {
-                    self.declared
-                        .insert(Some(name.to_string()), value.to_string());
-                }
-                _ => {}
-            }
-        }
         let is_foot = matches!(ev, RawEvent::ElementFoot(_));
-        match ev {
-            RawEvent::ElementHeadClose(_) => self.depth += 1,
-            RawEvent::ElementFoot(_) => self.depth -= 1,
-            _ => {}
-        }
-        let tree = self.tree.as_mut().ok_or(FramingError::NotWellFormed)?;
-        tree.process_event(ev).map_err(|e| match e {
-            minidom::Error::MissingNamespace => FramingError::InvalidNamespace,
-            _ => FramingError::NotWellFormed,
-        })?;
-        if is_foot && self.depth == 1 {
-            let mut stanza = self
-                .tree
-                .take()
-                .and_then(|t| t.root)
-                .ok_or(FramingError::NotWellFormed)?;
-            // Only what the stanza declared itself: the stream's own
-            // declarations would otherwise be repeated on every copy sent.
-            stanza.prefixes = std::mem::take(&mut self.declared).into();
+        self.tree.event(ev, &self.stream_prefixes)?;
+        if is_foot && self.tree.depth() == 0 {
+            self.in_stanza = false;
+            let stanza = self.tree.root.take().ok_or(FramingError::NotWellFormed)?;
             return Ok(Some(Frame::Stanza(stanza)));
         }
         Ok(None)
@@ -288,10 +231,10 @@ impl StreamParser {
                 let (prefix, name) = (prefix.map(|p| p.to_string()), name.to_string());
                 match prefix.as_deref() {
                     None if name == "xmlns" => {
-                        self.stream_prefixes.insert(None, value.to_string());
+                        self.stream_prefixes.push((None, value.to_string()));
                     }
                     Some("xmlns") => {
-                        self.stream_prefixes.insert(Some(name), value.to_string());
+                        self.stream_prefixes.push((Some(name), value.to_string()));
                     }
                     _ => self.root_attrs.push((prefix, name, value.to_string())),
                 }
@@ -299,14 +242,17 @@ impl StreamParser {
             }
             RawEvent::ElementHeadClose(_) => {
                 let (prefix, _) = self.root_name.take().ok_or(FramingError::NotWellFormed)?;
-                let ns = self
-                    .stream_prefixes
-                    .get(&prefix)
-                    .cloned()
-                    .ok_or(FramingError::InvalidNamespace)?;
+                let find = |p: &Option<String>| {
+                    self.stream_prefixes
+                        .iter()
+                        .rev()
+                        .find(|(q, _)| q == p)
+                        .map(|(_, ns)| ns.clone())
+                };
+                let ns = find(&prefix).ok_or(FramingError::InvalidNamespace)?;
                 let mut h = StreamHeader {
                     ns,
-                    default_ns: self.stream_prefixes.get(&None).cloned(),
+                    default_ns: find(&None),
                     ..Default::default()
                 };
                 for (p, n, v) in self.root_attrs.drain(..) {
@@ -377,24 +323,10 @@ pub fn parse_element(data: &[u8], max_bytes: usize) -> Result<Element, FramingEr
     if data.len() > max_bytes {
         return Err(FramingError::PolicyViolation);
     }
-    let opts = rxml::Options {
-        max_token_length: max_bytes.clamp(256, 64 * 1024),
-        ..Default::default()
-    };
-    let mut parser = RawParser::with_options(opts);
-    let mut tree = TreeBuilder::new();
-    let mut buf = data;
-    loop {
-        match parser.parse(&mut buf, true) {
-            Ok(Some(ev)) => tree.process_event(ev).map_err(|e| match e {
-                minidom::Error::MissingNamespace => FramingError::InvalidNamespace,
-                _ => FramingError::NotWellFormed,
-            })?,
-            Ok(None) => break,
-            Err(EndOrError::NeedMoreData) => return Err(FramingError::NotWellFormed),
-            Err(EndOrError::Error(e)) => return Err(map_rxml_error(&e, data)),
-        }
-    }
+    let mut lexer = Lexer::new(max_bytes.clamp(256, 64 * 1024), max_bytes);
+    let mut tree = Builder::default();
+    let outer = Declarations::new();
+    lexer.feed_all(data, &mut |ev| tree.event(ev, &outer))?;
     tree.root.ok_or(FramingError::NotWellFormed)
 }
 

@@ -6,11 +6,13 @@ pub mod component;
 pub mod forms;
 pub mod framing;
 pub mod invite;
+mod lexer;
 pub mod ns;
 pub mod sasl;
 pub mod sm;
 pub mod stanza;
 pub mod stream;
 pub mod time;
+mod tree;
 
 pub use minidom::Element;

@@ -172,6 +172,17 @@ pub fn iq_payload(iq: &Element) -> Option<&Element> {
 /// character no XML may carry) goes to minidom's writer, which declares
 /// prefixes or refuses.
 pub fn to_bytes(el: &Element) -> bytes::Bytes {
+    bytes::Bytes::from(write_vec(el))
+}
+
+/// The same as text, for the store. Both writers emit UTF-8, so the check
+/// never fails; it is the fast one, not the lossy one.
+pub fn to_string(el: &Element) -> String {
+    String::from_utf8(write_vec(el))
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn write_vec(el: &Element) -> Vec<u8> {
     let mut buf = Vec::with_capacity(384);
     match write_element(el, None, &mut buf) {
         Ok(()) => {}
@@ -187,7 +198,7 @@ pub fn to_bytes(el: &Element) -> bytes::Bytes {
         // outcome for an element that no XML can carry.
         Err(Unwritable::ControlChar) => buf.clear(),
     }
-    bytes::Bytes::from(buf)
+    buf
 }
 
 enum Unwritable {
@@ -251,6 +262,19 @@ fn write_element(
 /// otherwise turn into spaces. XML 1.0 cannot carry the other C0 controls.
 fn escape_into(s: &str, attr: bool, out: &mut Vec<u8>) -> Result<(), Unwritable> {
     let bytes = s.as_bytes();
+    // Most names, addresses and bodies need no escaping: one branch-free
+    // pass says so, and they are copied whole.
+    let plain = !bytes.iter().fold(false, |acc, &c| {
+        acc | (c < 0x20)
+            | (c == b'&')
+            | (c == b'<')
+            | (c == b'>')
+            | (attr & ((c == b'\'') | (c == b'"')))
+    });
+    if plain {
+        out.extend_from_slice(bytes);
+        return Ok(());
+    }
     let mut start = 0;
     for (i, &c) in bytes.iter().enumerate() {
         let rep: &[u8] = match c {

@@ -10,7 +10,6 @@
 //! per-account cache that PEP requests touching the metadata node clear:
 //! no database read per presence.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -39,7 +38,7 @@ pub const MODULE: Module = Module {
 /// none to show in presence)".
 #[derive(Default)]
 pub struct Hashes {
-    cache: Mutex<HashMap<String, Option<Arc<str>>>>,
+    cache: Mutex<crate::FastMap<String, Option<Arc<str>>>>,
 }
 
 /// Bounded: a cache, not a copy of the table.

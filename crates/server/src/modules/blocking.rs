@@ -2,7 +2,6 @@
 //! both directions. Lists are cached in memory, so checking a stanza costs
 //! no database round trip.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use jid::Jid;
@@ -28,7 +27,7 @@ pub const MODULE: Module = Module {
 
 #[derive(Default)]
 pub struct Blocklists {
-    cache: Mutex<HashMap<String, Arc<Vec<String>>>>,
+    cache: Mutex<crate::FastMap<String, Arc<Vec<String>>>>,
     /// Sessions (ids) that asked for the list and so get pushes.
     interested: Mutex<std::collections::HashSet<u64>>,
 }
@@ -57,13 +56,28 @@ impl Blocklists {
     /// Whether `owner` blocks `other` (a full JID, a bare JID, or its
     /// domain may be on the list).
     pub async fn blocks(&self, srv: &Server, owner: &str, other: &Jid) -> bool {
+        self.blocks_parts(
+            srv,
+            owner,
+            other.as_str(),
+            crate::hub::bare_of(other),
+            other.domain().as_str(),
+        )
+        .await
+    }
+
+    /// The same for an address given in its parts, so that the per-message
+    /// path parses nothing for the common empty list.
+    async fn blocks_parts(
+        &self,
+        srv: &Server,
+        owner: &str,
+        full: &str,
+        bare: &str,
+        domain: &str,
+    ) -> bool {
         let list = self.list(srv, owner).await;
-        if list.is_empty() {
-            return false;
-        }
-        let bare = other.to_bare();
-        list.iter()
-            .any(|b| b == other.as_str() || b == bare.as_str() || b == other.domain().as_str())
+        list.iter().any(|b| b == full || b == bare || b == domain)
     }
 }
 
@@ -76,8 +90,11 @@ pub async fn check(srv: &Server, s: &Session, to: &Jid, el: &Element) -> Option<
     if let Some(refusal) = outbound(srv, s, to, el).await {
         return Some(refusal);
     }
-    let from = Jid::new(s.full()).ok()?;
-    inbound(srv, &from, to, el).await
+    let blocked = srv
+        .blocking
+        .blocks_parts(srv, crate::hub::bare_of(to), s.full(), s.bare(), &s.host)
+        .await;
+    blocked.then(|| refusal(el))
 }
 
 /// The sender blocked the recipient (XEP-0191 §3.5): `not-acceptable`
@@ -108,17 +125,24 @@ pub async fn outbound(
 /// messages and requests, silence for presence and the rest.
 pub async fn inbound(srv: &Server, from: &Jid, to: &Jid, el: &Element) -> Option<Option<Element>> {
     to.node()?;
-    let to_bare = to.to_bare();
-    if !srv.blocking.blocks(srv, to_bare.as_str(), from).await {
+    if !srv
+        .blocking
+        .blocks(srv, crate::hub::bare_of(to), from)
+        .await
+    {
         return None;
     }
+    Some(refusal(el))
+}
+
+fn refusal(el: &Element) -> Option<Element> {
     let ty = el.attr("type");
     let answer = match el.name() {
         "message" => ty != Some("error"),
         "iq" => matches!(ty, Some("get" | "set")),
         _ => false,
     };
-    Some(answer.then(|| stanza::error_reply(el, "service-unavailable", None)))
+    answer.then(|| stanza::error_reply(el, "service-unavailable", None))
 }
 
 fn items(el: &Element) -> Result<Vec<String>, &'static str> {

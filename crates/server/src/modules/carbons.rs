@@ -77,12 +77,12 @@ fn wrap(direction: &str, account: &str, el: &Element) -> Element {
 
 /// Copies to the account's carbon-enabled sessions, except `skip`.
 fn copy(srv: &Server, account: &str, direction: &str, el: &Element, skip: &[u64]) {
-    let targets: Vec<Arc<SessionHandle>> = srv
-        .router
-        .sessions(account)
-        .into_iter()
-        .filter(|h| !skip.contains(&h.id) && enabled(h))
-        .collect();
+    let targets: Vec<Arc<SessionHandle>> = srv.router.with_sessions(account, |list| {
+        list.iter()
+            .filter(|h| !skip.contains(&h.id) && enabled(h))
+            .cloned()
+            .collect()
+    });
     // Most messages have no carbon-enabled resource to go to: don't build
     // and serialise a copy nobody receives.
     if targets.is_empty() {

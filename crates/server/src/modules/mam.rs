@@ -9,7 +9,6 @@
 //! archived before the query. End-to-end encrypted messages are archived
 //! as the ciphertext they are and are not indexed for search.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use minidom::Element;
@@ -50,7 +49,7 @@ enum Cmd {
 #[derive(Default)]
 pub struct Archiver {
     tx: OnceLock<mpsc::UnboundedSender<Cmd>>,
-    prefs: Mutex<HashMap<String, Arc<Prefs>>>,
+    prefs: Mutex<crate::FastMap<String, Arc<Prefs>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,8 +253,8 @@ pub async fn archive_chat(
         return None;
     }
     let ref_id = sender_ref(el);
-    let bytes = stanza::to_bytes(el);
-    let xml = String::from_utf8_lossy(&bytes).into_owned();
+    let xml = stanza::to_string(el);
+    let bytes = bytes::Bytes::copy_from_slice(xml.as_bytes());
     if wants_out {
         srv.archiver.put(
             &srv.store,
@@ -299,7 +298,7 @@ pub fn archive_room(srv: &Server, room: &str, occupant: &str, el: &Element, id: 
             id,
             with: occupant.to_owned(),
             stamp: time::now_us(),
-            stanza: String::from_utf8_lossy(&stanza::to_bytes(el)).into_owned(),
+            stanza: stanza::to_string(el),
             text: searchable(el),
             ref_id: None,
         },

@@ -44,15 +44,15 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
         return;
     }
     let ty = el.attr("type").unwrap_or("normal").to_owned();
-    let bare = to.to_bare();
-    let serialised = if ty != "groupchat" && ty != "error" && srv.user_exists(bare.as_str()).await {
-        let bytes = super::mam::archive_chat(srv, s.full(), bare.as_str(), &mut el).await;
+    let bare = crate::hub::bare_of(&to);
+    let serialised = if ty != "groupchat" && ty != "error" && srv.user_exists(bare).await {
+        let bytes = super::mam::archive_chat(srv, s.full(), bare, &mut el).await;
         if let Some(id) = el
             .get_child("retract", ns::RETRACT)
             .and_then(|r| r.attr("id"))
         {
             let id = id.to_owned();
-            super::mam::retract_chat(srv, s.bare(), bare.as_str(), &id).await;
+            super::mam::retract_chat(srv, s.bare(), bare, &id).await;
         }
         bytes
     } else {
@@ -64,9 +64,9 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     };
     carbons::sent(srv, s, &el);
     if to.is_full() {
-        if let Some(h) = srv.router.session(bare.as_str(), to.as_str()) {
+        if let Some(h) = srv.router.session(bare, to.as_str()) {
             send_to(std::slice::from_ref(&h));
-            carbons::received(srv, bare.as_str(), &[h.id], &el);
+            carbons::received(srv, bare, &[h.id], &el);
             return;
         }
         match ty.as_str() {
@@ -78,22 +78,22 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     if ty == "groupchat" {
         return s.bounce(&el, "service-unavailable");
     }
-    let targets: Vec<_> = srv
-        .router
-        .sessions(bare.as_str())
-        .into_iter()
-        .filter(|h| h.is_available() && h.priority() >= 0)
-        .collect();
+    let targets: Vec<_> = srv.router.with_sessions(bare, |list| {
+        list.iter()
+            .filter(|h| h.is_available() && h.priority() >= 0)
+            .cloned()
+            .collect()
+    });
     if !targets.is_empty() {
         send_to(&targets);
         let ids: Vec<u64> = targets.iter().map(|h| h.id).collect();
-        carbons::received(srv, bare.as_str(), &ids, &el);
+        carbons::received(srv, bare, &ids, &el);
         return;
     }
     if !matches!(ty.as_str(), "chat" | "normal") {
         return;
     }
-    if !srv.user_exists(bare.as_str()).await {
+    if !srv.user_exists(bare).await {
         return s.bounce(&el, "service-unavailable");
     }
     let xml = serialised.unwrap_or_else(|| stanza::to_bytes(&el));
@@ -101,7 +101,7 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     match srv
         .store
         .push(
-            bare.as_str(),
+            bare,
             time::now_unix(),
             &xml,
             srv.config.limits.max_offline_messages,
@@ -110,12 +110,12 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
     {
         Ok(()) => {
             metrics::counter!("conclave_offline_stored_total").increment(1);
-            super::push::notify(srv, bare.as_str(), &el).await;
+            super::push::notify(srv, bare, &el).await;
             // The recipient may have become available while this was being
             // written, after its login fetched the queue: hand it over now.
             let ready = srv
                 .router
-                .sessions(bare.as_str())
+                .sessions(bare)
                 .into_iter()
                 .find(|h| h.is_available() && h.priority() >= 0);
             if let Some(h) = ready {

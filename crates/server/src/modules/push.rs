@@ -45,7 +45,7 @@ fn handle<'a>(srv: &'a Server, s: &'a Session, owner: &'a str, iq: Element) -> H
                 };
                 let options = p
                     .get_child("x", ns::DATA_FORMS)
-                    .map(|x| String::from_utf8_lossy(&stanza::to_bytes(x)).into_owned())
+                    .map(stanza::to_string)
                     .unwrap_or_default();
                 srv.store
                     .add_push(owner, app.as_str(), node, &options)

@@ -34,7 +34,10 @@ class Plan:
     (``ack="parse"``): with ``ack="local"`` tsung takes a stream header sent
     apart from its features as the answer, runs one step ahead and sends
     the restart header before ``<success/>`` arrives (RFC 6120 §6.4.6 says
-    to wait), which servers answer differently; that would measure tsung."""
+    to wait), which servers answer differently; that would measure tsung.
+    Conclave takes such a pipelined restart since it was taught to; the
+    wait stays so that every server runs the same, RFC-conformant login
+    and the login figures stay comparable with earlier runs."""
 
     users: int
     arrival_rate: float  # users per second

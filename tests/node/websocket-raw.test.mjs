@@ -151,6 +151,29 @@ test("ws raw: login, ping, and <close/> handshake", async () => {
   }
 });
 
+test("ws raw: <open/> and bind pipelined after <auth/> are taken in the new stream", async () => {
+  const c = new RawWs(srv.http_port);
+  try {
+    await c.opened();
+    await c.openStream();
+    const b64 = Buffer.from(`\0rawws\0${pw()}`).toString("base64");
+    // Three messages without waiting for <success/>: each WebSocket message is a
+    // whole element, so nothing of the restarted stream may be lost or refused.
+    c.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${b64}</auth>`);
+    c.send(`<open xmlns='${FRAMING}' to='localhost' version='1.0'/>`);
+    c.send(`<iq type='set' id='pb1' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>`);
+    await c.next((el) => el.localName === "success");
+    await c.next((el) => el.localName === "open");
+    const features = await c.next((el) => el.localName === "features");
+    assert.equal(features.getElementsByTagName("bind").length, 1, c.dump());
+    const bound = await c.next((el) => el.getAttribute("id") === "pb1");
+    assert.equal(bound.getAttribute("type"), "result", c.dump());
+    assert.match(bound.getElementsByTagName("jid")[0].textContent, /^rawws@localhost\/.+/);
+  } finally {
+    c.close();
+  }
+});
+
 test("ws raw: oversized stanza -> policy-violation", async () => {
   const c = new RawWs(srv.http_port);
   try {

@@ -90,6 +90,10 @@ struct Inbound {
     buf: Box<[u8]>,
     max: usize,
     max_token: usize,
+    /// Negotiation parses one frame at a time and keeps the bytes after it
+    /// here: they may belong to the stream the next restart opens.
+    stepwise: bool,
+    pending: Vec<u8>,
 }
 
 impl Inbound {
@@ -102,7 +106,54 @@ impl Inbound {
             buf: vec![0u8; READ_BUF].into_boxed_slice(),
             max,
             max_token,
+            stepwise: true,
+            pending: Vec::new(),
         }
+    }
+
+    /// The stream is established: no restart can come, so the reader
+    /// parses greedily from here (the bytes read ahead go first).
+    fn established(mut self) -> Self {
+        self.stepwise = false;
+        self
+    }
+
+    /// Parses what was read ahead: one frame while negotiating, all of it
+    /// once established.
+    fn parse_pending(&mut self) {
+        if !self.stepwise {
+            let data = std::mem::take(&mut self.pending);
+            if let Err(e) = self.parser.feed(&data, &mut self.scratch) {
+                self.error = Some(e);
+            }
+            self.frames.extend(self.scratch.drain(..));
+            return;
+        }
+        let mut rest = &self.pending[..];
+        match self.parser.feed_one(&mut rest) {
+            Ok(Some(f)) => {
+                self.frames.push_back(f);
+                let used = self.pending.len() - rest.len();
+                self.pending.drain(..used);
+            }
+            // The lexer holds a partial token: everything was used.
+            Ok(None) => self.pending.clear(),
+            Err(e) => {
+                self.error = Some(e);
+                self.pending.clear();
+            }
+        }
+    }
+
+    /// Drops what the client sent in the clear after `<starttls/>`
+    /// (RFC 6120 §5.4.3.3: none of it may reach the TLS stream) and says
+    /// whether it was more than whitespace: an injection attempt or a
+    /// broken client, not to be talked to.
+    fn discard_plaintext(&mut self) -> bool {
+        let clean = self.pending.iter().all(u8::is_ascii_whitespace);
+        self.pending = Vec::new();
+        self.frames.clear();
+        !clean
     }
 
     async fn recv<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Event {
@@ -112,6 +163,10 @@ impl Inbound {
             }
             if let Some(e) = self.error.take() {
                 return Event::Error(e);
+            }
+            if !self.pending.is_empty() {
+                self.parse_pending();
+                continue;
             }
             let read = match tokio::time::timeout(IDLE_AFTER, r.read(&mut self.buf)).await {
                 Ok(res) => res,
@@ -130,6 +185,10 @@ impl Inbound {
                 Ok(0) | Err(_) => return Event::Gone,
                 Ok(n) => n,
             };
+            if self.stepwise {
+                self.pending.extend_from_slice(&self.buf[..n]);
+                continue;
+            }
             if n == self.buf.len() && n < READ_BUF {
                 // Busy again: back to the full-size buffer.
                 let data = self.buf[..n].to_vec();
@@ -147,6 +206,8 @@ impl Inbound {
         }
     }
 
+    /// Bytes the client pipelined after the element that ended the old
+    /// stream stay in `pending` for the new parser.
     fn restart(&mut self) {
         self.parser = StreamParser::with_token_limit(self.max, self.max_token);
         self.frames.clear();
@@ -226,6 +287,10 @@ impl Transport for TcpTransport {
     }
 
     async fn starttls(&mut self) -> io::Result<()> {
+        if self.inbound.discard_plaintext() {
+            tracing::info!(peer = %self.info.peer, "data pipelined after <starttls/>; closing");
+            return Err(io::ErrorKind::InvalidData.into());
+        }
         let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
             return Err(io::ErrorKind::InvalidInput.into());
         };
@@ -261,7 +326,7 @@ impl Transport for TcpTransport {
         (
             TcpReader {
                 read: r,
-                inbound: self.inbound,
+                inbound: self.inbound.established(),
             },
             TcpWriter {
                 write: w,

@@ -6,6 +6,8 @@
 //! depth counter tells stanza boundaries apart, and a byte budget per stanza
 //! stops a peer from growing a tree without bound before it is complete.
 
+use std::cell::Cell;
+
 use minidom::Element;
 use rxml::RawEvent;
 
@@ -66,6 +68,8 @@ pub const DEFAULT_MAX_TOKEN: usize = 8192;
 /// stream restart (after STARTTLS and SASL), as RFC 6120 requires.
 pub struct StreamParser {
     lexer: Lexer,
+    /// No byte has reached the lexer yet (see `feed_one`).
+    fresh: bool,
     state: Assembly,
 }
 
@@ -101,6 +105,7 @@ impl StreamParser {
         let max_token = max_token.clamp(256, max_stanza.max(256));
         StreamParser {
             lexer: Lexer::new(max_token, max_stanza),
+            fresh: true,
             state: Assembly {
                 stream_prefixes: Vec::new(),
                 root_name: None,
@@ -132,6 +137,46 @@ impl StreamParser {
             }
             Ok(())
         })
+    }
+
+    /// Like `feed`, but stops after the first complete frame and advances
+    /// `data` past the bytes it used, leaving the rest to the caller.
+    ///
+    /// Negotiation reads this way because a client may pipeline the new
+    /// stream header right after its last SASL element, before our
+    /// `<success/>` (tsung does, and so do some mobile clients to save a
+    /// round trip). Those bytes open a new document (RFC 6120 §4.3.3) and
+    /// must go to a fresh parser; this one would reject the XML
+    /// declaration. Bytes after `<starttls/>` stay with the caller too, so
+    /// that it can refuse them rather than let plaintext reach the TLS
+    /// stream.
+    pub fn feed_one(&mut self, data: &mut &[u8]) -> Result<Option<Frame>, FramingError> {
+        if self.state.closed {
+            *data = &[];
+            return Ok(None);
+        }
+        if self.fresh {
+            // Whitespace the client sent after its last element of the old
+            // stream (go-xmpp ends every element with a newline) would put
+            // the new XML declaration out of place: it belongs to the old
+            // stream, where it was a keep-alive.
+            let skip = data.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            *data = &data[skip..];
+            self.fresh = data.is_empty();
+        }
+        let stop = Cell::new(false);
+        let mut got = None;
+        let state = &mut self.state;
+        let used = self.lexer.feed_until(data, &stop, &mut |ev| {
+            if let Some(frame) = state.event(ev)? {
+                state.closed = matches!(frame, Frame::Close);
+                got = Some(frame);
+                stop.set(true);
+            }
+            Ok(())
+        })?;
+        *data = &data[used..];
+        Ok(got)
     }
 
     /// Gives back the memory of an unfinished token, if none is pending.
@@ -422,6 +467,116 @@ mod tests {
             frames(&mut p, b"<foo:bar/>").unwrap_err(),
             FramingError::InvalidNamespace
         );
+    }
+
+    /// Frames `feed_one` yields from `data` until it needs more, and what
+    /// it left over.
+    fn one_by_one<'a>(p: &mut StreamParser, mut data: &'a [u8]) -> (Vec<Frame>, &'a [u8]) {
+        let mut out = Vec::new();
+        while let Some(f) = p.feed_one(&mut data).unwrap() {
+            let sasl_done = matches!(&f, Frame::Stanza(e) if e.name() == "auth");
+            out.push(f);
+            if sasl_done {
+                break;
+            }
+        }
+        (out, data)
+    }
+
+    const PIPELINED: &[u8] = b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth><?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>";
+
+    #[test]
+    fn pipelined_restart_goes_to_a_fresh_parser() {
+        let input = [HEADER, PIPELINED].concat();
+        // Fed greedily, the new XML declaration is an error inside the old
+        // stream: the restricted-xml that closed pipelining clients.
+        let mut p = StreamParser::new(65536);
+        assert_eq!(
+            frames(&mut p, &input).unwrap_err(),
+            FramingError::RestrictedXml
+        );
+
+        let mut p = StreamParser::new(65536);
+        let (got, rest) = one_by_one(&mut p, &input);
+        assert!(
+            matches!(got.as_slice(), [Frame::Open(_), Frame::Stanza(a)] if a.is("auth", ns::SASL))
+        );
+        assert!(
+            rest.starts_with(b"<?xml version='1.0'?><stream:stream"),
+            "{rest:?}"
+        );
+
+        let mut fresh = StreamParser::new(65536);
+        let mut rest = rest;
+        let open = fresh.feed_one(&mut rest).unwrap();
+        assert!(matches!(open, Some(Frame::Open(h)) if h.to.as_deref() == Some("localhost")));
+        let bind = fresh.feed_one(&mut rest).unwrap();
+        assert!(
+            matches!(bind, Some(Frame::Stanza(iq)) if iq.is("iq", ns::CLIENT) && iq.attr("id") == Some("b"))
+        );
+        assert!(rest.is_empty());
+        assert!(fresh.feed_one(&mut rest).unwrap().is_none());
+    }
+
+    #[test]
+    fn whitespace_left_from_the_old_stream_is_skipped() {
+        let mut p = StreamParser::new(65536);
+        for chunk in [&b"\n"[..], b" \r\n", HEADER] {
+            let mut d = chunk;
+            let f = p.feed_one(&mut d).unwrap();
+            assert_eq!(f.is_some(), chunk == HEADER, "{chunk:?}");
+        }
+        // Only before the first byte: inside the header a space is syntax.
+        let mut p = StreamParser::new(65536);
+        let at = HEADER.windows(4).position(|w| w == b" to=").unwrap();
+        let (head, tail) = HEADER.split_at(at);
+        assert!(p.feed_one(&mut &head[..]).unwrap().is_none());
+        assert!(matches!(
+            p.feed_one(&mut &tail[..]),
+            Ok(Some(Frame::Open(_)))
+        ));
+    }
+
+    #[test]
+    fn feed_one_stops_at_the_frame_whatever_the_chunking() {
+        let input = [HEADER, PIPELINED].concat();
+        let auth_end =
+            HEADER.len() + PIPELINED.windows(7).position(|w| w == b"</auth>").unwrap() + 7;
+        for size in [1, 2, 7, 100] {
+            let mut p = StreamParser::new(65536);
+            let mut used = 0;
+            let mut got = Vec::new();
+            'outer: for chunk in input.chunks(size) {
+                let mut rest = chunk;
+                while let Some(f) = p.feed_one(&mut rest).unwrap() {
+                    let done = matches!(&f, Frame::Stanza(_));
+                    got.push(f);
+                    if done {
+                        used += chunk.len() - rest.len();
+                        break 'outer;
+                    }
+                }
+                used += chunk.len();
+            }
+            assert_eq!(got.len(), 2, "chunks of {size}");
+            assert_eq!(used, auth_end, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn feed_one_reports_errors_and_close() {
+        let mut p = StreamParser::new(1000);
+        let mut d = HEADER;
+        assert!(matches!(p.feed_one(&mut d), Ok(Some(Frame::Open(_)))));
+        let mut d = &b"<message></iq>"[..];
+        assert_eq!(p.feed_one(&mut d).unwrap_err(), FramingError::NotWellFormed);
+
+        let mut p = StreamParser::new(1000);
+        let mut d = &[HEADER, b" </stream:stream><junk"].concat()[..];
+        assert!(matches!(p.feed_one(&mut d), Ok(Some(Frame::Open(_)))));
+        assert!(matches!(p.feed_one(&mut d), Ok(Some(Frame::Close))));
+        assert!(p.feed_one(&mut d).unwrap().is_none());
+        assert!(d.is_empty());
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! by minidom's tree builder, as before. The unit tests compare it with
 //! rxml on valid and broken input.
 
+use std::cell::Cell;
+
 use rxml::parser::EventMetrics;
 use rxml::{NcName, RawEvent};
 
@@ -76,14 +78,14 @@ impl Lexer {
     /// to `sink`. An error is final: the stream must be closed.
     pub(crate) fn feed(&mut self, data: &[u8], sink: &mut Sink<'_>) -> Result<(), FramingError> {
         if self.pending.is_empty() {
-            let used = self.run(data, sink)?;
+            let used = self.run(data, None, sink)?;
             if used < data.len() && !self.done {
                 self.pending.extend_from_slice(&data[used..]);
             }
         } else {
             let mut buf = std::mem::take(&mut self.pending);
             buf.extend_from_slice(data);
-            let used = self.run(&buf, sink)?;
+            let used = self.run(&buf, None, sink)?;
             buf.drain(..used);
             if !self.done {
                 self.pending = buf;
@@ -95,20 +97,52 @@ impl Lexer {
         Ok(())
     }
 
+    /// Like `feed`, but stops after the token during which `sink` set
+    /// `stop`, and returns how many bytes of `data` were used: the rest is
+    /// the caller's (a restarted stream's, see `StreamParser::feed_one`).
+    pub(crate) fn feed_until(
+        &mut self,
+        data: &[u8],
+        stop: &Cell<bool>,
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, FramingError> {
+        let carried = self.pending.len();
+        let mut buf = std::mem::take(&mut self.pending);
+        buf.extend_from_slice(data);
+        let used = self.run(&buf, Some(stop), sink)?;
+        if stop.get() {
+            // The carried bytes began the token that completed the frame.
+            return Ok(used.saturating_sub(carried).min(data.len()));
+        }
+        buf.drain(..used);
+        if !self.done {
+            self.pending = buf;
+        }
+        if self.pending.len() > self.max_pending {
+            return Err(FramingError::PolicyViolation);
+        }
+        Ok(data.len())
+    }
+
     /// Tokenises a whole document: one root element, white space around.
     pub(crate) fn feed_all(
         &mut self,
         data: &[u8],
         sink: &mut Sink<'_>,
     ) -> Result<(), FramingError> {
-        let used = self.run(data, sink)?;
+        let used = self.run(data, None, sink)?;
         if !self.done || !data[used..].iter().all(|&b| is_space(b)) {
             return Err(FramingError::NotWellFormed);
         }
         Ok(())
     }
 
-    fn run(&mut self, buf: &[u8], sink: &mut Sink<'_>) -> Result<usize, FramingError> {
+    fn run(
+        &mut self,
+        buf: &[u8],
+        stop: Option<&Cell<bool>>,
+        sink: &mut Sink<'_>,
+    ) -> Result<usize, FramingError> {
         let mut pos = 0;
         while pos < buf.len() && !self.done {
             let rest = &buf[pos..];
@@ -120,6 +154,9 @@ impl Lexer {
             match step {
                 Step::Took(n) => pos += n,
                 Step::More => break,
+            }
+            if stop.is_some_and(Cell::get) {
+                break;
             }
         }
         Ok(pos)

@@ -281,41 +281,18 @@ impl Lexer {
         let mut rest = &body[name_len..];
         // Qualified names already seen on this element, for duplicates.
         let mut seen: Vec<&[u8]> = Vec::new();
-        loop {
-            let trimmed = trim_start(rest);
-            if trimmed.is_empty() {
-                break;
-            }
-            if trimmed.len() == rest.len() {
-                // Attributes are separated by white space.
-                return Err(FramingError::NotWellFormed);
-            }
-            let eq = trimmed
-                .iter()
-                .position(|&b| b == b'=')
-                .ok_or(FramingError::NotWellFormed)?;
-            let aname = trim_end(&trimmed[..eq]);
-            if aname.iter().any(|&b| is_space(b)) {
-                return Err(FramingError::NotWellFormed);
-            }
+        while let Some((aname, raw, after)) = next_attribute(rest)? {
             if seen.contains(&aname) {
                 return Err(FramingError::NotWellFormed);
             }
             seen.push(aname);
-            let after = trim_start(&trimmed[eq + 1..]);
-            let quote = match after.first() {
-                Some(&q @ (b'\'' | b'"')) => q,
-                _ => return Err(FramingError::NotWellFormed),
-            };
-            let close = memchr(quote, &after[1..]).ok_or(FramingError::NotWellFormed)?;
-            let raw = &after[1..1 + close];
             if raw.len() > self.max_token {
                 return Err(FramingError::PolicyViolation);
             }
             let value = attribute_value(raw)?;
             let qn = self.qname(aname)?;
             sink(RawEvent::Attribute(EventMetrics::new(0), qn, value))?;
-            rest = &after[close + 2..];
+            rest = after;
         }
         sink(RawEvent::ElementHeadClose(EventMetrics::new(0)))?;
         self.rooted = true;
@@ -426,38 +403,47 @@ fn safe_text_cut(s: &[u8]) -> usize {
     cut
 }
 
+/// Name, raw value, and what follows.
+type Attr<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
+/// The next `name='value'` of a tag (or of the XML declaration), after the
+/// white space that must separate it: the name, the raw value and the
+/// rest; `None` at the end.
+fn next_attribute(rest: &[u8]) -> Result<Option<Attr<'_>>, FramingError> {
+    let t = trim_start(rest);
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if t.len() == rest.len() {
+        return Err(FramingError::NotWellFormed);
+    }
+    let eq = memchr(b'=', t).ok_or(FramingError::NotWellFormed)?;
+    let name = trim_end(&t[..eq]);
+    if name.iter().any(|&b| is_space(b)) {
+        return Err(FramingError::NotWellFormed);
+    }
+    let after = trim_start(&t[eq + 1..]);
+    let quote = match after.first() {
+        Some(&q @ (b'\'' | b'"')) => q,
+        _ => return Err(FramingError::NotWellFormed),
+    };
+    let close = memchr(quote, &after[1..]).ok_or(FramingError::NotWellFormed)?;
+    Ok(Some((name, &after[1..1 + close], &after[close + 2..])))
+}
+
 /// `version='1.0'`, then optionally `encoding` (UTF-8) and `standalone`.
 fn xml_declaration(s: &[u8]) -> Result<(), FramingError> {
     let mut rest = s;
     // 0: version expected; 1: after version; 2: after encoding; 3: done.
     let mut step = 0;
-    loop {
-        let t = trim_start(rest);
-        if t.is_empty() {
-            break;
-        }
-        if t.len() == rest.len() {
-            return Err(FramingError::NotWellFormed);
-        }
-        let eq = t
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or(FramingError::NotWellFormed)?;
-        let name = trim_end(&t[..eq]);
-        let after = trim_start(&t[eq + 1..]);
-        let quote = match after.first() {
-            Some(&q @ (b'\'' | b'"')) => q,
-            _ => return Err(FramingError::NotWellFormed),
-        };
-        let close = memchr(quote, &after[1..]).ok_or(FramingError::NotWellFormed)?;
-        let value = &after[1..1 + close];
+    while let Some((name, value, after)) = next_attribute(rest)? {
         step = match (step, name) {
             (0, b"version") if value == b"1.0" => 1,
             (1, b"encoding") if value.eq_ignore_ascii_case(b"utf-8") => 2,
             (1 | 2, b"standalone") if value == b"yes" || value == b"no" => 3,
             _ => return Err(FramingError::NotWellFormed),
         };
-        rest = &after[close + 2..];
+        rest = after;
     }
     if step == 0 {
         return Err(FramingError::NotWellFormed);

@@ -7,7 +7,12 @@ STARTTLS port; SASL PLAIN, bind), and reads
 the server's resident memory from /proc before and after. Prints KiB per
 idle session.
 
-    python3 bench/idle_sessions.py [--sessions 2000] [--plain] [--bin target/release/conclave]
+    python3 bench/idle_sessions.py [--sessions 2000] [--plain] [--accounts] [--bin target/release/conclave]
+
+By default every session is a resource of one account. With --accounts
+each session has an account of its own and fetches its roster and sends
+its initial presence, as the tsung login storm does, so the figure also
+holds what the server keeps per online account.
 """
 import argparse
 import base64
@@ -43,7 +48,7 @@ def read_until(sock, marker, buf=b""):
     return buf
 
 
-def session(port, ctx, user, password, i):
+def session(port, ctx, user, password, i, online=False):
     raw = socket.create_connection(("127.0.0.1", port))
     s = ctx.wrap_socket(raw, server_hostname="localhost") if ctx else raw
     hdr = ("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
@@ -57,8 +62,13 @@ def session(port, ctx, user, password, i):
     read_until(s, b"</stream:features>")
     s.sendall(f"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r{i}</resource></bind></iq>".encode())
     read_until(s, b"</iq>")
-    # No presence: thousands of resources of one account would make every
-    # presence an O(N) broadcast to the others.
+    if online:
+        s.sendall(b"<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
+        read_until(s, b"</iq>")
+        s.sendall(b"<presence/>")
+        read_until(s, b"<presence")  # our own, reflected
+    # Otherwise no presence: thousands of resources of one account would
+    # make every presence an O(N) broadcast to the others.
     return s
 
 
@@ -89,6 +99,8 @@ def main():
                          "Massif sees only malloc: give it a binary built without "
                          "mimalloc (cargo build --release --no-default-features "
                          "-p conclave)")
+    ap.add_argument("--accounts", action="store_true",
+                    help="an account per session, with roster and presence")
     ap.add_argument("--plain", action="store_true",
                     help="plain TCP on the STARTTLS port, no TLS (PLAIN allowed "
                          "unencrypted, as the tsung bench does)")
@@ -103,6 +115,10 @@ def main():
                CONCLAVE_LIMITS__MAX_CONNECTIONS_PER_IP=str(a.sessions + 100),
                CONCLAVE_LOG__LEVEL="warn")
     subprocess.run([a.bin, "user", "add", "idle@localhost"], input=b"pw\n", env=env, check=True)
+    if a.accounts:
+        lines = "".join(f"u{i}@localhost pw\n" for i in range(a.sessions))
+        subprocess.run([a.bin, "user", "add-bulk"], input=lines.encode(), env=env, check=True,
+                       capture_output=True)
     wrap = ["valgrind", "--tool=massif", f"--massif-out-file={a.massif}",
             "--detailed-freq=1", "--max-snapshots=200"] if a.massif else []
     srv = subprocess.Popen(wrap + [a.bin, "serve"], env=env)
@@ -123,9 +139,10 @@ def main():
         time.sleep(1)
         before = rss_kib(srv.pid)
         if a.massif:
-            subprocess.run(["vgdb", f"--pid={srv.pid}", "xtmemory", f"{a.massif}.before.xtree"],
+            subprocess.run(["vgdb", f"--pid={srv.pid}", "xtmemory", f"{a.massif}.before.xt.ms"],
                            check=False, capture_output=True)
-        socks = [session(port, ctx, "idle", "pw", i) for i in range(a.sessions)]
+        socks = [session(port, ctx, f"u{i}", "pw", "r", True) if a.accounts
+                 else session(port, ctx, "idle", "pw", i) for i in range(a.sessions)]
         # Past the server's idle threshold, so buffers are given back.
         time.sleep(5)
         after = rss_kib(srv.pid)
@@ -134,11 +151,11 @@ def main():
               f"kib_per_idle_session={per:.2f}")
         if a.massif:
             # Live heap by call tree while the sessions are open; read it with
-            # ms_print OUT.xtree, or diff it against
-            # OUT.before.xtree with bench/xtree_diff.py
-            subprocess.run(["vgdb", f"--pid={srv.pid}", "xtmemory", f"{a.massif}.xtree"],
+            # ms_print OUT.xt.ms, or diff it against
+            # OUT.before.xt.ms with bench/xtree_diff.py
+            subprocess.run(["vgdb", f"--pid={srv.pid}", "xtmemory", f"{a.massif}.xt.ms"],
                            check=False, capture_output=True)
-            heap = [xtree_total(f"{a.massif}{s}.xtree") for s in (".before", "")]
+            heap = [xtree_total(f"{a.massif}{s}.xt.ms") for s in (".before", "")]
             print(f"heap_before_b={heap[0]} heap_after_b={heap[1]} "
                   f"heap_b_per_idle_session={(heap[1] - heap[0]) / a.sessions:.0f}")
         for s in socks + warm:

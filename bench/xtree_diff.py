@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Heap growth by allocation site between two massif-format xtree dumps.
 
-bench/idle_sessions.py --massif OUT writes OUT.before.xtree (warm-up only)
-and OUT.xtree (with the idle sessions open). This prints what grew,
+bench/idle_sessions.py --massif OUT writes OUT.before.xt.ms (warm-up only)
+and OUT.xt.ms (with the idle sessions open). This prints what grew,
 per session, grouped by the innermost frames of our own code (or of the
 crate that allocated, where none of ours is on the stack):
 
-    python3 bench/xtree_diff.py OUT.before.xtree OUT.xtree --sessions 2000
+    python3 bench/xtree_diff.py OUT.before.xt.ms OUT.xt.ms --sessions 2000
 """
 import argparse
 import re

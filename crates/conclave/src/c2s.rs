@@ -2,6 +2,7 @@
 //! (XEP-0368) on another, and XEP-0114 component streams (plain TCP) on a
 //! third.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use conclave_server::Server;
 use conclave_server::limits::{ConnGuard, ConnLimiter};
 use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
 use futures_util::FutureExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use xmpp_core::framing::{Frame, FramingError, StreamParser};
@@ -22,13 +23,16 @@ use xmpp_core::stanza;
 
 use crate::Live;
 
-const READ_BUF: usize = 4096;
-/// Read buffer of a connection that has gone quiet.
-const IDLE_READ_BUF: usize = 256;
-/// Quiet this long, a connection gives back its parser's and read
-/// buffer's memory; an idle session should cost little more than its
-/// TLS state.
-const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+/// Size of each worker thread's read buffer: a full TLS record's
+/// plaintext, so that one read takes a burst whole.
+const READ_BUF: usize = 16 * 1024;
+
+thread_local! {
+    /// Connections read into their thread's buffer and parse the bytes in
+    /// the same poll, so that no connection holds a read buffer while it
+    /// waits: idle sessions are most of a server's sessions.
+    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_BUF].into_boxed_slice());
+}
 
 pub enum Stream {
     Plain(TcpStream),
@@ -85,9 +89,7 @@ impl AsyncWrite for Stream {
 struct Inbound {
     parser: StreamParser,
     frames: VecDeque<Frame>,
-    scratch: Vec<Frame>,
     error: Option<FramingError>,
-    buf: Box<[u8]>,
     max: usize,
     max_token: usize,
     /// Negotiation parses one frame at a time and keeps the bytes after it
@@ -101,9 +103,7 @@ impl Inbound {
         Inbound {
             parser: StreamParser::with_token_limit(max, max_token),
             frames: VecDeque::new(),
-            scratch: Vec::new(),
             error: None,
-            buf: vec![0u8; READ_BUF].into_boxed_slice(),
             max,
             max_token,
             stepwise: true,
@@ -123,10 +123,7 @@ impl Inbound {
     fn parse_pending(&mut self) {
         if !self.stepwise {
             let data = std::mem::take(&mut self.pending);
-            if let Err(e) = self.parser.feed(&data, &mut self.scratch) {
-                self.error = Some(e);
-            }
-            self.frames.extend(self.scratch.drain(..));
+            self.consume(&data);
             return;
         }
         let mut rest = &self.pending[..];
@@ -156,6 +153,16 @@ impl Inbound {
         !clean
     }
 
+    /// Bytes just read: kept whole while negotiating (see `pending`),
+    /// parsed into frames once established.
+    fn consume(&mut self, data: &[u8]) {
+        if self.stepwise {
+            self.pending.extend_from_slice(data);
+        } else if let Err(e) = self.parser.feed(data, &mut self.frames) {
+            self.error = Some(e);
+        }
+    }
+
     async fn recv<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Event {
         loop {
             if let Some(f) = self.frames.pop_front() {
@@ -168,41 +175,29 @@ impl Inbound {
                 self.parse_pending();
                 continue;
             }
-            let read = match tokio::time::timeout(IDLE_AFTER, r.read(&mut self.buf)).await {
-                Ok(res) => res,
-                Err(_) => {
-                    self.parser.release_temporaries();
-                    // Both are empty here; a burst grew them.
-                    self.frames = VecDeque::new();
-                    self.scratch = Vec::new();
-                    if self.buf.len() > IDLE_READ_BUF {
-                        self.buf = vec![0u8; IDLE_READ_BUF].into_boxed_slice();
+            // About to wait: give back what the last burst grew.
+            if self.frames.capacity() != 0 {
+                self.frames = VecDeque::new();
+            }
+            self.parser.release_temporaries();
+            let open = std::future::poll_fn(|cx| {
+                READ_SCRATCH.with_borrow_mut(|buf| {
+                    let mut rb = ReadBuf::new(buf);
+                    match Pin::new(&mut *r).poll_read(cx, &mut rb) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(Err(_)) => Poll::Ready(false),
+                        Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(false),
+                        Poll::Ready(Ok(())) => {
+                            self.consume(rb.filled());
+                            Poll::Ready(true)
+                        }
                     }
-                    r.read(&mut self.buf).await
-                }
-            };
-            let n = match read {
-                Ok(0) | Err(_) => return Event::Gone,
-                Ok(n) => n,
-            };
-            if self.stepwise {
-                self.pending.extend_from_slice(&self.buf[..n]);
-                continue;
+                })
+            })
+            .await;
+            if !open {
+                return Event::Gone;
             }
-            if n == self.buf.len() && n < READ_BUF {
-                // Busy again: back to the full-size buffer.
-                let data = self.buf[..n].to_vec();
-                self.buf = vec![0u8; READ_BUF].into_boxed_slice();
-                if let Err(e) = self.parser.feed(&data, &mut self.scratch) {
-                    self.error = Some(e);
-                }
-                self.frames.extend(self.scratch.drain(..));
-                continue;
-            }
-            if let Err(e) = self.parser.feed(&self.buf[..n], &mut self.scratch) {
-                self.error = Some(e);
-            }
-            self.frames.extend(self.scratch.drain(..));
         }
     }
 
@@ -367,7 +362,7 @@ impl FrameReader for TcpReader {
 
 pub struct TcpWriter {
     write: WriteHalf<Stream>,
-    /// Batches a burst of stanzas into one write; released when large so
+    /// Batches a burst of stanzas into one write; released after it, so
     /// that an idle session keeps no buffer.
     buf: Vec<u8>,
     _guard: ConnGuard,
@@ -395,10 +390,9 @@ impl FrameWriter for TcpWriter {
     async fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
             self.write.write_all(&self.buf).await?;
-            self.buf.clear();
-            if self.buf.capacity() > 16 * 1024 {
-                self.buf = Vec::new();
-            }
+            // Freed, not cleared: most sessions are idle most of the time,
+            // and an allocation per burst costs less than keeping it.
+            self.buf = Vec::new();
         }
         self.write.flush().await
     }

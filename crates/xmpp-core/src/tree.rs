@@ -33,6 +33,17 @@ pub(crate) struct Builder {
 }
 
 impl Builder {
+    /// Frees the growable parts while no element is open (see
+    /// `StreamParser::release_temporaries`).
+    pub(crate) fn release_temporaries(&mut self) {
+        if self.stack.is_empty() && self.head.is_none() {
+            self.stack = Vec::new();
+            self.attrs = Vec::new();
+            self.marks = Vec::new();
+            self.scope = Declarations::default();
+        }
+    }
+
     /// Open elements.
     pub(crate) fn depth(&self) -> usize {
         self.stack.len()

@@ -143,7 +143,7 @@ def main():
                            check=False, capture_output=True)
         socks = [session(port, ctx, f"u{i}", "pw", "r", True) if a.accounts
                  else session(port, ctx, "idle", "pw", i) for i in range(a.sessions)]
-        # Past the server's idle threshold, so buffers are given back.
+        # Let the last replies go out and the allocator settle.
         time.sleep(5)
         after = rss_kib(srv.pid)
         per = (after - before) / a.sessions

@@ -8,6 +8,7 @@ mod sqlite;
 mod sqlite_archive;
 mod sqlite_invites;
 mod sqlite_pubsub;
+mod sqlite_read;
 mod sqlite_uploads;
 
 use async_trait::async_trait;
@@ -24,6 +25,9 @@ pub enum StoreError {
     Quota,
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// From the synchronous readers (`sqlite_read`).
+    #[error("database read: {0}")]
+    Read(#[from] rusqlite::Error),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

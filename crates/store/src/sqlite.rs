@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::OptionalExtension;
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -44,6 +45,8 @@ CREATE TABLE IF NOT EXISTS room_affiliations (
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// The reads a login makes, without sqlx's thread hand-off.
+    pub(crate) readers: std::sync::Arc<crate::sqlite_read::Readers>,
 }
 
 impl SqliteStore {
@@ -74,7 +77,9 @@ impl SqliteStore {
         sqlx::raw_sql(crate::sqlite_invites::SCHEMA)
             .execute(&pool)
             .await?;
-        Ok(SqliteStore { pool })
+        let keep = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+        let readers = std::sync::Arc::new(crate::sqlite_read::Readers::new(path, keep));
+        Ok(SqliteStore { pool, readers })
     }
 
     /// A write transaction that takes SQLite's write lock at once. A
@@ -89,6 +94,9 @@ impl SqliteStore {
 
     /// Checkpoints the WAL into the main file and closes every connection.
     pub async fn close(&self) {
+        // Readers first: the checkpoint empties the log only when no other
+        // connection could be reading it.
+        self.readers.close();
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await;
@@ -197,22 +205,22 @@ impl Accounts for SqliteStore {
         user: &str,
         mechanism: &str,
     ) -> Result<Option<ScramRecord>> {
-        let row = sqlx::query(
-            "SELECT salt, iterations, stored_key, server_key FROM scram
-             WHERE host = ?1 AND username = ?2 AND mechanism = ?3",
-        )
-        .bind(host)
-        .bind(user)
-        .bind(mechanism)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| ScramRecord {
-            mechanism: mechanism.to_owned(),
-            salt: r.get(0),
-            iterations: r.get::<i64, _>(1) as u32,
-            stored_key: r.get(2),
-            server_key: r.get(3),
-        }))
+        self.readers.read(|c| {
+            c.prepare_cached(
+                "SELECT salt, iterations, stored_key, server_key FROM scram
+                 WHERE host = ?1 AND username = ?2 AND mechanism = ?3",
+            )?
+            .query_row((host, user, mechanism), |r| {
+                Ok(ScramRecord {
+                    mechanism: mechanism.to_owned(),
+                    salt: r.get(0)?,
+                    iterations: r.get::<_, i64>(1)? as u32,
+                    stored_key: r.get(2)?,
+                    server_key: r.get(3)?,
+                })
+            })
+            .optional()
+        })
     }
 
     async fn delete_user(&self, host: &str, user: &str) -> Result<()> {
@@ -278,12 +286,16 @@ fn roster_row(r: &sqlx::sqlite::SqliteRow) -> RosterItem {
         name: r.get(1),
         subscription: Subscription::parse(r.get::<&str, _>(2)),
         ask: r.get::<i64, _>(3) != 0,
-        groups: groups
-            .split('\n')
-            .filter(|g| !g.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        groups: split_groups(&groups),
     }
+}
+
+fn split_groups(groups: &str) -> Vec<String> {
+    groups
+        .split('\n')
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn exists(conn: &mut sqlx::SqliteConnection, host: &str, user: &str) -> Result<bool> {
@@ -303,26 +315,33 @@ impl Rosters for SqliteStore {
         // One statement: a version that matches the items, and one trip to
         // SQLite's thread instead of two (every login fetches its roster).
         // The outer row is there when the roster is empty, to carry `ver`.
-        let rows = sqlx::query(
-            "SELECT r.contact, r.name, r.subscription, r.ask, r.groups, v.ver \
-             FROM (SELECT ?1 AS owner) o \
-             LEFT JOIN roster_version v ON v.owner = o.owner \
-             LEFT JOIN roster r ON r.owner = o.owner \
-             ORDER BY r.contact",
-        )
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await?;
-        let ver = rows
-            .first()
-            .and_then(|r| r.get::<Option<i64>, _>(5))
-            .unwrap_or(0) as u64;
-        let items = rows
-            .iter()
-            .filter(|r| r.get::<Option<&str>, _>(0).is_some())
-            .map(roster_row)
-            .collect();
-        Ok((ver, items))
+        self.readers.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT r.contact, r.name, r.subscription, r.ask, r.groups, v.ver \
+                 FROM (SELECT ?1 AS owner) o \
+                 LEFT JOIN roster_version v ON v.owner = o.owner \
+                 LEFT JOIN roster r ON r.owner = o.owner \
+                 ORDER BY r.contact",
+            )?;
+            let mut rows = st.query([owner])?;
+            let mut ver = 0;
+            let mut items = Vec::new();
+            while let Some(r) = rows.next()? {
+                ver = r.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64;
+                let Some(contact) = r.get::<_, Option<String>>(0)? else {
+                    continue;
+                };
+                let groups: String = r.get(4)?;
+                items.push(RosterItem {
+                    contact,
+                    name: r.get(1)?,
+                    subscription: Subscription::parse(&r.get::<_, String>(2)?),
+                    ask: r.get::<_, i64>(3)? != 0,
+                    groups: split_groups(&groups),
+                });
+            }
+            Ok((ver, items))
+        })
     }
 
     async fn roster_item(&self, owner: &str, contact: &str) -> Result<Option<RosterItem>> {
@@ -368,11 +387,11 @@ impl Rosters for SqliteStore {
     }
 
     async fn pending_in(&self, owner: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT contact FROM subscription_requests WHERE owner = ?1")
-            .bind(owner)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        self.readers.read(|c| {
+            c.prepare_cached("SELECT contact FROM subscription_requests WHERE owner = ?1")?
+                .query_map([owner], |r| r.get(0))?
+                .collect()
+        })
     }
 
     async fn set_pending_in(&self, owner: &str, contact: &str, pending: bool) -> Result<()> {
@@ -432,11 +451,10 @@ impl Offline for SqliteStore {
         // Most logins find nothing: one read says so, without the write
         // lock and the two more trips to SQLite's thread that BEGIN
         // IMMEDIATE and COMMIT cost.
-        let any = sqlx::query("SELECT 1 FROM offline WHERE owner = ?1 LIMIT 1")
-            .bind(owner)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some();
+        let any = self.readers.read(|c| {
+            c.prepare_cached("SELECT 1 FROM offline WHERE owner = ?1 LIMIT 1")?
+                .exists([owner])
+        })?;
         if !any {
             return Ok(Vec::new());
         }
@@ -820,6 +838,16 @@ pub(crate) mod tests {
         // Emptied, the roster keeps its version; an unknown owner has none.
         assert_eq!(s.roster("alice@localhost").await.unwrap(), (2, vec![]));
         assert_eq!(s.roster("nobody@localhost").await.unwrap(), (0, vec![]));
+        // Written through sqlx, read on the synchronous readers.
+        let carol = "carol@localhost";
+        s.set_pending_in("alice@localhost", carol, true)
+            .await
+            .unwrap();
+        assert_eq!(s.pending_in("alice@localhost").await.unwrap(), vec![carol]);
+        s.set_pending_in("alice@localhost", carol, false)
+            .await
+            .unwrap();
+        assert!(s.pending_in("alice@localhost").await.unwrap().is_empty());
         s.push("bob@localhost", 1, "<message/>", 2).await.unwrap();
         s.push("bob@localhost", 2, "<message/>", 2).await.unwrap();
         assert!(matches!(

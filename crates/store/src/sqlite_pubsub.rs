@@ -4,6 +4,7 @@
 //! gives it a new one.
 
 use async_trait::async_trait;
+use rusqlite::OptionalExtension;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -96,14 +97,16 @@ async fn trim(
 #[async_trait]
 impl Pubsub for SqliteStore {
     async fn node(&self, owner: &str, node: &str) -> Result<Option<PubsubNode>> {
-        let row = sqlx::query("SELECT config FROM pubsub_nodes WHERE owner = ?1 AND node = ?2")
-            .bind(owner)
-            .bind(node)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| PubsubNode {
+        // Every login asks for the avatar node (XEP-0398): a synchronous
+        // read (see sqlite_read).
+        let config: Option<String> = self.readers.read(|c| {
+            c.prepare_cached("SELECT config FROM pubsub_nodes WHERE owner = ?1 AND node = ?2")?
+                .query_row((owner, node), |r| r.get(0))
+                .optional()
+        })?;
+        Ok(config.map(|c| PubsubNode {
             node: node.to_owned(),
-            config: decode_config(r.get::<&str, _>(0)),
+            config: decode_config(&c),
         }))
     }
 

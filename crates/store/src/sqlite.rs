@@ -312,8 +312,8 @@ async fn exists(conn: &mut sqlx::SqliteConnection, host: &str, user: &str) -> Re
 #[async_trait]
 impl Rosters for SqliteStore {
     async fn roster(&self, owner: &str) -> Result<(u64, Vec<RosterItem>)> {
-        // One statement: a version that matches the items, and one trip to
-        // SQLite's thread instead of two (every login fetches its roster).
+        // One statement, so that the version matches the items; every login
+        // fetches its roster, so it is a synchronous read (`sqlite_read`).
         // The outer row is there when the roster is empty, to carry `ver`.
         self.readers.read(|c| {
             let mut st = c.prepare_cached(
@@ -448,9 +448,9 @@ impl Offline for SqliteStore {
     }
 
     async fn take(&self, owner: &str) -> Result<Vec<OfflineMessage>> {
-        // Most logins find nothing: one read says so, without the write
-        // lock and the two more trips to SQLite's thread that BEGIN
-        // IMMEDIATE and COMMIT cost.
+        // Most logins find nothing: a synchronous read says so, without
+        // the write lock and the three trips to sqlx's thread that BEGIN
+        // IMMEDIATE, the DELETE and COMMIT cost.
         let any = self.readers.read(|c| {
             c.prepare_cached("SELECT 1 FROM offline WHERE owner = ?1 LIMIT 1")?
                 .exists([owner])

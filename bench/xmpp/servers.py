@@ -29,11 +29,14 @@ LOOPBACK = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
 NOFILE = 65536
 
-# Ports side by side: 1xxxx Conclave, 2xxxx Prosody, 3xxxx ejabberd.
+# Ports side by side: 15xxx Conclave, 25xxx Prosody, 30xxx ejabberd; all
+# below Linux's ephemeral range (32768-60999), where a load generator's
+# client socket left in TIME_WAIT could take a server's port (ejabberd's
+# listener then fails with eaddrinuse).
 PORTS = {
     "conclave": {"c2s": 15222, "direct_tls": 15223, "http": 15443},
     "prosody": {"c2s": 25222},
-    "ejabberd": {"c2s": 35222, "http": 35380},
+    "ejabberd": {"c2s": 30222, "http": 30380},
 }
 
 

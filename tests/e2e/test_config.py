@@ -1,7 +1,9 @@
 """Configuration keys from docs/interface.md take effect."""
 
+import asyncio
 import base64
 import hashlib
+import os
 import re
 import socket
 import ssl
@@ -182,3 +184,58 @@ def test_turn_ttl_host_port(server_factory):
             await c.close()
 
     run(scenario())
+
+
+def _db_handles(srv) -> int:
+    """Open file descriptors of the server on its SQLite database file."""
+    db = str((srv.data_dir / "conclave.db").resolve())
+    fd_dir = f"/proc/{srv.proc.pid}/fd"
+    n = 0
+    for fd in os.listdir(fd_dir):
+        try:
+            if os.readlink(f"{fd_dir}/{fd}") == db:
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+@pytest.mark.conclave_only
+def test_storage_connection_counts(server_factory):
+    """storage.connections and storage.read_connections bound the store's
+    connections, and one of each still serves concurrent logins and writes
+    (nothing waits on a second connection while holding the first)."""
+    srv = server_factory({"storage.connections": 1, "storage.read_connections": 1})
+    users = [srv.add_user() for _ in range(16)]
+
+    async def scenario():
+        senders = await asyncio.gather(*(login(srv, j, p) for j, p in users[:8]))
+        for i, s in enumerate(senders):
+            s.send_message(mto=users[8 + i][0], mbody=f"offline {i}", mtype="chat")
+        # Private XML writes from every sender at once.
+        await asyncio.gather(*(
+            s.iq("set", f"<query xmlns='jabber:iq:private'><n xmlns='urn:test:storage'>{i}</n></query>")
+            for i, s in enumerate(senders)
+        ))
+        await close_all(*senders)
+        receivers = await asyncio.gather(*(login(srv, j, p) for j, p in users[8:]))
+        try:
+            got = await asyncio.gather(*(r.next_message() for r in receivers))
+            assert [m["body"] for m in got] == [f"offline {i}" for i in range(8)]
+        finally:
+            await close_all(*receivers)
+
+    run(scenario())
+    assert 1 <= _db_handles(srv) <= 2, _db_handles(srv)
+
+
+@pytest.mark.conclave_only
+def test_storage_zero_connections_refused(offline_server):
+    r = offline_server.cli("user", "list")
+    assert r.returncode != 0, (r.stdout, r.stderr)
+    assert "storage.connections" in r.stderr, r.stderr
+
+
+@pytest.fixture
+def offline_server(server_factory):
+    return server_factory({"storage.connections": 0}, start=False)

@@ -194,7 +194,11 @@ pub async fn open_store(cfg: &Config) -> Result<SqliteStore, String> {
         let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700));
     }
     let path = cfg.data_dir.join("conclave.db");
-    SqliteStore::open(&path)
+    let opts = conclave_store::SqliteOptions {
+        connections: cfg.storage.connections,
+        read_connections: cfg.storage.read_connections,
+    };
+    SqliteStore::open_with(&path, opts)
         .await
         .map_err(|e| format!("cannot open the store {}: {e}", path.display()))
 }

@@ -33,6 +33,7 @@ pub struct Config {
     pub turn: Turn,
     pub upload: Upload,
     pub components: Components,
+    pub storage: Storage,
     pub log: Log,
 }
 
@@ -309,6 +310,27 @@ impl Default for Components {
     }
 }
 
+/// The SQLite store's connections.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// Connections for writes and most reads. SQLite writes one
+    /// transaction at a time, so a few are enough.
+    pub connections: u32,
+    /// Read-only connections for the reads every login makes, run on the
+    /// thread that asks. 0: one per CPU core plus one.
+    pub read_connections: usize,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            connections: 4,
+            read_connections: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Log {
@@ -337,6 +359,7 @@ impl Default for Config {
             turn: Turn::default(),
             upload: Upload::default(),
             components: Components::default(),
+            storage: Storage::default(),
             log: Log::default(),
         }
     }
@@ -435,6 +458,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.hosts.is_empty() {
             return Err("`hosts` must name at least one virtual host".into());
+        }
+        if self.storage.connections == 0 {
+            return Err("`storage.connections` must be at least 1".into());
         }
         for h in self.hosts.iter().chain(std::iter::once(&self.guest_host)) {
             if h.is_empty() && h == &self.guest_host {
@@ -806,6 +832,14 @@ port = 5347
 #   secret = "a long random string"
 list = []
 
+[storage]
+# Connections to the SQLite store for writes and most reads. SQLite writes
+# one transaction at a time, so a few are enough.
+connections = 4
+# Read-only connections for the reads every login makes (keys, roster,
+# offline messages). 0 keeps one per CPU core plus one.
+read_connections = 0
+
 [log]
 # A tracing filter, e.g. "info" or "conclave=debug,sqlx=warn".
 level = "info"
@@ -838,6 +872,9 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().contains("guest_host"));
+        let mut c = Config::default();
+        c.storage.connections = 0;
+        assert!(c.validate().unwrap_err().contains("storage.connections"));
         let c = Config {
             admins: vec!["localhost".into()],
             ..Default::default()

@@ -13,7 +13,7 @@ mod sqlite_uploads;
 
 use async_trait::async_trait;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -49,8 +49,33 @@ pub struct SqliteStore {
     pub(crate) readers: std::sync::Arc<crate::sqlite_read::Readers>,
 }
 
+/// Connection counts, from the operator's `[storage]` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteOptions {
+    /// sqlx's pool, which runs every write and the reads not on the
+    /// login path. SQLite has one writer at a time, so more connections
+    /// help only reads that wait behind a write.
+    pub connections: u32,
+    /// Read-only connections kept for the login reads (`sqlite_read`);
+    /// 0 keeps one per core plus one, as many as can read at once.
+    pub read_connections: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            connections: 4,
+            read_connections: 0,
+        }
+    }
+}
+
 impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    pub async fn open_with(path: &Path, o: SqliteOptions) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -60,7 +85,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(o.connections.max(1))
             .connect_with(opts)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
@@ -77,7 +102,10 @@ impl SqliteStore {
         sqlx::raw_sql(crate::sqlite_invites::SCHEMA)
             .execute(&pool)
             .await?;
-        let keep = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+        let keep = match o.read_connections {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()) + 1,
+            n => n,
+        };
         let readers = std::sync::Arc::new(crate::sqlite_read::Readers::new(path, keep));
         Ok(SqliteStore { pool, readers })
     }

@@ -253,8 +253,24 @@ async fn bind_all(
     Ok(out)
 }
 
+/// aws-lc seeds its random generator on first use from CPU jitter, a
+/// one-time computation of tens of milliseconds (420M instructions under
+/// callgrind). Done at start, it delays no user: otherwise the first TLS
+/// handshake, SCRAM login or new room after a start waits for it.
+fn seed_random() -> Result<(), String> {
+    let t = std::time::Instant::now();
+    aws_lc_rs::rand::fill(&mut [0u8; 16])
+        .map_err(|_| "the system's random generator is unavailable".to_string())?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        "random generator seeded"
+    );
+    Ok(())
+}
+
 async fn serve(cfg: Config) -> Result<(), String> {
     init_logging(&cfg.log.level);
+    seed_random()?;
     let store = Arc::new(open_store(&cfg).await?);
     if cfg.upload_enabled() {
         upload::recover(&*store).await;

@@ -77,12 +77,13 @@ fn send(out: Vec<Delivery>) {
     }
 }
 
-fn new_secret() -> Vec<u8> {
+/// The key of the room's XEP-0421 occupant ids. Without randomness there
+/// is no room: a guessable key would let anyone match occupant ids to the
+/// JIDs they hash, which is what the ids exist to hide.
+fn new_secret() -> Option<Vec<u8>> {
     let mut b = vec![0u8; 32];
-    if aws_lc_rs::rand::fill(&mut b).is_err() {
-        b = time::now_unix().to_be_bytes().to_vec();
-    }
-    b
+    aws_lc_rs::rand::fill(&mut b).ok()?;
+    Some(b)
 }
 
 /// A room from memory or, if persistent, from the store.
@@ -201,10 +202,14 @@ async fn presence(srv: &Server, s: &Session, room_jid: &str, nick: Option<String
     let (shared, created) = match find(srv, room_jid).await {
         Some(r) => (r, false),
         None => {
+            let Some(secret) = new_secret() else {
+                tracing::error!("no random bytes for a new room's key");
+                return refuse(s, &el, "internal-server-error");
+            };
             let mut room = Room::new(
                 room_jid.to_owned(),
                 RoomConfig::new(srv.config.muc.history),
-                new_secret(),
+                secret,
             );
             room.affiliations
                 .insert(s.bare().to_owned(), Affiliation::Owner);

@@ -593,15 +593,21 @@ impl Room {
         let Some(nick) = self.nick_of(from).map(str::to_owned) else {
             return Err("not-acceptable");
         };
-        let Some(o) = self.occupants.get(&nick).cloned() else {
+        // Not the whole occupant: its last presence is a tree, and this
+        // runs for every message.
+        let Some((role, occupant_id)) = self
+            .occupants
+            .get(&nick)
+            .map(|o| (o.role, o.occupant_id.clone()))
+        else {
             return Err("not-acceptable");
         };
-        if o.role < Role::Participant {
+        if role < Role::Participant {
             return Err("forbidden");
         }
         let subject = msg.get_child("subject", ns::CLIENT).map(Element::text);
         if let Some(s) = &subject {
-            if !self.config.change_subject && o.role < Role::Moderator {
+            if !self.config.change_subject && role < Role::Moderator {
                 return Err("forbidden");
             }
             self.subject = Some((s.clone(), nick.clone()));
@@ -622,7 +628,7 @@ impl Room {
             }
             m.append_child(c.clone());
         }
-        m.append_child(Element::bare("occupant-id", ns::OCCUPANT_ID).with("id", &o.occupant_id));
+        m.append_child(Element::bare("occupant-id", ns::OCCUPANT_ID).with("id", &occupant_id));
         if let Some(id) = stanza_id {
             m.append_child(
                 Element::bare("stanza-id", ns::SID)

@@ -47,6 +47,11 @@ if ! node --test tests/node/; then
   failed+=("node --test tests/node")
 fi
 
+section "bench: pytest bench/xmpp (tsung log parsing)"
+if ! tests/.venv/bin/pytest -q bench/xmpp/test_tsung.py; then
+  failed+=("pytest bench/xmpp")
+fi
+
 section "bench: bench/xmpp/run --smoke (tsung against the binary under test)"
 if [ "${SKIP_BENCH_SMOKE:-0}" = 1 ]; then
   echo "skipped (SKIP_BENCH_SMOKE=1)"

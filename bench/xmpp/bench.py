@@ -251,8 +251,7 @@ def measure(server: srv.Server, plan_kw: dict, out: Path, args, pin: bool = True
     r["users_expected"] = plan.users
     r["login_latency"] = tsung.latency_summary(full.get("tr_auth", []))
     r["sent"] = int(tl.total("tr_msg"))
-    r["received"] = int(tl.total("xmpp_msg_latency"))
-    r["latency"] = tsung.latency_summary(full.get("xmpp_msg_latency", []))
+    r.update(tsung.deliveries(tl, full))
     r["_tl"], r["_sampler"] = tl, sampler  # for the scenario-specific figures; dropped before JSON
     if rc != 0:
         r["error"] = f"tsung exited with {rc}"

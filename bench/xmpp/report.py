@@ -310,7 +310,10 @@ def markdown(res: dict, pngs: list[str]) -> str:
             else []),
           "- RSS per session: (RSS with every user logged in and idle − RSS of the idle server) / users.",
           "- Latency: every `xmpp_msg_latency` sample from tsung's `fullstats` backend (sender's stamp to receiver), "
-          "so mean, p99 and max are exact. In rooms every occupant's copy is a sample.",
+          "so mean, p99 and max are exact. In rooms every occupant's copy is a sample. "
+          "Samples of messages sent before the run are left out: each server keeps its store across runs, "
+          "so a message sent at the end of one run to a user who had just left is delivered from offline storage "
+          "at the next run's login, with a latency of tens of seconds (`stale_deliveries` in results.json counts them).",
           "- Peak: the chat users with the offered load raised step by step (one tsung run per step); "
           "saturation is the first step where delivered < 90% of offered or p99 > "
           "1 s. tsung runs on one core, so at high rates it may not offer the planned load (\"client-bound\").", ""]

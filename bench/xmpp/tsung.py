@@ -210,6 +210,43 @@ def parse_fullstats(path: Path) -> dict[str, list[float]]:
     return out
 
 
+def split_stale(values: list[float], blocks: list[Block], name: str = "xmpp_msg_latency") -> tuple[list[float], list[float]]:
+    """Latency samples of this run, and those of messages sent before it.
+
+    The servers keep their store from one run to the next, so a message
+    sent in the last second of a run to a user who had just left is stored
+    offline and delivered when that user logs in in the next run, with the
+    sending run's stamp: a latency of tens of seconds, recorded during the
+    logins. Sample ``i`` of tsung-fullstats.log (in arrival order) arrived
+    at the latest by the end of the dump interval in which tsung.log's
+    running count of ``name`` passes ``i``; a sample is stale when even that
+    latest arrival, less its latency, falls before this run's first dump
+    interval began. Samples past the last dump are kept."""
+    if not blocks:
+        return list(values), []
+    start = blocks[0].t - 1.0
+    bounds: list[float] = []
+    for b in blocks:
+        bounds.extend([b.t] * int(b.counts.get(name, 0)))
+    own: list[float] = []
+    stale: list[float] = []
+    for i, v in enumerate(values):
+        if i < len(bounds) and bounds[i] - v / 1e3 < start:
+            stale.append(v)
+        else:
+            own.append(v)
+    return own, stale
+
+
+def deliveries(tl: TsungLog, full: dict[str, list[float]]) -> dict:
+    """``received``, ``latency`` and, if any, ``stale_deliveries`` of one run."""
+    own, stale = split_stale(full.get("xmpp_msg_latency", []), tl.blocks)
+    r = {"received": int(tl.total("xmpp_msg_latency")) - len(stale), "latency": latency_summary(own)}
+    if stale:
+        r["stale_deliveries"] = {"n": len(stale), "max_ms": max(stale)}
+    return r
+
+
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None

@@ -323,10 +323,12 @@ pub struct Storage {
 }
 
 impl Default for Storage {
+    /// The store's own defaults, so that they are written in one place.
     fn default() -> Self {
+        let o = conclave_store::SqliteOptions::default();
         Storage {
-            connections: 4,
-            read_connections: 0,
+            connections: o.connections,
+            read_connections: o.read_connections,
         }
     }
 }

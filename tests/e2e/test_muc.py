@@ -11,7 +11,7 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from clients import close_all, login, run
-from harness import unique
+from harness import NS_CLIENT, RawStream, unique
 
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 NS_OCC = "urn:xmpp:occupant-id:0"
@@ -135,6 +135,64 @@ def test_room_with_50_occupants_each_gets_every_message_once(server):
             await close_all(*clients)
 
     run(scenario(), timeout=120)
+
+
+@pytest.mark.parametrize("kind", ["groupchat", "chat"])
+def test_reader_that_stops_reading_gets_every_stanza_whole(server, kind):
+    """A receiver that stops reading fills the server's socket, so writes go
+    out in part and are finished later. Room messages are written in three
+    parts (the body around the recipient's address), direct ones in one;
+    every byte must arrive once, in order, over TLS (RawStream's STARTTLS).
+    8 MB: more than the kernel's largest send and receive buffers take."""
+    room = room_jid(server)
+    rjid, rpw = server.add_user()
+    n = 80
+
+    def body(i):
+        return f"{i}:" + "x" * (100_000 + 37 * i)
+
+    async def sender():
+        s = await muc_login(server)
+        try:
+            if kind == "groupchat":
+                await join(s, room, "sender")
+                await asyncio.to_thread(raw_join)
+            for i in range(n):
+                s.send_message(mto=room if kind == "groupchat" else rjid, mbody=body(i), mtype=kind)
+            await s.ping_server()
+        finally:
+            await s.close()
+
+    with RawStream(server, timeout=30) as r:
+        r.login(rjid.split("@")[0], rpw)
+        r.send("<presence/>")
+
+        def raw_join():
+            r.send(
+                f"<presence to='{room}/raw'><x xmlns='http://jabber.org/protocol/muc'>"
+                "<history maxstanzas='0'/></x></presence>"
+            )
+            r.wait_for(
+                lambda e: e.tag == f"{{{NS_CLIENT}}}presence"
+                and e.get("from") == f"{room}/raw"
+                and any(st.get("code") == "110" for st in e.iter(f"{{{NS_MUC_USER}}}status"))
+            )
+
+        run(sender())
+        got = []
+        while len(got) < n:
+            el = r.wait_for(
+                lambda e: e.tag == f"{{{NS_CLIENT}}}message"
+                and e.get("type") == kind
+                and e.find(f"{{{NS_CLIENT}}}body") is not None,
+                timeout=30,
+            )
+            # The room writes each occupant's address into its copy.
+            assert el.get("to") == (r.jid if kind == "groupchat" else rjid), el.attrib
+            got.append(el.findtext(f"{{{NS_CLIENT}}}body"))
+        assert [g.split(":")[0] for g in got] == [str(i) for i in range(n)]
+        assert got == [body(i) for i in range(n)]
+        assert r.parse_error is None, r.parse_error
 
 
 def test_creation_join_presence_subject_and_occupant_id(server):

@@ -143,7 +143,8 @@ def test_reader_that_stops_reading_gets_every_stanza_whole(server, kind):
     out in part and are finished later. Room messages are written in three
     parts (the body around the recipient's address), direct ones in one;
     every byte must arrive once, in order, over TLS (RawStream's STARTTLS).
-    8 MB: more than the kernel's largest send and receive buffers take."""
+    8 MB: more than the server's send buffer (4 MB at most by default) and
+    a receive buffer that is never read from (so never grown) hold together."""
     room = room_jid(server)
     rjid, rpw = server.add_user()
     n = 80

@@ -41,18 +41,24 @@ class Client(slixmpp.ClientXMPP):
         jid: str,
         password: str = "",
         *,
-        tls: str = "starttls",  # 'starttls' | 'direct'
+        tls: str = "starttls",  # 'starttls' | 'direct' | 'stock'
         mech: str | None = None,
         register: bool = False,
     ):
         super().__init__(jid, password, sasl_mech=mech)
         self.target = server
         self.tls_mode = tls
-        self.ssl_context = insecure_ssl_context()
-        self.enable_plaintext = False
-        self.enable_starttls = tls == "starttls"
-        self.enable_direct_tls = tls == "direct"
-        self.whitespace_keepalive = False
+        if tls != "stock":
+            self.ssl_context = insecure_ssl_context()
+            self.enable_plaintext = False
+            self.enable_starttls = tls == "starttls"
+            self.enable_direct_tls = tls == "direct"
+            self.whitespace_keepalive = False
+        # 'stock': slixmpp exactly as shipped, as a new user runs it: its own
+        # TLS context (certificates verified against the system's trust
+        # store, which the caller points at the server's certificate with
+        # SSL_CERT_FILE) and its own order of attempts (direct TLS on the
+        # given port first, then STARTTLS).
         # Subscription handling is done explicitly by the tests.
         self.auto_authorize = None
         self.auto_subscribe = False
@@ -124,6 +130,10 @@ class Client(slixmpp.ClientXMPP):
             "disconnected": lambda reason: finish("disconnected", None, str(reason)),
             "connection_failed": lambda e: finish("connection_failed", None, str(e)),
         }
+        if self.tls_mode == "stock":
+            # Stock slixmpp tries direct TLS first; its failure is an event
+            # on the way to the STARTTLS attempt, not the end of the login.
+            del handlers["connection_failed"]
         for ev, h in handlers.items():
             self.add_event_handler(ev, h)
         try:

@@ -585,6 +585,69 @@ mod tests {
         assert!(d.is_empty());
     }
 
+    /// What cannot begin an XML document is refused at its first bytes,
+    /// however few: nothing waits for more input (or for a timeout).
+    #[test]
+    fn junk_before_the_header_is_refused_at_once() {
+        let client_hello: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03];
+        for junk in [
+            client_hello,
+            b"GET / HTTP/1.1\r\n",
+            b"hello",
+            b"  \nx",
+            b"\x16",
+        ] {
+            let mut p = StreamParser::new(65536);
+            let mut d = junk;
+            assert_eq!(
+                p.feed_one(&mut d).unwrap_err(),
+                FramingError::NotWellFormed,
+                "{junk:?}"
+            );
+            let mut p = StreamParser::new(65536);
+            assert_eq!(
+                frames(&mut p, junk).unwrap_err(),
+                FramingError::NotWellFormed,
+                "{junk:?}"
+            );
+        }
+        // White space, and the start of a header, still wait for more.
+        let mut p = StreamParser::new(65536);
+        assert!(p.feed_one(&mut &b"\n  "[..]).unwrap().is_none());
+        assert!(p.feed_one(&mut &b"<?xml versi"[..]).unwrap().is_none());
+    }
+
+    /// Text between stanzas means nothing; it is passed over as it comes
+    /// (as far as it is complete) instead of being held for a `<`.
+    #[test]
+    fn text_between_stanzas_is_not_held() {
+        let mut p = StreamParser::new(65536);
+        frames(&mut p, HEADER).unwrap();
+        assert!(frames(&mut p, b"hello").unwrap().is_empty());
+        assert_eq!(p.lexer.held(), 0);
+        // An unfinished character or reference waits for the rest.
+        assert!(
+            frames(&mut p, "caf\u{e9}".as_bytes().split_last().unwrap().1)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(p.lexer.held(), 1);
+        assert!(
+            frames(&mut p, &[0xa9, b'&', b'a', b'm'])
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(p.lexer.held(), 3);
+        let f = frames(&mut p, b"p; <message><body>x</body></message>").unwrap();
+        assert!(matches!(f.as_slice(), [Frame::Stanza(m)] if m.name() == "message"));
+        assert_eq!(p.lexer.held(), 0);
+        // Broken text there is still refused.
+        assert_eq!(
+            frames(&mut p, b"a &bogus; b").unwrap_err(),
+            FramingError::RestrictedXml
+        );
+    }
+
     #[test]
     fn websocket_messages() {
         let open = parse_ws_message(

@@ -64,6 +64,12 @@ impl Lexer {
         }
     }
 
+    /// Bytes held back from the last `feed` (an unfinished token).
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.pending.len()
+    }
+
     pub(crate) fn release_temporaries(&mut self) {
         if self.pending.is_empty() {
             self.pending = Vec::new();
@@ -323,16 +329,36 @@ impl Lexer {
     }
 
     fn text(&mut self, s: &[u8], sink: &mut Sink<'_>) -> Result<Step, FramingError> {
+        if self.starts.is_empty() {
+            // Outside the root only white space may appear. Anything else
+            // is refused at its first byte, whatever follows: a TLS
+            // ClientHello, an HTTP request or stray bytes must not wait
+            // for more input (and hold the connection) to be told apart.
+            let end = memchr(b'<', s).unwrap_or(s.len());
+            return if s[..end].iter().all(|&b| is_space(b)) {
+                Ok(Step::Took(end))
+            } else {
+                Err(FramingError::NotWellFormed)
+            };
+        }
         let (end, cut) = match memchr(b'<', s) {
             Some(e) => (e, e),
             // White space between stanzas (a keep-alive) is used up at
             // once, so that an idle stream holds nothing back.
-            None if self.starts.len() <= 1 && s.iter().all(|&b| is_space(b)) => {
+            None if self.starts.len() == 1 && s.iter().all(|&b| is_space(b)) => {
                 return Ok(Step::Took(s.len()));
             }
+            // Other text between stanzas means nothing to anyone (it is
+            // passed on, and ignored there as Prosody does): it is passed
+            // on as far as it is complete rather than held for a `<`.
+            None if self.starts.len() == 1 => match safe_text_cut(s, 0) {
+                0 if s.len() < TEXT_PIECE => return Ok(Step::More),
+                0 => return Err(FramingError::NotWellFormed),
+                e => (e, e),
+            },
             None if s.len() < TEXT_PIECE => return Ok(Step::More),
             None => {
-                let e = safe_text_cut(s);
+                let e = safe_text_cut(s, 16);
                 if e == 0 {
                     return Err(FramingError::NotWellFormed);
                 }
@@ -340,14 +366,6 @@ impl Lexer {
             }
         };
         let raw = &s[..end];
-        if self.starts.is_empty() {
-            // Outside the root only white space may appear.
-            return if raw.iter().all(|&b| is_space(b)) {
-                Ok(Step::Took(cut))
-            } else {
-                Err(FramingError::NotWellFormed)
-            };
-        }
         if memmem(raw, b"]]>").is_some() {
             return Err(FramingError::NotWellFormed);
         }
@@ -385,12 +403,24 @@ fn tag_end(s: &[u8]) -> Result<Option<usize>, FramingError> {
     }
 }
 
-/// Where a long text run without markup can be cut: not inside a
-/// reference, a UTF-8 sequence, a CR LF pair or a possible `]]>`.
-fn safe_text_cut(s: &[u8]) -> usize {
-    let mut cut = s.len() - 16;
-    while cut > 0 && (s[cut] & 0xC0) == 0x80 {
-        cut -= 1;
+/// Where a text run without markup can be cut, keeping at least `keep`
+/// bytes back: not inside a reference, a UTF-8 sequence, a CR LF pair or
+/// a possible `]]>`.
+fn safe_text_cut(s: &[u8], keep: usize) -> usize {
+    let mut cut = s.len().saturating_sub(keep);
+    // Back to the start of the last character if it may be unfinished.
+    let lead = s[..cut]
+        .iter()
+        .rposition(|&b| (b & 0xC0) != 0x80)
+        .unwrap_or(0);
+    let want = match s.get(lead) {
+        Some(&b) if b >= 0xF0 => 4,
+        Some(&b) if b >= 0xE0 => 3,
+        Some(&b) if b >= 0xC0 => 2,
+        _ => 1,
+    };
+    if lead + want > cut {
+        cut = lead;
     }
     if let Some(amp) = s[..cut].iter().rposition(|&b| b == b'&')
         && !s[amp..cut].contains(&b';')

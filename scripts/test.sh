@@ -15,6 +15,26 @@ cd "$ROOT"
 
 section() { printf '\n======== %s ========\n' "$*"; }
 
+# What this script needs that it does not install itself, checked before
+# anything runs (scripts/install-test-deps.sh installs the rest).
+missing=()
+for tool in cargo node npm python3; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${E2E_ONLY:-0}" != 1 ] && command -v cargo >/dev/null 2>&1; then
+  cargo fmt --version >/dev/null 2>&1 || missing+=("rustfmt (rustup component add rustfmt)")
+  cargo clippy --version >/dev/null 2>&1 || missing+=("clippy (rustup component add clippy)")
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  printf 'scripts/test.sh needs: %s\n' "${missing[@]}" >&2
+  echo "See README.md, Prerequisites: Rust with rustfmt and clippy, Node.js with npm, Python 3." >&2
+  exit 2
+fi
+
+scratch=()
+cleanup() { [ "${#scratch[@]}" -eq 0 ] || rm -rf "${scratch[@]}"; }
+trap cleanup EXIT
+
 if [ "${E2E_ONLY:-0}" != 1 ]; then
   section "cargo fmt --check"
   cargo fmt --all -- --check
@@ -22,9 +42,14 @@ if [ "${E2E_ONLY:-0}" != 1 ]; then
   section "cargo clippy"
   cargo clippy --workspace --all-targets -- -D warnings
 
+  # This also builds target/debug/conclave (crates/conclave has
+  # integration tests), with the features the whole workspace resolves to.
+  # A separate `cargo build -p conclave` would resolve them for one package
+  # and rebuild some thirty dependencies for nothing.
   section "cargo test"
   cargo test --workspace
-
+fi
+if [ -z "${CONCLAVE_BIN:-}" ] && [ ! -x "$ROOT/target/debug/conclave" ]; then
   section "cargo build -p conclave"
   cargo build -p conclave
 fi
@@ -55,8 +80,12 @@ fi
 section "bench: bench/xmpp/run --smoke (tsung against the binary under test)"
 if [ "${SKIP_BENCH_SMOKE:-0}" = 1 ]; then
   echo "skipped (SKIP_BENCH_SMOKE=1)"
-elif ! bench/xmpp/run --smoke --bin "$CONCLAVE_BIN" --out "$(mktemp -d /tmp/conclave-bench-smoke.XXXXXX)"; then
-  failed+=("bench/xmpp/run --smoke")
+else
+  smoke_out="$(mktemp -d /tmp/conclave-bench-smoke.XXXXXX)"
+  scratch+=("$smoke_out")
+  if ! bench/xmpp/run --smoke --bin "$CONCLAVE_BIN" --out "$smoke_out"; then
+    failed+=("bench/xmpp/run --smoke")
+  fi
 fi
 
 section "summary"

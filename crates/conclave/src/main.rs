@@ -272,6 +272,13 @@ async fn serve(cfg: Config) -> Result<(), String> {
     init_logging(&cfg.log.level);
     seed_random()?;
     let store = Arc::new(open_store(&cfg).await?);
+    // Rows archived before their correction and retraction ids were kept
+    // get them now, once, so that retracting an old chain takes it whole.
+    match conclave_server::modules::retraction::backfill_refs(&*store).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rows = n, "archive rows given their message ids"),
+        Err(e) => return Err(format!("cannot upgrade the archive: {e}")),
+    }
     if cfg.upload_enabled() {
         upload::recover(&*store).await;
     }

@@ -135,6 +135,8 @@ pub trait Offline: Send + Sync {
     async fn delete_upto(&self, owner: &str, max_id: i64) -> Result<()>;
     /// Deletes offline messages stored before `before` (Unix seconds).
     async fn expire_offline(&self, before: u64) -> Result<u64>;
+    /// Deletes the given messages of `owner` (a retracted chain).
+    async fn remove_offline(&self, owner: &str, ids: &[i64]) -> Result<()>;
 }
 
 #[async_trait]
@@ -260,9 +262,22 @@ pub struct ArchiveRow {
     /// Text for full-text search; `None` for what must not be searchable
     /// (end-to-end encrypted messages carry no readable body).
     pub text: Option<String>,
-    /// The id the sender gave the message (its XEP-0359 origin-id, else
-    /// its `id`), by which a retraction (XEP-0424) names it.
+    /// The ids by which a retraction or a correction names it.
+    pub refs: MessageRefs,
+}
+
+/// The ids by which a retraction (XEP-0424) or a correction (XEP-0308)
+/// names an archived message, and the message a correction replaces:
+/// what a retraction needs to find a whole correction chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageRefs {
+    /// Its XEP-0359 origin-id, else its `id`.
     pub ref_id: Option<String>,
+    /// Its `id` where it differs from the origin-id: XEP-0424 0.4.2 names
+    /// a message by `id`, earlier versions by origin-id.
+    pub alt_ref: Option<String>,
+    /// The id in its XEP-0308 `<replace/>`: the message it corrects.
+    pub replaces: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -314,14 +329,18 @@ pub trait Archive: Send + Sync {
     /// Replaces an archived message (a retraction's tombstone) and drops it
     /// from the search index; false if there is no such message.
     async fn replace_archived(&self, owner: &str, id: &str, stanza: &str) -> Result<bool>;
-    /// The newest `max` rows of `owner`'s archive whose sender-given id
-    /// (`ArchiveRow::ref_id`) is `ref_id`, newest first.
-    async fn archived_by_ref(
-        &self,
-        owner: &str,
-        ref_id: &str,
-        max: usize,
-    ) -> Result<Vec<ArchiveRow>>;
+    /// The newest `max` rows of `owner`'s archive that `name` refers to
+    /// (by `MessageRefs::ref_id` or `alt_ref`) or that correct the message
+    /// named `name` (`MessageRefs::replaces`), newest first. The rows'
+    /// `refs` are not read back: the stanza says them.
+    async fn archived_by_ref(&self, owner: &str, name: &str, max: usize)
+    -> Result<Vec<ArchiveRow>>;
+    /// Rows archived before `MessageRefs` had every field, for the caller
+    /// to derive their refs from the stanza (`set_refs`); empty once done.
+    async fn rows_without_refs(&self, max: usize) -> Result<Vec<(i64, String)>>;
+    /// Sets the refs of the rows `rows_without_refs` listed (by `seq`), and
+    /// marks them done.
+    async fn set_refs(&self, rows: &[(i64, MessageRefs)]) -> Result<()>;
 }
 
 /// XEP-0357 push registrations: where an account's app server is, with the

@@ -520,6 +520,22 @@ impl Offline for SqliteStore {
             .await?;
         Ok(())
     }
+
+    async fn remove_offline(&self, owner: &str, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM offline WHERE owner = ?1 AND id = ?2")
+                .bind(owner)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -5,12 +5,15 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use crate::{Archive, ArchivePage, ArchiveQuery, ArchiveRow, Result, SqliteStore, StoreError};
+use crate::{
+    Archive, ArchivePage, ArchiveQuery, ArchiveRow, MessageRefs, Result, SqliteStore, StoreError,
+};
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS archive (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, id TEXT NOT NULL, with_jid TEXT NOT NULL,
-  with_bare TEXT NOT NULL, stamp INTEGER NOT NULL, stanza TEXT NOT NULL, ref_id TEXT);
+  with_bare TEXT NOT NULL, stamp INTEGER NOT NULL, stanza TEXT NOT NULL, ref_id TEXT,
+  alt_ref TEXT, replaces TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS archive_id ON archive (owner, id);
 CREATE INDEX IF NOT EXISTS archive_owner_stamp ON archive (owner, stamp);
 CREATE INDEX IF NOT EXISTS archive_owner_with ON archive (owner, with_bare, seq);
@@ -20,19 +23,38 @@ CREATE TABLE IF NOT EXISTS archive_prefs (
 "#;
 
 /// What `SCHEMA` cannot say for a file made before a column existed: the
-/// column is added, then the indexes over it are made.
+/// column is added, then the indexes over it are made. Rows archived
+/// before `alt_ref` and `replaces` existed are listed in `archive_backfill`
+/// for the server to derive them from their stanzas (`rows_without_refs`).
 pub(crate) async fn upgrade(pool: &sqlx::SqlitePool) -> Result<()> {
-    let has_ref = sqlx::query("SELECT 1 FROM pragma_table_info('archive') WHERE name = 'ref_id'")
-        .fetch_optional(pool)
-        .await?
-        .is_some();
-    if !has_ref {
+    let has = |col: &'static str| async move {
+        sqlx::query("SELECT 1 FROM pragma_table_info('archive') WHERE name = ?1")
+            .bind(col)
+            .fetch_optional(pool)
+            .await
+            .map(|r| r.is_some())
+    };
+    if !has("ref_id").await? {
         sqlx::query("ALTER TABLE archive ADD COLUMN ref_id TEXT")
             .execute(pool)
             .await?;
     }
-    sqlx::query(
-        "CREATE INDEX IF NOT EXISTS archive_ref ON archive (owner, ref_id) WHERE ref_id IS NOT NULL",
+    if !has("replaces").await? {
+        let mut tx = pool.begin().await?;
+        sqlx::raw_sql(
+            "ALTER TABLE archive ADD COLUMN alt_ref TEXT;
+             ALTER TABLE archive ADD COLUMN replaces TEXT;
+             CREATE TABLE IF NOT EXISTS archive_backfill (seq INTEGER PRIMARY KEY);
+             INSERT OR IGNORE INTO archive_backfill (seq) SELECT seq FROM archive;",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    sqlx::raw_sql(
+        "CREATE INDEX IF NOT EXISTS archive_ref ON archive (owner, ref_id) WHERE ref_id IS NOT NULL;
+         CREATE INDEX IF NOT EXISTS archive_alt_ref ON archive (owner, alt_ref) WHERE alt_ref IS NOT NULL;
+         CREATE INDEX IF NOT EXISTS archive_replaces ON archive (owner, replaces) WHERE replaces IS NOT NULL;",
     )
     .execute(pool)
     .await?;
@@ -50,7 +72,7 @@ fn fts_query(text: &str) -> Option<String> {
 }
 
 /// A row read back as `SELECT id, with_jid, stamp, stanza`.
-fn selected(owner: &str, r: &sqlx::sqlite::SqliteRow, ref_id: Option<&str>) -> ArchiveRow {
+fn selected(owner: &str, r: &sqlx::sqlite::SqliteRow) -> ArchiveRow {
     ArchiveRow {
         owner: owner.to_owned(),
         id: r.get(0),
@@ -58,7 +80,7 @@ fn selected(owner: &str, r: &sqlx::sqlite::SqliteRow, ref_id: Option<&str>) -> A
         stamp: r.get(2),
         stanza: r.get(3),
         text: None,
-        ref_id: ref_id.map(str::to_owned),
+        refs: MessageRefs::default(),
     }
 }
 
@@ -79,7 +101,8 @@ impl Archive for SqliteStore {
         for r in rows {
             let bare = r.with.split('/').next().unwrap_or(&r.with);
             let seq: i64 = sqlx::query(
-                "INSERT INTO archive (owner, id, with_jid, with_bare, stamp, stanza, ref_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO archive (owner, id, with_jid, with_bare, stamp, stanza, ref_id, alt_ref, replaces)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(owner, id) DO NOTHING RETURNING seq",
             )
             .bind(&r.owner)
@@ -88,7 +111,9 @@ impl Archive for SqliteStore {
             .bind(bare)
             .bind(r.stamp)
             .bind(&r.stanza)
-            .bind(&r.ref_id)
+            .bind(&r.refs.ref_id)
+            .bind(&r.refs.alt_ref)
+            .bind(&r.refs.replaces)
             .fetch_optional(&mut *tx)
             .await?
             .map(|row| row.get(0))
@@ -199,7 +224,7 @@ impl Archive for SqliteStore {
         let mut out: Vec<ArchiveRow> = rows
             .into_iter()
             .take(q.max)
-            .map(|r| selected(owner, &r, None))
+            .map(|r| selected(owner, &r))
             .collect();
         if backwards {
             out.reverse();
@@ -238,22 +263,65 @@ impl Archive for SqliteStore {
     async fn archived_by_ref(
         &self,
         owner: &str,
-        ref_id: &str,
+        name: &str,
         max: usize,
     ) -> Result<Vec<ArchiveRow>> {
         let rows = sqlx::query(
-            "SELECT id, with_jid, stamp, stanza FROM archive WHERE owner = ?1 AND ref_id = ?2
+            "SELECT id, with_jid, stamp, stanza FROM archive
+             WHERE owner = ?1 AND (ref_id = ?2 OR alt_ref = ?2 OR replaces = ?2)
              ORDER BY seq DESC LIMIT ?3",
         )
         .bind(owner)
-        .bind(ref_id)
+        .bind(name)
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| selected(owner, r, Some(ref_id)))
-            .collect())
+        Ok(rows.iter().map(|r| selected(owner, r)).collect())
+    }
+
+    async fn rows_without_refs(&self, max: usize) -> Result<Vec<(i64, String)>> {
+        let exists = sqlx::query("SELECT 1 FROM sqlite_master WHERE name = 'archive_backfill'")
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT b.seq, a.stanza FROM archive_backfill b JOIN archive a ON a.seq = b.seq
+             ORDER BY b.seq LIMIT ?1",
+        )
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            // Done (or only rows expired since): the list goes.
+            sqlx::query("DROP TABLE IF EXISTS archive_backfill")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn set_refs(&self, rows: &[(i64, MessageRefs)]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        for (seq, refs) in rows {
+            sqlx::query(
+                "UPDATE archive SET ref_id = ?1, alt_ref = ?2, replaces = ?3 WHERE seq = ?4",
+            )
+            .bind(&refs.ref_id)
+            .bind(&refs.alt_ref)
+            .bind(&refs.replaces)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM archive_backfill WHERE seq = ?1")
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn expire_archive(&self, owner: Option<&str>, before: i64) -> Result<u64> {
@@ -367,7 +435,10 @@ mod tests {
             stamp: 1_000_000 * i,
             stanza: format!("<message><body>{text}</body></message>"),
             text: Some(text.into()),
-            ref_id: Some(format!("ref{i}")),
+            refs: MessageRefs {
+                ref_id: Some(format!("ref{i}")),
+                ..Default::default()
+            },
         }
     }
 
@@ -500,6 +571,29 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+        // a correction is found by the message it corrects, and a message
+        // by an `id` that differs from its origin-id
+        let mut fix = row(50, "bob@localhost", "hello again");
+        fix.refs = MessageRefs {
+            ref_id: Some("origin50".into()),
+            alt_ref: Some("msg50".into()),
+            replaces: Some("ref20".into()),
+        };
+        s.archive(&[fix]).await.unwrap();
+        let ids = |rows: Vec<ArchiveRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(s
+                .archived_by_ref("alice@localhost", "ref20", 4)
+                .await
+                .unwrap()),
+            ["id50", "id20"]
+        );
+        for name in ["origin50", "msg50"] {
+            assert_eq!(
+                ids(s.archived_by_ref("alice@localhost", name, 4).await.unwrap()),
+                ["id50"]
+            );
+        }
         assert!(
             s.replace_archived("alice@localhost", "id20", "<message/>")
                 .await
@@ -509,7 +603,7 @@ mod tests {
             .query("alice@localhost", &q(|q| q.fulltext = Some("hello".into())))
             .await
             .unwrap();
-        assert_eq!(p.count, 15);
+        assert_eq!(p.count, 16);
         s.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -543,6 +637,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(found.len(), 1);
+        // the old row waits for its refs, which the server derives
+        let todo = s.rows_without_refs(10).await.unwrap();
+        assert_eq!(todo.len(), 1);
+        assert_eq!(todo[0].1, "<message/>");
+        let refs = MessageRefs {
+            ref_id: Some("m-old".into()),
+            alt_ref: None,
+            replaces: Some("m-older".into()),
+        };
+        s.set_refs(&[(todo[0].0, refs)]).await.unwrap();
+        assert!(s.rows_without_refs(10).await.unwrap().is_empty());
+        for name in ["m-old", "m-older"] {
+            let found = s.archived_by_ref("alice@localhost", name, 4).await.unwrap();
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].id, "old");
+        }
         let q = ArchiveQuery {
             max: 10,
             ..Default::default()

@@ -54,6 +54,8 @@ pub const BLOCKING: &str = "urn:xmpp:blocking";
 pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 pub const REPORTING: &str = "urn:xmpp:reporting:1";
 pub const RETRACT: &str = "urn:xmpp:message-retract:1";
+/// XEP-0308 Last Message Correction.
+pub const CORRECT: &str = "urn:xmpp:message-correct:0";
 /// XEP-0424 §5: an archive keeps tombstones of retracted messages.
 pub const RETRACT_TOMBSTONE: &str = "urn:xmpp:message-retract:1#tombstone";
 pub const MODERATE: &str = "urn:xmpp:message-moderate:1";

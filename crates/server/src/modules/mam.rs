@@ -24,13 +24,7 @@ use crate::hub::{HandlerFuture, IqRoute, Module, Server, Session, Target};
 pub const MODULE: Module = Module {
     name: "mam",
     features: &[ns::SID],
-    account_features: &[
-        ns::MAM,
-        ns::MAM_EXTENDED,
-        ns::SID,
-        ns::FULLTEXT,
-        ns::RETRACT_TOMBSTONE,
-    ],
+    account_features: &[ns::MAM, ns::MAM_EXTENDED, ns::SID, ns::FULLTEXT],
     account_identities: &[],
     iq: &[IqRoute {
         target: Target::Account,
@@ -139,7 +133,7 @@ pub fn conversation_payload(el: &Element) -> bool {
             || c.ns() == ns::OMEMO
             || c.ns() == "urn:xmpp:reactions:0"
             || c.ns() == "urn:xmpp:message-retract:1"
-            || c.ns() == "urn:xmpp:message-correct:0"
+            || c.ns() == ns::CORRECT
     })
 }
 
@@ -252,7 +246,7 @@ pub async fn archive_chat(
     if !wants_out && !wants_in {
         return None;
     }
-    let ref_id = sender_ref(el);
+    let refs = super::retraction::refs_of(el);
     let xml = stanza::to_string(el);
     let bytes = bytes::Bytes::copy_from_slice(xml.as_bytes());
     if wants_out {
@@ -265,7 +259,7 @@ pub async fn archive_chat(
                 stamp,
                 stanza: xml.clone(),
                 text: text.clone(),
-                ref_id: ref_id.clone(),
+                refs: refs.clone(),
             },
         );
     }
@@ -279,7 +273,7 @@ pub async fn archive_chat(
                 stamp,
                 stanza: xml,
                 text,
-                ref_id,
+                refs,
             },
         );
     }
@@ -300,90 +294,9 @@ pub fn archive_room(srv: &Server, room: &str, occupant: &str, el: &Element, id: 
             stamp: time::now_us(),
             stanza: stanza::to_string(el),
             text: searchable(el),
-            ref_id: None,
+            refs: super::retraction::refs_of(el),
         },
     );
-}
-
-/// The id a sender gave a message: its origin-id (XEP-0359), else its
-/// `id`. A one-to-one retraction names the message by it.
-fn sender_ref(el: &Element) -> Option<String> {
-    el.get_child("origin-id", ns::SID)
-        .and_then(|o| o.attr("id"))
-        .or_else(|| el.attr("id"))
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-}
-
-/// What an archive keeps of a retracted message (XEP-0424 §5, XEP-0425):
-/// who sent it to whom and when, its ids, and `retracted`; never its
-/// content.
-pub fn tombstone(orig: &Element, retracted: Element) -> Element {
-    let mut tomb = Element::bare("message", ns::CLIENT);
-    for a in ["from", "to", "id", "type"] {
-        if let Some(v) = orig.attr(a) {
-            tomb.set(a, v);
-        }
-    }
-    tomb.append_child(retracted);
-    for c in orig.children().filter(|c| {
-        c.is("origin-id", ns::SID)
-            || c.is("stanza-id", ns::SID)
-            || c.is("occupant-id", ns::OCCUPANT_ID)
-    }) {
-        tomb.append_child(c.clone());
-    }
-    tomb
-}
-
-/// The bare form of a JID attribute, compared as routing compares.
-fn bare_of(el: &Element, attr: &str) -> Option<String> {
-    el.attr(attr)
-        .and_then(|j| jid::Jid::new(j).ok())
-        .map(|j| j.to_bare().as_str().to_owned())
-}
-
-/// Rows one retraction may tombstone in one archive: messages are not
-/// obliged to have unique ids, so a few share one at most.
-const RETRACT_CANDIDATES: usize = 8;
-
-/// XEP-0424 in one-to-one chats: `sender` (a bare JID) retracts the
-/// message it sent to `recipient` (a bare JID) under `ref_id`. Both
-/// archives keep a tombstone instead; a message someone else sent, or sent
-/// to someone else, stays as it is (§6: same bare JID for both). Runs only
-/// for messages carrying `<retract/>`.
-pub async fn retract_chat(srv: &Server, sender: &str, recipient: &str, ref_id: &str) {
-    if !srv.config.archive.enabled {
-        return;
-    }
-    srv.archiver.sync(&srv.store).await;
-    for owner in [sender, recipient] {
-        let rows = match srv
-            .store
-            .archived_by_ref(owner, ref_id, RETRACT_CANDIDATES)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "archive lookup failed");
-                return;
-            }
-        };
-        for row in rows {
-            let Ok(orig) = parse_element(row.stanza.as_bytes(), usize::MAX) else {
-                continue;
-            };
-            let ours = bare_of(&orig, "from").as_deref() == Some(sender)
-                && bare_of(&orig, "to").as_deref() == Some(recipient);
-            if !ours || orig.has_child("retracted", ns::RETRACT) {
-                continue;
-            }
-            let retracted = Element::bare("retracted", ns::RETRACT)
-                .with("id", ref_id)
-                .with("stamp", &time::datetime(time::now_unix()));
-            bury(srv, owner, &row.id, &orig, retracted).await;
-        }
-    }
 }
 
 /// The archived message `id` of `owner`'s archive, once everything sent
@@ -407,23 +320,6 @@ pub async fn archived(srv: &Server, owner: &str, id: &str) -> Result<Option<Elem
         Some(r) => parse_element(r.stanza.as_bytes(), usize::MAX)
             .map(Some)
             .map_err(|_| ()),
-    }
-}
-
-/// Replaces archived message `id` (parsed as `orig`) with its tombstone;
-/// false when the store failed (logged).
-pub async fn bury(srv: &Server, owner: &str, id: &str, orig: &Element, retracted: Element) -> bool {
-    let xml = stanza::to_bytes(&tombstone(orig, retracted));
-    match srv
-        .store
-        .replace_archived(owner, id, &String::from_utf8_lossy(&xml))
-        .await
-    {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::error!(error = %e, "writing a tombstone failed");
-            false
-        }
     }
 }
 

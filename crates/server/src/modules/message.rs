@@ -52,7 +52,8 @@ pub async fn from_client(srv: &Server, s: &Session, to: Option<Jid>, mut el: Ele
             .and_then(|r| r.attr("id"))
         {
             let id = id.to_owned();
-            super::mam::retract_chat(srv, s.bare(), bare, &id).await;
+            let own = el.attr("id").map(str::to_owned);
+            super::retraction::retract_chat(srv, s.bare(), bare, &id, own.as_deref()).await;
         }
         bytes
     } else {

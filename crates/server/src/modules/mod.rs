@@ -22,6 +22,7 @@ pub mod private;
 pub mod push;
 pub mod register;
 pub mod retention;
+pub mod retraction;
 pub mod roster;
 pub mod time;
 pub mod upload;
@@ -38,6 +39,7 @@ pub const ALL: &[&Module] = &[
     &blocking::MODULE,
     &push::MODULE,
     &mam::MODULE,
+    &retraction::MODULE,
     &ping::MODULE,
     &version::MODULE,
     &time::MODULE,

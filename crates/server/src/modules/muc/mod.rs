@@ -284,10 +284,10 @@ async fn message(srv: &Server, s: &Session, room_jid: &str, nick: Option<String>
                 let retract = archived.as_ref().and_then(|a| {
                     let r = a.message.get_child("retract", ns::RETRACT)?;
                     let by = a.message.get_child("occupant-id", ns::OCCUPANT_ID)?;
-                    Some((r.attr("id")?, by.attr("id")?))
+                    Some((r.attr("id")?, by.attr("id")?, a.message.attr("id")))
                 });
-                if let Some((id, occupant_id)) = retract {
-                    retract_own(srv, &shared, room_jid, id, occupant_id).await;
+                if let Some((id, occupant_id, own_id)) = retract {
+                    retract_own(srv, &shared, room_jid, id, occupant_id, own_id).await;
                 }
                 send(out);
                 if let Some(a) = archived {
@@ -956,26 +956,28 @@ fn owner(
 }
 
 /// XEP-0424 in a room: an occupant retracts its own message (`id` is the
-/// room's stanza-id). The archive keeps a tombstone and joiners no longer
-/// get it in history, if the message carries the retractor's occupant-id
-/// (§6: the author is known by it, whatever the room's anonymity);
-/// otherwise nothing changes. The retraction itself was broadcast and
-/// archived like any message.
-async fn retract_own(srv: &Server, shared: &Shared, room_jid: &str, id: &str, occupant_id: &str) {
-    let Ok(Some(orig)) = super::mam::archived(srv, room_jid, id).await else {
-        return;
-    };
-    let author = orig
-        .get_child("occupant-id", ns::OCCUPANT_ID)
-        .and_then(|o| o.attr("id"));
-    if author != Some(occupant_id) || orig.has_child("retracted", ns::RETRACT) {
-        return;
-    }
-    let retracted = Element::bare("retracted", ns::RETRACT)
-        .with("id", id)
-        .with("stamp", &time::datetime(time::now_unix()));
-    if super::mam::bury(srv, room_jid, id, &orig, retracted).await {
-        lock(shared).forget(id);
+/// room's stanza-id) with the message whose `id` is `own_id`. The archive
+/// keeps tombstones of it and of its correction chain, and joiners no
+/// longer get them in history, if the message carries the retractor's
+/// occupant-id (§6: the author is known by it, whatever the room's
+/// anonymity); otherwise nothing changes. The retraction itself was
+/// broadcast and archived like any message.
+async fn retract_own(
+    srv: &Server,
+    shared: &Shared,
+    room_jid: &str,
+    id: &str,
+    occupant_id: &str,
+    own_id: Option<&str>,
+) {
+    let retracted = || super::retraction::retracted(own_id);
+    if let Ok(gone) =
+        super::retraction::retract_in_room(srv, room_jid, id, Some(occupant_id), &retracted).await
+    {
+        let mut r = lock(shared);
+        for id in &gone {
+            r.forget(id);
+        }
     }
 }
 
@@ -1006,11 +1008,6 @@ async fn moderate(
         }
         (format!("{room_jid}/{}", o.nick), o.occupant_id.clone())
     };
-    let orig = match super::mam::archived(srv, room_jid, &id).await {
-        Ok(Some(o)) => o,
-        Ok(None) => return refuse(s, iq, "item-not-found"),
-        Err(()) => return refuse(s, iq, "internal-server-error"),
-    };
     let reason = req.get_child("reason", ns::MODERATE).map(Element::text);
     let moderated = || {
         let mut m = Element::bare("moderated", ns::MODERATE).with("by", &actor.0);
@@ -1022,15 +1019,28 @@ async fn moderate(
         e.append_text(r);
         e
     };
-    let mut retracted =
-        Element::bare("retracted", ns::RETRACT).with("stamp", &time::datetime(time::now_unix()));
-    retracted.append_child(moderated());
-    if let Some(r) = &reason {
-        retracted.append_child(reason_el(r));
-    }
-    if !super::mam::bury(srv, room_jid, &id, &orig, retracted).await {
-        return refuse(s, iq, "internal-server-error");
-    }
+    // The message that announces the retraction: its id goes in every
+    // tombstone's <retracted/> (XEP-0424 §5).
+    let announce_id = crate::session::random_id();
+    let retracted = || {
+        let mut r = super::retraction::retracted(Some(&announce_id));
+        r.append_child(moderated());
+        if let Some(why) = &reason {
+            r.append_child(reason_el(why));
+        }
+        r
+    };
+    // The named message and its whole correction chain (XEP-0308).
+    let gone = match super::retraction::retract_in_room(srv, room_jid, &id, None, &retracted).await
+    {
+        Ok(g) => g,
+        Err(super::retraction::RoomRetractError::NotFound) => {
+            return refuse(s, iq, "item-not-found");
+        }
+        Err(super::retraction::RoomRetractError::Store) => {
+            return refuse(s, iq, "internal-server-error");
+        }
+    };
     let mut retract = Element::bare("retract", ns::RETRACT).with("id", &id);
     retract.append_child(moderated());
     if let Some(r) = &reason {
@@ -1039,12 +1049,15 @@ async fn moderate(
     let mut m = Element::bare("message", ns::CLIENT)
         .with("type", "groupchat")
         .with("from", room_jid)
-        .with("id", &crate::session::random_id());
+        .with("id", &announce_id);
     m.append_child(retract);
     let mut out = Vec::new();
     {
         let mut r = lock(shared);
         r.forget(&id);
+        for g in &gone {
+            r.forget(g);
+        }
         r.broadcast(&m, &mut out);
     }
     send(out);

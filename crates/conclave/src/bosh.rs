@@ -13,7 +13,7 @@ use bytes::Bytes;
 use conclave_server::Server;
 use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
 use tokio::sync::{Notify, mpsc};
-use xmpp_core::framing::{Frame, StreamHeader, parse_element};
+use xmpp_core::framing::{Frame, FramingError, StreamHeader, parse_element_within};
 use xmpp_core::sasl::ChannelBinding;
 use xmpp_core::{Element, ns, stanza};
 
@@ -68,8 +68,12 @@ impl Bosh {
         data: &[u8],
     ) -> Vec<u8> {
         let max = server.config.limits.max_stanza_bytes;
-        let Ok(b) = parse_element(data, max.saturating_mul(2)) else {
-            return terminate("bad-request");
+        // A body wraps the stanzas: one level more than a stanza may have.
+        let depth = server.config.limits.max_depth + 1;
+        let b = match parse_element_within(data, max.saturating_mul(2), depth) {
+            Ok(b) => b,
+            Err(FramingError::PolicyViolation) => return terminate("policy-violation"),
+            Err(_) => return terminate("bad-request"),
         };
         if !b.is("body", ns::BOSH) {
             return terminate("bad-request");

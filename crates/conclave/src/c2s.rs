@@ -92,6 +92,7 @@ struct Inbound {
     error: Option<FramingError>,
     max: usize,
     max_token: usize,
+    max_depth: usize,
     /// Negotiation parses one frame at a time and keeps the bytes after it
     /// here: they may belong to the stream the next restart opens.
     stepwise: bool,
@@ -99,13 +100,14 @@ struct Inbound {
 }
 
 impl Inbound {
-    fn new(max: usize, max_token: usize) -> Self {
+    fn new(max: usize, max_token: usize, max_depth: usize) -> Self {
         Inbound {
-            parser: StreamParser::with_token_limit(max, max_token),
+            parser: StreamParser::with_limits(max, max_token, max_depth),
             frames: VecDeque::new(),
             error: None,
             max,
             max_token,
+            max_depth,
             stepwise: true,
             pending: Vec::new(),
         }
@@ -204,7 +206,7 @@ impl Inbound {
     /// Bytes the client pipelined after the element that ended the old
     /// stream stay in `pending` for the new parser.
     fn restart(&mut self) {
-        self.parser = StreamParser::with_token_limit(self.max, self.max_token);
+        self.parser = StreamParser::with_limits(self.max, self.max_token, self.max_depth);
         self.frames.clear();
     }
 }
@@ -500,6 +502,7 @@ async fn accept(
         inbound: Inbound::new(
             server.config.limits.max_stanza_bytes,
             server.config.limits.max_token_bytes,
+            server.config.limits.max_depth,
         ),
         acceptor,
         info: ConnInfo {

@@ -81,13 +81,14 @@ async fn websocket(
     ws: WebSocketUpgrade,
 ) -> Response {
     let max = app.server.config.limits.max_stanza_bytes;
+    let depth = app.server.config.limits.max_depth;
     let server = app.server.clone();
     // Frames a little over the cap still arrive, so that the stream can be
     // closed with policy-violation rather than a bare socket error.
     ws.protocols(["xmpp"])
         .max_message_size(max + 1024)
         .on_upgrade(move |socket| {
-            conclave_server::session::run(server, WsTransport::new(socket, ip, max))
+            conclave_server::session::run(server, WsTransport::new(socket, ip, max, depth))
         })
 }
 

@@ -16,17 +16,25 @@ pub struct WsTransport {
     ws: WebSocket,
     peer: IpAddr,
     max: usize,
+    depth: usize,
 }
 
 impl WsTransport {
-    pub fn new(ws: WebSocket, peer: IpAddr, max: usize) -> Self {
-        WsTransport { ws, peer, max }
+    /// `max`: the largest stanza in bytes; `depth`: its deepest nesting.
+    pub fn new(ws: WebSocket, peer: IpAddr, max: usize, depth: usize) -> Self {
+        WsTransport {
+            ws,
+            peer,
+            max,
+            depth,
+        }
     }
 }
 
 async fn recv_ws(
     ws: &mut (impl StreamExt<Item = Result<Message, axum::Error>> + Unpin),
     max: usize,
+    depth: usize,
 ) -> Event {
     loop {
         let msg = match ws.next().await {
@@ -46,7 +54,7 @@ async fn recv_ws(
         };
         match msg {
             Message::Text(t) => {
-                return match parse_ws_message(t.as_bytes(), max) {
+                return match parse_ws_message(t.as_bytes(), max, depth) {
                     Ok(f) => Event::Frame(f),
                     Err(e) => Event::Error(e),
                 };
@@ -94,7 +102,7 @@ impl Transport for WsTransport {
     }
 
     async fn recv(&mut self) -> Event {
-        recv_ws(&mut self.ws, self.max).await
+        recv_ws(&mut self.ws, self.max, self.depth).await
     }
 
     async fn send_header(&mut self, from: &str, id: &str) -> io::Result<()> {
@@ -136,6 +144,7 @@ impl Transport for WsTransport {
             WsReader {
                 stream,
                 max: self.max,
+                depth: self.depth,
             },
             WsWriter { sink },
         )
@@ -145,11 +154,12 @@ impl Transport for WsTransport {
 pub struct WsReader {
     stream: SplitStream<WebSocket>,
     max: usize,
+    depth: usize,
 }
 
 impl FrameReader for WsReader {
     async fn recv(&mut self) -> Event {
-        recv_ws(&mut self.stream, self.max).await
+        recv_ws(&mut self.stream, self.max, self.depth).await
     }
 }
 

@@ -98,6 +98,12 @@ pub struct Limits {
     /// with policy-violation. Text is not limited by this, only by
     /// `max_stanza_bytes`.
     pub max_token_bytes: usize,
+    /// Deepest element nesting in a stanza (the stanza itself is level 1);
+    /// deeper closes the stream with policy-violation while parsing. At
+    /// most `MAX_DEPTH_CEILING`: every walk of a tree recurses.
+    pub max_depth: usize,
+    /// Connections from one address: TCP streams, and WebSocket and BOSH
+    /// sessions, while they last.
     pub max_connections_per_ip: usize,
     /// Failed logins per address per minute before all logins from it are
     /// refused with temporary-auth-failure.
@@ -109,8 +115,26 @@ pub struct Limits {
     /// service-unavailable.
     pub max_offline_messages: usize,
     /// Stanzas queued for a slow client (or component) before it is
-    /// disconnected.
+    /// closed with policy-violation; what was queued goes to offline
+    /// storage or back to its senders, never lost.
     pub session_queue: usize,
+    /// Bytes queued for one session above which whoever sends to it is
+    /// made to wait (its own stream is not read) until the queue drains.
+    pub send_queue_bytes: usize,
+    /// A session whose connection takes no bytes for this long while the
+    /// server has some to write is closed (resource-constraint); a sender
+    /// waits at most this long for a queue to drain.
+    pub send_stall_secs: u64,
+    /// Bytes per second one stream may send, read slower beyond (0: no
+    /// limit), after a burst of `rate_burst_bytes`.
+    pub rate_bytes_per_sec: u64,
+    pub rate_burst_bytes: u64,
+    /// The same for all streams from one address together.
+    pub ip_rate_bytes_per_sec: u64,
+    pub ip_rate_burst_bytes: u64,
+    /// A WebSocket message begun but not finished within this many seconds
+    /// closes the stream with policy-violation.
+    pub ws_message_timeout_secs: u64,
     /// How long the server waits for a client to answer an IQ the server
     /// sent it (a XEP-0115 disco#info query); a later answer is ignored.
     pub server_iq_timeout_secs: u64,
@@ -205,6 +229,12 @@ pub struct Muc {
     pub enabled: bool,
     /// Messages a room keeps to replay to joiners (an owner may lower it).
     pub history: usize,
+    /// Rooms one user may have created that still exist (admins: no
+    /// limit); past it creating one is refused with resource-constraint.
+    pub max_rooms_per_user: usize,
+    /// Rooms one session may be in at once; past it a join is refused
+    /// with resource-constraint.
+    pub max_occupancies_per_session: usize,
 }
 
 impl Default for Muc {
@@ -212,6 +242,8 @@ impl Default for Muc {
         Muc {
             enabled: true,
             history: 20,
+            max_rooms_per_user: 100,
+            max_occupancies_per_session: 200,
         }
     }
 }
@@ -411,11 +443,19 @@ impl Default for Limits {
         Limits {
             max_stanza_bytes: 256 * 1024,
             max_token_bytes: 8192,
+            max_depth: 64,
             max_connections_per_ip: 64,
             auth_failures_per_minute: 5,
             unauthenticated_timeout_secs: 30,
             max_offline_messages: 1000,
             session_queue: 4096,
+            send_queue_bytes: 1024 * 1024,
+            send_stall_secs: 30,
+            rate_bytes_per_sec: 256 * 1024,
+            rate_burst_bytes: 1024 * 1024,
+            ip_rate_bytes_per_sec: 1024 * 1024,
+            ip_rate_burst_bytes: 4 * 1024 * 1024,
+            ws_message_timeout_secs: 10,
             server_iq_timeout_secs: 30,
             server_iqs_per_session: 8,
             sm_unacked_max: 500,
@@ -454,6 +494,11 @@ impl Default for Log {
     }
 }
 
+/// The deepest nesting `limits.max_depth` may allow: every walk of an
+/// element tree (serialising, copying, dropping) recurses, and this keeps
+/// the deepest far inside a worker thread's stack.
+pub const MAX_DEPTH_CEILING: usize = xmpp_core::framing::MAX_DEPTH_CEILING;
+
 impl Config {
     /// Checks what serde cannot: a bad value is reported with the setting's
     /// name and what to do about it.
@@ -463,6 +508,11 @@ impl Config {
         }
         if self.storage.connections == 0 {
             return Err("`storage.connections` must be at least 1".into());
+        }
+        if !(2..=MAX_DEPTH_CEILING).contains(&self.limits.max_depth) {
+            return Err(format!(
+                "`limits.max_depth` must be between 2 and {MAX_DEPTH_CEILING} (deeper trees risk the stack)"
+            ));
         }
         for h in self.hosts.iter().chain(std::iter::once(&self.guest_host)) {
             if h.is_empty() && h == &self.guest_host {
@@ -709,7 +759,11 @@ allow_unencrypted_plain = false
 max_stanza_bytes = 262144
 # Longest element name or attribute value in bytes (text is not limited by it).
 max_token_bytes = 8192
-# Simultaneous connections from one address.
+# Deepest element nesting in a stanza; deeper closes the stream
+# (policy-violation). At most 256.
+max_depth = 64
+# Simultaneous connections from one address: TCP streams, WebSocket and
+# BOSH sessions.
 max_connections_per_ip = 64
 # Failed logins per address per minute before logins from it are refused.
 auth_failures_per_minute = 5
@@ -717,8 +771,25 @@ auth_failures_per_minute = 5
 unauthenticated_timeout_secs = 30
 # Offline messages kept per user.
 max_offline_messages = 1000
-# Stanzas queued for one slow client or component before it is disconnected.
+# Stanzas queued for one slow client or component before it is closed
+# (policy-violation); what was queued goes offline or back to its senders.
 session_queue = 4096
+# Bytes queued for one session beyond which its senders wait (the server
+# stops reading them) until it drains: back-pressure, not loss.
+send_queue_bytes = 1048576
+# Seconds a connection may take no bytes while the server has some for it;
+# then it is closed (resource-constraint) and what it had not acknowledged
+# goes to offline storage. Also the longest a sender waits on it.
+send_stall_secs = 30
+# Bytes per second one stream may send; beyond a burst the server reads it
+# slower (Prosody's mod_limits). 0: no limit.
+rate_bytes_per_sec = 262144
+rate_burst_bytes = 1048576
+# The same for all streams from one address together. 0: no limit.
+ip_rate_bytes_per_sec = 1048576
+ip_rate_burst_bytes = 4194304
+# Seconds a WebSocket message may take from its first frame to its last.
+ws_message_timeout_secs = 10
 # Seconds the server waits for a client to answer an IQ the server sent it
 # (the disco#info query behind XEP-0115 caps); later answers are ignored.
 server_iq_timeout_secs = 30
@@ -774,6 +845,10 @@ max_page = 100
 enabled = true
 # Messages a room replays to people who join (owners may lower it per room).
 history = 20
+# Rooms one user may have created that still exist (admins: no limit).
+max_rooms_per_user = 100
+# Rooms one session may be in at once.
+max_occupancies_per_session = 200
 
 [pep]
 # Personal eventing (XEP-0163) on every account: OMEMO keys, avatars (0084),

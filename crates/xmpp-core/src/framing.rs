@@ -64,6 +64,17 @@ impl FramingError {
 /// No name or attribute value in XMPP comes near it (rxml's default too).
 pub const DEFAULT_MAX_TOKEN: usize = 8192;
 
+/// Element nesting a stanza may have by default (the stanza is level 1).
+/// Real stanzas stay under 20; a wrapped one (a carbon of a MAM result)
+/// adds a handful.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+/// The deepest nesting any parser here accepts. Serialising, copying and
+/// dropping an element recurse once per level, so this bounds their stack
+/// use far inside a worker thread's 2 MiB whatever a peer sends; stored
+/// stanzas (archives, offline messages) are read back under it.
+pub const MAX_DEPTH_CEILING: usize = 256;
+
 /// Incremental parser for one stream (TCP). A new one is made at every
 /// stream restart (after STARTTLS and SASL), as RFC 6120 requires.
 pub struct StreamParser {
@@ -102,9 +113,18 @@ impl StreamParser {
     /// policy violation). An unfinished tag is held for at most a stanza's
     /// worth of bytes.
     pub fn with_token_limit(max_stanza: usize, max_token: usize) -> Self {
+        Self::with_limits(max_stanza, max_token, DEFAULT_MAX_DEPTH)
+    }
+
+    /// `max_depth` bounds a stanza's nesting (the stanza is level 1,
+    /// capped at `MAX_DEPTH_CEILING`); deeper is a policy violation as soon
+    /// as the start tag that crosses it is read.
+    pub fn with_limits(max_stanza: usize, max_token: usize, max_depth: usize) -> Self {
         let max_token = max_token.clamp(256, max_stanza.max(256));
+        // The stream element is one more level.
+        let depth = max_depth.clamp(1, MAX_DEPTH_CEILING) + 1;
         StreamParser {
-            lexer: Lexer::new(max_token, max_stanza),
+            lexer: Lexer::new(max_token, max_stanza).with_max_depth(depth),
             fresh: true,
             state: Assembly {
                 stream_prefixes: Vec::new(),
@@ -305,11 +325,15 @@ fn header_of(root: &Element) -> StreamHeader {
 /// Parses one self-contained WebSocket message (RFC 7395 §3.3: each message
 /// is exactly one complete element). `<open/>` and `<close/>` in the framing
 /// namespace become stream events.
-pub fn parse_ws_message(data: &[u8], max_stanza: usize) -> Result<Frame, FramingError> {
+pub fn parse_ws_message(
+    data: &[u8],
+    max_stanza: usize,
+    max_depth: usize,
+) -> Result<Frame, FramingError> {
     if data.len() > max_stanza {
         return Err(FramingError::PolicyViolation);
     }
-    let el = parse_element(data, max_stanza)?;
+    let el = parse_element_within(data, max_stanza, max_depth)?;
     if el.ns() == ns::FRAMING {
         return match el.name() {
             "open" => Ok(Frame::Open(header_of(&el))),
@@ -320,13 +344,25 @@ pub fn parse_ws_message(data: &[u8], max_stanza: usize) -> Result<Frame, Framing
     Ok(Frame::Stanza(el))
 }
 
-/// Parses a complete standalone element (WebSocket messages, BOSH bodies,
-/// stored stanzas).
+/// Parses a complete standalone element (stored stanzas, and what the
+/// server built itself), nested at most `MAX_DEPTH_CEILING` deep.
 pub fn parse_element(data: &[u8], max_bytes: usize) -> Result<Element, FramingError> {
+    parse_element_within(data, max_bytes, MAX_DEPTH_CEILING)
+}
+
+/// Parses a complete standalone element from a peer (a WebSocket message,
+/// a BOSH body), nested at most `max_depth` deep (the root is level 1;
+/// capped at `MAX_DEPTH_CEILING`).
+pub fn parse_element_within(
+    data: &[u8],
+    max_bytes: usize,
+    max_depth: usize,
+) -> Result<Element, FramingError> {
     if data.len() > max_bytes {
         return Err(FramingError::PolicyViolation);
     }
-    let mut lexer = Lexer::new(max_bytes.clamp(256, 64 * 1024), max_bytes);
+    let mut lexer = Lexer::new(max_bytes.clamp(256, 64 * 1024), max_bytes)
+        .with_max_depth(max_depth.clamp(1, MAX_DEPTH_CEILING));
     let mut tree = Builder::default();
     let outer = Declarations::new();
     lexer.feed_all(data, &mut |ev| tree.event(ev, &outer))?;
@@ -648,26 +684,71 @@ mod tests {
         );
     }
 
+    /// Nesting past the limit is refused while parsing, at the start tag
+    /// that crosses it, however the bytes arrive; at the limit it passes.
+    #[test]
+    fn nesting_past_the_limit_is_policy_violation() {
+        let nested = |n: usize| {
+            let mut x = String::from("<message xmlns='jabber:client' to='a@b'>");
+            x.push_str(&"<a>".repeat(n - 1));
+            x.push_str(&"</a>".repeat(n - 1));
+            x.push_str("</message>");
+            x
+        };
+        let mut p = StreamParser::with_limits(1 << 20, 8192, 8);
+        frames(&mut p, HEADER).unwrap();
+        assert_eq!(frames(&mut p, nested(8).as_bytes()).unwrap().len(), 1);
+        assert_eq!(
+            frames(&mut p, nested(9).as_bytes()).unwrap_err(),
+            FramingError::PolicyViolation
+        );
+        // 10,000 levels, a byte at a time: refused at level 9, having
+        // held no more than one tag.
+        let mut p = StreamParser::with_limits(1 << 20, 8192, 8);
+        frames(&mut p, HEADER).unwrap();
+        let deep = "<a>".repeat(10_000);
+        let mut err = None;
+        for (i, b) in deep.as_bytes().chunks(1).enumerate() {
+            if let Err(e) = frames(&mut p, b) {
+                err = Some((i, e));
+                break;
+            }
+        }
+        assert_eq!(err, Some((3 * 8 + 1, FramingError::PolicyViolation)));
+        // WebSocket messages and standalone documents alike.
+        assert_eq!(
+            parse_ws_message(nested(9).as_bytes(), 1 << 20, 8).unwrap_err(),
+            FramingError::PolicyViolation
+        );
+        assert!(parse_ws_message(nested(8).as_bytes(), 1 << 20, 8).is_ok());
+        assert_eq!(
+            parse_element(nested(MAX_DEPTH_CEILING + 1).as_bytes(), 1 << 20).unwrap_err(),
+            FramingError::PolicyViolation
+        );
+    }
+
     #[test]
     fn websocket_messages() {
         let open = parse_ws_message(
             b"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>",
             1000,
+            8,
         )
         .unwrap();
         assert!(matches!(open, Frame::Open(h) if h.to.as_deref() == Some("localhost")));
-        let m = parse_ws_message(b"<message xmlns='jabber:client' to='x@y'/>", 1000).unwrap();
+        let m = parse_ws_message(b"<message xmlns='jabber:client' to='x@y'/>", 1000, 8).unwrap();
         assert!(matches!(m, Frame::Stanza(e) if e.is("message", ns::CLIENT)));
         assert!(matches!(
             parse_ws_message(
                 b"<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
-                1000
+                1000,
+                8
             )
             .unwrap(),
             Frame::Close
         ));
         assert_eq!(
-            parse_ws_message(b"<message xmlns='jabber:client'>", 1000).unwrap_err(),
+            parse_ws_message(b"<message xmlns='jabber:client'>", 1000, 8).unwrap_err(),
             FramingError::NotWellFormed
         );
     }

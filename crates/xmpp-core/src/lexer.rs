@@ -41,6 +41,9 @@ pub(crate) struct Lexer {
     max_token: usize,
     /// Bound on an unfinished token (a tag that never ends).
     max_pending: usize,
+    /// Deepest nesting allowed, counting the root: a deeper start tag is a
+    /// policy violation at once, before any tree is built.
+    max_depth: usize,
 }
 
 enum Step {
@@ -61,7 +64,13 @@ impl Lexer {
             done: false,
             max_token,
             max_pending: max_pending.max(max_token),
+            max_depth: usize::MAX,
         }
+    }
+
+    pub(crate) fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth;
+        self
     }
 
     /// Bytes held back from the last `feed` (an unfinished token).
@@ -271,6 +280,9 @@ impl Lexer {
     fn start_tag(&mut self, s: &[u8], sink: &mut Sink<'_>) -> Result<Step, FramingError> {
         if self.rooted && self.starts.is_empty() {
             return Err(FramingError::NotWellFormed);
+        }
+        if self.starts.len() >= self.max_depth {
+            return Err(FramingError::PolicyViolation);
         }
         let Some(gt) = tag_end(s)? else {
             return Ok(Step::More);

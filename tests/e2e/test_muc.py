@@ -531,3 +531,43 @@ def test_moderator_retracts_a_message_and_the_archive_keeps_a_tombstone(server):
             await close_all(mod, bob, carol)
 
     run(scenario())
+
+
+def test_rooms_per_user_and_occupancies_per_session_are_capped(server_factory):
+    """A public server caps what one account can make it hold: rooms a user
+    created (muc.max_rooms_per_user) and rooms one session is in
+    (muc.max_occupancies_per_session). Past either, a join is refused at
+    once with the XEP-0045 / RFC 6120 condition, and leaving frees a place."""
+    srv = server_factory({"muc.max_rooms_per_user": 3, "muc.max_occupancies_per_session": 4})
+
+    async def scenario():
+        alice = await muc_login(srv)
+        bob = await muc_login(srv)
+        try:
+            mine = [room_jid(srv) for _ in range(3)]
+            for r in mine:
+                await join(alice, r, "alice")
+            # a fourth new room: alice may not create it
+            assert await refused_join(alice, room_jid(srv), "alice") == "not-allowed"
+            # bob made one; alice may still join existing rooms up to 4
+            theirs = room_jid(srv)
+            await join(bob, theirs, "bob")
+            await join(alice, theirs, "alice")
+            other = room_jid(srv)
+            await join(bob, other, "bob")
+            assert await refused_join(alice, other, "alice") == "resource-constraint"
+            # re-sending presence in a room she is in is not a new occupancy
+            alice.send_presence(pto=f"{theirs}/alice", pstatus="still here")
+            # leaving one frees a place
+            alice.plugin["xep_0045"].leave_muc(theirs, "alice")
+            await asyncio.sleep(0.3)
+            await join(alice, other, "alice")
+            # a temporary room that emptied no longer counts against its
+            # creator: alice may create another
+            alice.plugin["xep_0045"].leave_muc(mine[0], "alice")
+            await asyncio.sleep(0.3)
+            await join(alice, room_jid(srv), "alice")
+        finally:
+            await close_all(alice, bob)
+
+    run(scenario())

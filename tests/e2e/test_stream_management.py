@@ -31,6 +31,29 @@ def test_acks_count_handled_stanzas(server):
         assert a.get("h") == "3", a.attrib
 
 
+def test_an_ack_of_more_than_was_sent_is_handled_count_too_high(server):
+    """XEP-0198 §4: the stream is closed with undefined-condition carrying
+    <handled-count-too-high/> with the counts; the server goes on."""
+    jid, pw = server.add_user()
+    with RawStream(server) as r:
+        r.login(jid.split("@")[0], pw, resource="sm")
+        r.send(f"<enable xmlns='{NS_SM}'/>")
+        r.wait_for(lambda e: e.tag == f"{{{NS_SM}}}enabled")
+        r.send(f"<message to='{jid}/sm' type='chat'><body>one</body></message>")
+        r.wait_for(lambda e: e.tag == "{jabber:client}message")
+        t0 = time.monotonic()
+        r.send(f"<a xmlns='{NS_SM}' h='4294967295'/>")
+        err = r.wait_for(lambda e: e.tag == "{http://etherx.jabber.org/streams}error")
+        assert time.monotonic() - t0 < 1.0
+        assert err.find("{urn:ietf:params:xml:ns:xmpp-streams}undefined-condition") is not None, ET.tostring(err)
+        d = err.find(f"{{{NS_SM}}}handled-count-too-high")
+        assert d is not None, ET.tostring(err)
+        assert (d.get("h"), d.get("send-count")) == ("4294967295", "1")
+        r.wait_closed(timeout=3)
+    with RawStream(server) as again:
+        again.login(jid.split("@")[0], pw, resource="after")
+
+
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 

@@ -280,7 +280,7 @@ pub(crate) async fn read_loop<R: FrameReader>(
                 if el.ns() == xmpp_core::ns::SM && peer != Peer::Component =>
             {
                 if let Err(cond) = stream_management(server, handle, sm, &el) {
-                    handle.close(Some(cond));
+                    handle.close(cond);
                     return ReadEnd::Ended;
                 }
             }
@@ -328,7 +328,7 @@ fn stream_management(
     handle: &SessionHandle,
     sm: &mut StreamMgmt,
     el: &Element,
-) -> Result<(), &'static str> {
+) -> Result<(), Option<&'static str>> {
     use xmpp_core::sm;
     match (el.name(), sm.handled) {
         ("enable", None) => {
@@ -352,7 +352,7 @@ fn stream_management(
             handle.send_nonza(sm::ack(h).into());
         }
         ("a", Some(_)) => {
-            let h = sm::h(el).ok_or("invalid-xml")?;
+            let h = sm::h(el).ok_or(Some("invalid-xml"))?;
             let mut out = sm.out.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(o) = out.as_mut()
                 && let Err(e) = o.ack(h)
@@ -363,10 +363,13 @@ fn stream_management(
                     sent = e.sent,
                     "ack of more than was sent"
                 );
-                return Err("undefined-condition");
+                // The error names the counts, so it is written here and
+                // the stream closed after it.
+                handle.send_nonza(sm::too_high_stream_error(e).into());
+                return Err(None);
             }
         }
-        _ => return Err("unsupported-stanza-type"),
+        _ => return Err(Some("unsupported-stanza-type")),
     }
     Ok(())
 }

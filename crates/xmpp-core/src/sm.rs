@@ -184,6 +184,20 @@ pub fn failed_too_high(err: TooHigh, h: u32) -> String {
     failed_with("undefined-condition", Some(h), &detail)
 }
 
+/// The stream error for an `<a/>` that acknowledges more than was sent
+/// (§4): `undefined-condition` with `<handled-count-too-high/>` saying by
+/// how much.
+pub fn too_high_stream_error(err: TooHigh) -> String {
+    format!(
+        "<stream:error xmlns:stream='{}'><undefined-condition xmlns='{}'/><handled-count-too-high xmlns='{}' h='{}' send-count='{}'/></stream:error>",
+        ns::STREAM,
+        ns::STREAMS_ERR,
+        ns::SM,
+        err.h,
+        err.sent
+    )
+}
+
 fn failed_with(condition: &str, h: Option<u32>, detail: &str) -> String {
     let h = h.map(|h| format!(" h='{h}'")).unwrap_or_default();
     format!(
@@ -284,6 +298,13 @@ mod tests {
         assert_eq!(el.attr("h"), Some("5"));
         assert!(el.has_child("undefined-condition", ns::STANZAS_ERR));
         let d = el.get_child("handled-count-too-high", ns::SM).unwrap();
+        assert_eq!((d.attr("h"), d.attr("send-count")), (Some("9"), Some("2")));
+        let e: Element = too_high_stream_error(TooHigh { h: 9, sent: 2 })
+            .replace("<stream:error", "<stream:error xmlns='urn:x'")
+            .parse()
+            .unwrap();
+        assert!(e.has_child("undefined-condition", ns::STREAMS_ERR));
+        let d = e.get_child("handled-count-too-high", ns::SM).unwrap();
         assert_eq!((d.attr("h"), d.attr("send-count")), (Some("9"), Some("2")));
         let r: Element = "<resume xmlns='urn:xmpp:sm:3' previd='x' h='7'/>"
             .parse()

@@ -37,11 +37,48 @@ type Shared = Arc<Mutex<Room>>;
 #[derive(Default)]
 pub struct Rooms {
     rooms: Mutex<HashMap<String, Shared>>,
+    created: Mutex<Created>,
+}
+
+/// Who created the rooms that exist, for `muc.max_rooms_per_user`.
+#[derive(Default)]
+struct Created {
+    by_room: HashMap<String, String>,
+    per_user: HashMap<String, usize>,
 }
 
 impl Rooms {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Shared>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn created(&self) -> std::sync::MutexGuard<'_, Created> {
+        self.created.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rooms `bare` created that still exist.
+    fn created_by(&self, bare: &str) -> usize {
+        self.created().per_user.get(bare).copied().unwrap_or(0)
+    }
+
+    fn note_created(&self, room: &str, bare: &str) {
+        let mut c = self.created();
+        c.by_room.insert(room.to_owned(), bare.to_owned());
+        *c.per_user.entry(bare.to_owned()).or_default() += 1;
+    }
+
+    /// Forgets a room (destroyed, or temporary and empty).
+    fn remove(&self, room: &str) {
+        self.lock().remove(room);
+        let mut c = self.created();
+        if let Some(bare) = c.by_room.remove(room)
+            && let Some(n) = c.per_user.get_mut(&bare)
+        {
+            *n -= 1;
+            if *n == 0 {
+                c.per_user.remove(&bare);
+            }
+        }
     }
 
     fn get(&self, jid: &str) -> Option<Shared> {
@@ -138,7 +175,7 @@ async fn settle(srv: &Server, shared: &Shared) {
         tracing::error!(error = %e, "saving a room failed");
     }
     if forget {
-        srv.muc.lock().remove(&jid);
+        srv.muc.remove(&jid);
         let _ = srv.store.delete_room(&jid).await;
     }
 }
@@ -158,6 +195,32 @@ fn handle<'a>(srv: &'a Server, s: &'a Session, to: Jid, el: Element) -> HandlerF
 fn refuse(s: &Session, el: &Element, condition: &str) {
     if el.attr("type") != Some("error") {
         s.send(&stanza::error_reply(el, condition, None));
+    }
+}
+
+/// Whether the session is in `room_jid`, and in how many rooms of its
+/// service, from the occupant JIDs its directed presence went to.
+fn occupancies(s: &Session, room_jid: &str) -> (bool, usize) {
+    let service = room_jid.split_once('@').map_or("", |(_, d)| d);
+    let prefix = format!("{room_jid}/");
+    let Ok(st) = s.handle.state.lock() else {
+        return (false, 0);
+    };
+    let in_service = |d: &&String| {
+        d.split('/')
+            .next()
+            .and_then(|b| b.split_once('@'))
+            .is_some_and(|(_, dom)| dom == service)
+    };
+    (
+        st.directed.iter().any(|d| d.starts_with(&prefix)),
+        st.directed.iter().filter(in_service).count(),
+    )
+}
+
+fn refuse_with(s: &Session, el: &Element, condition: &str, text: &str) {
+    if el.attr("type") != Some("error") {
+        s.send(&stanza::error_reply(el, condition, Some(text)));
     }
 }
 
@@ -199,9 +262,29 @@ async fn presence(srv: &Server, s: &Session, room_jid: &str, nick: Option<String
                 .map(|secs| time::now_unix().saturating_sub(secs)),
         })
         .unwrap_or_default();
+    let limits = &srv.config.muc;
+    let (joined, elsewhere) = occupancies(s, room_jid);
+    if !joined && elsewhere >= limits.max_occupancies_per_session {
+        return refuse_with(
+            s,
+            &el,
+            "resource-constraint",
+            "you are in as many rooms as this server allows one session",
+        );
+    }
     let (shared, created) = match find(srv, room_jid).await {
         Some(r) => (r, false),
         None => {
+            if !srv.is_admin(s.bare()) && srv.muc.created_by(s.bare()) >= limits.max_rooms_per_user
+            {
+                // XEP-0045 §10.1.3: a user who may not create the room.
+                return refuse_with(
+                    s,
+                    &el,
+                    "not-allowed",
+                    "you have created as many rooms as this server allows",
+                );
+            }
             let Some(secret) = new_secret() else {
                 tracing::error!("no random bytes for a new room's key");
                 return refuse(s, &el, "internal-server-error");
@@ -213,13 +296,16 @@ async fn presence(srv: &Server, s: &Session, room_jid: &str, nick: Option<String
             );
             room.affiliations
                 .insert(s.bare().to_owned(), Affiliation::Owner);
-            let shared = Arc::new(Mutex::new(room));
+            let ours = Arc::new(Mutex::new(room));
             let shared = srv
                 .muc
                 .lock()
                 .entry(room_jid.to_owned())
-                .or_insert(shared)
+                .or_insert(ours.clone())
                 .clone();
+            if Arc::ptr_eq(&ours, &shared) {
+                srv.muc.note_created(room_jid, s.bare());
+            }
             (shared, true)
         }
     };
@@ -533,7 +619,7 @@ async fn iq(
         && p.is("query", ns::MUC_OWNER)
         && p.has_child("destroy", ns::MUC_OWNER);
     if destroyed {
-        srv.muc.lock().remove(room_jid);
+        srv.muc.remove(room_jid);
         let _ = srv.store.delete_room(room_jid).await;
     } else {
         settle(srv, &shared).await;

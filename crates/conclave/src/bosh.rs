@@ -47,6 +47,20 @@ fn body(attrs: &str, inner: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The `sid` of a body that could not be parsed whole, from its start tag
+/// alone.
+fn sid_of(data: &[u8]) -> Option<String> {
+    let end = data.iter().position(|&b| b == b'>')?;
+    let head = &data[..=end];
+    let tag = if head.ends_with(b"/>") {
+        head.to_vec()
+    } else {
+        [&head[..end], b"/>".as_slice()].concat()
+    };
+    let el = parse_element_within(&tag, tag.len(), 1).ok()?;
+    el.attr("sid").map(str::to_owned)
+}
+
 fn terminate(condition: &str) -> Vec<u8> {
     format!(
         "<body xmlns='{}' type='terminate' condition='{condition}'/>",
@@ -72,7 +86,17 @@ impl Bosh {
         let depth = server.config.limits.max_depth + 1;
         let b = match parse_element_within(data, max.saturating_mul(2), depth) {
             Ok(b) => b,
-            Err(FramingError::PolicyViolation) => return terminate("policy-violation"),
+            Err(FramingError::PolicyViolation) => {
+                // The session the body belongs to ends as a TCP stream
+                // would, with the same condition.
+                if let Some(s) = sid_of(data).and_then(|sid| self.lock().remove(&sid)) {
+                    let _ = s
+                        .inbox
+                        .send(Event::Error(FramingError::PolicyViolation))
+                        .await;
+                }
+                return terminate("policy-violation");
+            }
             Err(_) => return terminate("bad-request"),
         };
         if !b.is("body", ns::BOSH) {

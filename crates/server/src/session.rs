@@ -57,8 +57,42 @@ pub fn run<T: Transport>(server: Arc<Server>, t: T) -> impl Future<Output = ()> 
         let Some(attached) = setup.await else {
             return;
         };
-        resumption::live(&server, attached).await;
+        let handle = attached.session.handle.clone();
+        let live = std::panic::AssertUnwindSafe(resumption::live(&server, attached));
+        if futures_util::FutureExt::catch_unwind(live).await.is_err() {
+            Box::pin(recover(&server, handle)).await;
+        }
     }
+}
+
+/// A bug that panics in one session's task must cost that session only:
+/// the panic unwound its task (the connection's read half and the
+/// session's state are gone), so what the server knows of it is undone
+/// here, its writer is told to close the stream, and everyone else goes
+/// on.
+async fn recover(server: &Server, handle: Arc<SessionHandle>) {
+    tracing::error!(
+        session = handle.id,
+        "session failed (a bug: it panicked); closed"
+    );
+    metrics::counter!("conclave_session_failures_total").increment(1);
+    handle.close(Some("internal-server-error"));
+    server.router.unbind(&handle);
+    server.requests.forget(handle.id);
+    let (user, host) = handle
+        .bare
+        .split_once('@')
+        .map(|(u, h)| (u.to_owned(), h.to_owned()))
+        .unwrap_or_default();
+    let anonymous = server.config.is_guest_host(&host);
+    let session = Session {
+        handle,
+        user,
+        host,
+        anonymous,
+    };
+    modules::presence::went_offline(server, &session).await;
+    metrics::gauge!("conclave_sessions").decrement(1.0);
 }
 
 async fn establish<T: Transport>(

@@ -2,6 +2,8 @@
 and self-ping (XEP-0410), driven by slixmpp's xep_0045 plugin."""
 
 import asyncio
+import threading
+import time
 import collections
 
 import pytest
@@ -157,7 +159,6 @@ def test_reader_that_stops_reading_gets_every_stanza_whole(server, kind):
         try:
             if kind == "groupchat":
                 await join(s, room, "sender")
-                await asyncio.to_thread(raw_join)
             for i in range(n):
                 s.send_message(mto=room if kind == "groupchat" else rjid, mbody=body(i), mtype=kind)
             await s.ping_server()
@@ -179,7 +180,14 @@ def test_reader_that_stops_reading_gets_every_stanza_whole(server, kind):
                 and any(st.get("code") == "110" for st in e.iter(f"{{{NS_MUC_USER}}}status"))
             )
 
-        run(sender())
+        # The reader pauses while the senders write (so the server's writes
+        # go out in part), then reads: a reader that took nothing for
+        # limits.send_stall_secs would be closed instead (test_backpressure).
+        if kind == "groupchat":
+            raw_join()
+        sending = threading.Thread(target=run, args=(sender(),))
+        sending.start()
+        time.sleep(2)
         got = []
         while len(got) < n:
             el = r.wait_for(
@@ -194,6 +202,8 @@ def test_reader_that_stops_reading_gets_every_stanza_whole(server, kind):
         assert [g.split(":")[0] for g in got] == [str(i) for i in range(n)]
         assert got == [body(i) for i in range(n)]
         assert r.parse_error is None, r.parse_error
+        sending.join(timeout=30)
+        assert not sending.is_alive()
 
 
 def test_creation_join_presence_subject_and_occupant_id(server):

@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
         let message = String::from_utf8_lossy(MESSAGE).replace("bench@conference.localhost", &room);
         let mut members: Vec<Member> = (0..n)
             .map(|i| {
-                let (tx, rx) = conclave_server::router::queue(4096);
+                let (tx, rx) = conclave_server::router::queue();
                 let full = format!("user{i}@localhost/desk");
                 let handle = Arc::new(SessionHandle {
                     id: server.router.next_id(),
@@ -58,6 +58,7 @@ fn bench(c: &mut Criterion) {
                     tx,
                     state: std::sync::Mutex::new(PresenceState::default()),
                     inactive: Default::default(),
+                    flow: Default::default(),
                 });
                 server.router.bind(handle.clone());
                 Member {

@@ -24,7 +24,7 @@ const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream to='localhost' versi
 const MESSAGE: &[u8] = b"<message to='bob@localhost' type='chat' id='a1b2c3d4-e5f6'><body>Are we still meeting at three? I have booked the small room.</body><active xmlns='http://jabber.org/protocol/chatstates'/><request xmlns='urn:xmpp:receipts'/><origin-id xmlns='urn:xmpp:sid:0' id='5f1e3c2a-9b7d-4c6e-8a1f-2d3b4c5d6e7f'/></message>";
 
 fn session(server: &Server, user: &str) -> (Session, conclave_server::router::OutRx) {
-    let (tx, rx) = conclave_server::router::queue(1024);
+    let (tx, rx) = conclave_server::router::queue();
     let handle = Arc::new(SessionHandle {
         id: server.router.next_id(),
         full: format!("{user}@localhost/bench"),
@@ -35,6 +35,7 @@ fn session(server: &Server, user: &str) -> (Session, conclave_server::router::Ou
             ..Default::default()
         }),
         inactive: Default::default(),
+        flow: Default::default(),
     });
     server.router.bind(handle.clone());
     (

@@ -120,7 +120,7 @@ async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Establ
         }
         Ok(Ok(slot)) => slot,
     };
-    let (tx, rx) = crate::router::queue(server.config.limits.session_queue);
+    let (tx, rx) = crate::router::queue();
     let handle = Arc::new(SessionHandle {
         id: server.router.next_id(),
         full: slot.domain.clone(),
@@ -128,6 +128,7 @@ async fn establish<T: Transport>(server: Arc<Server>, mut t: T) -> Option<Establ
         tx,
         state: std::sync::Mutex::new(PresenceState::default()),
         inactive: Default::default(),
+        flow: Arc::new(crate::router::Flow::new(server.config.limits.queue())),
     });
     if let Some(old) = slot.attach(handle.clone()) {
         // The newest connection wins, as for a client's resource: a

@@ -438,6 +438,17 @@ impl Default for Auth {
     }
 }
 
+impl Limits {
+    /// The bounds of one session's send queue.
+    pub fn queue(&self) -> crate::router::QueueLimits {
+        crate::router::QueueLimits {
+            wait_bytes: self.send_queue_bytes,
+            max_items: self.session_queue.max(1),
+            stall: std::time::Duration::from_secs(self.send_stall_secs.max(1)),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

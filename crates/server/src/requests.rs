@@ -125,7 +125,7 @@ mod tests {
     use xmpp_core::ns;
 
     fn handle(id: u64) -> (SessionHandle, crate::router::OutRx) {
-        let (tx, rx) = crate::router::queue(16);
+        let (tx, rx) = crate::router::queue();
         let h = SessionHandle {
             id,
             full: format!("u{id}@localhost/r"),
@@ -133,6 +133,7 @@ mod tests {
             tx,
             state: Default::default(),
             inactive: Default::default(),
+            flow: Default::default(),
         };
         (h, rx)
     }

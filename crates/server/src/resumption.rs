@@ -198,7 +198,12 @@ async fn after_read<R: FrameReader>(server: &Arc<Server>, a: Attached<R>, end: R
         ReadEnd::Lost => {
             let left = writer.stop(None).await;
             match left {
-                Some(l) if l.why != WriterExit::Closed && can_hibernate(&sm) => {
+                // A client that stopped reading is not kept waiting for: its
+                // session ends, its unacknowledged stanzas go offline.
+                Some(l)
+                    if !matches!(l.why, WriterExit::Closed | WriterExit::Stalled)
+                        && can_hibernate(&sm) =>
+                {
                     let d = detach(server, session, sm, l.rx);
                     Box::pin(hibernate(server, d, l.held)).await;
                 }
@@ -256,7 +261,11 @@ fn hold_queued(sm: &StreamMgmt, items: impl IntoIterator<Item = Queued>) -> bool
 
 async fn end_with(server: &Server, session: Session, sm: StreamMgmt, left: Option<WriterEnd>) {
     match left {
-        Some(l) => finish(server, session, sm, Some(l.rx), l.held).await,
+        Some(l) => {
+            let mut first = l.unwritten;
+            first.extend(l.held.into_iter().map(Queued::Raw));
+            finish(server, session, sm, Some(l.rx), first).await
+        }
         None => finish(server, session, sm, None, Vec::new()).await,
     }
 }
@@ -284,7 +293,13 @@ pub(crate) async fn hibernate(server: &Server, mut d: Detached, held: Vec<bytes:
         let ev = tokio::select! {
             _ = &mut deadline => Ev::Expired,
             r = takeover_requested(&mut p.sm) => Ev::Wanted(r),
-            i = p.rx.recv_async() => Ev::Item(i.ok()),
+            i = p.rx.recv_async() => {
+                let i = i.ok();
+                if let Some(it) = &i {
+                    p.session.handle.flow.taken(it.weight());
+                }
+                Ev::Item(i)
+            }
         };
         match ev {
             Ev::Expired => {
@@ -376,7 +391,7 @@ pub(crate) async fn finish(
     session: Session,
     sm: StreamMgmt,
     rx: Option<crate::router::OutRx>,
-    held: Vec<bytes::Bytes>,
+    unwritten: Vec<Queued>,
 ) {
     let handle = session.handle.clone();
     server.router.unbind(&handle);
@@ -391,33 +406,36 @@ pub(crate) async fn finish(
     server
         .rosters
         .evict_if_offline(&server.router, session.bare());
+    handle.flow.end();
+    // What the client never acknowledged (XEP-0198), what was held for it,
+    // and what is still queued and was never written: each goes where an
+    // undeliverable stanza goes (a message to offline storage, an IQ back
+    // to its sender as an error), once. Without XEP-0198 what was written
+    // is taken as delivered, as RFC 6120 does.
     let outbox = sm.out.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(o) = outbox {
-        let mut items: Vec<Queued> = o.into_unacked().into();
-        items.extend(held.into_iter().map(Queued::Raw));
-        if let Some(rx) = rx {
-            while let Ok(item) = rx.try_recv() {
-                match item {
-                    Outbound::Stanza(b) | Outbound::Deferrable(b) => items.push(Queued::Raw(b)),
-                    Outbound::ToSelf(b) => items.push(Queued::ToSelf(b)),
-                    _ => {}
-                }
+    let mut items: Vec<Queued> = outbox.map(|o| o.into_unacked().into()).unwrap_or_default();
+    items.extend(unwritten);
+    if let Some(rx) = rx {
+        while let Ok(item) = rx.try_recv() {
+            match item {
+                Outbound::Stanza(b) | Outbound::Deferrable(b) => items.push(Queued::Raw(b)),
+                Outbound::ToSelf(b) => items.push(Queued::ToSelf(b)),
+                _ => {}
             }
         }
-        if !items.is_empty() {
-            tracing::info!(
-                session = handle.id,
-                unacked = items.len(),
-                "session ended with unacknowledged stanzas"
-            );
-        }
-        for q in items {
-            let Ok(el) = xmpp_core::framing::parse_element(&q.to_vec(&handle.full), usize::MAX)
-            else {
-                continue;
-            };
-            modules::message::undelivered(server, &session, el).await;
-        }
+    }
+    if !items.is_empty() {
+        tracing::info!(
+            session = handle.id,
+            undelivered = items.len(),
+            "session ended with stanzas it did not take"
+        );
+    }
+    for q in items {
+        let Ok(el) = xmpp_core::framing::parse_element(&q.to_vec(&handle.full), usize::MAX) else {
+            continue;
+        };
+        modules::message::undelivered(server, &session, el).await;
     }
     metrics::gauge!("conclave_sessions").decrement(1.0);
     tracing::info!(session = handle.id, "session ended");

@@ -1,19 +1,134 @@
 //! Who is online, and how to reach them. Delivery to an online session is
 //! a map lookup and a channel send: it never waits on the database.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
+use tokio::sync::Notify;
 
-/// A session's queue. flume's bounded channel allocates its buffer as
-/// items arrive; tokio's allocates a block of 32 slots up front, which was
-/// the largest single allocation of an idle session (1.8 KB of ~9).
+/// A session's queue. flume's channel allocates its buffer as items
+/// arrive; tokio's allocates a block of 32 slots up front, which was the
+/// largest single allocation of an idle session (1.8 KB of ~9).
+///
+/// It has no bound of its own: a queue that refused a stanza would lose it
+/// (acknowledged to its sender, delivered to no one). What bounds it is
+/// `Flow`: senders wait while it is long, and a session that stops taking
+/// bytes is closed, what it had queued going to offline storage.
 pub type OutTx = flume::Sender<Outbound>;
 pub type OutRx = flume::Receiver<Outbound>;
 
-pub fn queue(capacity: usize) -> (OutTx, OutRx) {
-    flume::bounded(capacity)
+pub fn queue() -> (OutTx, OutRx) {
+    flume::unbounded()
+}
+
+/// How full a session's queue may get (`[limits]`).
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Queued bytes beyond which senders wait (`send_queue_bytes`).
+    pub wait_bytes: usize,
+    /// Queued stanzas beyond which the session is closed (`session_queue`).
+    pub max_items: usize,
+    /// How long a write may wait for the client (`send_stall_secs`), and
+    /// a sender for the queue to drain.
+    pub stall: std::time::Duration,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            wait_bytes: 1 << 20,
+            max_items: 4096,
+            stall: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// Back-pressure between one session's queue and whoever fills it: the
+/// bytes queued and not yet taken by its writer, a wake-up for senders
+/// waiting for it to drain, and the order to close it when it overflows.
+#[derive(Debug, Default)]
+pub struct Flow {
+    pub limits: QueueLimits,
+    queued: AtomicUsize,
+    drained: Notify,
+    /// The session overflowed (or ended): nobody should wait on it.
+    dead: AtomicBool,
+    /// Tells the writer to close the stream at once (overflow).
+    pub kill: Notify,
+}
+
+impl Flow {
+    pub fn new(limits: QueueLimits) -> Self {
+        Flow {
+            limits,
+            ..Default::default()
+        }
+    }
+
+    fn add(&self, n: usize) -> usize {
+        self.queued.fetch_add(n, Ordering::Relaxed) + n
+    }
+
+    /// The writer took `n` bytes off the queue.
+    pub fn taken(&self, n: usize) {
+        let before = self.queued.fetch_sub(n, Ordering::Relaxed);
+        let after = before.saturating_sub(n);
+        if before > self.limits.wait_bytes && after <= self.limits.wait_bytes {
+            self.drained.notify_waiters();
+        }
+    }
+
+    pub fn congested(&self) -> bool {
+        !self.dead.load(Ordering::Relaxed)
+            && self.queued.load(Ordering::Relaxed) > self.limits.wait_bytes
+    }
+
+    /// Nobody need wait for this queue any more (its session is ending).
+    pub fn end(&self) {
+        self.dead.store(true, Ordering::Relaxed);
+        self.drained.notify_waiters();
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the queue is short again or its session ends, at most
+    /// until `deadline`; false if the deadline came first.
+    pub async fn drained(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let wake = self.drained.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            if !self.congested() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, wake).await.is_err() {
+                return !self.congested();
+            }
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The queues a session's current stanza filled past their limit: its
+    /// read loop waits for them before it reads the next stanza.
+    pub static PRESSURE: std::cell::RefCell<Vec<Arc<Flow>>>;
+}
+
+impl Outbound {
+    /// Bytes this item holds, as counted against its queue.
+    pub fn weight(&self) -> usize {
+        match self {
+            Outbound::Stanza(b)
+            | Outbound::ToSelf(b)
+            | Outbound::Deferrable(b)
+            | Outbound::Nonza(b) => b.len(),
+            // Not counted: queued past `push`, by the session itself.
+            Outbound::SmEnabled(_) | Outbound::Flush | Outbound::Close(_) => 0,
+        }
+    }
 }
 
 /// What a session's writer receives. Kept to one `Bytes` and a tag: the
@@ -98,11 +213,14 @@ pub struct SessionHandle {
     pub state: Mutex<PresenceState>,
     /// XEP-0352 client state, shared with the session's writer.
     pub inactive: Arc<std::sync::atomic::AtomicBool>,
+    /// How full its queue is, shared with the session's writer.
+    pub flow: Arc<Flow>,
 }
 
 impl SessionHandle {
-    /// Queues a stanza. A client that lets its queue fill is too slow to
-    /// keep up, and is disconnected rather than allowed to exhaust memory.
+    /// Queues a stanza. Never refused while the session lives: a sender
+    /// that fills the queue is made to wait (see `PRESSURE`), and a client
+    /// that lets it overflow is closed, its queue going to offline storage.
     pub fn send(&self, data: Bytes) -> bool {
         self.push(Outbound::Stanza(data))
     }
@@ -119,15 +237,31 @@ impl SessionHandle {
     }
 
     fn push(&self, item: Outbound) -> bool {
-        match self.tx.try_send(item) {
-            Ok(()) => true,
-            Err(flume::TrySendError::Full(_)) => {
-                tracing::warn!(session = self.id, "send queue full; disconnecting");
-                let _ = self.tx.try_send(Outbound::Close(Some("policy-violation")));
-                false
-            }
-            Err(flume::TrySendError::Disconnected(_)) => false,
+        let n = item.weight();
+        // Counted before it is queued: the writer may take it at once.
+        let queued = self.flow.add(n);
+        if self.tx.send(item).is_err() {
+            self.flow.queued.fetch_sub(n, Ordering::Relaxed);
+            return false;
         }
+        if self.tx.len() > self.flow.limits.max_items {
+            if !self.flow.dead.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    session = self.id,
+                    "send queue overflowed; closing the session"
+                );
+                self.flow.drained.notify_waiters();
+                self.flow.kill.notify_one();
+            }
+        } else if queued > self.flow.limits.wait_bytes {
+            let _ = PRESSURE.try_with(|p| {
+                let mut p = p.borrow_mut();
+                if !p.iter().any(|f| Arc::ptr_eq(f, &self.flow)) {
+                    p.push(self.flow.clone());
+                }
+            });
+        }
+        true
     }
 
     /// Queues a shared stanza to be addressed to this session.
@@ -136,14 +270,7 @@ impl SessionHandle {
     }
 
     pub fn close(&self, condition: Option<&'static str>) {
-        let tx = self.tx.clone();
-        // A full queue must not keep a close (shutdown, conflict) from
-        // being delivered: wait for room off the caller's path.
-        if let Err(flume::TrySendError::Full(msg)) = tx.try_send(Outbound::Close(condition)) {
-            tokio::spawn(async move {
-                let _ = tx.send_async(msg).await;
-            });
-        }
+        let _ = self.tx.send(Outbound::Close(condition));
     }
 
     pub fn is_available(&self) -> bool {

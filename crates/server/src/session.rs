@@ -129,7 +129,7 @@ async fn establish<T: Transport>(
         None => random_id(),
     };
     let full = format!("{bare}/{resource}");
-    let (tx, rx) = crate::router::queue(server.config.limits.session_queue);
+    let (tx, rx) = crate::router::queue();
     let handle = Arc::new(SessionHandle {
         id: server.router.next_id(),
         full: full.clone(),
@@ -137,6 +137,7 @@ async fn establish<T: Transport>(
         tx,
         state: std::sync::Mutex::new(PresenceState::default()),
         inactive: Default::default(),
+        flow: Arc::new(crate::router::Flow::new(server.config.limits.queue())),
     });
     if let Err(e) = t
         .send(&stanza::to_bytes(&bind_result(&n.bind_iq, &full)))
@@ -330,9 +331,19 @@ pub(crate) async fn read_loop<R: FrameReader>(
             Event::Frame(Frame::Stanza(el)) => {
                 // Boxed, so that an idle session's task does not carry the
                 // largest stanza handler's state inline.
-                if let Err(cond) = Box::pin(server.handle_stanza(session, el)).await {
+                let handled = crate::router::PRESSURE.scope(Default::default(), async {
+                    let r = Box::pin(server.handle_stanza(session, el)).await;
+                    let full =
+                        crate::router::PRESSURE.with(|p| std::mem::take(&mut *p.borrow_mut()));
+                    (r, full)
+                });
+                let (result, full) = handled.await;
+                if let Err(cond) = result {
                     handle.close(Some(cond));
                     return ReadEnd::Ended;
+                }
+                if !full.is_empty() {
+                    Box::pin(wait_for_room(handle, full)).await;
                 }
                 // Handled and durable: only now may an <a/> count it.
                 if let Some(h) = sm.handled.as_mut() {
@@ -352,6 +363,25 @@ pub(crate) async fn read_loop<R: FrameReader>(
                 return ReadEnd::Ended;
             }
             Event::Gone => return ReadEnd::Lost,
+        }
+    }
+}
+
+/// Back-pressure: the stanza just handled filled other sessions' queues
+/// past `limits.send_queue_bytes`, so its sender is not read again until
+/// they drain (TCP then slows the client down) rather than any stanza
+/// being dropped. The wait is bounded by `limits.send_stall_secs`, by which
+/// time a recipient that takes nothing has been closed by its writer.
+async fn wait_for_room(own: &SessionHandle, full: Vec<Arc<crate::router::Flow>>) {
+    let deadline = tokio::time::Instant::now() + own.flow.limits.stall;
+    for f in full {
+        // A client that writes to itself faster than it reads is not made
+        // to wait on itself: its own writer closes it if it stalls.
+        if Arc::ptr_eq(&f, &own.flow) {
+            continue;
+        }
+        if !f.drained(deadline).await {
+            break;
         }
     }
 }
@@ -450,6 +480,8 @@ pub(crate) enum WriterExit {
     Failed,
     /// Stopped by its session (`Writer::stop`).
     Stopped,
+    /// The client took no bytes for `limits.send_stall_secs`.
+    Stalled,
 }
 
 /// What a writer hands back when it ends.
@@ -457,6 +489,9 @@ pub(crate) struct WriterEnd {
     pub rx: crate::router::OutRx,
     /// Deferrable stanzas held for an inactive client, never written.
     pub held: Vec<bytes::Bytes>,
+    /// Without XEP-0198: stanzas written after the last flush that went
+    /// through, when the connection failed or stalled.
+    pub unwritten: Vec<Queued>,
     pub why: WriterExit,
 }
 
@@ -478,6 +513,7 @@ pub(crate) fn spawn_writer<W: FrameWriter>(
         closed,
         to_attr,
         handle.inactive.clone(),
+        handle.flow.clone(),
         sm,
         resend,
         stop,
@@ -497,12 +533,14 @@ fn write_loop<W: FrameWriter>(
     closed: Arc<Notify>,
     to_attr: String,
     inactive: Arc<std::sync::atomic::AtomicBool>,
+    flow: Arc<crate::router::Flow>,
     sm: SharedOutbox,
     resend: Vec<Queued>,
     stop: oneshot::Receiver<Option<&'static str>>,
 ) -> impl Future<Output = WriterEnd> + Send {
     async move {
         let mut held: Vec<bytes::Bytes> = Vec::new();
+        let mut unflushed: Vec<Queued> = Vec::new();
         let stop = async move {
             match stop.await {
                 Ok(c) => c,
@@ -515,29 +553,54 @@ fn write_loop<W: FrameWriter>(
                 w: &mut w,
                 to_attr: &to_attr,
                 sm: &sm,
+                stall: flow.limits.stall,
+                unflushed: &mut unflushed,
+                since_flush: 0,
             };
             tokio::select! {
-                r = pump(&mut out, &mut rx, &mut held, &inactive, resend) => r,
+                r = pump(&mut out, &mut rx, &mut held, &inactive, &flow, resend) => r,
                 c = stop => (WriterExit::Stopped, c),
+                // The queue overflowed: close now, not after what is queued.
+                _ = flow.kill.notified() => (WriterExit::Closed, Some("policy-violation")),
             }
         };
         // Boxed: closing (with its timers) is larger than the idle loop, and
         // the task would otherwise carry its space while idle.
-        Box::pin(close_writer(w, why, close)).await;
+        let flushed = Box::pin(close_writer(w, why, close, flow.limits.stall)).await;
         closed.notify_one();
-        WriterEnd { rx, held, why }
+        // A close that flushed delivered them; after a failure they were
+        // not delivered as far as anyone knows.
+        if flushed {
+            unflushed.clear();
+        }
+        WriterEnd {
+            rx,
+            held,
+            unwritten: unflushed,
+            why,
+        }
     }
 }
 
-async fn close_writer<W: FrameWriter>(mut w: W, why: WriterExit, close: Option<&'static str>) {
+/// Closes the stream; true if what was written before reached the
+/// connection (a final flush that went through).
+async fn close_writer<W: FrameWriter>(
+    mut w: W,
+    why: WriterExit,
+    close: Option<&'static str>,
+    stall: Duration,
+) -> bool {
+    let limit = Duration::from_secs(2);
     match why {
         WriterExit::Closed => {
-            let _ = w.flush().await;
-            w.close(close).await;
+            let flushed = matches!(tokio::time::timeout(stall, w.flush()).await, Ok(Ok(())));
+            let _ = tokio::time::timeout(limit, w.close(close)).await;
+            flushed
         }
         // The peer may be gone without the socket knowing: do not wait on it.
-        WriterExit::Failed | WriterExit::Stopped => {
-            let _ = tokio::time::timeout(Duration::from_secs(2), w.close(close)).await;
+        WriterExit::Failed | WriterExit::Stopped | WriterExit::Stalled => {
+            let _ = tokio::time::timeout(limit, w.close(close)).await;
+            false
         }
     }
 }
@@ -547,7 +610,24 @@ struct Out<'a, W> {
     w: &'a mut W,
     to_attr: &'a str,
     sm: &'a SharedOutbox,
+    /// How long one write may wait for the client to take bytes.
+    stall: Duration,
+    /// Without XEP-0198: the stanzas written since the last flush went
+    /// through, given back if the connection fails or stalls before the
+    /// next one does, so that they are not taken as delivered.
+    unflushed: &'a mut Vec<Queued>,
+    /// Bytes written since the last flush: a burst is flushed past
+    /// `FLUSH_BYTES`, so that a stall finds at most that much in flight.
+    since_flush: usize,
 }
+
+/// The most a writer buffers before it flushes.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// What a write that did not finish in time ends the writer with: the
+/// client stopped reading. What it had not acknowledged (XEP-0198) and
+/// what is still queued go to offline storage as the session ends.
+const STALLED: Exit = (WriterExit::Stalled, Some("resource-constraint"));
 
 type Exit = (WriterExit, Option<&'static str>);
 
@@ -555,13 +635,16 @@ impl<W: FrameWriter> Out<'_, W> {
     /// Writes stanzas, each kept for XEP-0198 first (so a stop in the
     /// middle loses none of them).
     async fn stanzas(&mut self, items: Vec<Queued>) -> Result<(), Exit> {
-        if let Some(o) = self.sm.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            for q in &items {
-                if o.sent(q.clone()).is_err() {
-                    tracing::warn!("client does not acknowledge stanzas; disconnecting");
-                    return Err((WriterExit::Closed, Some("policy-violation")));
+        match self.sm.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some(o) => {
+                for q in &items {
+                    if o.sent(q.clone()).is_err() {
+                        tracing::warn!("client does not acknowledge stanzas; disconnecting");
+                        return Err((WriterExit::Closed, Some("policy-violation")));
+                    }
                 }
             }
+            None => self.unflushed.extend(items.iter().cloned()),
         }
         self.write(&items).await
     }
@@ -569,28 +652,33 @@ impl<W: FrameWriter> Out<'_, W> {
     async fn write(&mut self, items: &[Queued]) -> Result<(), Exit> {
         for q in items {
             let r = match q {
-                Queued::Raw(b) => self.w.send(b).await,
+                Queued::Raw(b) => {
+                    self.since_flush += b.len();
+                    timed(self.stall, self.w.send(b)).await
+                }
                 Queued::ToSelf(b) => {
+                    self.since_flush += b.len() + self.to_attr.len();
                     let at = xmpp_core::stanza::name_end(b);
-                    self.w
-                        .send_parts(&[&b[..at], self.to_attr.as_bytes(), &b[at..]])
-                        .await
+                    let parts = [&b[..at], self.to_attr.as_bytes(), &b[at..]];
+                    timed(self.stall, self.w.send_parts(&parts)).await
                 }
             };
-            r.map_err(|_| (WriterExit::Failed, None))?;
+            r?;
         }
         Ok(())
     }
 
     async fn nonza(&mut self, b: &[u8]) -> Result<(), Exit> {
-        self.w.send(b).await.map_err(|_| (WriterExit::Failed, None))
+        timed(self.stall, self.w.send(b)).await
     }
 
     async fn flush(&mut self) -> Result<(), Exit> {
-        self.w
-            .flush()
-            .await
-            .map_err(|_| (WriterExit::Failed, None))?;
+        timed(self.stall, self.w.flush()).await?;
+        self.since_flush = 0;
+        self.unflushed.clear();
+        if self.unflushed.capacity() > 256 {
+            *self.unflushed = Vec::new();
+        }
         // Ask for an ack once something sent awaits one, so that the
         // queue drains.
         let ask = self
@@ -601,12 +689,23 @@ impl<W: FrameWriter> Out<'_, W> {
             .is_some_and(|o| o.should_request());
         if ask {
             self.nonza(xmpp_core::sm::REQUEST.as_bytes()).await?;
-            self.w
-                .flush()
-                .await
-                .map_err(|_| (WriterExit::Failed, None))?;
+            timed(self.stall, self.w.flush()).await?;
         }
         Ok(())
+    }
+}
+
+/// A write that must finish within `stall`: one the client does not read
+/// for that long ends the writer (`STALLED`). The timer is armed only if
+/// the write does not complete at once.
+async fn timed(
+    stall: Duration,
+    write: impl Future<Output = std::io::Result<()>>,
+) -> Result<(), Exit> {
+    match tokio::time::timeout(stall, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err((WriterExit::Failed, None)),
+        Err(_) => Err(STALLED),
     }
 }
 
@@ -615,9 +714,10 @@ async fn pump<W: FrameWriter>(
     rx: &mut crate::router::OutRx,
     held: &mut Vec<bytes::Bytes>,
     inactive: &std::sync::atomic::AtomicBool,
+    flow: &crate::router::Flow,
     resend: Vec<Queued>,
 ) -> Exit {
-    match pump_inner(out, rx, held, inactive, resend).await {
+    match pump_inner(out, rx, held, inactive, flow, resend).await {
         Ok(()) => (WriterExit::Closed, None),
         Err(e) => e,
     }
@@ -628,6 +728,7 @@ async fn pump_inner<W: FrameWriter>(
     rx: &mut crate::router::OutRx,
     held: &mut Vec<bytes::Bytes>,
     inactive: &std::sync::atomic::AtomicBool,
+    flow: &crate::router::Flow,
     resend: Vec<Queued>,
 ) -> Result<(), Exit> {
     if !resend.is_empty() {
@@ -636,6 +737,7 @@ async fn pump_inner<W: FrameWriter>(
     }
     while let Ok(mut item) = rx.recv_async().await {
         loop {
+            flow.taken(item.weight());
             // Anything that matters goes out after what was held, in order.
             if !held.is_empty() && matches!(item, Outbound::Stanza(_) | Outbound::ToSelf(_)) {
                 let batch = std::mem::take(held).into_iter().map(Queued::Raw).collect();
@@ -676,6 +778,9 @@ async fn pump_inner<W: FrameWriter>(
                     }
                     return Err((WriterExit::Closed, c));
                 }
+            }
+            if out.since_flush >= FLUSH_BYTES {
+                break;
             }
             match rx.try_recv() {
                 Ok(next) => item = next,

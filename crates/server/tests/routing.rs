@@ -44,7 +44,7 @@ fn bind(
     resource: &str,
     available: bool,
 ) -> (Session, conclave_server::router::OutRx) {
-    let (tx, rx) = conclave_server::router::queue(64);
+    let (tx, rx) = conclave_server::router::queue();
     let handle = Arc::new(SessionHandle {
         id: server.router.next_id(),
         full: format!("{user}@localhost/{resource}"),
@@ -55,6 +55,7 @@ fn bind(
             ..Default::default()
         }),
         inactive: Default::default(),
+        flow: Default::default(),
     });
     server.router.bind(handle.clone());
     let s = Session {
@@ -205,7 +206,7 @@ async fn disco_lists_what_modules_registered() {
 /// A component's connection as the hub sees it: a session on its domain,
 /// reached through no router entry.
 fn component_session(domain: &str) -> (Session, conclave_server::router::OutRx) {
-    let (tx, rx) = conclave_server::router::queue(64);
+    let (tx, rx) = conclave_server::router::queue();
     let handle = Arc::new(SessionHandle {
         id: 1_000_000,
         full: domain.into(),
@@ -213,6 +214,7 @@ fn component_session(domain: &str) -> (Session, conclave_server::router::OutRx) 
         tx,
         state: Default::default(),
         inactive: Default::default(),
+        flow: Default::default(),
     });
     let s = Session {
         handle,

@@ -180,7 +180,15 @@ pub async fn undelivered(srv: &Server, s: &Session, mut el: Element) {
                     metrics::counter!("conclave_offline_stored_total").increment(1);
                     super::push::notify(srv, s.bare(), &el).await;
                 }
-                Err(e) => tracing::warn!(error = %e, "unacknowledged message not kept offline"),
+                Err(e) => {
+                    // Past the recipient's offline quota (or a store
+                    // failure): the sender is told, never left to believe
+                    // it was delivered (RFC 6121 §8.5.2.1.1).
+                    tracing::debug!(error = %e, "undelivered message bounced");
+                    metrics::counter!("conclave_undelivered_bounced_total").increment(1);
+                    let reply = stanza::error_reply(&el, "service-unavailable", None);
+                    let _ = Box::pin(srv.handle_stanza(s, reply)).await;
+                }
             }
         }
         _ => {}

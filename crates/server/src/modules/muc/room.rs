@@ -906,7 +906,7 @@ mod tests {
     use xmpp_core::framing::parse_element;
 
     fn session(user: &str, id: u64) -> (Arc<SessionHandle>, crate::router::OutRx) {
-        let (tx, rx) = crate::router::queue(64);
+        let (tx, rx) = crate::router::queue();
         (
             Arc::new(SessionHandle {
                 id,
@@ -915,6 +915,7 @@ mod tests {
                 tx,
                 state: std::sync::Mutex::new(PresenceState::default()),
                 inactive: Default::default(),
+                flow: Default::default(),
             }),
             rx,
         )

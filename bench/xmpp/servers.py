@@ -227,6 +227,8 @@ allow_unencrypted_plain = true
 # every tsung connection comes from 127.0.0.1
 max_connections_per_ip = 1000000
 auth_failures_per_minute = 1000000
+# ... so the per-address byte rate would throttle the load generator itself
+ip_rate_bytes_per_sec = 0
 
 [archive]
 # the peers run without MAM

@@ -267,6 +267,10 @@ class ConclaveServer(ServerBase):
         "registration.allow": True,
         "limits.auth_failures_per_minute": 100000,
         "limits.max_connections_per_ip": 1000,
+        # Every test connects from 127.0.0.1, and some move megabytes: the
+        # byte rates are tested where they are set (test_backpressure.py).
+        "limits.rate_bytes_per_sec": 0,
+        "limits.ip_rate_bytes_per_sec": 0,
         "log.level": "debug",
     }
 

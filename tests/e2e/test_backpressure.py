@@ -135,3 +135,44 @@ def test_a_recipient_that_stops_reading_is_closed_and_every_message_is_accounted
     # What it read it never acknowledged: XEP-0198 has those go offline too
     # (a client tells them apart by id); none is stored twice.
     assert not (set(stored) & bounced), "a message both stored and bounced"
+
+
+@pytest.mark.parametrize("scope", ["stream", "address"])
+def test_a_byte_rate_reads_the_sender_slower_and_drops_nothing(server_factory, scope):
+    """limits.rate_* (one stream) and limits.ip_rate_* (all streams of one
+    address), as Prosody's mod_limits: past the burst the server reads the
+    sender at the rate; every message still arrives, none is refused."""
+    rate = 32 * 1024
+    knobs = (
+        {"limits.rate_bytes_per_sec": rate, "limits.rate_burst_bytes": rate}
+        if scope == "stream"
+        else {"limits.ip_rate_bytes_per_sec": rate, "limits.ip_rate_burst_bytes": rate}
+    )
+    srv = server_factory(knobs)
+    b_jid, b_pw = srv.add_user()
+    senders = [srv.add_user() for _ in range(1 if scope == "stream" else 2)]
+    per_sender = 160 // len(senders)  # 160 KB in all: 4 s at the rate after the burst
+    pad = "y" * 1000
+
+    async def scenario():
+        b = await login(srv, b_jid, b_pw)
+        clients = [await login(srv, j, p) for j, p in senders]
+        try:
+            t0 = time.monotonic()
+            for i in range(per_sender):
+                for k, c in enumerate(clients):
+                    c.send_message(mto=b_jid, mbody=f"m-{k}-{i} {pad}", mtype="chat")
+            got = set()
+            while len(got) < per_sender * len(clients):
+                m = await b.next_message(timeout=30)
+                got.add(m["body"].split(" ")[0])
+            elapsed = time.monotonic() - t0
+            assert got == {f"m-{k}-{i}" for k in range(len(clients)) for i in range(per_sender)}
+            # (160 KB - the 32 KB burst) / 32 KB/s, less the slack of buffers
+            assert elapsed > 2.5, f"not slowed: {elapsed:.1f}s"
+            for c in clients:
+                assert not c.stream_errors, c.stream_errors
+        finally:
+            await close_all(b, *clients)
+
+    run(scenario(), timeout=60)

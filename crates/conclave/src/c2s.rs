@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use conclave_server::Server;
+use conclave_server::limits::Throttle;
 use conclave_server::limits::{ConnGuard, ConnLimiter};
 use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
 use futures_util::FutureExt;
@@ -97,10 +98,14 @@ struct Inbound {
     /// here: they may belong to the stream the next restart opens.
     stepwise: bool,
     pending: Vec<u8>,
+    /// Bytes per second (`limits.rate_*`): past them the socket is read
+    /// later, never dropped from.
+    throttle: Throttle,
+    resume_at: Option<tokio::time::Instant>,
 }
 
 impl Inbound {
-    fn new(max: usize, max_token: usize, max_depth: usize) -> Self {
+    fn new(max: usize, max_token: usize, max_depth: usize, throttle: Throttle) -> Self {
         Inbound {
             parser: StreamParser::with_limits(max, max_token, max_depth),
             frames: VecDeque::new(),
@@ -110,6 +115,8 @@ impl Inbound {
             max_depth,
             stepwise: true,
             pending: Vec::new(),
+            throttle,
+            resume_at: None,
         }
     }
 
@@ -158,6 +165,10 @@ impl Inbound {
     /// Bytes just read: kept whole while negotiating (see `pending`),
     /// parsed into frames once established.
     fn consume(&mut self, data: &[u8]) {
+        let pause = self.throttle.charge(data.len());
+        if !pause.is_zero() {
+            self.resume_at = Some(tokio::time::Instant::now() + pause);
+        }
         if self.stepwise {
             self.pending.extend_from_slice(data);
         } else if let Err(e) = self.parser.feed(data, &mut self.frames) {
@@ -182,6 +193,9 @@ impl Inbound {
                 self.frames = VecDeque::new();
             }
             self.parser.release_temporaries();
+            if let Some(at) = self.resume_at.take() {
+                tokio::time::sleep_until(at).await;
+            }
             let open = std::future::poll_fn(|cx| {
                 READ_SCRATCH.with_borrow_mut(|buf| {
                     let mut rb = ReadBuf::new(buf);
@@ -503,6 +517,11 @@ async fn accept(
             server.config.limits.max_stanza_bytes,
             server.config.limits.max_token_bytes,
             server.config.limits.max_depth,
+            if mode == Mode::Component {
+                Throttle::none()
+            } else {
+                Throttle::new(&server.config.limits, &server.rates, addr.ip())
+            },
         ),
         acceptor,
         info: ConnInfo {

@@ -165,6 +165,8 @@ pub struct Server {
     /// XEP-0050 commands waiting for their form.
     pub adhoc: modules::adhoc::Sessions,
     pub auth_limiter: AuthLimiter,
+    /// Byte buckets per address (`limits.ip_rate_*`).
+    pub rates: crate::limits::Rates,
     /// `config.admins`, normalised.
     admins: HashSet<String>,
     /// IQs the server sent to clients, awaiting their answers.
@@ -251,6 +253,7 @@ impl Server {
             blocking: modules::blocking::Blocklists::default(),
             adhoc: modules::adhoc::Sessions::default(),
             auth_limiter: limiter,
+            rates: Default::default(),
             admins,
             requests,
             caps,

@@ -1,4 +1,5 @@
-//! Per-address limits: failed logins and concurrent connections.
+//! Per-address limits: failed logins, concurrent connections, and the
+//! bytes per second a stream and an address may send.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -109,5 +110,147 @@ mod tests {
         assert!(l.acquire(ip, 2).is_none());
         drop(a);
         assert!(l.acquire(ip, 2).is_some());
+    }
+}
+
+/// A token bucket of bytes: `rate` per second, up to `burst` at once.
+#[derive(Debug)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub fn new(rate: u64, burst: u64) -> Self {
+        let burst = burst.max(rate) as f64;
+        Bucket {
+            rate: rate as f64,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes `n` bytes at `now`; how long the reader must then pause for
+    /// the bucket to be out of debt.
+    pub fn take(&mut self, n: usize, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - n as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+}
+
+/// The byte buckets of addresses with streams open (`ip_rate_*`), shared
+/// by those streams and forgotten with the last of them.
+#[derive(Default)]
+pub struct Rates {
+    per_ip: Mutex<HashMap<IpAddr, std::sync::Weak<Mutex<Bucket>>>>,
+}
+
+impl Rates {
+    fn for_ip(&self, ip: IpAddr, rate: u64, burst: u64) -> Arc<Mutex<Bucket>> {
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = map.get(&ip).and_then(std::sync::Weak::upgrade) {
+            return b;
+        }
+        if map.len() > 1024 {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let b = Arc::new(Mutex::new(Bucket::new(rate, burst)));
+        map.insert(ip, Arc::downgrade(&b));
+        b
+    }
+}
+
+/// Prosody's mod_limits for one stream: bytes read are charged to the
+/// stream's bucket and its address's; past either, the stream is read
+/// slower (the client is slowed by TCP, nothing is dropped).
+#[derive(Debug)]
+pub struct Throttle {
+    own: Option<Bucket>,
+    ip: Option<Arc<Mutex<Bucket>>>,
+}
+
+impl Throttle {
+    pub fn new(limits: &crate::config::Limits, rates: &Rates, ip: IpAddr) -> Self {
+        Throttle {
+            own: (limits.rate_bytes_per_sec > 0)
+                .then(|| Bucket::new(limits.rate_bytes_per_sec, limits.rate_burst_bytes)),
+            ip: (limits.ip_rate_bytes_per_sec > 0).then(|| {
+                rates.for_ip(ip, limits.ip_rate_bytes_per_sec, limits.ip_rate_burst_bytes)
+            }),
+        }
+    }
+
+    /// No limit: for a configured component, which is trusted.
+    pub fn none() -> Self {
+        Throttle {
+            own: None,
+            ip: None,
+        }
+    }
+
+    /// Counts `n` bytes read; how long to wait before reading more.
+    pub fn charge(&mut self, n: usize) -> Duration {
+        if self.own.is_none() && self.ip.is_none() {
+            return Duration::ZERO;
+        }
+        let now = Instant::now();
+        let own = self.own.as_mut().map_or(Duration::ZERO, |b| b.take(n, now));
+        let ip = self.ip.as_ref().map_or(Duration::ZERO, |b| {
+            b.lock().unwrap_or_else(|e| e.into_inner()).take(n, now)
+        });
+        own.max(ip)
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_lets_a_burst_through_then_paces_to_its_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(1000, 4000);
+        assert_eq!(b.take(4000, t0), Duration::ZERO);
+        // 500 bytes over: half a second at 1000 B/s
+        assert_eq!(b.take(500, t0), Duration::from_millis(500));
+        // a second later the debt is paid and 500 more are there
+        assert_eq!(b.take(500, t0 + Duration::from_secs(1)), Duration::ZERO);
+        // never more than the burst saved up
+        assert_eq!(
+            b.take(4001, t0 + Duration::from_secs(100)),
+            Duration::from_millis(1)
+        );
+    }
+
+    #[test]
+    fn streams_of_one_address_share_its_bucket_while_they_last() {
+        let limits = crate::config::Limits {
+            rate_bytes_per_sec: 0,
+            ip_rate_bytes_per_sec: 1000,
+            ip_rate_burst_bytes: 1000,
+            ..Default::default()
+        };
+        let rates = Rates::default();
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let mut a = Throttle::new(&limits, &rates, ip);
+        let mut b = Throttle::new(&limits, &rates, ip);
+        assert_eq!(a.charge(1000), Duration::ZERO);
+        assert!(b.charge(1000) >= Duration::from_millis(900));
+        drop((a, b));
+        let mut c = Throttle::new(&limits, &rates, ip);
+        assert_eq!(
+            c.charge(1000),
+            Duration::ZERO,
+            "a new bucket once the others are gone"
+        );
     }
 }

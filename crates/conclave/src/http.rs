@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, State, WebSocketUpgrade};
-use axum::http::{StatusCode, header};
+use axum::extract::{Extension, Request, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine;
 use conclave_server::Server;
 use conclave_server::limits::ConnLimiter;
 use hyper_util::rt::TokioIo;
@@ -20,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::Live;
 use crate::bosh::Bosh;
-use crate::ws::WsTransport;
+use crate::ws::{WsLimits, WsTransport};
 
 #[derive(Clone)]
 struct App {
@@ -75,21 +76,92 @@ async fn render_metrics(State(app): State<App>) -> Response {
     }
 }
 
+/// RFC 6455 §4.2: the GUID the accept key is derived with.
+const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Whether a comma-separated header lists `token` (case-insensitively).
+fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// RFC 7395 §3.1 over RFC 6455 §4.2: the upgrade, answered here rather
+/// than by axum so that the connection's bytes can be watched (see
+/// `ws::Watched`). Everything is checked before `101` is sent.
 async fn websocket(
     State(app): State<App>,
     Extension(Peer(ip)): Extension<Peer>,
-    ws: WebSocketUpgrade,
+    mut req: Request,
 ) -> Response {
-    let max = app.server.config.limits.max_stanza_bytes;
-    let depth = app.server.config.limits.max_depth;
+    let h = req.headers();
+    if !lists(h, header::CONNECTION, "upgrade") || !lists(h, header::UPGRADE, "websocket") {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::UPGRADE, "websocket")],
+            "WebSocket upgrade required\n",
+        )
+            .into_response();
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::SEC_WEBSOCKET_VERSION, "13")],
+            "WebSocket version 13 required\n",
+        )
+            .into_response();
+    }
+    let Some(key) = h.get(header::SEC_WEBSOCKET_KEY).filter(|k| !k.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key\n").into_response();
+    };
+    // RFC 7395 §3.1: the client must offer `xmpp`; a WebSocket that is not
+    // XMPP is not served (Prosody answers 501 as well).
+    if !h
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|p| p.trim_ascii() == b"xmpp")
+    {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            "the WebSocket subprotocol `xmpp` is required\n",
+        )
+            .into_response();
+    }
+    let limits = &app.server.config.limits;
+    let accept = {
+        let mut input = Vec::with_capacity(key.len() + WS_GUID.len());
+        input.extend_from_slice(key.as_bytes());
+        input.extend_from_slice(WS_GUID);
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
+        base64::engine::general_purpose::STANDARD.encode(d.as_ref())
+    };
+    let ws_limits = WsLimits {
+        max: limits.max_stanza_bytes,
+        depth: limits.max_depth,
+        message_timeout: std::time::Duration::from_secs(limits.ws_message_timeout_secs),
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
     let server = app.server.clone();
-    // Frames a little over the cap still arrive, so that the stream can be
-    // closed with policy-violation rather than a bare socket error.
-    ws.protocols(["xmpp"])
-        .max_message_size(max + 1024)
-        .on_upgrade(move |socket| {
-            conclave_server::session::run(server, WsTransport::new(socket, ip, max, depth))
-        })
+    tokio::spawn(async move {
+        let Ok(io) = upgrade.await else {
+            return;
+        };
+        let t = WsTransport::new(io, ip, ws_limits).await;
+        conclave_server::session::run(server, t).await;
+    });
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, "upgrade".to_owned()),
+            (header::UPGRADE, "websocket".to_owned()),
+            (header::SEC_WEBSOCKET_ACCEPT, accept),
+            (header::SEC_WEBSOCKET_PROTOCOL, "xmpp".to_owned()),
+        ],
+    )
+        .into_response()
 }
 
 async fn bosh(

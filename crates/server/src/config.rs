@@ -561,6 +561,9 @@ impl Config {
         if self.limits.sm_unacked_max == 0 {
             return Err("`limits.sm_unacked_max` must be at least 1".into());
         }
+        if self.limits.ws_message_timeout_secs == 0 {
+            return Err("`limits.ws_message_timeout_secs` must be at least 1".into());
+        }
         if self.limits.server_iq_timeout_secs == 0 || self.limits.server_iqs_per_session == 0 {
             return Err(
                 "`limits.server_iq_timeout_secs` and `limits.server_iqs_per_session` must be at least 1"

@@ -2,10 +2,11 @@
 // logged in with @xmpp/client goes on receiving messages.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import https from "node:https";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startServer, TARGET } from "./lib/server.mjs";
 import { wsLogin, wsClose, nextMessage, xml } from "./lib/xmpp.mjs";
-import { RawWs, wsFrame, writeRaw } from "./lib/raw.mjs";
+import { RawWs, RawBosh, wsFrame, writeRaw } from "./lib/raw.mjs";
 
 const MAX_STANZA = 10000;
 const MESSAGE_TIMEOUT_S = 2;
@@ -148,6 +149,101 @@ test("ws: a message finished in time passes; one left unfinished is closed after
     } finally {
       c.close();
     }
+  }
+  await bystanderReceives();
+});
+
+test("bosh: requests are taken in rid order; a repeat gets its answer again", async () => {
+  const b = new RawBosh(srv.http_port);
+  try {
+    await b.login("abuser", srv.users["abuser@localhost"]);
+    const to = bystander.jid.toString();
+    const msg = (body) => `<message to='${to}' type='chat' xmlns='jabber:client'><body>${body}</body></message>`;
+    const mark = `${Date.now()}`;
+    const first = b.rid + 1;
+    const second = b.rid + 2;
+    b.rid = second;
+    // The second request arrives first: it must wait for the first.
+    const late = b.body(msg(`second ${mark}`), { rid: second });
+    await sleep(300);
+    const early = b.body(msg(`first ${mark}`), { rid: first });
+    const [rLate] = await Promise.all([late, early]);
+    const got1 = await nextMessage(bystander, (st) => st.getChildText("body")?.endsWith(mark), 5000);
+    assert.equal(got1.getChildText("body"), `first ${mark}`);
+    const got2 = await nextMessage(bystander, (st) => st.getChildText("body")?.endsWith(mark), 5000);
+    assert.equal(got2.getChildText("body"), `second ${mark}`);
+    // Sent again (its answer lost, say): the same answer, and the message is
+    // not delivered twice.
+    const again = await b.body(msg(`second ${mark}`), { rid: second });
+    assert.equal(again.text, rLate.text);
+    await b.body(msg(`third ${mark}`));
+    const got3 = await nextMessage(bystander, (st) => st.getChildText("body")?.endsWith(mark), 5000);
+    assert.equal(got3.getChildText("body"), `third ${mark}`);
+    await b.terminate();
+  } finally {
+    b.agent.destroy();
+  }
+  await bystanderReceives();
+});
+
+test("bosh: a held request whose connection broke can be repeated (XEP-0124 §14.2)", async () => {
+  const b = new RawBosh(srv.http_port);
+  try {
+    await b.login("abuser", srv.users["abuser@localhost"]);
+    b.rid += 1;
+    const rid = b.rid;
+    // Held (nothing to send), and its connection cut under it.
+    const xml = `<body xmlns='http://jabber.org/protocol/httpbind' rid='${rid}' sid='${b.sid}'/>`;
+    const cut = new RawBosh(srv.http_port, new https.Agent({ keepAlive: false }));
+    const held = cut.post(xml).catch((e) => e);
+    await sleep(300);
+    cut.agent.destroy();
+    assert.ok((await held) instanceof Error, "the held request was not cut");
+    // The repeat gets an answer at once, and the session goes on.
+    const t0 = Date.now();
+    const again = await b.post(xml);
+    assert.notEqual(again.el?.getAttribute("type"), "terminate", again.text);
+    assert.ok(Date.now() - t0 < 1000, `answered after ${Date.now() - t0} ms`);
+    const to = bystander.jid.toString();
+    const body = `after the repeat ${Date.now()}`;
+    await b.body(`<message to='${to}' type='chat' xmlns='jabber:client'><body>${body}</body></message>`);
+    await nextMessage(bystander, (st) => st.getChildText("body") === body, 5000);
+    await b.terminate();
+  } finally {
+    b.agent.destroy();
+  }
+  await bystanderReceives();
+});
+
+test("bosh: a rid beyond the window ends the session with item-not-found", async () => {
+  const b = new RawBosh(srv.http_port);
+  try {
+    await b.login("abuser", srv.users["abuser@localhost"]);
+    const expected = b.rid + 1;
+    const t0 = Date.now();
+    const r = await b.body("", { rid: expected + 1000 });
+    const ms = Date.now() - t0;
+    assert.equal(r.el?.getAttribute("type"), "terminate", r.text);
+    assert.equal(r.el?.getAttribute("condition"), "item-not-found", r.text);
+    assert.ok(ms < 1000, `answered after ${ms} ms`);
+    // The session is gone: even the expected rid finds nothing.
+    const after = await b.body("", { rid: expected });
+    assert.equal(after.el?.getAttribute("condition"), "item-not-found", after.text);
+  } finally {
+    b.agent.destroy();
+  }
+  await bystanderReceives();
+});
+
+test("bosh: a request without a rid is refused", { skip: TARGET !== "conclave" && "Conclave's choice" }, async () => {
+  const b = new RawBosh(srv.http_port);
+  try {
+    await b.create();
+    const r = await b.post(`<body xmlns='http://jabber.org/protocol/httpbind' sid='${b.sid}'/>`);
+    assert.equal(r.el?.getAttribute("type"), "terminate", r.text);
+    assert.equal(r.el?.getAttribute("condition"), "bad-request", r.text);
+  } finally {
+    b.agent.destroy();
   }
   await bystanderReceives();
 });

@@ -6,7 +6,8 @@
 //! Requests are taken in the order of their `rid` (XEP-0124 §14), within
 //! a window of `REQUESTS` ahead of the next expected one; a request from
 //! beyond it ends the session with `item-not-found`, and a repeated one
-//! gets the answer it had.
+//! gets the answer it had. Each session holds a slot of the per-address
+//! limit while it lives.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use conclave_server::Server;
+use conclave_server::limits::ConnLimiter;
 use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
 use tokio::sync::{Notify, mpsc};
 use xmpp_core::framing::{Frame, FramingError, StreamHeader, parse_element_within};
@@ -149,9 +151,10 @@ struct BoshSession {
     peer: IpAddr,
 }
 
-#[derive(Default)]
 pub struct Bosh {
     sessions: Mutex<HashMap<String, Arc<BoshSession>>>,
+    /// The per-address limit the client ports share.
+    limiter: ConnLimiter,
 }
 
 fn body(attrs: &str, inner: &[u8]) -> Vec<u8> {
@@ -175,6 +178,13 @@ fn rid(b: &Element) -> Option<u64> {
 }
 
 impl Bosh {
+    pub fn new(limiter: ConnLimiter) -> Self {
+        Bosh {
+            sessions: Mutex::default(),
+            limiter,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<BoshSession>>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -220,6 +230,14 @@ impl Bosh {
         let Some(rid) = rid(b) else {
             return terminate("bad-request");
         };
+        // The session's slot in the per-address limit, held until it ends.
+        let Some(guard) = self
+            .limiter
+            .acquire(peer, server.config.limits.max_connections_per_ip)
+        else {
+            tracing::info!(%peer, "too many sessions from this address (bosh)");
+            return terminate("policy-violation");
+        };
         let cfg = &server.config.http;
         let wait = b
             .attr("wait")
@@ -244,6 +262,7 @@ impl Bosh {
         let me = self.clone();
         let sid2 = sid.clone();
         tokio::spawn(async move {
+            let _guard = guard;
             conclave_server::session::run(server2, transport).await;
             me.lock().remove(&sid2);
         });

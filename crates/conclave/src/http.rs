@@ -28,13 +28,22 @@ struct App {
     server: Arc<Server>,
     metrics: Option<PrometheusHandle>,
     bosh: Arc<Bosh>,
+    /// Sessions per address, shared with the client ports: a WebSocket or
+    /// BOSH session holds a slot for its whole life.
+    sessions: ConnLimiter,
 }
 
 /// The client's address, for per-address limits.
 #[derive(Clone, Copy)]
 pub(crate) struct Peer(pub(crate) IpAddr);
 
-pub fn router(server: Arc<Server>, metrics: Option<PrometheusHandle>) -> Router {
+/// `sessions` is the per-address limiter of the client ports: WebSocket
+/// and BOSH sessions count in it with TCP streams.
+pub fn router(
+    server: Arc<Server>,
+    metrics: Option<PrometheusHandle>,
+    sessions: ConnLimiter,
+) -> Router {
     let ws_path = server.config.http.websocket_path.clone();
     let bosh_path = server.config.http.bosh_path.clone();
     let mut r = Router::new()
@@ -49,7 +58,8 @@ pub fn router(server: Arc<Server>, metrics: Option<PrometheusHandle>) -> Router 
     r.with_state(App {
         server,
         metrics,
-        bosh: Arc::new(Bosh::default()),
+        bosh: Arc::new(Bosh::new(sessions.clone())),
+        sessions,
     })
 }
 
@@ -131,6 +141,19 @@ async fn websocket(
             .into_response();
     }
     let limits = &app.server.config.limits;
+    // The session's slot in the per-address limit, held until it ends.
+    // Refused here with 429 (RFC 6585) rather than with a policy-violation
+    // stream error after the upgrade: nothing of a WebSocket or a session
+    // is set up for a client over its limit, and the refusal is one
+    // small HTTP answer.
+    let Some(guard) = app.sessions.acquire(ip, limits.max_connections_per_ip) else {
+        tracing::info!(peer = %ip, "too many sessions from this address (websocket)");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from your address\n",
+        )
+            .into_response();
+    };
     let accept = {
         let mut input = Vec::with_capacity(key.len() + WS_GUID.len());
         input.extend_from_slice(key.as_bytes());
@@ -146,6 +169,7 @@ async fn websocket(
     let upgrade = hyper::upgrade::on(&mut req);
     let server = app.server.clone();
     tokio::spawn(async move {
+        let _guard = guard;
         let Ok(io) = upgrade.await else {
             return;
         };
@@ -173,12 +197,17 @@ async fn bosh(
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], out).into_response()
 }
 
+/// `conns` counts HTTPS connections per address, apart from sessions: a
+/// connection holds its slot while it is HTTP (its TLS handshake, its
+/// requests, a keep-alive that carries BOSH requests). One upgraded to a
+/// WebSocket gives it back, its session holding a slot of the session
+/// limiter instead.
 pub async fn serve(
     server: Arc<Server>,
     listener: TcpListener,
     acceptor: TlsAcceptor,
     app: Router,
-    limiter: ConnLimiter,
+    conns: ConnLimiter,
     live: Live,
 ) {
     let mut shutdown = server.shutdown_signal();
@@ -190,7 +219,7 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
-        let Some(guard) = limiter.acquire(addr.ip(), server.config.limits.max_connections_per_ip)
+        let Some(guard) = conns.acquire(addr.ip(), server.config.limits.max_connections_per_ip)
         else {
             continue;
         };

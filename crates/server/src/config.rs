@@ -103,7 +103,9 @@ pub struct Limits {
     /// most `MAX_DEPTH_CEILING`: every walk of a tree recurses.
     pub max_depth: usize,
     /// Connections from one address: TCP streams, and WebSocket and BOSH
-    /// sessions, while they last.
+    /// sessions, while they last. HTTPS connections (before a WebSocket
+    /// upgrade, or carrying BOSH requests) are counted apart, against the
+    /// same number.
     pub max_connections_per_ip: usize,
     /// Failed logins per address per minute before all logins from it are
     /// refused with temporary-auth-failure.
@@ -766,7 +768,7 @@ max_token_bytes = 8192
 # (policy-violation). At most 256.
 max_depth = 64
 # Simultaneous connections from one address: TCP streams, WebSocket and
-# BOSH sessions.
+# BOSH sessions. HTTPS connections are counted apart against the same number.
 max_connections_per_ip = 64
 # Failed logins per address per minute before logins from it are refused.
 auth_failures_per_minute = 5

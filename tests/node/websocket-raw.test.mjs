@@ -1,13 +1,8 @@
 // RFC 7395 framing checked on the wire with a bare `ws` WebSocket.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import WebSocket from "ws";
-import { DOMParser } from "@xmldom/xmldom";
 import { startServer, withTimeout, TARGET } from "./lib/server.mjs";
-
-const FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
-const STREAMS = "http://etherx.jabber.org/streams";
-const STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams";
+import { RawWs, FRAMING } from "./lib/raw.mjs";
 
 let srv;
 
@@ -18,102 +13,6 @@ before(async () => {
 after(async () => {
   if (srv) await srv.stop();
 });
-
-class RawWs {
-  constructor(port, protocols = ["xmpp"]) {
-    this.ws = new WebSocket(`wss://127.0.0.1:${port}/xmpp-websocket`, protocols, { rejectUnauthorized: false });
-    this.frames = [];
-    this.waiters = [];
-    this.closed = new Promise((ok) => this.ws.once("close", (code) => ok(code)));
-    this.isClosed = false;
-    this.closed.then(() => {
-      this.isClosed = true;
-      this.wake();
-    });
-    this.ws.on("message", (data) => {
-      const text = data.toString();
-      const doc = new DOMParser().parseFromString(text, "text/xml");
-      this.frames.push({ text, el: doc.documentElement });
-      this.wake();
-    });
-    this.ws.on("error", (e) => {
-      this.error = e;
-    });
-  }
-
-  wake() {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  opened() {
-    return withTimeout(
-      new Promise((ok, fail) => {
-        this.ws.once("open", ok);
-        this.ws.once("error", fail);
-      }),
-      5000,
-      "websocket open",
-    );
-  }
-
-  send(s) {
-    this.ws.send(s);
-  }
-
-  async next(pred = () => true, ms = 5000) {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const i = this.frames.findIndex((f) => pred(f.el, f.text));
-      if (i >= 0) return this.frames.splice(i, 1)[0].el;
-      if (this.isClosed) throw new Error(`websocket closed; frames: ${this.dump()}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no matching frame; frames: ${this.dump()}`);
-      await withTimeout(new Promise((ok) => this.waiters.push(ok)), left, "frame").catch(() => {});
-    }
-  }
-
-  dump() {
-    return JSON.stringify(this.frames.map((f) => f.text).slice(-5));
-  }
-
-  async openStream() {
-    this.send(`<open xmlns='${FRAMING}' to='localhost' version='1.0'/>`);
-    const open = await this.next((el) => el.localName === "open");
-    const features = await this.next((el) => el.localName === "features");
-    return { open, features };
-  }
-
-  async login(user, password) {
-    await this.opened();
-    await this.openStream();
-    const b64 = Buffer.from(`\0${user}\0${password}`).toString("base64");
-    this.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${b64}</auth>`);
-    const res = await this.next((el) => el.localName === "success" || el.localName === "failure");
-    assert.equal(res.localName, "success", this.dump());
-    await this.openStream();
-    this.send(`<iq type='set' id='b1' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>`);
-    const bound = await this.next((el) => el.getAttribute("id") === "b1");
-    assert.equal(bound.getAttribute("type"), "result", this.dump());
-    this.jid = bound.getElementsByTagName("jid")[0].textContent;
-    return this.jid;
-  }
-
-  async streamError(ms = 5000) {
-    const el = await this.next((e) => e.localName === "error" && e.namespaceURI === STREAMS, ms);
-    for (let c = el.firstChild; c; c = c.nextSibling) {
-      if (c.nodeType === 1 && c.namespaceURI === STREAM_ERRORS && c.localName !== "text") return c.localName;
-    }
-    return null;
-  }
-
-  close() {
-    try {
-      this.ws.terminate();
-    } catch {
-      /* ignore */
-    }
-  }
-}
 
 const pw = () => srv.users["rawws@localhost"];
 

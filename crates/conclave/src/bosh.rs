@@ -2,8 +2,14 @@
 //! session through channels: requests push the stanzas they carry, and a
 //! held request returns as soon as the session has something to send (or
 //! after `wait` seconds with an empty body).
+//!
+//! Requests are taken in the order of their `rid` (XEP-0124 §14), within
+//! a window of `REQUESTS` ahead of the next expected one; a request from
+//! beyond it ends the session with `item-not-found`, and a repeated one
+//! gets the answer it had. Each session holds a slot of the per-address
+//! limit while it lives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -11,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use conclave_server::Server;
+use conclave_server::limits::ConnLimiter;
 use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
 use tokio::sync::{Notify, mpsc};
 use xmpp_core::framing::{Frame, FramingError, StreamHeader, parse_element_within};
@@ -26,18 +33,128 @@ struct Out {
     id: String,
 }
 
+/// Requests a client may have open at once: the `requests` the session
+/// creation response announces, and so the width of the rid window.
+const REQUESTS: u64 = 2;
+
+/// XEP-0124 §14.1–14.3: which request a session takes next, and the
+/// answers to the latest ones, for a client that repeats a request whose
+/// answer it lost.
+#[derive(Debug)]
+struct Rids {
+    /// No answer is kept for this rid or any before it: the session
+    /// creation request's, then the answers pushed out of `answers`.
+    forgotten: u64,
+    /// The rid the next request in order carries.
+    next: u64,
+    /// Request `next` is being taken: its payloads are being handed on.
+    taking: bool,
+    /// Answers to the latest requests, oldest first; at most `REQUESTS`.
+    answers: VecDeque<(u64, Bytes)>,
+}
+
+/// What to do with a request, by its rid.
+#[derive(Debug, PartialEq, Eq)]
+enum Turn {
+    /// Its turn: take it.
+    Now,
+    /// Within the window, but an earlier request (or another copy of
+    /// this one) has not been taken yet.
+    Later,
+    /// A repeat whose answer is kept: send it again.
+    Replay(Bytes),
+    /// A repeat of a request still being answered.
+    Pending,
+    /// Beyond the window, or a repeat whose answer is gone: the session
+    /// ends with `item-not-found`.
+    Lost,
+}
+
+impl Rids {
+    /// After the session creation request `rid`.
+    fn new(rid: u64) -> Self {
+        Rids {
+            forgotten: rid,
+            next: rid.saturating_add(1),
+            taking: false,
+            answers: VecDeque::new(),
+        }
+    }
+
+    fn turn(&self, rid: u64) -> Turn {
+        if rid >= self.next {
+            return if rid - self.next >= REQUESTS {
+                Turn::Lost
+            } else if rid == self.next && !self.taking {
+                Turn::Now
+            } else {
+                Turn::Later
+            };
+        }
+        if let Some((_, a)) = self.answers.iter().find(|(r, _)| *r == rid) {
+            return Turn::Replay(a.clone());
+        }
+        // Taken but not answered yet.
+        if rid > self.forgotten {
+            Turn::Pending
+        } else {
+            Turn::Lost
+        }
+    }
+
+    /// Request `rid`'s turn, claimed if it is `Now`: until `taken`, a
+    /// copy of it waits.
+    fn claim(&mut self, rid: u64) -> Turn {
+        let turn = self.turn(rid);
+        if turn == Turn::Now {
+            self.taking = true;
+        }
+        turn
+    }
+
+    /// Request `rid`, claimed, is given up before it was taken.
+    fn unclaim(&mut self, rid: u64) {
+        if rid == self.next {
+            self.taking = false;
+        }
+    }
+
+    /// Request `rid`, claimed, was taken (its payloads handed on).
+    fn taken(&mut self, rid: u64) {
+        if rid == self.next {
+            self.next = rid.saturating_add(1);
+            self.taking = false;
+        }
+    }
+
+    /// Request `rid` was answered with `body`.
+    fn answered(&mut self, rid: u64, body: Bytes) {
+        self.answers.push_back((rid, body));
+        self.answers.make_contiguous().sort_by_key(|(r, _)| *r);
+        while self.answers.len() as u64 > REQUESTS {
+            if let Some((r, _)) = self.answers.pop_front() {
+                self.forgotten = self.forgotten.max(r);
+            }
+        }
+    }
+}
+
 struct BoshSession {
     inbox: mpsc::Sender<Event>,
     out: Mutex<Out>,
     ready: Notify,
+    rids: Mutex<Rids>,
+    /// Woken when `rids` changes: a request was taken or answered.
+    rid_moved: Notify,
     wait: u64,
     last_seen: Mutex<Instant>,
     peer: IpAddr,
 }
 
-#[derive(Default)]
 pub struct Bosh {
     sessions: Mutex<HashMap<String, Arc<BoshSession>>>,
+    /// The per-address limit the client ports share.
+    limiter: ConnLimiter,
 }
 
 fn body(attrs: &str, inner: &[u8]) -> Vec<u8> {
@@ -69,7 +186,19 @@ fn terminate(condition: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A body's `rid`: required, a positive integer (XEP-0124 §7.1).
+fn rid(b: &Element) -> Option<u64> {
+    b.attr("rid").and_then(|r| r.parse::<u64>().ok())
+}
+
 impl Bosh {
+    pub fn new(limiter: ConnLimiter) -> Self {
+        Bosh {
+            sessions: Mutex::default(),
+            limiter,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<BoshSession>>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -80,7 +209,7 @@ impl Bosh {
         server: &Arc<Server>,
         peer: IpAddr,
         data: &[u8],
-    ) -> Vec<u8> {
+    ) -> Bytes {
         let max = server.config.limits.max_stanza_bytes;
         // A body wraps the stanzas: one level more than a stanza may have.
         let depth = server.config.limits.max_depth + 1;
@@ -95,26 +224,44 @@ impl Bosh {
                         .send(Event::Error(FramingError::PolicyViolation))
                         .await;
                 }
-                return terminate("policy-violation");
+                return terminate("policy-violation").into();
             }
-            Err(_) => return terminate("bad-request"),
+            Err(_) => return terminate("bad-request").into(),
         };
         if !b.is("body", ns::BOSH) {
-            return terminate("bad-request");
+            return terminate("bad-request").into();
         }
         match b.attr("sid") {
-            None => self.create(server, peer, &b).await,
+            None => self.create(server, peer, &b).await.into(),
             Some(sid) => {
                 let s = self.lock().get(sid).cloned();
                 match s {
                     Some(s) => self.continue_session(sid, &s, &b).await,
-                    None => terminate("item-not-found"),
+                    None => terminate("item-not-found").into(),
                 }
             }
         }
     }
 
+    /// Ends a session from outside it: it is forgotten at once, and its
+    /// client session is told the connection is gone.
+    async fn end(&self, sid: &str, s: &BoshSession) {
+        self.lock().remove(sid);
+        let _ = s.inbox.send(Event::Gone).await;
+    }
+
     async fn create(self: &Arc<Self>, server: &Arc<Server>, peer: IpAddr, b: &Element) -> Vec<u8> {
+        let Some(rid) = rid(b) else {
+            return terminate("bad-request");
+        };
+        // The session's slot in the per-address limit, held until it ends.
+        let Some(guard) = self
+            .limiter
+            .acquire(peer, server.config.limits.max_connections_per_ip)
+        else {
+            tracing::info!(%peer, "too many sessions from this address (bosh)");
+            return terminate("policy-violation");
+        };
         let cfg = &server.config.http;
         let wait = b
             .attr("wait")
@@ -127,6 +274,8 @@ impl Bosh {
             inbox: tx,
             out: Mutex::new(Out::default()),
             ready: Notify::new(),
+            rids: Mutex::new(Rids::new(rid)),
+            rid_moved: Notify::new(),
             wait,
             last_seen: Mutex::new(Instant::now()),
             peer,
@@ -137,6 +286,7 @@ impl Bosh {
         let me = self.clone();
         let sid2 = sid.clone();
         tokio::spawn(async move {
+            let _guard = guard;
             conclave_server::session::run(server2, transport).await;
             me.lock().remove(&sid2);
         });
@@ -179,7 +329,24 @@ impl Bosh {
         });
     }
 
-    async fn continue_session(&self, sid: &str, s: &Arc<BoshSession>, b: &Element) -> Vec<u8> {
+    async fn continue_session(&self, sid: &str, s: &Arc<BoshSession>, b: &Element) -> Bytes {
+        let Some(rid) = rid(b) else {
+            self.end(sid, s).await;
+            return terminate("bad-request").into();
+        };
+        let mut claim = match s.await_turn(rid).await {
+            Turn::Now => Claim {
+                s,
+                rid,
+                state: ClaimState::Taking,
+            },
+            Turn::Replay(answer) => return answer,
+            Turn::Later | Turn::Pending | Turn::Lost => {
+                tracing::debug!(rid, "bosh request out of the rid window");
+                self.end(sid, s).await;
+                return terminate("item-not-found").into();
+            }
+        };
         if let Ok(mut t) = s.last_seen.lock() {
             *t = Instant::now();
         }
@@ -191,7 +358,11 @@ impl Bosh {
             }
             let _ = s.inbox.send(Event::Frame(Frame::Close)).await;
             self.lock().remove(sid);
-            return format!("<body xmlns='{}' type='terminate'/>", ns::BOSH).into_bytes();
+            claim.taken();
+            claim.state = ClaimState::Done;
+            return format!("<body xmlns='{}' type='terminate'/>", ns::BOSH)
+                .into_bytes()
+                .into();
         }
         let restart = b
             .attrs()
@@ -206,12 +377,66 @@ impl Bosh {
                 .await
                 .is_err()
             {
-                return terminate("remote-connection-failed");
+                claim.taken();
+                claim.state = ClaimState::Done;
+                return terminate("remote-connection-failed").into();
             }
         }
+        // Its payloads are handed on: the next request may go.
+        claim.taken();
         match s.collect().await {
-            Ok(inner) => body("", &inner),
-            Err(t) => t,
+            Ok(inner) => {
+                let answer = Bytes::from(body("", &inner));
+                claim.state = ClaimState::Done;
+                s.answered(rid, answer.clone());
+                answer
+            }
+            Err(t) => {
+                claim.state = ClaimState::Done;
+                t.into()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimState {
+    /// Its payloads are being handed on.
+    Taking,
+    /// Taken; its answer is being waited for.
+    Held,
+    /// Answered (or the session is over).
+    Done,
+}
+
+/// A request whose turn it is, through to its answer. Its future is
+/// dropped if its HTTP connection closes, and then this keeps the session
+/// going: a request dropped before its payloads were all handed on gives
+/// its turn back (a repeat is taken afresh); one dropped while held counts
+/// as answered with an empty body, since nothing was taken from the
+/// session for it, and a repeat gets that.
+struct Claim<'a> {
+    s: &'a BoshSession,
+    rid: u64,
+    state: ClaimState,
+}
+
+impl Claim<'_> {
+    fn taken(&mut self) {
+        self.s.taken(self.rid);
+        self.state = ClaimState::Held;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        match self.state {
+            ClaimState::Taking => {
+                self.s.rids().unclaim(self.rid);
+                self.s.rid_moved.notify_waiters();
+            }
+            ClaimState::Held => self.s.answered(self.rid, Bytes::from(body("", b""))),
+            ClaimState::Done => {}
         }
     }
 }
@@ -228,6 +453,42 @@ fn open_event(b: &Element) -> Event {
 }
 
 impl BoshSession {
+    fn rids(&self) -> std::sync::MutexGuard<'_, Rids> {
+        self.rids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits (up to `wait` seconds) until request `rid` may be taken, and
+    /// claims it, or until the answer it repeats is ready. `Later` or
+    /// `Pending` after the wait: the request it waited for never came. A
+    /// request claimed (`Now`) must be `taken`.
+    async fn await_turn(&self, rid: u64) -> Turn {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.wait);
+        loop {
+            let moved = self.rid_moved.notified();
+            let turn = self.rids().claim(rid);
+            match turn {
+                Turn::Later => {}
+                // The client gave up on the request it repeats: answer
+                // that one now, so that its answer can be sent again.
+                Turn::Pending => self.ready.notify_waiters(),
+                _ => return turn,
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return self.rids().claim(rid);
+            }
+        }
+    }
+
+    fn taken(&self, rid: u64) {
+        self.rids().taken(rid);
+        self.rid_moved.notify_waiters();
+    }
+
+    fn answered(&self, rid: u64, answer: Bytes) {
+        self.rids().answered(rid, answer);
+        self.rid_moved.notify_waiters();
+    }
+
     /// Waits up to `wait` seconds for output, then takes all of it.
     async fn collect(&self) -> Result<Vec<u8>, Vec<u8>> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(self.wait);
@@ -370,5 +631,65 @@ impl FrameWriter for BoshWriter {
 
     async fn close(self, condition: Option<&str>) {
         self.s.end(condition);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rids_in_order_within_the_window() {
+        let mut r = Rids::new(100);
+        assert_eq!(r.turn(101), Turn::Now);
+        assert_eq!(r.turn(102), Turn::Later);
+        assert_eq!(r.turn(103), Turn::Lost);
+        assert_eq!(r.turn(1101), Turn::Lost);
+        assert_eq!(r.turn(u64::MAX), Turn::Lost);
+        assert_eq!(r.claim(101), Turn::Now);
+        // A second copy while the first is being taken waits for it.
+        assert_eq!(r.claim(101), Turn::Later);
+        assert_eq!(r.claim(102), Turn::Later);
+        // Given up before it was taken: a copy takes it afresh.
+        r.unclaim(101);
+        assert_eq!(r.claim(101), Turn::Now);
+        r.taken(101);
+        assert_eq!(r.turn(102), Turn::Now);
+        assert_eq!(r.turn(103), Turn::Later);
+        // Taken but not answered: a repeat waits for the answer.
+        assert_eq!(r.turn(101), Turn::Pending);
+        // The creation request is not kept.
+        assert_eq!(r.turn(100), Turn::Lost);
+    }
+
+    #[test]
+    fn repeats_get_the_kept_answers() {
+        let mut r = Rids::new(1);
+        for rid in 2..=5 {
+            r.taken(rid);
+        }
+        // Answered out of order (a held request answers late).
+        r.answered(3, Bytes::from_static(b"three"));
+        r.answered(2, Bytes::from_static(b"two"));
+        assert_eq!(r.turn(2), Turn::Replay(Bytes::from_static(b"two")));
+        r.answered(4, Bytes::from_static(b"four"));
+        r.answered(5, Bytes::from_static(b"five"));
+        // Only the latest REQUESTS answers are kept.
+        assert_eq!(r.turn(5), Turn::Replay(Bytes::from_static(b"five")));
+        assert_eq!(r.turn(4), Turn::Replay(Bytes::from_static(b"four")));
+        assert_eq!(r.turn(3), Turn::Lost);
+        assert_eq!(r.turn(2), Turn::Lost);
+        assert_eq!(r.turn(6), Turn::Now);
+    }
+
+    #[test]
+    fn a_held_request_answered_after_a_later_one_is_still_pending() {
+        let mut r = Rids::new(1);
+        r.taken(2);
+        r.taken(3);
+        r.answered(3, Bytes::from_static(b"three"));
+        assert_eq!(r.turn(2), Turn::Pending);
+        r.answered(2, Bytes::from_static(b"two"));
+        assert_eq!(r.turn(2), Turn::Replay(Bytes::from_static(b"two")));
     }
 }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, State, WebSocketUpgrade};
-use axum::http::{StatusCode, header};
+use axum::extract::{Extension, Request, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine;
 use conclave_server::Server;
 use conclave_server::limits::ConnLimiter;
 use hyper_util::rt::TokioIo;
@@ -20,20 +21,29 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::Live;
 use crate::bosh::Bosh;
-use crate::ws::WsTransport;
+use crate::ws::{WsLimits, WsTransport};
 
 #[derive(Clone)]
 struct App {
     server: Arc<Server>,
     metrics: Option<PrometheusHandle>,
     bosh: Arc<Bosh>,
+    /// Sessions per address, shared with the client ports: a WebSocket or
+    /// BOSH session holds a slot for its whole life.
+    sessions: ConnLimiter,
 }
 
 /// The client's address, for per-address limits.
 #[derive(Clone, Copy)]
 pub(crate) struct Peer(pub(crate) IpAddr);
 
-pub fn router(server: Arc<Server>, metrics: Option<PrometheusHandle>) -> Router {
+/// `sessions` is the per-address limiter of the client ports: WebSocket
+/// and BOSH sessions count in it with TCP streams.
+pub fn router(
+    server: Arc<Server>,
+    metrics: Option<PrometheusHandle>,
+    sessions: ConnLimiter,
+) -> Router {
     let ws_path = server.config.http.websocket_path.clone();
     let bosh_path = server.config.http.bosh_path.clone();
     let mut r = Router::new()
@@ -48,7 +58,8 @@ pub fn router(server: Arc<Server>, metrics: Option<PrometheusHandle>) -> Router 
     r.with_state(App {
         server,
         metrics,
-        bosh: Arc::new(Bosh::default()),
+        bosh: Arc::new(Bosh::new(sessions.clone())),
+        sessions,
     })
 }
 
@@ -75,21 +86,111 @@ async fn render_metrics(State(app): State<App>) -> Response {
     }
 }
 
+/// RFC 6455 §4.2: the GUID the accept key is derived with.
+const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Whether a comma-separated header lists `token` (case-insensitively).
+fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// RFC 7395 §3.1 over RFC 6455 §4.2: the upgrade, answered here rather
+/// than by axum so that the connection's bytes can be watched (see
+/// `ws::Watched`). Everything is checked before `101` is sent.
 async fn websocket(
     State(app): State<App>,
     Extension(Peer(ip)): Extension<Peer>,
-    ws: WebSocketUpgrade,
+    mut req: Request,
 ) -> Response {
-    let max = app.server.config.limits.max_stanza_bytes;
-    let depth = app.server.config.limits.max_depth;
+    let h = req.headers();
+    if !lists(h, header::CONNECTION, "upgrade") || !lists(h, header::UPGRADE, "websocket") {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::UPGRADE, "websocket")],
+            "WebSocket upgrade required\n",
+        )
+            .into_response();
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::SEC_WEBSOCKET_VERSION, "13")],
+            "WebSocket version 13 required\n",
+        )
+            .into_response();
+    }
+    let Some(key) = h.get(header::SEC_WEBSOCKET_KEY).filter(|k| !k.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key\n").into_response();
+    };
+    // RFC 7395 §3.1: the client must offer `xmpp`; a WebSocket that is not
+    // XMPP is not served (Prosody answers 501 as well).
+    if !h
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|p| p.trim_ascii() == b"xmpp")
+    {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            "the WebSocket subprotocol `xmpp` is required\n",
+        )
+            .into_response();
+    }
+    let limits = &app.server.config.limits;
+    // The session's slot in the per-address limit, held until it ends.
+    // Refused here with 429 (RFC 6585) rather than with a policy-violation
+    // stream error after the upgrade: nothing of a WebSocket or a session
+    // is set up for a client over its limit, and the refusal is one
+    // small HTTP answer.
+    let Some(guard) = app.sessions.acquire(ip, limits.max_connections_per_ip) else {
+        tracing::info!(peer = %ip, "too many sessions from this address (websocket)");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from your address\n",
+        )
+            .into_response();
+    };
+    let accept = {
+        let mut input = Vec::with_capacity(key.len() + WS_GUID.len());
+        input.extend_from_slice(key.as_bytes());
+        input.extend_from_slice(WS_GUID);
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
+        base64::engine::general_purpose::STANDARD.encode(d.as_ref())
+    };
+    let ws_limits = WsLimits {
+        max: limits.max_stanza_bytes,
+        depth: limits.max_depth,
+        message_timeout: std::time::Duration::from_secs(limits.ws_message_timeout_secs),
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
     let server = app.server.clone();
-    // Frames a little over the cap still arrive, so that the stream can be
-    // closed with policy-violation rather than a bare socket error.
-    ws.protocols(["xmpp"])
-        .max_message_size(max + 1024)
-        .on_upgrade(move |socket| {
-            conclave_server::session::run(server, WsTransport::new(socket, ip, max, depth))
-        })
+    let pace = crate::ws::Pace::new(conclave_server::limits::Throttle::new(
+        limits,
+        &server.rates,
+        ip,
+    ));
+    tokio::spawn(async move {
+        let _guard = guard;
+        let Ok(io) = upgrade.await else {
+            return;
+        };
+        let t = WsTransport::new(io, ip, ws_limits, pace).await;
+        conclave_server::session::run(server, t).await;
+    });
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, "upgrade".to_owned()),
+            (header::UPGRADE, "websocket".to_owned()),
+            (header::SEC_WEBSOCKET_ACCEPT, accept),
+            (header::SEC_WEBSOCKET_PROTOCOL, "xmpp".to_owned()),
+        ],
+    )
+        .into_response()
 }
 
 async fn bosh(
@@ -101,12 +202,17 @@ async fn bosh(
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], out).into_response()
 }
 
+/// `conns` counts HTTPS connections per address, apart from sessions: a
+/// connection holds its slot while it is HTTP (its TLS handshake, its
+/// requests, a keep-alive that carries BOSH requests). One upgraded to a
+/// WebSocket gives it back, its session holding a slot of the session
+/// limiter instead.
 pub async fn serve(
     server: Arc<Server>,
     listener: TcpListener,
     acceptor: TlsAcceptor,
     app: Router,
-    limiter: ConnLimiter,
+    conns: ConnLimiter,
     live: Live,
 ) {
     let mut shutdown = server.shutdown_signal();
@@ -118,7 +224,7 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
-        let Some(guard) = limiter.acquire(addr.ip(), server.config.limits.max_connections_per_ip)
+        let Some(guard) = conns.acquire(addr.ip(), server.config.limits.max_connections_per_ip)
         else {
             continue;
         };

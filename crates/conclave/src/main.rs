@@ -337,14 +337,17 @@ async fn serve(cfg: Config) -> Result<(), String> {
         }
     }
     if http_cfg.port != 0 {
-        let app = http::router(server.clone(), metrics);
+        // WebSocket and BOSH sessions count with the client ports' TCP
+        // streams; HTTPS connections themselves are counted apart.
+        let app = http::router(server.clone(), metrics, limiter.clone());
+        let http_conns = ConnLimiter::default();
         for l in bind_all(&http_cfg.bind, http_cfg.port, "HTTPS").await? {
             tasks.push(tokio::spawn(http::serve(
                 server.clone(),
                 l,
                 tls_http.clone(),
                 app.clone(),
-                limiter.clone(),
+                http_conns.clone(),
                 live.clone(),
             )));
         }

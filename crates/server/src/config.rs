@@ -103,7 +103,9 @@ pub struct Limits {
     /// most `MAX_DEPTH_CEILING`: every walk of a tree recurses.
     pub max_depth: usize,
     /// Connections from one address: TCP streams, and WebSocket and BOSH
-    /// sessions, while they last.
+    /// sessions, while they last. HTTPS connections (before a WebSocket
+    /// upgrade, or carrying BOSH requests) are counted apart, against the
+    /// same number.
     pub max_connections_per_ip: usize,
     /// Failed logins per address per minute before all logins from it are
     /// refused with temporary-auth-failure.
@@ -572,6 +574,9 @@ impl Config {
         if self.limits.sm_unacked_max == 0 {
             return Err("`limits.sm_unacked_max` must be at least 1".into());
         }
+        if self.limits.ws_message_timeout_secs == 0 {
+            return Err("`limits.ws_message_timeout_secs` must be at least 1".into());
+        }
         if self.limits.server_iq_timeout_secs == 0 || self.limits.server_iqs_per_session == 0 {
             return Err(
                 "`limits.server_iq_timeout_secs` and `limits.server_iqs_per_session` must be at least 1"
@@ -774,7 +779,7 @@ max_token_bytes = 8192
 # (policy-violation). At most 256.
 max_depth = 64
 # Simultaneous connections from one address: TCP streams, WebSocket and
-# BOSH sessions.
+# BOSH sessions. HTTPS connections are counted apart against the same number.
 max_connections_per_ip = 64
 # Failed logins per address per minute before logins from it are refused.
 auth_failures_per_minute = 5

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use conclave_server::Server;
 use conclave_server::limits::ConnLimiter;
+use conclave_server::limits::Throttle;
 use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
 use tokio::sync::{Notify, mpsc};
 use xmpp_core::framing::{Frame, FramingError, StreamHeader, parse_element_within};
@@ -149,6 +150,8 @@ struct BoshSession {
     wait: u64,
     last_seen: Mutex<Instant>,
     peer: IpAddr,
+    /// `limits.rate_*`: a request over the rate is taken later.
+    throttle: Mutex<Throttle>,
 }
 
 pub struct Bosh {
@@ -236,7 +239,17 @@ impl Bosh {
             Some(sid) => {
                 let s = self.lock().get(sid).cloned();
                 match s {
-                    Some(s) => self.continue_session(sid, &s, &b).await,
+                    Some(s) => {
+                        let pause = s
+                            .throttle
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .charge(data.len());
+                        if !pause.is_zero() {
+                            tokio::time::sleep(pause).await;
+                        }
+                        self.continue_session(sid, &s, &b).await
+                    }
                     None => terminate("item-not-found").into(),
                 }
             }
@@ -279,6 +292,7 @@ impl Bosh {
             wait,
             last_seen: Mutex::new(Instant::now()),
             peer,
+            throttle: Mutex::new(Throttle::new(&server.config.limits, &server.rates, peer)),
         });
         self.lock().insert(sid.clone(), s.clone());
         let transport = BoshTransport { s: s.clone(), rx };

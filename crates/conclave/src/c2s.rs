@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use conclave_server::Server;
-use conclave_server::limits::Throttle;
 use conclave_server::limits::{ConnGuard, ConnLimiter};
+use conclave_server::limits::{Pace, Throttle};
 use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
@@ -100,8 +100,7 @@ struct Inbound {
     pending: Vec<u8>,
     /// Bytes per second (`limits.rate_*`): past them the socket is read
     /// later, never dropped from.
-    throttle: Throttle,
-    resume_at: Option<tokio::time::Instant>,
+    pace: Pace,
 }
 
 impl Inbound {
@@ -115,8 +114,7 @@ impl Inbound {
             max_depth,
             stepwise: true,
             pending: Vec::new(),
-            throttle,
-            resume_at: None,
+            pace: Pace::new(throttle),
         }
     }
 
@@ -165,10 +163,7 @@ impl Inbound {
     /// Bytes just read: kept whole while negotiating (see `pending`),
     /// parsed into frames once established.
     fn consume(&mut self, data: &[u8]) {
-        let pause = self.throttle.charge(data.len());
-        if !pause.is_zero() {
-            self.resume_at = Some(tokio::time::Instant::now() + pause);
-        }
+        self.pace.charge(data.len());
         if self.stepwise {
             self.pending.extend_from_slice(data);
         } else if let Err(e) = self.parser.feed(data, &mut self.frames) {
@@ -193,9 +188,7 @@ impl Inbound {
                 self.frames = VecDeque::new();
             }
             self.parser.release_temporaries();
-            if let Some(at) = self.resume_at.take() {
-                tokio::time::sleep_until(at).await;
-            }
+            self.pace.wait().await;
             let open = std::future::poll_fn(|cx| {
                 READ_SCRATCH.with_borrow_mut(|buf| {
                     let mut rb = ReadBuf::new(buf);

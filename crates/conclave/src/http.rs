@@ -168,7 +168,7 @@ async fn websocket(
     };
     let upgrade = hyper::upgrade::on(&mut req);
     let server = app.server.clone();
-    let pace = crate::ws::Pace::new(conclave_server::limits::Throttle::new(
+    let pace = conclave_server::limits::Pace::new(conclave_server::limits::Throttle::new(
         limits,
         &server.rates,
         ip,

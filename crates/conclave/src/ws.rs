@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use conclave_server::limits::Throttle;
+use conclave_server::limits::Pace;
 use conclave_server::transport::{ConnInfo, Event, FrameReader, FrameWriter, Transport};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -55,35 +55,6 @@ pub struct WsTransport {
     max: usize,
     depth: usize,
     pace: Pace,
-}
-
-/// `limits.rate_*`: the bytes of each message are charged, and past the
-/// rate the next message is read later (TCP then slows the client).
-pub struct Pace {
-    throttle: Throttle,
-    resume_at: Option<tokio::time::Instant>,
-}
-
-impl Pace {
-    pub fn new(throttle: Throttle) -> Self {
-        Pace {
-            throttle,
-            resume_at: None,
-        }
-    }
-
-    fn charge(&mut self, n: usize) {
-        let pause = self.throttle.charge(n);
-        if !pause.is_zero() {
-            self.resume_at = Some(tokio::time::Instant::now() + pause);
-        }
-    }
-
-    async fn wait(&mut self) {
-        if let Some(at) = self.resume_at.take() {
-            tokio::time::sleep_until(at).await;
-        }
-    }
 }
 
 impl WsTransport {

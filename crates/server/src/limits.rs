@@ -211,6 +211,39 @@ impl Throttle {
     }
 }
 
+/// A stream's `Throttle` with the moment its reader may read again: the
+/// bytes it reads are charged, and past the rate the next read waits
+/// (TCP then slows the client; nothing is dropped).
+#[derive(Debug)]
+pub struct Pace {
+    throttle: Throttle,
+    resume_at: Option<tokio::time::Instant>,
+}
+
+impl Pace {
+    pub fn new(throttle: Throttle) -> Self {
+        Pace {
+            throttle,
+            resume_at: None,
+        }
+    }
+
+    /// Counts `n` bytes read.
+    pub fn charge(&mut self, n: usize) {
+        let pause = self.throttle.charge(n);
+        if !pause.is_zero() {
+            self.resume_at = Some(tokio::time::Instant::now() + pause);
+        }
+    }
+
+    /// Waits until the next read may happen.
+    pub async fn wait(&mut self) {
+        if let Some(at) = self.resume_at.take() {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod rate_tests {
     use super::*;

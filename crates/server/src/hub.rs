@@ -187,6 +187,8 @@ pub struct Server {
     caps_ver: String,
     shutting_down: AtomicBool,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
+    /// State of services from other crates, by type (see `extension`).
+    extensions: std::sync::RwLock<HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 pub const SERVER_NAME: &str = "Conclave";
@@ -194,6 +196,17 @@ pub const CAPS_NODE: &str = "https://conclave.chat/caps";
 
 impl Server {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Arc<Server> {
+        Self::with_services(config, store, &[])
+    }
+
+    /// A server with in-process services beyond the built-in ones (the
+    /// conference focus, from its own crate): the hub routes their domains
+    /// to them without knowing what they speak.
+    pub fn with_services(
+        config: Config,
+        store: Arc<dyn Store>,
+        extra: &[&'static Service],
+    ) -> Arc<Server> {
         let mut iq = HashMap::new();
         let mut server_features = vec![ns::DISCO_INFO, ns::DISCO_ITEMS];
         let mut account_features = vec![ns::DISCO_INFO];
@@ -214,7 +227,7 @@ impl Server {
         account_features.sort_unstable();
         account_features.dedup();
         let mut domains = crate::FastMap::default();
-        for svc in modules::SERVICES {
+        for svc in modules::SERVICES.iter().chain(extra) {
             if (svc.enabled)(&config) {
                 for h in &config.hosts {
                     domains.insert(format!("{}.{h}", svc.subdomain), Domain::Service(svc));
@@ -268,7 +281,27 @@ impl Server {
             caps_ver,
             shutting_down: AtomicBool::new(false),
             shutdown_tx: tokio::sync::watch::channel(false).0,
+            extensions: Default::default(),
         })
+    }
+
+    /// Stores the state of a service from another crate, whose handler (a
+    /// plain `fn`) finds it again with `extension`.
+    pub fn set_extension<T: std::any::Any + Send + Sync>(&self, value: Arc<T>) {
+        self.extensions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(std::any::TypeId::of::<T>(), value);
+    }
+
+    pub fn extension<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let v = self
+            .extensions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&std::any::TypeId::of::<T>())?
+            .clone();
+        v.downcast::<T>().ok()
     }
 
     /// The service on `domain`, if any.

@@ -1,0 +1,1 @@
+//! The conference focus at `focus.<host>` (what Jicofo is to Jitsi).

@@ -100,3 +100,203 @@ pub enum BridgeEvent {
     /// its DTLS failed: it is gone, and the focus should remove it.
     EndpointExpired { key: EndpointKey, reason: String },
 }
+
+/// One payload type the bridge offers (Jingle `<payload-type>`, SDP
+/// `a=rtpmap`), with its RTX partner and RTCP feedback (XEP-0293).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codec {
+    pub kind: MediaKind,
+    pub pt: u8,
+    pub name: &'static str,
+    pub clock_rate: u32,
+    pub channels: u8,
+    /// `fmtp` parameters.
+    pub params: &'static [(&'static str, &'static str)],
+    /// The payload type of its RTX (RFC 4588), `apt` pointing back here.
+    pub rtx_pt: Option<u8>,
+    /// (type, subtype): ("nack", ""), ("nack", "pli"), ("ccm", "fir"),
+    /// ("transport-cc", ""), ("goog-remb", "").
+    pub feedback: &'static [(&'static str, &'static str)],
+}
+
+/// A header extension (XEP-0294, RFC 8285) by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderExt {
+    pub kind: MediaKind,
+    pub id: u8,
+    pub uri: &'static str,
+}
+
+const VIDEO_FB: &[(&str, &str)] = &[
+    ("ccm", "fir"),
+    ("nack", ""),
+    ("nack", "pli"),
+    ("goog-remb", ""),
+    ("transport-cc", ""),
+];
+
+/// What the offer carries and the bridge is configured with: the same
+/// payload types and ids as Jicofo's defaults (jitsi.md §1.5), so that a
+/// client that knows Jitsi sees nothing new. Preference order: first wins.
+pub const CODECS: &[Codec] = &[
+    Codec {
+        kind: MediaKind::Audio,
+        pt: 111,
+        name: "opus",
+        clock_rate: 48000,
+        channels: 2,
+        params: &[("minptime", "10"), ("useinbandfec", "1")],
+        rtx_pt: None,
+        feedback: &[("transport-cc", "")],
+    },
+    Codec {
+        kind: MediaKind::Video,
+        pt: 100,
+        name: "VP8",
+        clock_rate: 90000,
+        channels: 0,
+        params: &[],
+        rtx_pt: Some(96),
+        feedback: VIDEO_FB,
+    },
+    Codec {
+        kind: MediaKind::Video,
+        pt: 101,
+        name: "VP9",
+        clock_rate: 90000,
+        channels: 0,
+        params: &[],
+        rtx_pt: Some(97),
+        feedback: VIDEO_FB,
+    },
+    Codec {
+        kind: MediaKind::Video,
+        pt: 107,
+        name: "H264",
+        clock_rate: 90000,
+        channels: 0,
+        params: &[
+            ("profile-level-id", "42e01f"),
+            ("level-asymmetry-allowed", "1"),
+            ("packetization-mode", "1"),
+        ],
+        rtx_pt: Some(99),
+        feedback: VIDEO_FB,
+    },
+    Codec {
+        kind: MediaKind::Video,
+        pt: 41,
+        name: "AV1",
+        clock_rate: 90000,
+        channels: 0,
+        params: &[],
+        rtx_pt: Some(42),
+        feedback: VIDEO_FB,
+    },
+];
+
+/// Header extensions offered. No `mid` (RFC 8843 §15): forwarded streams
+/// are demultiplexed by the SSRCs the offer signals, as Jitsi's bridge does
+/// without `rtp-mid-demux`, so a client may lay out its m-lines as it likes.
+pub const HEADER_EXTS: &[HeaderExt] = &[
+    HeaderExt {
+        kind: MediaKind::Audio,
+        id: 1,
+        uri: "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    },
+    HeaderExt {
+        kind: MediaKind::Audio,
+        id: 3,
+        uri: "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    },
+    HeaderExt {
+        kind: MediaKind::Audio,
+        id: 5,
+        uri: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+    },
+    HeaderExt {
+        kind: MediaKind::Video,
+        id: 3,
+        uri: "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    },
+    HeaderExt {
+        kind: MediaKind::Video,
+        id: 5,
+        uri: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+    },
+];
+
+impl EndpointSources {
+    /// What other endpoints are told this endpoint sends: simulcast
+    /// stripped (Jicofo's `strip-simulcast`). Each SIM group keeps its
+    /// first (lowest) SSRC and that SSRC's FID partner; the bridge forwards
+    /// whichever layer it picks under that SSRC, rewritten. Sources outside
+    /// any SIM group are kept with their FID groups.
+    pub fn receiver_view(&self) -> EndpointSources {
+        let mut dropped = std::collections::HashSet::new();
+        for g in self.groups.iter().filter(|g| g.semantics == "SIM") {
+            dropped.extend(g.ssrcs.iter().skip(1).copied());
+        }
+        for g in self.groups.iter().filter(|g| g.semantics == "FID") {
+            if let [media, rtx] = g.ssrcs[..]
+                && dropped.contains(&media)
+            {
+                dropped.insert(rtx);
+            }
+        }
+        EndpointSources {
+            sources: self
+                .sources
+                .iter()
+                .filter(|s| !dropped.contains(&s.ssrc))
+                .cloned()
+                .collect(),
+            groups: self
+                .groups
+                .iter()
+                .filter(|g| g.semantics == "FID" && !g.ssrcs.iter().any(|s| dropped.contains(s)))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(ssrc: u32) -> Source {
+        Source {
+            ssrc,
+            kind: MediaKind::Video,
+            name: Some("ep-v0".into()),
+            msid: None,
+            video_type: None,
+        }
+    }
+
+    fn group(semantics: &str, ssrcs: &[u32]) -> SsrcGroup {
+        SsrcGroup {
+            kind: MediaKind::Video,
+            semantics: semantics.into(),
+            ssrcs: ssrcs.to_vec(),
+        }
+    }
+
+    #[test]
+    fn receiver_view_strips_simulcast_to_the_first_layer_and_its_rtx() {
+        let s = EndpointSources {
+            sources: [1, 2, 3, 11, 12, 13].into_iter().map(src).collect(),
+            groups: vec![
+                group("SIM", &[1, 2, 3]),
+                group("FID", &[1, 11]),
+                group("FID", &[2, 12]),
+                group("FID", &[3, 13]),
+            ],
+        };
+        let v = s.receiver_view();
+        let ssrcs: Vec<u32> = v.sources.iter().map(|s| s.ssrc).collect();
+        assert_eq!(ssrcs, vec![1, 11]);
+        assert_eq!(v.groups, vec![group("FID", &[1, 11])]);
+    }
+}

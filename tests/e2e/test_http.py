@@ -73,3 +73,32 @@ def test_bosh_malformed_body(server):
     status, resp = https_post(server.http_port, "/http-bind", b"<body xmlns='http://jabber.org/protocol/httpbind' <<<")
     text = resp.decode(errors="replace")
     assert status in (400, 404) or (status == 200 and "terminate" in text and "bad-request" in text), (status, text)
+
+
+def _get_with_headers(port, path, headers, timeout=5.0):
+    req = urllib.request.Request(f"https://{LOOPBACK}:{port}{path}", headers=headers)
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=insecure_ssl_context()), urllib.request.ProxyHandler({})
+    )
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+@pytest.mark.conclave_only
+def test_websocket_url_answers_lib_jitsi_meets_keep_alive(server):
+    """lib-jitsi-meet fetches the WebSocket URL itself over HTTPS every 60-120 s
+    (XmppConnection.ts `_keepAliveAndCheckShard`) and treats anything but a 2xx
+    as an error: a plain GET gets 200, uncached. A request that does ask for an
+    upgrade, but not to a WebSocket, is still told what is required."""
+    status, headers, body = _get_with_headers(server.http_port, "/xmpp-websocket", {})
+    assert status == 200, body
+    assert headers.get("Cache-Control") == "no-store"
+    assert b"xmpp" in body
+    status, headers, _ = _get_with_headers(
+        server.http_port, "/xmpp-websocket", {"Connection": "Upgrade", "Upgrade": "h2c"}
+    )
+    assert status == 426
+    assert headers.get("Upgrade") == "websocket"

@@ -581,3 +581,85 @@ def test_rooms_per_user_and_occupancies_per_session_are_capped(server_factory):
             await close_all(alice, bob)
 
     run(scenario())
+
+
+def test_iq_between_guest_occupants_as_in_a_two_person_meeting(server):
+    """Jitsi's peer-to-peer mode: two guests in a meeting room send Jingle IQs
+    to each other's occupant JIDs (XEP-0045 §7.2.x lets a room pass IQs between
+    occupants). Each sees the other's occupant JID as the sender, the answer
+    comes back to the asker with the same id, and an IQ to a nick that is not
+    in the room is refused at once with item-not-found."""
+    room = room_jid(server)
+    jingle = (
+        "<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='p2p1' "
+        "initiator='x'><content name='audio' creator='initiator'>"
+        "<description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></content></jingle>"
+    )
+
+    async def scenario():
+        alice = await muc_login(server, server.guest_domain, "")
+        bob = await muc_login(server, server.guest_domain, "")
+        try:
+            await join(alice, room, "aaaa1111")
+            await join(bob, room, "bbbb2222")
+            seen = []
+
+            def on_jingle(iq):
+                seen.append(iq)
+                iq.reply().send()
+
+            bob.register_handler(
+                Callback("test-jingle", MatchXPath("{jabber:client}iq/{urn:xmpp:jingle:1}jingle"), on_jingle)
+            )
+            res = await alice.iq("set", jingle, to=f"{room}/bbbb2222")
+            assert res["type"] == "result"
+            assert res["from"] == f"{room}/bbbb2222"
+            assert len(seen) == 1
+            got = seen[0]
+            assert got["from"] == f"{room}/aaaa1111"
+            j = got.xml.find("{urn:xmpp:jingle:1}jingle")
+            assert j is not None and j.get("sid") == "p2p1" and j.get("action") == "session-initiate"
+            assert j.find("{urn:xmpp:jingle:1}content") is not None
+            with pytest.raises(IqError) as e:
+                await alice.iq("set", jingle, to=f"{room}/nobody", timeout=3)
+            assert e.value.iq["error"]["condition"] == "item-not-found"
+        finally:
+            await close_all(alice, bob)
+
+    run(scenario())
+
+
+def test_room_made_non_anonymous_as_lib_jitsi_meet_does(server):
+    """lib-jitsi-meet (ChatRoom.ts createNonAnonymousRoom), on status 201, asks
+    for the owner form with an (odd) submit form inside the get, looks for the
+    muc#roomconfig_whois field, and submits whois=anyone alone. From then on the
+    others see its real JID in the muc#user item, which is how it recognises
+    participants (occupants without one are ignored)."""
+    room = room_jid(server)
+
+    async def scenario():
+        alice = await muc_login(server, server.guest_domain, "")
+        bob = await muc_login(server, server.guest_domain, "")
+        try:
+            own, _, _, _ = await join(alice, room, "aaaa1111")
+            assert "201" in statuses(own)
+            form = await alice.iq(
+                "get", f"<query xmlns='{NS_OWNER}'><x xmlns='jabber:x:data' type='submit'/></query>", to=room
+            )
+            fields = {
+                f.get("var") for f in form.xml.iter("{jabber:x:data}field")
+            }
+            assert "muc#roomconfig_whois" in fields, fields
+            await configure(alice, room, **{"muc#roomconfig_whois": "anyone"})
+            await join(bob, room, "bbbb2222")
+            seen = await bob.wait_presence(
+                lambda p: p["from"] == f"{room}/aaaa1111"
+                and p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item") is not None
+                and p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item").get("jid")
+            )
+            item = seen.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item")
+            assert item.get("jid") == str(alice.boundjid), item.attrib
+        finally:
+            await close_all(alice, bob)
+
+    run(scenario())

@@ -107,6 +107,21 @@ async fn websocket(
     mut req: Request,
 ) -> Response {
     let h = req.headers();
+    // A plain GET (no upgrade asked) is lib-jitsi-meet's keep-alive: every
+    // 60-120 s it fetches the WebSocket's own URL over HTTPS
+    // (`XmppConnection.ts`) and logs an error on anything but a 2xx. It is
+    // answered with a small 200 that nothing caches.
+    if !h.contains_key(header::UPGRADE) && !lists(h, header::CONNECTION, "upgrade") {
+        return (
+            StatusCode::OK,
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            ],
+            "XMPP over WebSocket (RFC 7395): connect with the subprotocol `xmpp`\n",
+        )
+            .into_response();
+    }
     if !lists(h, header::CONNECTION, "upgrade") || !lists(h, header::UPGRADE, "websocket") {
         return (
             StatusCode::UPGRADE_REQUIRED,

@@ -33,7 +33,6 @@ pub struct Config {
     pub turn: Turn,
     pub upload: Upload,
     pub components: Components,
-    pub meetings: Meetings,
     pub storage: Storage,
     pub log: Log,
 }
@@ -285,49 +284,6 @@ impl Default for Pep {
     }
 }
 
-/// Meetings: the conference focus at `focus.<host>` and the media bridge
-/// (SFU) on one UDP port.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Meetings {
-    pub enabled: bool,
-    /// The one UDP port every endpoint's media uses.
-    pub udp_port: u16,
-    /// Addresses the media socket binds.
-    pub bind: Vec<IpAddr>,
-    /// Addresses offered to clients as ICE host candidates (a public
-    /// address behind NAT); empty: the bound ones.
-    pub advertise: Vec<IpAddr>,
-    /// Who is moderator: "first" (the first participant to join) or
-    /// "authenticated" (every registered user; guests never, unless first
-    /// and no registered user is present).
-    pub moderators: String,
-    /// Participants one meeting may have; the next join is refused.
-    pub max_participants: usize,
-    /// Sources (SSRCs) one participant may announce.
-    pub max_sources_per_participant: usize,
-    /// Largest bridge-channel message, in bytes; larger ones are dropped.
-    pub max_channel_message_bytes: usize,
-    /// Seconds without media or ICE from an endpoint before it is removed.
-    pub endpoint_timeout_secs: u64,
-}
-
-impl Default for Meetings {
-    fn default() -> Self {
-        Meetings {
-            enabled: true,
-            udp_port: 10000,
-            bind: loopback(),
-            advertise: Vec::new(),
-            moderators: "first".into(),
-            max_participants: 100,
-            max_sources_per_participant: 20,
-            max_channel_message_bytes: 64 * 1024,
-            endpoint_timeout_secs: 30,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Turn {
@@ -439,7 +395,6 @@ impl Default for Config {
             turn: Turn::default(),
             upload: Upload::default(),
             components: Components::default(),
-            meetings: Meetings::default(),
             storage: Storage::default(),
             log: Log::default(),
         }
@@ -682,24 +637,6 @@ impl Config {
     /// Each component domain is a valid domain, listed once, with a
     /// secret, and not one the server itself serves.
     fn validate_components(&self) -> Result<(), String> {
-        if !matches!(self.meetings.moderators.as_str(), "first" | "authenticated") {
-            return Err("`meetings.moderators` must be \"first\" or \"authenticated\"".into());
-        }
-        if self.meetings.enabled && self.meetings.bind.is_empty() {
-            return Err(
-                "`meetings.bind` must name at least one address (or set meetings.enabled = false)"
-                    .into(),
-            );
-        }
-        if self.meetings.max_participants < 2 {
-            return Err("`meetings.max_participants` must be at least 2".into());
-        }
-        if self.meetings.max_channel_message_bytes < 1024 {
-            return Err("`meetings.max_channel_message_bytes` must be at least 1024".into());
-        }
-        if self.meetings.endpoint_timeout_secs < 5 {
-            return Err("`meetings.endpoint_timeout_secs` must be at least 5".into());
-        }
         let mut seen = std::collections::HashSet::new();
         for c in &self.components.list {
             let domain = jid::BareJid::new(&c.domain)
@@ -713,8 +650,6 @@ impl Config {
                 return Err(format!("`components.list`: set a `secret` for `{domain}`"));
             }
             let taken = self.is_local_host(&domain)
-                || (self.meetings.enabled
-                    && self.hosts.iter().any(|h| domain == format!("focus.{h}")))
                 || crate::modules::SERVICES.iter().any(|svc| {
                     (svc.enabled)(self)
                         && self
@@ -997,29 +932,6 @@ connections = 4
 # Read-only connections for the reads every login makes (keys, roster,
 # offline messages). 0 keeps one per CPU core plus one.
 read_connections = 0
-
-[meetings]
-# Video meetings: the conference focus at focus.<host> (Jitsi's dialect) and
-# the media bridge (SFU).
-enabled = true
-# The one UDP port every participant's media uses.
-udp_port = 10000
-# Addresses the media socket binds (loopback by default, like every port).
-bind = ["127.0.0.1"]
-# Addresses offered to clients as ICE candidates, e.g. the public address
-# behind NAT; empty means the bound ones.
-advertise = []
-# Who is moderator: "first" (the first to join) or "authenticated" (every
-# registered user; a guest only when first and alone).
-moderators = "first"
-# Participants one meeting may have.
-max_participants = 100
-# Media sources (SSRCs) one participant may announce.
-max_sources_per_participant = 20
-# Largest bridge-channel message, in bytes; larger ones are dropped and counted.
-max_channel_message_bytes = 65536
-# Seconds without media or ICE before a participant who vanished is removed.
-endpoint_timeout_secs = 30
 
 [log]
 # A tracing filter, e.g. "info" or "conclave=debug,sqlx=warn".

@@ -1,1 +1,3 @@
 //! The conference focus at `focus.<host>` (what Jicofo is to Jitsi).
+
+pub mod jingle;

@@ -163,7 +163,11 @@ fn payload_types(kind: MediaKind, desc: &mut Element) {
         }
         let mut p = elem("payload-type", NS_RTP, &attrs);
         for (name, value) in c.params {
-            p.append_child(elem("parameter", NS_RTP, &[("name", name), ("value", value)]));
+            p.append_child(elem(
+                "parameter",
+                NS_RTP,
+                &[("name", name), ("value", value)],
+            ));
         }
         for (typ, sub) in c.feedback {
             let mut attrs = vec![("type", *typ)];
@@ -180,7 +184,11 @@ fn payload_types(kind: MediaKind, desc: &mut Element) {
                 NS_RTP,
                 &[("id", &rtx), ("name", "rtx"), ("clockrate", "90000")],
             );
-            r.append_child(elem("parameter", NS_RTP, &[("name", "apt"), ("value", &pt)]));
+            r.append_child(elem(
+                "parameter",
+                NS_RTP,
+                &[("name", "apt"), ("value", &pt)],
+            ));
             desc.append_child(r);
         }
     }
@@ -200,7 +208,11 @@ fn append_sources(desc: &mut Element, kind: MediaKind, owner: &str, s: &Endpoint
         }
         let mut e = elem("source", NS_SSMA, &attrs);
         if let Some(m) = &src.msid {
-            e.append_child(elem("parameter", NS_SSMA, &[("name", "msid"), ("value", m)]));
+            e.append_child(elem(
+                "parameter",
+                NS_SSMA,
+                &[("name", "msid"), ("value", m)],
+            ));
         }
         e.append_child(elem("ssrc-info", NS_JITMEET, &[("owner", owner)]));
         desc.append_child(e);
@@ -215,11 +227,18 @@ fn append_sources(desc: &mut Element, kind: MediaKind, owner: &str, s: &Endpoint
 }
 
 fn transport_el(content: &str, t: &LocalTransport) -> Element {
-    let mut tr = elem("transport", NS_ICE_UDP, &[("ufrag", &t.ufrag), ("pwd", &t.pwd)]);
+    let mut tr = elem(
+        "transport",
+        NS_ICE_UDP,
+        &[("ufrag", &t.ufrag), ("pwd", &t.pwd)],
+    );
     let mut fp = elem(
         "fingerprint",
         NS_DTLS,
-        &[("hash", &t.fingerprint.hash), ("setup", &t.fingerprint.setup)],
+        &[
+            ("hash", &t.fingerprint.hash),
+            ("setup", &t.fingerprint.setup),
+        ],
     );
     fp.append_text_node(t.fingerprint.value.clone());
     tr.append_child(fp);
@@ -277,7 +296,11 @@ pub fn session_initiate(
         let mut content = elem(
             "content",
             NS_JINGLE,
-            &[("creator", "initiator"), ("name", name), ("senders", "both")],
+            &[
+                ("creator", "initiator"),
+                ("name", name),
+                ("senders", "both"),
+            ],
         );
         let mut desc = elem("description", NS_RTP, &[("media", name)]);
         payload_types(kind, &mut desc);
@@ -313,7 +336,11 @@ fn source_change(action: &str, sid: &str, owner: &str, s: &EndpointSources) -> E
         if !view.sources.iter().any(|x| x.kind == kind) {
             continue;
         }
-        let mut content = elem("content", NS_JINGLE, &[("creator", "initiator"), ("name", name)]);
+        let mut content = elem(
+            "content",
+            NS_JINGLE,
+            &[("creator", "initiator"), ("name", name)],
+        );
         let mut desc = elem("description", NS_RTP, &[("media", name)]);
         append_sources(&mut desc, kind, owner, &view);
         content.append_child(desc);
@@ -465,7 +492,9 @@ pub fn parse(el: &Element, max_sources: usize) -> Result<Jingle, JingleError> {
             match kind {
                 Some(kind) => parse_description(d, kind, &mut sources)?,
                 None if d.children().any(|c| c.is("source", NS_SSMA)) => {
-                    return Err(bad("sources in a description that is neither audio nor video"));
+                    return Err(bad(
+                        "sources in a description that is neither audio nor video",
+                    ));
                 }
                 None => {}
             }
@@ -525,4 +554,486 @@ pub fn validate_owner(sources: &EndpointSources, endpoint: &str) -> Result<(), J
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport() -> LocalTransport {
+        LocalTransport {
+            ufrag: "uf".into(),
+            pwd: "pw".into(),
+            fingerprint: Fingerprint {
+                hash: "sha-256".into(),
+                value: "AB:CD".into(),
+                setup: "actpass".into(),
+            },
+            candidates: vec![
+                Candidate {
+                    foundation: "1".into(),
+                    component: 1,
+                    protocol: "udp".into(),
+                    priority: 2130706431,
+                    ip: "192.0.2.1".parse().unwrap(),
+                    port: 10000,
+                    typ: "host".into(),
+                    generation: 0,
+                },
+                Candidate {
+                    foundation: "2".into(),
+                    component: 1,
+                    protocol: "udp".into(),
+                    priority: 1694498815,
+                    ip: "2001:db8::1".parse().unwrap(),
+                    port: 10000,
+                    typ: "srflx".into(),
+                    generation: 0,
+                },
+            ],
+            websocket_url: "wss://example.org/colibri-ws/b/c/e?pwd=x".into(),
+        }
+    }
+
+    fn src(ssrc: u32, kind: MediaKind, name: &str) -> Source {
+        Source {
+            ssrc,
+            kind,
+            name: Some(name.into()),
+            msid: Some(format!("{name}-msid")),
+            video_type: (kind == MediaKind::Video).then(|| "camera".into()),
+        }
+    }
+
+    fn simulcast_sender() -> EndpointSources {
+        let mut sources = vec![src(1, MediaKind::Audio, "bob-a0")];
+        for s in [10, 11, 12, 20, 21, 22] {
+            sources.push(src(s, MediaKind::Video, "bob-v0"));
+        }
+        let g = |sem: &str, ssrcs: &[u32]| SsrcGroup {
+            kind: MediaKind::Video,
+            semantics: sem.into(),
+            ssrcs: ssrcs.to_vec(),
+        };
+        EndpointSources {
+            sources,
+            groups: vec![
+                g("SIM", &[10, 11, 12]),
+                g("FID", &[10, 20]),
+                g("FID", &[11, 21]),
+                g("FID", &[12, 22]),
+            ],
+        }
+    }
+
+    fn content<'a>(j: &'a Element, name: &str) -> &'a Element {
+        j.children()
+            .find(|c| c.is("content", NS_JINGLE) && c.attr("name") == Some(name))
+            .unwrap()
+    }
+
+    #[test]
+    fn session_initiate_has_codecs_transport_and_stripped_sources() {
+        let others = vec![("bob".to_string(), simulcast_sender())];
+        let j = session_initiate("s1", "focus@x/f", "bs1", &transport(), &others);
+        assert!(j.is("jingle", NS_JINGLE));
+        assert_eq!(j.attr("action"), Some("session-initiate"));
+        assert_eq!(j.attr("sid"), Some("s1"));
+        assert_eq!(j.attr("initiator"), Some("focus@x/f"));
+        let names: Vec<_> = j
+            .children()
+            .filter(|c| c.is("content", NS_JINGLE))
+            .map(|c| (c.attr("name"), c.attr("creator"), c.attr("senders")))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (Some("audio"), Some("initiator"), Some("both")),
+                (Some("video"), Some("initiator"), Some("both"))
+            ]
+        );
+
+        let audio = content(&j, "audio")
+            .get_child("description", NS_RTP)
+            .unwrap();
+        assert_eq!(audio.attr("media"), Some("audio"));
+        let opus = audio.get_child("payload-type", NS_RTP).unwrap();
+        assert_eq!(opus.attr("id"), Some("111"));
+        assert_eq!(opus.attr("name"), Some("opus"));
+        assert_eq!(opus.attr("clockrate"), Some("48000"));
+        assert_eq!(opus.attr("channels"), Some("2"));
+        assert!(opus.children().any(|p| p.is("parameter", NS_RTP)
+            && p.attr("name") == Some("useinbandfec")
+            && p.attr("value") == Some("1")));
+        assert!(opus.children().any(|p| p.is("rtcp-fb", NS_RTCP_FB)
+            && p.attr("type") == Some("transport-cc")
+            && p.attr("subtype").is_none()));
+        let ext_ids: Vec<_> = audio
+            .children()
+            .filter(|c| c.is("rtp-hdrext", NS_HDREXT))
+            .map(|c| c.attr("id").unwrap().to_owned())
+            .collect();
+        assert_eq!(ext_ids, ["1", "3", "5"]);
+        assert!(audio.has_child("rtcp-mux", NS_RTP));
+        let a_src: Vec<_> = audio
+            .children()
+            .filter(|c| c.is("source", NS_SSMA))
+            .collect();
+        assert_eq!(a_src.len(), 1);
+        assert_eq!(a_src[0].attr("ssrc"), Some("1"));
+        assert_eq!(a_src[0].attr("name"), Some("bob-a0"));
+        assert_eq!(
+            a_src[0]
+                .get_child("ssrc-info", NS_JITMEET)
+                .unwrap()
+                .attr("owner"),
+            Some("bob")
+        );
+
+        let video = content(&j, "video")
+            .get_child("description", NS_RTP)
+            .unwrap();
+        let pts: Vec<_> = video
+            .children()
+            .filter(|c| c.is("payload-type", NS_RTP))
+            .map(|c| (c.attr("id").unwrap(), c.attr("name").unwrap()))
+            .collect();
+        assert_eq!(&pts[..2], &[("100", "VP8"), ("96", "rtx")]);
+        assert!(pts.contains(&("107", "H264")) && pts.contains(&("99", "rtx")));
+        let vp8 = video.get_child("payload-type", NS_RTP).unwrap();
+        assert!(vp8.attr("channels").is_none());
+        assert!(vp8.children().any(|p| p.is("rtcp-fb", NS_RTCP_FB)
+            && p.attr("type") == Some("nack")
+            && p.attr("subtype") == Some("pli")));
+        let rtx = video
+            .children()
+            .find(|c| c.attr("id") == Some("96"))
+            .unwrap();
+        assert_eq!(rtx.attr("clockrate"), Some("90000"));
+        let apt = rtx.get_child("parameter", NS_RTP).unwrap();
+        assert_eq!(
+            (apt.attr("name"), apt.attr("value")),
+            (Some("apt"), Some("100"))
+        );
+        // Simulcast stripped: the first layer and its RTX, one FID, no SIM.
+        let v_src: Vec<_> = video
+            .children()
+            .filter(|c| c.is("source", NS_SSMA))
+            .map(|c| c.attr("ssrc").unwrap())
+            .collect();
+        assert_eq!(v_src, ["10", "20"]);
+        let v0 = video.get_child("source", NS_SSMA).unwrap();
+        assert_eq!(v0.attr("videoType"), Some("camera"));
+        let msid = v0.get_child("parameter", NS_SSMA).unwrap();
+        assert_eq!(msid.attr("value"), Some("bob-v0-msid"));
+        let groups: Vec<_> = video
+            .children()
+            .filter(|c| c.is("ssrc-group", NS_SSMA))
+            .collect();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].attr("semantics"), Some("FID"));
+        let gs: Vec<_> = groups[0]
+            .children()
+            .map(|s| s.attr("ssrc").unwrap())
+            .collect();
+        assert_eq!(gs, ["10", "20"]);
+
+        let t = content(&j, "video")
+            .get_child("transport", NS_ICE_UDP)
+            .unwrap();
+        assert_eq!((t.attr("ufrag"), t.attr("pwd")), (Some("uf"), Some("pw")));
+        let fp = t.get_child("fingerprint", NS_DTLS).unwrap();
+        assert_eq!(fp.text(), "AB:CD");
+        assert_eq!(fp.attr("hash"), Some("sha-256"));
+        assert_eq!(fp.attr("setup"), Some("actpass"));
+        let cands: Vec<_> = t
+            .children()
+            .filter(|c| c.is("candidate", NS_ICE_UDP))
+            .collect();
+        assert_eq!(cands.len(), 2);
+        assert_ne!(cands[0].attr("id"), cands[1].attr("id"));
+        assert_eq!(cands[1].attr("ip"), Some("2001:db8::1"));
+        assert_eq!(cands[0].attr("network"), Some("0"));
+        assert_eq!(cands[0].attr("priority"), Some("2130706431"));
+        assert_eq!(
+            t.get_child("web-socket", NS_COLIBRI).unwrap().attr("url"),
+            Some("wss://example.org/colibri-ws/b/c/e?pwd=x")
+        );
+
+        let group = j.get_child("group", NS_GROUPING).unwrap();
+        assert_eq!(group.attr("semantics"), Some("BUNDLE"));
+        assert_eq!(group.children().count(), 2);
+        assert_eq!(
+            j.get_child("bridge-session", NS_FOCUS).unwrap().attr("id"),
+            Some("bs1")
+        );
+    }
+
+    #[test]
+    fn source_add_and_remove_round_trip_the_receiver_view() {
+        let s = simulcast_sender();
+        let add = source_add("s1", "bob", &s);
+        assert_eq!(add.attr("action"), Some("source-add"));
+        let parsed = parse(&add, 64).unwrap();
+        assert_eq!(parsed.action, Action::SourceAdd);
+        assert_eq!(parsed.sources, s.receiver_view());
+        let rm = source_remove("s1", "bob", &s);
+        let parsed = parse(&rm, 64).unwrap();
+        assert_eq!(parsed.action, Action::SourceRemove);
+        assert_eq!(parsed.sources, s.receiver_view());
+        assert!(parsed.transport.is_none());
+    }
+
+    /// A session-accept shaped as lib-jitsi-meet writes one (BUNDLE, the
+    /// same transport in both contents, simulcast with RTX).
+    const ACCEPT: &str = r#"<jingle xmlns='urn:xmpp:jingle:1' action='session-accept' initiator='focus@auth.example.org/focus' responder='room@conference.example.org/alice' sid='s1'>
+  <content creator='initiator' name='audio' senders='both'>
+    <description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio' ssrc='1111'>
+      <payload-type id='111' name='opus' clockrate='48000' channels='2'><parameter name='minptime' value='10'/></payload-type>
+      <source xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' ssrc='1111' name='alice-a0'>
+        <parameter name='msid' value='s-a a-track'/>
+      </source>
+      <rtcp-mux/>
+    </description>
+    <transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='cU' pwd='cPWD'>
+      <fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='active' required='false'>01:02:03</fingerprint>
+      <candidate foundation='842163049' component='1' protocol='udp' priority='1677729535' ip='198.51.100.7' port='53421' type='srflx' rel-addr='0.0.0.0' rel-port='0' generation='0' network-id='1' network-cost='10' id='x1'/>
+      <candidate foundation='1' component='1' protocol='UDP' priority='2122260223' ip='10.0.0.5' port='50000' type='host' generation='0' id='x2'/>
+    </transport>
+  </content>
+  <content creator='initiator' name='video' senders='both'>
+    <description xmlns='urn:xmpp:jingle:apps:rtp:1' media='video'>
+      <payload-type id='100' name='VP8' clockrate='90000'/>
+      <source xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' ssrc='2001' name='alice-v0' videoType='camera'><parameter name='msid' value='s-v v-track'/></source>
+      <source xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' ssrc='2002' name='alice-v0' videoType='camera'><parameter name='msid' value='s-v v-track'/></source>
+      <source xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' ssrc='2003' name='alice-v0' videoType='camera'><parameter name='msid' value='s-v v-track'/></source>
+      <source xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' ssrc='3001' name='alice-v0' videoType='camera'><parameter name='msid' value='s-v v-track'/></source>
+      <source xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' ssrc='3002' name='alice-v0' videoType='camera'><parameter name='msid' value='s-v v-track'/></source>
+      <source xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' ssrc='3003' name='alice-v0' videoType='camera'><parameter name='msid' value='s-v v-track'/></source>
+      <ssrc-group xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' semantics='SIM'><source ssrc='2001'/><source ssrc='2002'/><source ssrc='2003'/></ssrc-group>
+      <ssrc-group xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' semantics='FID'><source ssrc='2001'/><source ssrc='3001'/></ssrc-group>
+      <ssrc-group xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' semantics='FID'><source ssrc='2002'/><source ssrc='3002'/></ssrc-group>
+      <ssrc-group xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' semantics='FID'><source ssrc='2003'/><source ssrc='3003'/></ssrc-group>
+      <rtcp-mux/>
+    </description>
+    <transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='cU' pwd='cPWD'>
+      <fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='active' required='false'>01:02:03</fingerprint>
+      <candidate foundation='1' component='1' protocol='udp' priority='2122260223' ip='10.0.0.5' port='50000' type='host' generation='0' id='x3'/>
+    </transport>
+  </content>
+  <group xmlns='urn:xmpp:jingle:apps:grouping:0' semantics='BUNDLE'><content name='audio'/><content name='video'/></group>
+</jingle>"#;
+
+    #[test]
+    fn parses_a_lib_jitsi_meet_session_accept() {
+        let el: Element = ACCEPT.parse().unwrap();
+        let j = parse(&el, 64).unwrap();
+        assert_eq!(j.action, Action::SessionAccept);
+        assert_eq!(j.sid, "s1");
+        assert!(!j.ice_restart);
+        let t = j.transport.unwrap();
+        assert_eq!((t.ufrag.as_str(), t.pwd.as_str()), ("cU", "cPWD"));
+        assert_eq!(
+            t.fingerprints,
+            vec![Fingerprint {
+                hash: "sha-256".into(),
+                value: "01:02:03".into(),
+                setup: "active".into(),
+            }]
+        );
+        assert_eq!(
+            t.candidates,
+            vec![
+                Candidate {
+                    foundation: "842163049".into(),
+                    component: 1,
+                    protocol: "udp".into(),
+                    priority: 1677729535,
+                    ip: "198.51.100.7".parse().unwrap(),
+                    port: 53421,
+                    typ: "srflx".into(),
+                    generation: 0,
+                },
+                Candidate {
+                    foundation: "1".into(),
+                    component: 1,
+                    protocol: "udp".into(),
+                    priority: 2122260223,
+                    ip: "10.0.0.5".parse().unwrap(),
+                    port: 50000,
+                    typ: "host".into(),
+                    generation: 0,
+                },
+            ]
+        );
+        let s = &j.sources;
+        assert_eq!(s.sources.len(), 7);
+        assert_eq!(
+            s.sources[0],
+            Source {
+                ssrc: 1111,
+                kind: MediaKind::Audio,
+                name: Some("alice-a0".into()),
+                msid: Some("s-a a-track".into()),
+                video_type: None,
+            }
+        );
+        assert_eq!(
+            s.sources[1],
+            Source {
+                ssrc: 2001,
+                kind: MediaKind::Video,
+                name: Some("alice-v0".into()),
+                msid: Some("s-v v-track".into()),
+                video_type: Some("camera".into()),
+            }
+        );
+        let ssrcs: Vec<u32> = s.sources.iter().map(|x| x.ssrc).collect();
+        assert_eq!(ssrcs, [1111, 2001, 2002, 2003, 3001, 3002, 3003]);
+        let groups: Vec<_> = s
+            .groups
+            .iter()
+            .map(|g| (g.kind, g.semantics.as_str(), g.ssrcs.clone()))
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                (MediaKind::Video, "SIM", vec![2001, 2002, 2003]),
+                (MediaKind::Video, "FID", vec![2001, 3001]),
+                (MediaKind::Video, "FID", vec![2002, 3002]),
+                (MediaKind::Video, "FID", vec![2003, 3003]),
+            ]
+        );
+        assert_eq!(validate_owner(s, "alice"), Ok(()));
+        assert!(validate_owner(s, "bob").is_err());
+        // The receiver view of what alice sends is what others are offered.
+        assert_eq!(s.receiver_view().sources.len(), 3);
+    }
+
+    fn parse_str(xml: &str) -> Result<Jingle, JingleError> {
+        parse(&xml.parse::<Element>().unwrap(), 4)
+    }
+
+    fn with_desc(body: &str) -> String {
+        format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='source-add' sid='s'>\
+             <content name='video'><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='video'>{body}</description></content></jingle>"
+        )
+    }
+
+    fn ssma_src(ssrc: &str) -> String {
+        format!("<source xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' ssrc='{ssrc}' name='a-v0'/>")
+    }
+
+    #[test]
+    fn legacy_action_names_and_ice_restart() {
+        let j =
+            parse_str("<jingle xmlns='urn:xmpp:jingle:1' action='addsource' sid='s'/>").unwrap();
+        assert_eq!(j.action, Action::SourceAdd);
+        let j =
+            parse_str("<jingle xmlns='urn:xmpp:jingle:1' action='removesource' sid='s'/>").unwrap();
+        assert_eq!(j.action, Action::SourceRemove);
+        let j = parse_str(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='session-info' sid='s'>\
+             <bridge-session xmlns='http://jitsi.org/protocol/focus' id='b' ice-restart='true'/></jingle>",
+        )
+        .unwrap();
+        assert_eq!(j.action, Action::SessionInfo);
+        assert!(j.ice_restart);
+        let j =
+            parse_str("<jingle xmlns='urn:xmpp:jingle:1' action='content-add' sid='s'/>").unwrap();
+        assert_eq!(j.action, Action::Other("content-add".into()));
+    }
+
+    #[test]
+    fn missing_sid_is_bad_request() {
+        let e =
+            parse_str("<jingle xmlns='urn:xmpp:jingle:1' action='session-accept'/>").unwrap_err();
+        assert!(matches!(e, JingleError::BadRequest(_)));
+        assert_eq!(e.condition(), "bad-request");
+    }
+
+    #[test]
+    fn unknown_action_is_refused() {
+        let e =
+            parse_str("<jingle xmlns='urn:xmpp:jingle:1' action='dance' sid='s'/>").unwrap_err();
+        assert_eq!(e, JingleError::UnknownAction("dance".into()));
+        assert_eq!(e.condition(), "bad-request");
+        assert_eq!(e.jingle_condition(), Some("unsupported-info"));
+    }
+
+    #[test]
+    fn non_numeric_ssrc_is_bad_request() {
+        let e = parse_str(&with_desc(&ssma_src("12x"))).unwrap_err();
+        assert!(matches!(e, JingleError::BadRequest(_)));
+        let e = parse_str(&with_desc(&ssma_src("4294967296"))).unwrap_err();
+        assert!(matches!(e, JingleError::BadRequest(_)));
+    }
+
+    #[test]
+    fn group_over_an_unlisted_ssrc_is_bad_request() {
+        let body = format!(
+            "{}<ssrc-group xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' semantics='FID'><source ssrc='1'/><source ssrc='2'/></ssrc-group>",
+            ssma_src("1")
+        );
+        assert!(matches!(
+            parse_str(&with_desc(&body)),
+            Err(JingleError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn too_many_sources_is_refused() {
+        let body: String = (1..=5).map(|i| ssma_src(&i.to_string())).collect();
+        let e = parse_str(&with_desc(&body)).unwrap_err();
+        assert_eq!(e, JingleError::TooManySources { max: 4 });
+        assert_eq!(e.condition(), "bad-request");
+        let body: String = (1..=4).map(|i| ssma_src(&i.to_string())).collect();
+        assert!(parse_str(&with_desc(&body)).is_ok());
+    }
+
+    #[test]
+    fn duplicated_ssrc_is_bad_request() {
+        let body = format!("{}{}", ssma_src("7"), ssma_src("7"));
+        assert!(matches!(
+            parse_str(&with_desc(&body)),
+            Err(JingleError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn bad_candidate_ip_is_bad_request() {
+        for ip in ["abcd.local", "300.1.1.1", ""] {
+            let xml = format!(
+                "<jingle xmlns='urn:xmpp:jingle:1' action='transport-info' sid='s'><content name='audio'>\
+                 <transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='u' pwd='p'>\
+                 <candidate foundation='1' component='1' protocol='udp' priority='1' ip='{ip}' port='1' type='host'/>\
+                 </transport></content></jingle>"
+            );
+            assert!(
+                matches!(parse_str(&xml), Err(JingleError::BadRequest(_))),
+                "{ip}"
+            );
+        }
+        let xml = "<jingle xmlns='urn:xmpp:jingle:1' action='transport-info' sid='s'><content name='audio'>\
+                 <transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='u' pwd='p'>\
+                 <candidate foundation='1' component='1' protocol='udp' priority='1' ip='10.0.0.1' port='70000' type='host'/>\
+                 </transport></content></jingle>";
+        assert!(matches!(parse_str(xml), Err(JingleError::BadRequest(_))));
+    }
+
+    #[test]
+    fn source_names_must_carry_the_endpoint_prefix() {
+        let mut s = EndpointSources {
+            sources: vec![src(1, MediaKind::Audio, "alice-a0")],
+            groups: vec![],
+        };
+        assert_eq!(validate_owner(&s, "alice"), Ok(()));
+        assert!(validate_owner(&s, "ali").is_err());
+        assert!(validate_owner(&s, "alice-a").is_err());
+        s.sources[0].name = None;
+        assert_eq!(validate_owner(&s, "alice"), Ok(()));
+        s.sources[0].name = Some("alice-".into());
+        assert!(validate_owner(&s, "alice").is_err());
+    }
 }

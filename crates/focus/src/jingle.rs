@@ -374,11 +374,20 @@ fn num<T: std::str::FromStr>(el: &Element, attr: &str) -> Result<T, JingleError>
         .map_err(|_| bad(format!("<{}> {attr} is not a valid number", el.name())))
 }
 
-fn parse_candidate(c: &Element) -> Result<Candidate, JingleError> {
-    let ip: IpAddr = req(c, "ip")?
+/// `None` for an mDNS candidate (RFC 8828, `<uuid>.local`): browsers hide
+/// their local addresses behind such names by default, and the bridge
+/// learns the address from the browser's own connectivity checks
+/// (peer-reflexive), as Jitsi's bridge does; refusing the whole message
+/// for one would fail every such call.
+fn parse_candidate(c: &Element) -> Result<Option<Candidate>, JingleError> {
+    let ip = req(c, "ip")?;
+    if ip.len() > ".local".len() && ip.to_ascii_lowercase().ends_with(".local") {
+        return Ok(None);
+    }
+    let ip: IpAddr = ip
         .parse()
         .map_err(|_| bad("candidate ip is not an IP address"))?;
-    Ok(Candidate {
+    Ok(Some(Candidate {
         foundation: req(c, "foundation")?.to_owned(),
         component: num(c, "component")?,
         protocol: req(c, "protocol")?.to_ascii_lowercase(),
@@ -390,7 +399,7 @@ fn parse_candidate(c: &Element) -> Result<Candidate, JingleError> {
             Some(_) => num(c, "generation")?,
             None => 0,
         },
-    })
+    }))
 }
 
 fn parse_transport(t: &Element, into: &mut RemoteTransport) -> Result<(), JingleError> {
@@ -417,11 +426,11 @@ fn parse_transport(t: &Element, into: &mut RemoteTransport) -> Result<(), Jingle
             if !into.fingerprints.contains(&fp) {
                 into.fingerprints.push(fp);
             }
-        } else if child.is("candidate", NS_ICE_UDP) {
-            let c = parse_candidate(child)?;
-            if !into.candidates.contains(&c) {
-                into.candidates.push(c);
-            }
+        } else if child.is("candidate", NS_ICE_UDP)
+            && let Some(c) = parse_candidate(child)?
+            && !into.candidates.contains(&c)
+        {
+            into.candidates.push(c);
         }
     }
     Ok(())
@@ -1002,8 +1011,17 @@ mod tests {
     }
 
     #[test]
-    fn bad_candidate_ip_is_bad_request() {
-        for ip in ["abcd.local", "300.1.1.1", ""] {
+    fn bad_candidate_ip_is_bad_request_and_mdns_names_are_skipped() {
+        let mdns = "<jingle xmlns='urn:xmpp:jingle:1' action='transport-info' sid='s'><content name='audio'>\
+                 <transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='u' pwd='p'>\
+                 <candidate foundation='1' component='1' protocol='udp' priority='1' ip='9b1c7e2a-0f4d-4c3e-8a55-1d2e3f4a5b6c.local' port='1' type='host'/>\
+                 <candidate foundation='2' component='1' protocol='udp' priority='1' ip='10.0.0.1' port='2' type='srflx'/>\
+                 </transport></content></jingle>";
+        let t = parse_str(mdns).expect("mDNS candidate skipped").transport;
+        let c = t.expect("transport").candidates;
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].port, 2);
+        for ip in [".local", "300.1.1.1", ""] {
             let xml = format!(
                 "<jingle xmlns='urn:xmpp:jingle:1' action='transport-info' sid='s'><content name='audio'>\
                  <transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='u' pwd='p'>\

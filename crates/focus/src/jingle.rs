@@ -15,6 +15,7 @@ use conclave_bridge::api::{
     RemoteTransport, Source, SsrcGroup,
 };
 use minidom::Element;
+use xmpp_core::stanza::ElementExt;
 
 pub const NS_JINGLE: &str = "urn:xmpp:jingle:1";
 pub const NS_JINGLE_ERRORS: &str = "urn:xmpp:jingle:errors:1";
@@ -135,17 +136,11 @@ fn kind_name(kind: MediaKind) -> &'static str {
     }
 }
 
-/// Attribute names here are compile-time literals, all valid NCNames; one
-/// that were not would be a bug here, so it is dropped rather than
-/// panicking on a live server.
+/// An element with attributes, for the builders below.
 fn elem(name: &str, ns: &str, attrs: &[(&str, &str)]) -> Element {
-    let mut el = Element::bare(name, ns);
-    for (k, v) in attrs {
-        if let Ok(k) = minidom::rxml::NcName::try_from(*k) {
-            el.set_attr(minidom::rxml::Namespace::NONE, k, *v);
-        }
-    }
-    el
+    attrs
+        .iter()
+        .fold(Element::bare(name, ns), |el, (k, v)| el.with(k, v))
 }
 
 fn payload_types(kind: MediaKind, desc: &mut Element) {

@@ -272,6 +272,8 @@ class ConclaveServer(ServerBase):
         "limits.rate_bytes_per_sec": 0,
         "limits.ip_rate_bytes_per_sec": 0,
         "log.level": "debug",
+        # Tests run servers side by side: each takes a free media port.
+        "meetings.udp_port": 0,
     }
 
     def env(self) -> dict:

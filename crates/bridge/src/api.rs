@@ -195,9 +195,11 @@ pub const CODECS: &[Codec] = &[
     },
 ];
 
-/// Header extensions offered. No `mid` (RFC 8843 §15): forwarded streams
-/// are demultiplexed by the SSRCs the offer signals, as Jitsi's bridge does
-/// without `rtp-mid-demux`, so a client may lay out its m-lines as it likes.
+/// Header extensions offered, with Jicofo's ids. `mid` (RFC 8843 §15) is
+/// offered so that clients tag what they send, but the bridge never writes
+/// it on forwarded packets: those are demultiplexed by the SSRCs the offer
+/// signals, as Jitsi's bridge does without `rtp-mid-demux`, so a client may
+/// lay out its m-lines as it likes.
 pub const HEADER_EXTS: &[HeaderExt] = &[
     HeaderExt {
         kind: MediaKind::Audio,
@@ -220,13 +222,99 @@ pub const HEADER_EXTS: &[HeaderExt] = &[
         uri: "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
     },
     HeaderExt {
+        kind: MediaKind::Audio,
+        id: 10,
+        uri: "urn:ietf:params:rtp-hdrext:sdes:mid",
+    },
+    HeaderExt {
         kind: MediaKind::Video,
         id: 5,
         uri: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
     },
+    HeaderExt {
+        kind: MediaKind::Video,
+        id: 10,
+        uri: "urn:ietf:params:rtp-hdrext:sdes:mid",
+    },
 ];
 
+/// One stream as the bridge forwards it: a source with its simulcast
+/// layers (lowest first) and each layer's RTX partner. Receivers know it by
+/// `layers[0].ssrc` (see [`EndpointSources::receiver_view`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamDesc {
+    pub kind: MediaKind,
+    pub name: Option<String>,
+    pub layers: Vec<Layer>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layer {
+    pub ssrc: u32,
+    pub rtx: Option<u32>,
+}
+
 impl EndpointSources {
+    /// The streams these sources make up: a SIM group is one stream of
+    /// several layers; any other source that is not an RTX partner is a
+    /// stream of one layer.
+    pub fn streams(&self) -> Vec<StreamDesc> {
+        let rtx_of = |ssrc: u32| {
+            self.groups
+                .iter()
+                .filter(|g| g.semantics == "FID")
+                .find_map(|g| match g.ssrcs[..] {
+                    [m, r] if m == ssrc => Some(r),
+                    _ => None,
+                })
+        };
+        let is_rtx = |ssrc: u32| {
+            self.groups
+                .iter()
+                .any(|g| g.semantics == "FID" && g.ssrcs.get(1) == Some(&ssrc))
+        };
+        let name_of = |ssrc: u32| {
+            self.sources
+                .iter()
+                .find(|s| s.ssrc == ssrc)
+                .and_then(|s| s.name.clone())
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for g in self.groups.iter().filter(|g| g.semantics == "SIM") {
+            seen.extend(g.ssrcs.iter().copied());
+            let Some(&first) = g.ssrcs.first() else {
+                continue;
+            };
+            out.push(StreamDesc {
+                kind: g.kind,
+                name: name_of(first),
+                layers: g
+                    .ssrcs
+                    .iter()
+                    .map(|&ssrc| Layer {
+                        ssrc,
+                        rtx: rtx_of(ssrc),
+                    })
+                    .collect(),
+            });
+        }
+        for s in &self.sources {
+            if seen.contains(&s.ssrc) || is_rtx(s.ssrc) || !seen.insert(s.ssrc) {
+                continue;
+            }
+            out.push(StreamDesc {
+                kind: s.kind,
+                name: s.name.clone(),
+                layers: vec![Layer {
+                    ssrc: s.ssrc,
+                    rtx: rtx_of(s.ssrc),
+                }],
+            });
+        }
+        out
+    }
+
     /// What other endpoints are told this endpoint sends: simulcast
     /// stripped (Jicofo's `strip-simulcast`). Each SIM group keeps its
     /// first (lowest) SSRC and that SSRC's FID partner; the bridge forwards
@@ -298,5 +386,34 @@ mod tests {
         let ssrcs: Vec<u32> = v.sources.iter().map(|s| s.ssrc).collect();
         assert_eq!(ssrcs, vec![1, 11]);
         assert_eq!(v.groups, vec![group("FID", &[1, 11])]);
+    }
+
+    #[test]
+    fn streams_group_simulcast_layers_with_their_rtx() {
+        let mut s = EndpointSources {
+            sources: [1, 2, 3, 11, 12, 13, 7].into_iter().map(src).collect(),
+            groups: vec![
+                group("SIM", &[1, 2, 3]),
+                group("FID", &[1, 11]),
+                group("FID", &[2, 12]),
+                group("FID", &[3, 13]),
+            ],
+        };
+        s.sources[6].kind = MediaKind::Audio;
+        let st = s.streams();
+        assert_eq!(st.len(), 2);
+        let l: Vec<(u32, Option<u32>)> = st[0].layers.iter().map(|l| (l.ssrc, l.rtx)).collect();
+        assert_eq!(l, vec![(1, Some(11)), (2, Some(12)), (3, Some(13))]);
+        assert_eq!(st[1].kind, MediaKind::Audio);
+        assert_eq!(st[1].layers, vec![Layer { ssrc: 7, rtx: None }]);
+        // the receiver's view is one stream of one layer under the same ssrc
+        let v = s.receiver_view().streams();
+        assert_eq!(
+            v[0].layers,
+            vec![Layer {
+                ssrc: 1,
+                rtx: Some(11)
+            }]
+        );
     }
 }

@@ -1,3 +1,198 @@
-//! The media bridge (SFU). See `api` for what the focus asks of it.
+//! The media bridge (SFU): one UDP port for every endpoint, a str0m
+//! instance per endpoint in RTP mode, forwarding decisions in
+//! `forwarding`, and the bridge channel in `channel`. The focus drives it
+//! through [`Bridge`], in the same process; nothing here knows XMPP.
 
 pub mod api;
+pub mod channel;
+mod demux;
+pub mod forwarding;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+use api::{BridgeEvent, Candidate, EndpointKey, EndpointSources, LocalTransport, MediaKind};
+use channel::Channels;
+use worker::Command;
+
+/// What the bridge needs to know of its deployment (`[meetings]`).
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// Where the media socket binds; port 0 picks a free one (tests).
+    pub bind: SocketAddr,
+    /// The address offered to clients, if not the bound one (NAT).
+    pub advertise: Option<std::net::IpAddr>,
+    /// Public base of the bridge channel, e.g. `wss://host:8443`.
+    pub websocket_base: String,
+    /// An endpoint silent this long (no ICE, no media) is removed.
+    pub endpoint_timeout: Duration,
+    pub max_channel_message_bytes: usize,
+}
+
+/// The running bridge. Cheap calls: each hands the worker a command.
+pub struct Bridge {
+    id: String,
+    commands: flume::Sender<Command>,
+    events: flume::Receiver<BridgeEvent>,
+    fingerprint: api::Fingerprint,
+    candidate: Candidate,
+    websocket_base: String,
+    pub channels: Arc<Channels>,
+}
+
+fn random(n: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
+/// Room JIDs go into the channel URL's path: everything but unreserved
+/// characters is percent-encoded.
+pub fn encode_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Bridge {
+    /// Binds the media socket and starts the worker on the current runtime.
+    pub async fn start(config: BridgeConfig) -> std::io::Result<Arc<Bridge>> {
+        let socket = tokio::net::UdpSocket::bind(config.bind).await?;
+        let mut local = socket.local_addr()?;
+        if let Some(ip) = config.advertise {
+            local.set_ip(ip);
+        }
+        let provider = str0m::crypto::from_feature_flags();
+        let cert = provider
+            .dtls_provider
+            .generate_certificate()
+            .ok_or_else(|| std::io::Error::other("could not make a DTLS certificate"))?;
+        let probe = str0m::Rtc::builder()
+            .set_dtls_cert(cert.clone())
+            .build(std::time::Instant::now());
+        let fp = {
+            let mut probe = probe;
+            probe.direct_api().local_dtls_fingerprint().clone()
+        };
+        let value = fp
+            .bytes
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let channels = Arc::new(Channels::new(config.max_channel_message_bytes));
+        let (ctx, crx) = flume::unbounded();
+        let (etx, erx) = flume::unbounded();
+        let settings = worker::Settings {
+            endpoint_timeout: config.endpoint_timeout,
+            cert,
+        };
+        let w = worker::Worker::new(socket, local, settings, channels.clone(), etx)?;
+        tokio::spawn(w.run(crx));
+        Ok(Arc::new(Bridge {
+            id: random(8),
+            commands: ctx,
+            events: erx,
+            fingerprint: api::Fingerprint {
+                hash: fp.hash_func,
+                value,
+                setup: "actpass".into(),
+            },
+            candidate: Candidate {
+                foundation: "1".into(),
+                component: 1,
+                protocol: "udp".into(),
+                priority: 2_130_706_431,
+                ip: local.ip(),
+                port: local.port(),
+                typ: "host".into(),
+                generation: 0,
+            },
+            websocket_base: config.websocket_base,
+            channels,
+        }))
+    }
+
+    /// This bridge's id, the first segment of its channel URLs.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What the bridge tells the focus unasked (endpoints that expired).
+    pub fn events(&self) -> flume::Receiver<BridgeEvent> {
+        self.events.clone()
+    }
+
+    /// Creates (or recreates) an endpoint and returns the transport to
+    /// offer it.
+    pub fn allocate(&self, key: &EndpointKey) -> LocalTransport {
+        let creds = str0m::IceCreds {
+            ufrag: random(8),
+            pass: random(24),
+        };
+        self.channels.allow(key, &creds.pass);
+        let websocket_url = format!(
+            "{}/colibri-ws/{}/{}/{}?pwd={}",
+            self.websocket_base,
+            self.id,
+            encode_path(&key.conference),
+            encode_path(&key.endpoint),
+            creds.pass
+        );
+        let t = LocalTransport {
+            ufrag: creds.ufrag.clone(),
+            pwd: creds.pass.clone(),
+            fingerprint: self.fingerprint.clone(),
+            candidates: vec![self.candidate.clone()],
+            websocket_url,
+        };
+        let _ = self.commands.send(Command::Allocate {
+            key: key.clone(),
+            creds,
+        });
+        t
+    }
+
+    /// The endpoint's answer: its ICE credentials, candidates, fingerprint.
+    pub fn connect(&self, key: &EndpointKey, remote: api::RemoteTransport) {
+        let _ = self.commands.send(Command::Connect {
+            key: key.clone(),
+            remote,
+        });
+    }
+
+    /// Everything the endpoint now sends (replaces what it sent before).
+    pub fn set_sources(&self, key: &EndpointKey, sources: EndpointSources) {
+        let _ = self.commands.send(Command::Sources {
+            key: key.clone(),
+            sources,
+        });
+    }
+
+    /// Stops forwarding the endpoint's audio or video (a moderator's mute).
+    pub fn mute(&self, key: &EndpointKey, kind: MediaKind, muted: bool) {
+        let _ = self.commands.send(Command::Mute {
+            key: key.clone(),
+            kind,
+            muted,
+        });
+    }
+
+    /// Removes the endpoint and frees its state.
+    pub fn expire(&self, key: &EndpointKey) {
+        let _ = self.commands.send(Command::Expire { key: key.clone() });
+    }
+}

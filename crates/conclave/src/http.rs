@@ -55,6 +55,9 @@ pub fn router(
         r = r.merge(crate::upload::routes(server.clone()));
     }
     r = r.merge(crate::invite_page::routes(server.clone()));
+    if let Some(bridge) = server.extension::<conclave_bridge::Bridge>() {
+        r = r.merge(crate::colibri_ws::routes(bridge));
+    }
     r.with_state(App {
         server,
         metrics,
@@ -96,6 +99,22 @@ fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// RFC 6455 §4.2.2: `Sec-WebSocket-Accept` for a client's key.
+pub(crate) fn accept_key(key: &[u8]) -> String {
+    let mut input = Vec::with_capacity(key.len() + WS_GUID.len());
+    input.extend_from_slice(key);
+    input.extend_from_slice(WS_GUID);
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
+    base64::engine::general_purpose::STANDARD.encode(d.as_ref())
+}
+
+/// Whether the request asks for a WebSocket (RFC 6455 §4.2.1), version 13.
+pub(crate) fn is_websocket_upgrade(h: &HeaderMap) -> bool {
+    lists(h, header::CONNECTION, "upgrade")
+        && lists(h, header::UPGRADE, "websocket")
+        && h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) == Some(b"13")
 }
 
 /// RFC 7395 §3.1 over RFC 6455 §4.2: the upgrade, answered here rather
@@ -169,13 +188,7 @@ async fn websocket(
         )
             .into_response();
     };
-    let accept = {
-        let mut input = Vec::with_capacity(key.len() + WS_GUID.len());
-        input.extend_from_slice(key.as_bytes());
-        input.extend_from_slice(WS_GUID);
-        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
-        base64::engine::general_purpose::STANDARD.encode(d.as_ref())
-    };
+    let accept = accept_key(key.as_bytes());
     let ws_limits = WsLimits {
         max: limits.max_stanza_bytes,
         depth: limits.max_depth,

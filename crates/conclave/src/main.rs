@@ -10,6 +10,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bosh;
 mod c2s;
+mod colibri_ws;
 mod http;
 mod invite_page;
 mod invites;
@@ -291,7 +292,33 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let c2s_cfg = cfg.c2s.clone();
     let http_cfg = cfg.http.clone();
     let comp_cfg = cfg.components.clone();
-    let server = Server::new(cfg, store.clone());
+    let meetings = cfg.meetings.clone();
+    let public_base = format!("wss://{}:{}", cfg.hosts[0], cfg.http.port);
+    let server = Server::with_services(cfg, store.clone(), &[&conclave_focus::SERVICE]);
+    if meetings.enabled {
+        let bridge = conclave_bridge::Bridge::start(conclave_bridge::BridgeConfig {
+            bind: std::net::SocketAddr::new(meetings.bind, meetings.udp_port),
+            advertise: meetings.advertise,
+            websocket_base: public_base,
+            endpoint_timeout: Duration::from_secs(meetings.endpoint_timeout_secs),
+            max_channel_message_bytes: meetings.max_channel_message_bytes,
+        })
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open the media port {}:{} (`meetings.bind`, `meetings.udp_port`): {e}",
+                meetings.bind, meetings.udp_port
+            )
+        })?;
+        server.set_extension(bridge.clone());
+        conclave_focus::install(
+            &server,
+            bridge,
+            conclave_focus::FocusSettings {
+                max_sources: meetings.max_sources_per_participant,
+            },
+        );
+    }
     let limiter = ConnLimiter::default();
     let live = Live::default();
     let mut tasks = Vec::new();

@@ -677,7 +677,8 @@ mod tests {
             .filter(|c| c.is("rtp-hdrext", NS_HDREXT))
             .map(|c| c.attr("id").unwrap().to_owned())
             .collect();
-        assert_eq!(ext_ids, ["1", "3", "5"]);
+        // Jicofo's ids; mid (10) so that clients tag what they send
+        assert_eq!(ext_ids, ["1", "3", "5", "10"]);
         assert!(audio.has_child("rtcp-mux", NS_RTP));
         let a_src: Vec<_> = audio
             .children()

@@ -1,3 +1,9 @@
-//! The conference focus at `focus.<host>` (what Jicofo is to Jitsi).
+//! The conference focus at `focus.<host>` (what Jicofo is to Jitsi):
+//! `jingle` speaks the wire dialect, `conference` keeps one meeting's
+//! state sans IO, and `service` plugs both into the hub.
 
+pub mod conference;
 pub mod jingle;
+pub mod service;
+
+pub use service::{FocusSettings, SERVICE, install};

@@ -27,6 +27,7 @@ pub struct Config {
     pub registration: Registration,
     pub invites: Invites,
     pub muc: Muc,
+    pub meetings: Meetings,
     pub archive: ArchiveCfg,
     pub retention: Retention,
     pub pep: Pep,
@@ -250,6 +251,40 @@ impl Default for Muc {
     }
 }
 
+/// Video meetings: the conference focus at `focus.<host>` and the media
+/// bridge (SFU) in this process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Meetings {
+    pub enabled: bool,
+    /// The one UDP port every endpoint's media uses; 0 picks a free one.
+    pub udp_port: u16,
+    /// The address the media socket binds.
+    pub bind: IpAddr,
+    /// The address offered to browsers, when it is not `bind` (behind NAT).
+    pub advertise: Option<IpAddr>,
+    /// Sources (SSRCs) one participant may announce.
+    pub max_sources_per_participant: usize,
+    /// Largest bridge-channel message relayed; larger ones are dropped.
+    pub max_channel_message_bytes: usize,
+    /// A participant whose media stops for this long is removed.
+    pub endpoint_timeout_secs: u64,
+}
+
+impl Default for Meetings {
+    fn default() -> Self {
+        Meetings {
+            enabled: true,
+            udp_port: 10000,
+            bind: IpAddr::from([127, 0, 0, 1]),
+            advertise: None,
+            max_sources_per_participant: 20,
+            max_channel_message_bytes: 65536,
+            endpoint_timeout_secs: 30,
+        }
+    }
+}
+
 /// XEP-0163 PEP on every account (with XEP-0223 private nodes and XEP-0402
 /// bookmarks), and XEP-0049 private XML storage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -389,6 +424,7 @@ impl Default for Config {
             registration: Registration::default(),
             invites: Invites::default(),
             muc: Muc::default(),
+            meetings: Meetings::default(),
             archive: ArchiveCfg::default(),
             retention: Retention::default(),
             pep: Pep::default(),
@@ -521,6 +557,21 @@ impl Config {
         }
         if self.storage.connections == 0 {
             return Err("`storage.connections` must be at least 1".into());
+        }
+        let m = &self.meetings;
+        if m.enabled {
+            if m.max_sources_per_participant == 0 {
+                return Err("`meetings.max_sources_per_participant` must be at least 1 (a microphone is one source)".into());
+            }
+            if m.max_channel_message_bytes < 1024 {
+                return Err("`meetings.max_channel_message_bytes` must be at least 1024".into());
+            }
+            if m.endpoint_timeout_secs == 0 {
+                return Err("`meetings.endpoint_timeout_secs` must be at least 1".into());
+            }
+            if m.bind.is_unspecified() && m.advertise.is_none() {
+                return Err("`meetings.bind` is a wildcard address: set `meetings.advertise` to the address browsers should send media to".into());
+            }
         }
         if !(2..=MAX_DEPTH_CEILING).contains(&self.limits.max_depth) {
             return Err(format!(
@@ -656,7 +707,11 @@ impl Config {
                             .hosts
                             .iter()
                             .any(|h| domain == format!("{}.{h}", svc.subdomain))
-                });
+                })
+                // The focus lives in its own crate; its domain is the
+                // meetings' (see conclave_focus::SERVICE).
+                || (self.meetings.enabled
+                    && self.hosts.iter().any(|h| domain == format!("focus.{h}")));
             if taken {
                 return Err(format!(
                     "`components.list`: `{domain}` is already served by the server itself"
@@ -865,6 +920,24 @@ history = 20
 max_rooms_per_user = 100
 # Rooms one session may be in at once.
 max_occupancies_per_session = 200
+
+[meetings]
+# Video meetings: the conference focus at focus.<host> (Jitsi's conference
+# protocol) and the media bridge, in this process.
+enabled = true
+# The one UDP port all media uses (0: any free port).
+udp_port = 10000
+# The address the media socket binds. Browsers on other machines need an
+# address they can reach: set it (or 0.0.0.0 with `advertise`).
+bind = "127.0.0.1"
+# The address browsers are told to send media to, when not `bind` (NAT).
+# advertise = "203.0.113.7"
+# Sources (audio, video, simulcast layers, RTX) one participant may announce.
+max_sources_per_participant = 20
+# Largest bridge-channel message relayed (bytes); larger ones are dropped.
+max_channel_message_bytes = 65536
+# A participant whose media stops this long is removed from the meeting.
+endpoint_timeout_secs = 30
 
 [pep]
 # Personal eventing (XEP-0163) on every account: OMEMO keys, avatars (0084),

@@ -264,7 +264,10 @@ async fn presence(srv: &Server, s: &Session, room_jid: &str, nick: Option<String
         .unwrap_or_default();
     let limits = &srv.config.muc;
     let (joined, elsewhere) = occupancies(s, room_jid);
-    if !joined && elsewhere >= limits.max_occupancies_per_session {
+    // An in-process service (the conference focus) joins a room per
+    // meeting; only code in this process can speak as its domain.
+    let service = srv.service(s.bare()).is_some();
+    if !joined && !service && elsewhere >= limits.max_occupancies_per_session {
         return refuse_with(
             s,
             &el,
@@ -275,7 +278,9 @@ async fn presence(srv: &Server, s: &Session, room_jid: &str, nick: Option<String
     let (shared, created) = match find(srv, room_jid).await {
         Some(r) => (r, false),
         None => {
-            if !srv.is_admin(s.bare()) && srv.muc.created_by(s.bare()) >= limits.max_rooms_per_user
+            if !srv.is_admin(s.bare())
+                && !service
+                && srv.muc.created_by(s.bare()) >= limits.max_rooms_per_user
             {
                 // XEP-0045 §10.1.3: a user who may not create the room.
                 return refuse_with(

@@ -1,0 +1,730 @@
+//! The media worker: owns the UDP socket and every endpoint's str0m
+//! instance, and moves packets between them. One task, no locks on the
+//! packet path; the focus and the bridge channel talk to it through
+//! `Command`s.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, KeyframeRequestKind, MediaKind as SKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{Extension, ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::{Candidate as SCandidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+
+use crate::api::{
+    BridgeEvent, CODECS, EndpointKey, EndpointSources, HEADER_EXTS, MediaKind, RemoteTransport,
+};
+use crate::channel::Channels;
+use crate::demux;
+use crate::forwarding::Conference;
+
+pub(crate) enum Command {
+    Allocate {
+        key: EndpointKey,
+        creds: IceCreds,
+    },
+    Connect {
+        key: EndpointKey,
+        remote: RemoteTransport,
+    },
+    Sources {
+        key: EndpointKey,
+        sources: EndpointSources,
+    },
+    Expire {
+        key: EndpointKey,
+    },
+    Mute {
+        key: EndpointKey,
+        kind: MediaKind,
+        muted: bool,
+    },
+}
+
+pub(crate) struct Settings {
+    pub endpoint_timeout: Duration,
+    pub cert: str0m::config::DtlsCert,
+}
+
+struct Endpoint {
+    key: EndpointKey,
+    rtc: Rtc,
+    ufrag: String,
+    next: Instant,
+    created: Instant,
+    heard: Instant,
+    connected: bool,
+    addrs: Vec<SocketAddr>,
+    /// SSRCs it sends that str0m expects (every layer).
+    rx: HashSet<u32>,
+    /// Streams it is sent, by the SSRC it knows them by.
+    tx: HashSet<u32>,
+    muted_audio: bool,
+    muted_video: bool,
+}
+
+pub(crate) struct Worker {
+    socket: UdpSocket,
+    local: SocketAddr,
+    settings: Settings,
+    endpoints: Vec<Option<Endpoint>>,
+    free: Vec<usize>,
+    by_key: HashMap<EndpointKey, usize>,
+    by_ufrag: HashMap<String, usize>,
+    by_addr: HashMap<SocketAddr, usize>,
+    conferences: HashMap<String, Conference>,
+    channels: Arc<Channels>,
+    events: flume::Sender<BridgeEvent>,
+    /// Events that need more than the endpoint that raised them.
+    pending: Vec<(usize, Event)>,
+    receivers: Vec<usize>,
+}
+
+const SPEAKER_TICK: Duration = Duration::from_millis(200);
+
+fn rx_mid(ssrc: u32) -> Mid {
+    Mid::from(format!("r{ssrc:x}").as_str())
+}
+
+fn tx_mid(ssrc: u32) -> Mid {
+    Mid::from(format!("t{ssrc:x}").as_str())
+}
+
+fn tx_ssrc(mid: &Mid) -> Option<u32> {
+    u32::from_str_radix(mid.strip_prefix('t')?, 16).ok()
+}
+
+fn skind(k: MediaKind) -> SKind {
+    match k {
+        MediaKind::Audio => SKind::Audio,
+        MediaKind::Video => SKind::Video,
+    }
+}
+
+fn dropped(reason: &'static str) {
+    metrics::counter!("conclave_bridge_dropped_total", "reason" => reason).increment(1);
+}
+
+/// The str0m configuration every endpoint shares: RTP mode (the bridge
+/// forwards packets, never frames), the offer's payload types, and only
+/// the header extensions the bridge reads or writes itself. `mid` is left
+/// out on purpose: see `api::HEADER_EXTS`.
+fn rtc_config(cert: &str0m::config::DtlsCert) -> str0m::RtcConfig {
+    let mut cfg = Rtc::builder()
+        .set_rtp_mode(true)
+        .set_ice_lite(false)
+        .set_dtls_cert(cert.clone())
+        .clear_codecs()
+        .clear_extension_map();
+    for h in HEADER_EXTS {
+        let ext = match h.uri {
+            "urn:ietf:params:rtp-hdrext:ssrc-audio-level" => Extension::AudioLevel,
+            "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time" => {
+                Extension::AbsoluteSendTime
+            }
+            u if u.contains("transport-wide-cc") => Extension::TransportSequenceNumber,
+            _ => continue,
+        };
+        cfg = cfg.set_extension(h.id, ext);
+    }
+    let cc = cfg.codec_config();
+    for c in CODECS {
+        let (codec, mut fmt) = match c.name {
+            "opus" => (Codec::Opus, FormatParams::default()),
+            "VP8" => (Codec::Vp8, FormatParams::default()),
+            "VP9" => (Codec::Vp9, FormatParams::default()),
+            "AV1" => (Codec::Av1, FormatParams::default()),
+            "H264" => (Codec::H264, FormatParams::default()),
+            _ => continue,
+        };
+        for (k, v) in c.params {
+            match *k {
+                "minptime" => fmt.min_p_time = v.parse().ok(),
+                "useinbandfec" => fmt.use_inband_fec = Some(*v == "1"),
+                "packetization-mode" => fmt.packetization_mode = v.parse().ok(),
+                "level-asymmetry-allowed" => fmt.level_asymmetry_allowed = Some(*v == "1"),
+                "profile-level-id" => fmt.profile_level_id = u32::from_str_radix(v, 16).ok(),
+                _ => {}
+            }
+        }
+        let channels = (c.channels > 0).then_some(c.channels);
+        cc.add_config(
+            Pt::from(c.pt),
+            c.rtx_pt.map(Pt::from),
+            codec,
+            if c.clock_rate == 48_000 {
+                Frequency::FORTY_EIGHT_KHZ
+            } else {
+                Frequency::NINETY_KHZ
+            },
+            channels,
+            fmt,
+        );
+    }
+    cfg
+}
+
+impl Worker {
+    pub(crate) fn new(
+        socket: UdpSocket,
+        local: SocketAddr,
+        settings: Settings,
+        channels: Arc<Channels>,
+        events: flume::Sender<BridgeEvent>,
+    ) -> std::io::Result<Self> {
+        Ok(Worker {
+            socket,
+            local,
+            settings,
+            endpoints: Vec::new(),
+            free: Vec::new(),
+            by_key: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            conferences: HashMap::new(),
+            channels,
+            events,
+            pending: Vec::new(),
+            receivers: Vec::new(),
+        })
+    }
+
+    pub(crate) async fn run(mut self, commands: flume::Receiver<Command>) {
+        let mut buf = vec![0u8; 2048];
+        let mut speakers_at = Instant::now() + SPEAKER_TICK;
+        loop {
+            let next = self
+                .endpoints
+                .iter()
+                .flatten()
+                .map(|e| e.next)
+                .min()
+                .map_or(speakers_at, |n| n.min(speakers_at));
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => self.datagram(Instant::now(), from, &buf[..n]),
+                    Err(e) => tracing::debug!(error = %e, "bridge socket"),
+                },
+                c = commands.recv_async() => match c {
+                    Ok(c) => self.command(c),
+                    Err(_) => return,
+                },
+                _ = tokio::time::sleep_until(next.into()) => {
+                    let now = Instant::now();
+                    self.timeouts(now);
+                    if now >= speakers_at {
+                        self.speakers(now);
+                        speakers_at = now + SPEAKER_TICK;
+                    }
+                }
+            }
+            self.process();
+        }
+    }
+
+    fn ep(&mut self, idx: usize) -> Option<&mut Endpoint> {
+        self.endpoints.get_mut(idx).and_then(Option::as_mut)
+    }
+
+    fn datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let kind = demux::kind(data);
+        let idx = match kind {
+            demux::Kind::Garbage => return dropped("garbage"),
+            demux::Kind::Stun => match demux::local_ufrag(data) {
+                Some(u) => self.by_ufrag.get(u).copied(),
+                None => self.by_addr.get(&from).copied(),
+            },
+            _ => self.by_addr.get(&from).copied(),
+        };
+        let Some(idx) = idx else {
+            return dropped("unknown-address");
+        };
+        let Ok(recv) = Receive::new(Protocol::Udp, from, self.local, data) else {
+            return dropped("garbage");
+        };
+        if kind == demux::Kind::Stun && !self.by_addr.contains_key(&from) {
+            self.by_addr.insert(from, idx);
+            if let Some(ep) = self.ep(idx) {
+                ep.addrs.push(from);
+            }
+        }
+        let Some(ep) = self.ep(idx) else { return };
+        ep.heard = now;
+        if let Err(e) = ep.rtc.handle_input(Input::Receive(now, recv)) {
+            tracing::debug!(error = %e, "endpoint input refused");
+            dropped("refused");
+        }
+        self.drain(idx);
+    }
+
+    fn timeouts(&mut self, now: Instant) {
+        let timeout = self.settings.endpoint_timeout;
+        let mut expired = Vec::new();
+        for idx in 0..self.endpoints.len() {
+            let Some(ep) = self.ep(idx) else { continue };
+            let silent = now.duration_since(ep.heard.max(ep.created));
+            if !ep.rtc.is_alive() || silent > timeout {
+                expired.push((
+                    idx,
+                    if ep.rtc.is_alive() {
+                        "timeout"
+                    } else {
+                        "closed"
+                    },
+                ));
+                continue;
+            }
+            if ep.next <= now {
+                if let Err(e) = ep.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(error = %e, "endpoint timeout input");
+                }
+                self.drain(idx);
+            }
+        }
+        for (idx, why) in expired {
+            if let Some(key) = self.remove(idx) {
+                tracing::info!(conference = %key.conference, endpoint = %key.endpoint, why, "endpoint expired");
+                let _ = self.events.send(BridgeEvent::EndpointExpired {
+                    key,
+                    reason: why.into(),
+                });
+            }
+        }
+    }
+
+    fn speakers(&mut self, now: Instant) {
+        let mut changes = Vec::new();
+        for (name, c) in &mut self.conferences {
+            if let Some(d) = c.speakers.tick(now) {
+                let previous: Vec<usize> = c.speakers.previous().to_vec();
+                changes.push((name.clone(), d, previous));
+            }
+        }
+        for (conf, d, previous) in changes {
+            let name = |i: usize| {
+                self.endpoints
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .map(|e| e.key.endpoint.clone())
+            };
+            let Some(dominant) = name(d) else { continue };
+            let previous: Vec<String> = previous.into_iter().filter_map(name).collect();
+            let msg = serde_json::json!({
+                "colibriClass": "DominantSpeakerEndpointChangeEvent",
+                "dominantSpeakerEndpoint": dominant,
+                "previousSpeakers": previous,
+                "silence": false,
+            });
+            self.channels.broadcast(&conf, None, &msg.to_string());
+        }
+    }
+
+    /// Takes everything the endpoint has to say: datagrams go out at
+    /// once, events wait for `process`.
+    fn drain(&mut self, idx: usize) {
+        let Some(ep) = self.endpoints.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        loop {
+            match ep.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    ep.next = t;
+                    break;
+                }
+                Ok(Output::Transmit(t)) => {
+                    if self.socket.try_send_to(&t.contents, t.destination).is_err() {
+                        dropped("send-failed");
+                    } else {
+                        metrics::counter!("conclave_bridge_packets_out_total").increment(1);
+                    }
+                }
+                Ok(Output::Event(e)) => self.pending.push((idx, e)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "endpoint failed");
+                    ep.rtc.disconnect();
+                    ep.next = Instant::now();
+                    break;
+                }
+            }
+        }
+    }
+
+    fn process(&mut self) {
+        while !self.pending.is_empty() {
+            // In order: a batch holds one endpoint's packets as they came.
+            for (idx, e) in std::mem::take(&mut self.pending) {
+                self.event(idx, e);
+            }
+        }
+    }
+
+    fn event(&mut self, idx: usize, e: Event) {
+        {
+            match e {
+                Event::RtpPacket(p) => self.forward(idx, p),
+                Event::Connected => {
+                    if let Some(ep) = self.ep(idx) {
+                        ep.connected = true;
+                    }
+                    self.sync_tx(idx);
+                    self.ask_keyframes_for(idx);
+                }
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    if let Some(ep) = self.ep(idx) {
+                        ep.connected = false;
+                    }
+                }
+                Event::KeyframeRequest(r) => {
+                    if let Some(visible) = tx_ssrc(&r.mid) {
+                        self.ask_keyframe(idx, visible, r.kind);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn forward(&mut self, from: usize, p: RtpPacket) {
+        metrics::counter!("conclave_bridge_packets_in_total").increment(1);
+        let Some(ep) = self.endpoints.get(from).and_then(Option::as_ref) else {
+            return;
+        };
+        let Some(conf) = self.conferences.get_mut(&ep.key.conference) else {
+            return;
+        };
+        let Some(route) = conf.route(*p.header.ssrc) else {
+            return dropped("unknown-ssrc");
+        };
+        let muted = match route.kind {
+            MediaKind::Audio => ep.muted_audio,
+            MediaKind::Video => ep.muted_video,
+        };
+        if muted {
+            return dropped("muted");
+        }
+        if let Some(level) = p.header.ext_vals.audio_level {
+            conf.speakers.level(from, level);
+        }
+        if !conf.forwards(&route) {
+            return;
+        }
+        self.receivers.clear();
+        self.receivers
+            .extend(conf.endpoints.iter().copied().filter(|&e| e != from));
+        let exts = ExtensionValues {
+            audio_level: p.header.ext_vals.audio_level,
+            voice_activity: p.header.ext_vals.voice_activity,
+            ..Default::default()
+        };
+        let ssrc = Ssrc::from(route.visible);
+        let receivers = std::mem::take(&mut self.receivers);
+        for &to in &receivers {
+            let Some(rec) = self.endpoints.get_mut(to).and_then(Option::as_mut) else {
+                continue;
+            };
+            if !rec.connected || !rec.tx.contains(&route.visible) {
+                continue;
+            }
+            let mut api = rec.rtc.direct_api();
+            let Some(tx) = api.stream_tx(&ssrc) else {
+                continue;
+            };
+            tx.write_rtp(
+                RtpWrite::new(
+                    p.header.payload_type,
+                    p.seq_no,
+                    p.header.timestamp,
+                    p.timestamp,
+                    p.payload.clone(),
+                )
+                .marker(p.header.marker)
+                .ext_vals(exts.clone())
+                .nackable(route.kind == MediaKind::Video),
+            );
+            self.drain(to);
+        }
+        self.receivers = receivers;
+    }
+
+    /// A receiver asked for a keyframe of the stream it knows as `visible`:
+    /// the sender is asked for one of the layer being forwarded.
+    fn ask_keyframe(&mut self, receiver: usize, visible: u32, kind: KeyframeRequestKind) {
+        let Some(rec) = self.endpoints.get(receiver).and_then(Option::as_ref) else {
+            return;
+        };
+        let Some(route) = self
+            .conferences
+            .get(&rec.key.conference)
+            .and_then(|c| c.route(visible))
+        else {
+            return;
+        };
+        if let Some(sender) = self.ep(route.owner)
+            && let Some(rx) = sender.rtc.direct_api().stream_rx(&Ssrc::from(visible))
+        {
+            rx.request_keyframe(kind);
+            self.drain(route.owner);
+        }
+    }
+
+    /// A receiver just connected or got new streams: every video stream it
+    /// is sent should start with a keyframe.
+    fn ask_keyframes_for(&mut self, receiver: usize) {
+        let Some(rec) = self.endpoints.get(receiver).and_then(Option::as_ref) else {
+            return;
+        };
+        let Some(conf) = self.conferences.get(&rec.key.conference) else {
+            return;
+        };
+        let visible: Vec<u32> = conf
+            .streams_for(receiver)
+            .filter(|(_, s)| s.kind == MediaKind::Video)
+            .filter_map(|(_, s)| s.layers.first().map(|l| l.ssrc))
+            .collect();
+        for v in visible {
+            self.ask_keyframe(receiver, v, KeyframeRequestKind::Pli);
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Allocate { key, creds } => self.allocate(key, creds),
+            Command::Connect { key, remote } => {
+                let Some(&idx) = self.by_key.get(&key) else {
+                    return;
+                };
+                self.connect(idx, remote);
+            }
+            Command::Sources { key, sources } => {
+                let Some(&idx) = self.by_key.get(&key) else {
+                    return;
+                };
+                self.set_sources(idx, sources);
+            }
+            Command::Expire { key } => {
+                if let Some(&idx) = self.by_key.get(&key) {
+                    self.remove(idx);
+                }
+            }
+            Command::Mute { key, kind, muted } => {
+                if let Some(&idx) = self.by_key.get(&key)
+                    && let Some(ep) = self.ep(idx)
+                {
+                    match kind {
+                        MediaKind::Audio => ep.muted_audio = muted,
+                        MediaKind::Video => ep.muted_video = muted,
+                    }
+                }
+            }
+        }
+    }
+
+    fn allocate(&mut self, key: EndpointKey, creds: IceCreds) {
+        if let Some(&old) = self.by_key.get(&key) {
+            self.remove(old);
+        }
+        let now = Instant::now();
+        let mut rtc = rtc_config(&self.settings.cert).build(now);
+        if let Ok(c) = SCandidate::host(self.local, "udp") {
+            rtc.add_local_candidate(c);
+        }
+        {
+            let mut api = rtc.direct_api();
+            api.set_local_ice_credentials(creds.clone());
+            api.set_ice_controlling(true);
+            api.enable_twcc_feedback();
+        }
+        let ep = Endpoint {
+            key: key.clone(),
+            rtc,
+            ufrag: creds.ufrag.clone(),
+            next: now,
+            created: now,
+            heard: now,
+            connected: false,
+            addrs: Vec::new(),
+            rx: HashSet::new(),
+            tx: HashSet::new(),
+            muted_audio: false,
+            muted_video: false,
+        };
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.endpoints[i] = Some(ep);
+                i
+            }
+            None => {
+                self.endpoints.push(Some(ep));
+                self.endpoints.len() - 1
+            }
+        };
+        self.by_key.insert(key.clone(), idx);
+        self.by_ufrag.insert(creds.ufrag, idx);
+        self.conferences
+            .entry(key.conference.clone())
+            .or_default()
+            .join(idx);
+        self.sync_tx(idx);
+        metrics::gauge!("conclave_bridge_endpoints").increment(1.0);
+    }
+
+    fn connect(&mut self, idx: usize, remote: RemoteTransport) {
+        let Some(ep) = self.ep(idx) else { return };
+        let mut api = ep.rtc.direct_api();
+        api.set_remote_ice_credentials(IceCreds {
+            ufrag: remote.ufrag.clone(),
+            pass: remote.pwd.clone(),
+        });
+        // Clients may list several (aiortc gives sha-256, -384 and -512);
+        // str0m verifies sha-256.
+        let fp = remote
+            .fingerprints
+            .iter()
+            .find(|f| f.hash.eq_ignore_ascii_case("sha-256"));
+        if fp.is_none() {
+            dropped("bad-fingerprint");
+        }
+        if let Some(fp) = fp {
+            match format!("{} {}", fp.hash, fp.value).parse() {
+                Ok(fp) => api.set_remote_fingerprint(fp),
+                Err(_) => dropped("bad-fingerprint"),
+            }
+        }
+        // The offer said actpass; the client's answer says active, so the
+        // bridge is the DTLS server (and the client as a server otherwise).
+        let active = remote
+            .fingerprints
+            .first()
+            .is_some_and(|f| f.setup == "passive");
+        if let Err(e) = api.start_dtls(active) {
+            tracing::debug!(error = %e, "dtls start");
+        }
+        let mut addrs = Vec::new();
+        for c in &remote.candidates {
+            let addr = SocketAddr::new(c.ip, c.port);
+            let cand = match c.typ.as_str() {
+                "host" => SCandidate::host(addr, "udp"),
+                _ => SCandidate::builder().udp().host(addr).build(),
+            };
+            if let Ok(cand) = cand {
+                ep.rtc.add_remote_candidate(cand);
+                addrs.push(addr);
+            }
+        }
+        for a in addrs {
+            self.by_addr.entry(a).or_insert(idx);
+            if let Some(ep) = self.ep(idx) {
+                ep.addrs.push(a);
+            }
+        }
+        self.drain(idx);
+    }
+
+    fn set_sources(&mut self, idx: usize, sources: EndpointSources) {
+        let Some(conference) = self.ep(idx).map(|e| e.key.conference.clone()) else {
+            return;
+        };
+        let Some(conf) = self.conferences.get_mut(&conference) else {
+            return;
+        };
+        let kept = conf.set_streams(idx, sources.streams());
+        let members = conf.endpoints.clone();
+        if let Some(ep) = self.ep(idx) {
+            let wanted: HashSet<u32> = kept
+                .iter()
+                .flat_map(|s| s.layers.iter().map(|l| l.ssrc))
+                .collect();
+            let mut api = ep.rtc.direct_api();
+            for old in ep.rx.difference(&wanted) {
+                api.remove_stream_rx(Ssrc::from(*old));
+                api.remove_media(rx_mid(*old));
+            }
+            for s in &kept {
+                for l in &s.layers {
+                    if ep.rx.contains(&l.ssrc) {
+                        continue;
+                    }
+                    let mid = rx_mid(l.ssrc);
+                    api.declare_media(mid, skind(s.kind));
+                    api.expect_stream_rx(Ssrc::from(l.ssrc), l.rtx.map(Ssrc::from), mid, None);
+                }
+            }
+            ep.rx = wanted;
+        }
+        for m in members {
+            if m != idx {
+                self.sync_tx(m);
+            }
+        }
+    }
+
+    /// Makes what `idx` is sent match the other endpoints' streams.
+    fn sync_tx(&mut self, idx: usize) {
+        let Some(conference) = self.ep(idx).map(|e| e.key.conference.clone()) else {
+            return;
+        };
+        let Some(conf) = self.conferences.get(&conference) else {
+            return;
+        };
+        let wanted: Vec<(u32, Option<u32>, MediaKind)> = conf
+            .streams_for(idx)
+            .filter_map(|(_, s)| s.layers.first().map(|l| (l.ssrc, l.rtx, s.kind)))
+            .collect();
+        let Some(ep) = self.ep(idx) else { return };
+        // Send streams are declared once DTLS is up: str0m's video pacing
+        // does not start for a stream declared before the connection.
+        if !ep.connected {
+            return;
+        }
+        let keep: HashSet<u32> = wanted.iter().map(|w| w.0).collect();
+        let mut api = ep.rtc.direct_api();
+        for old in ep.tx.difference(&keep) {
+            api.remove_media(tx_mid(*old));
+        }
+        let mut added = false;
+        for (ssrc, rtx, kind) in &wanted {
+            if ep.tx.contains(ssrc) {
+                continue;
+            }
+            let mid = tx_mid(*ssrc);
+            api.declare_media(mid, skind(*kind));
+            api.declare_stream_tx(Ssrc::from(*ssrc), rtx.map(Ssrc::from), mid, None);
+            added = true;
+        }
+        ep.tx = keep;
+        if added && ep.connected {
+            self.ask_keyframes_for(idx);
+        }
+    }
+
+    fn remove(&mut self, idx: usize) -> Option<EndpointKey> {
+        let ep = self.endpoints.get_mut(idx)?.take()?;
+        self.free.push(idx);
+        self.by_key.remove(&ep.key);
+        self.by_ufrag.remove(&ep.ufrag);
+        for a in &ep.addrs {
+            if self.by_addr.get(a) == Some(&idx) {
+                self.by_addr.remove(a);
+            }
+        }
+        self.pending.retain(|(i, _)| *i != idx);
+        self.channels.remove(&ep.key);
+        metrics::gauge!("conclave_bridge_endpoints").decrement(1.0);
+        let mut members = Vec::new();
+        if let Some(conf) = self.conferences.get_mut(&ep.key.conference) {
+            conf.leave(idx);
+            members = conf.endpoints.clone();
+            if members.is_empty() {
+                self.conferences.remove(&ep.key.conference);
+            }
+        }
+        for m in members {
+            self.sync_tx(m);
+        }
+        Some(ep.key)
+    }
+}

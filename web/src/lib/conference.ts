@@ -1,0 +1,616 @@
+// A meeting: the XMPP connection, the conference request to the focus, the
+// MUC, the Jingle session with the focus and the bridge channel. What
+// lib-jitsi-meet's JitsiConnection + JitsiConference are to Jitsi Meet.
+import { client, xml, type Element, type IncomingContext, type XmppClient } from '@xmpp/client';
+import { BridgeChannel, type BridgeMessage, type ReceiverVideoConstraints, type WebSocketFactory } from './bridge-channel';
+import type { MeetConfig } from './config';
+import { Emitter } from './emitter';
+import { conferenceRequest, parseConferenceResult, retryDelay } from './focus';
+import { JingleError, parseJingle, sessionTerminate, type JingleMessage } from './jingle-sdp';
+import { JingleSession, type RemoteTrack } from './jingle-session';
+import {
+  chatMessage,
+  isFocusOccupant,
+  leavePresence,
+  newEndpointId,
+  occupantPresence,
+  ownerConfigQuery,
+  parseChatMessage,
+  parseOccupantPresence,
+  type ChatMessage,
+  type OccupantPresence,
+  type SourceInfo,
+} from './muc';
+import { NS_JINGLE, NS_JINGLE_ERRORS, NS_STANZAS } from './ns';
+
+export type { RemoteTrack } from './jingle-session';
+export type { ChatMessage, SourceInfo } from './muc';
+
+export interface Participant {
+  endpointId: string;
+  displayName?: string;
+  /** Real JID, when the room shows it. */
+  jid?: string;
+  role?: string;
+  affiliation?: string;
+  /** Source name → muted/videoType, from the participant's SourceInfo. */
+  sources: SourceInfo;
+}
+
+export interface ConferenceEvents {
+  joined: { endpointId: string; roomJid: string };
+  'participant-joined': Participant;
+  'participant-left': Participant;
+  'participant-updated': Participant;
+  'remote-track': RemoteTrack;
+  'remote-track-removed': RemoteTrack;
+  chat: ChatMessage & { displayName?: string };
+  'endpoint-message': { from: string; payload: unknown };
+  'dominant-speaker': { endpointId: string; previous: string[]; silence: boolean };
+  'forwarded-sources': { sources: string[] };
+  'sender-constraints': { sourceName: string; maxHeight: number };
+  'endpoint-connectivity': { endpointId: string; active: boolean };
+  'bridge-channel-open': { url: string };
+  'bridge-channel-closed': { code: number; reason: string };
+  /** A bridge message of a class not given its own event (ServerHello, ...). */
+  'bridge-message': BridgeMessage;
+  'media-session-started': { sid: string };
+  'media-session-ended': { sid: string; reason?: string };
+  'media-failed': { error: unknown };
+  'ice-state': { state: RTCIceConnectionState };
+  'focus-left': Record<string, never>;
+  'conference-failed': { reason: string; error?: unknown };
+  kicked: { actor?: string; reason?: string };
+  left: { reason: string };
+}
+
+export interface JoinOptions {
+  config: MeetConfig;
+  /** Room name; lowercased for the MUC JID. */
+  room: string;
+  displayName: string;
+  localStream?: MediaStream | null;
+  /** Start with our audio/video muted (tracks disabled). */
+  audioMuted?: boolean;
+  videoMuted?: boolean;
+  /** RTCPeerConnection configuration beyond bundle/rtcp-mux (e.g. iceServers). */
+  rtcConfiguration?: RTCConfiguration;
+  /** What to ask the bridge for; default: everyone, up to 720p. */
+  receiverConstraints?: ReceiverVideoConstraints;
+  /** For tests. */
+  webSocketFactory?: WebSocketFactory;
+}
+
+const JOIN_TIMEOUT_MS = 20000;
+const FOCUS_RETRIES = 10;
+const IQ_TIMEOUT_MS = 15000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function errorElement(type: string, condition: string, jingleCondition?: string, text?: string): Element {
+  return xml(
+    'error',
+    { type },
+    xml(condition, { xmlns: NS_STANZAS }),
+    text !== undefined ? xml('text', { xmlns: NS_STANZAS }, text) : null,
+    jingleCondition !== undefined ? xml(jingleCondition, { xmlns: NS_JINGLE_ERRORS }) : null,
+  );
+}
+
+function bareJid(jid: string): string {
+  const slash = jid.indexOf('/');
+  return (slash < 0 ? jid : jid.slice(0, slash)).toLowerCase();
+}
+
+function randomId(): string {
+  return newEndpointId() + newEndpointId();
+}
+
+export class Conference extends Emitter<ConferenceEvents> {
+  /** Our endpoint id (MUC nick), set by join(). */
+  endpointId = '';
+  roomJid = '';
+  private xmpp: XmppClient | null = null;
+  private options: JoinOptions | null = null;
+  private localJid = '';
+  private focusJid: string | undefined;
+  private focusOccupantSeen = false;
+  private joined = false;
+  private leaving = false;
+  private presence = { displayName: '', audioMuted: false, videoMuted: false };
+  private readonly participants = new Map<string, Participant>();
+  private session: JingleSession | null = null;
+  private sessionPeer = '';
+  private bridge: BridgeChannel | null = null;
+  private localStream: MediaStream | null = null;
+  private readonly remoteTracks = new Map<string, RemoteTrack>();
+  private joinWaiter: { resolve: () => void; reject: (e: Error) => void } | null = null;
+
+  get isJoined(): boolean {
+    return this.joined;
+  }
+
+  get bridgeChannelOpen(): boolean {
+    return this.bridge?.isOpen ?? false;
+  }
+
+  get peerConnection(): RTCPeerConnection | null {
+    return this.session?.peerConnection ?? null;
+  }
+
+  getParticipants(): Participant[] {
+    return [...this.participants.values()];
+  }
+
+  /** Every track received now, keyed by nothing: one entry per remote source. */
+  getRemoteTracks(): RemoteTrack[] {
+    return [...this.remoteTracks.values()];
+  }
+
+  getLocalStream(): MediaStream | null {
+    return this.localStream;
+  }
+
+  /**
+   * Connects (SASL ANONYMOUS), asks the focus for the conference, joins the
+   * MUC. Resolves once we are in the room; media follows when the focus
+   * sends its session-initiate (events `media-session-started`, `remote-track`).
+   */
+  async join(opts: JoinOptions): Promise<void> {
+    if (this.xmpp) throw new Error('already joined');
+    this.options = opts;
+    this.localStream = opts.localStream ?? null;
+    this.presence = {
+      displayName: opts.displayName,
+      audioMuted: opts.audioMuted ?? false,
+      videoMuted: opts.videoMuted ?? false,
+    };
+    this.applyMute();
+    this.roomJid = `${opts.room.toLowerCase()}@${opts.config.muc}`;
+    this.endpointId = newEndpointId();
+
+    const xmpp = client({ service: opts.config.websocket, domain: opts.config.guestDomain ?? opts.config.domain });
+    this.xmpp = xmpp;
+    // A meeting does not survive a reconnect (new JID, new session): no silent retries.
+    xmpp.reconnect.stop();
+    xmpp.on('error', (err) => console.warn('xmpp error', err));
+    xmpp.on('stanza', (el) => this.onStanza(el));
+    xmpp.on('offline', () => this.onOffline());
+    xmpp.on('disconnect', () => this.onOffline());
+    xmpp.iqCallee.set(NS_JINGLE, 'jingle', (ctx) => this.onJingleIq(ctx));
+
+    try {
+      const jid = await xmpp.start();
+      this.localJid = jid.toString();
+      await this.requestConference();
+      await this.joinRoom();
+    } catch (err) {
+      this.emit('conference-failed', { reason: err instanceof Error ? err.message : String(err), error: err });
+      await this.teardown();
+      throw err;
+    }
+  }
+
+  /** Ends the media session, leaves the room, disconnects. */
+  async leave(): Promise<void> {
+    if (this.leaving || !this.xmpp) return;
+    this.leaving = true;
+    const xmpp = this.xmpp;
+    const session = this.session;
+    if (session && !session.isEnded && this.sessionPeer !== '') {
+      const a: { sid: string; initiator?: string; owner: string } = { sid: session.sid, owner: this.occupantJid };
+      await Promise.race([
+        this.sendIq(this.sessionPeer, sessionTerminate(a)).catch(() => undefined),
+        sleep(2000),
+      ]);
+    }
+    if (this.joined) await xmpp.send(leavePresence(this.occupantJid)).catch(() => undefined);
+    await this.teardown();
+    this.emit('left', { reason: 'left' });
+  }
+
+  setAudioMuted(muted: boolean): void {
+    this.presence.audioMuted = muted;
+    this.applyMute();
+    void this.sendPresence();
+  }
+
+  setVideoMuted(muted: boolean): void {
+    this.presence.videoMuted = muted;
+    this.applyMute();
+    void this.sendPresence();
+  }
+
+  get audioMuted(): boolean {
+    return this.presence.audioMuted;
+  }
+
+  get videoMuted(): boolean {
+    return this.presence.videoMuted;
+  }
+
+  setDisplayName(name: string): void {
+    this.presence.displayName = name;
+    void this.sendPresence();
+  }
+
+  /**
+   * Replaces our local stream (e.g. a new camera); sources that appear or
+   * disappear are signalled to the focus.
+   */
+  async setLocalStream(stream: MediaStream | null): Promise<void> {
+    this.localStream = stream;
+    this.applyMute();
+    const s = this.session;
+    if (s) {
+      await s.setLocalTrack('audio', stream?.getAudioTracks()[0] ?? null, stream ?? undefined);
+      await s.setLocalTrack('video', stream?.getVideoTracks()[0] ?? null, stream ?? undefined);
+    }
+    await this.sendPresence();
+  }
+
+  /**
+   * Sends JSON to one endpoint, or to all with `to` = '', over the bridge
+   * channel. Queued until the channel opens; false if it cannot be.
+   */
+  sendEndpointMessage(to: string, payload: unknown): boolean {
+    if (!this.bridge) return false;
+    return this.bridge.sendEndpointMessage(to, payload);
+  }
+
+  setReceiverConstraints(c: ReceiverVideoConstraints): void {
+    if (this.options) this.options.receiverConstraints = c;
+    this.bridge?.setReceiverConstraints(c);
+  }
+
+  /** A room message, or a private one to `to` (an endpoint id). */
+  async sendChat(text: string, to?: string): Promise<void> {
+    if (!this.xmpp || !this.joined) throw new Error('not in the room');
+    const target = to === undefined ? this.roomJid : `${this.roomJid}/${to}`;
+    await this.xmpp.send(chatMessage(target, text, to !== undefined, randomId()));
+  }
+
+  /** Asks the focus for a fresh bridge transport. */
+  async restartIce(): Promise<void> {
+    await this.session?.requestIceRestart();
+  }
+
+  // ------------------------------------------------------------- internals
+
+  private get occupantJid(): string {
+    return `${this.roomJid}/${this.endpointId}`;
+  }
+
+  private localSources(): SourceInfo {
+    const s: SourceInfo = {};
+    if (this.localStream?.getAudioTracks()[0]) s[`${this.endpointId}-a0`] = { muted: this.presence.audioMuted };
+    if (this.localStream?.getVideoTracks()[0]) {
+      s[`${this.endpointId}-v0`] = { muted: this.presence.videoMuted, videoType: 'camera' };
+    }
+    return s;
+  }
+
+  private applyMute(): void {
+    for (const t of this.localStream?.getAudioTracks() ?? []) t.enabled = !this.presence.audioMuted;
+    for (const t of this.localStream?.getVideoTracks() ?? []) t.enabled = !this.presence.videoMuted;
+  }
+
+  private async sendPresence(join = false): Promise<void> {
+    if (!this.xmpp || (!join && !this.joined)) return;
+    await this.xmpp.send(
+      occupantPresence(this.occupantJid, { ...this.presence, sources: this.localSources() }, join),
+    );
+  }
+
+  private async sendIq(to: string, child: Element): Promise<Element> {
+    if (!this.xmpp) throw new Error('not connected');
+    return this.xmpp.iqCaller.request(xml('iq', { type: 'set', to }, child), IQ_TIMEOUT_MS);
+  }
+
+  private async requestConference(): Promise<void> {
+    const opts = this.options;
+    const xmpp = this.xmpp;
+    if (!opts || !xmpp) throw new Error('not connected');
+    const machineUid = randomId();
+    for (let attempt = 0; attempt < FOCUS_RETRIES; attempt++) {
+      const reply = await xmpp.iqCaller.request(
+        conferenceRequest(opts.config.focus, this.roomJid, machineUid, {
+          startAudioMuted: this.presence.audioMuted,
+          startVideoMuted: this.presence.videoMuted,
+        }),
+        IQ_TIMEOUT_MS,
+      );
+      const result = parseConferenceResult(reply);
+      if (result.ready) {
+        this.focusJid = result.focusJid ?? opts.config.focus;
+        return;
+      }
+      await sleep(retryDelay(attempt));
+    }
+    throw new Error('the focus did not get the conference ready');
+  }
+
+  private async joinRoom(): Promise<void> {
+    const joined = new Promise<void>((resolve, reject) => {
+      this.joinWaiter = { resolve, reject };
+    });
+    const timer = setTimeout(() => this.joinWaiter?.reject(new Error('joining the room timed out')), JOIN_TIMEOUT_MS);
+    try {
+      await this.sendPresence(true);
+      await joined;
+    } finally {
+      clearTimeout(timer);
+      this.joinWaiter = null;
+    }
+  }
+
+  private onStanza(el: Element): void {
+    if (el.is('presence')) {
+      const p = parseOccupantPresence(el, this.roomJid);
+      if (p) this.onOccupantPresence(p);
+    } else if (el.is('message')) {
+      const m = parseChatMessage(el, this.roomJid);
+      if (m && m.from !== this.endpointId) {
+        const displayName = this.participants.get(m.from)?.displayName;
+        this.emit('chat', displayName !== undefined ? { ...m, displayName } : m);
+      }
+    }
+  }
+
+  private onOccupantPresence(p: OccupantPresence): void {
+    const self = p.nick === this.endpointId || p.statuses.includes(110);
+    if (self) {
+      this.onSelfPresence(p);
+      return;
+    }
+    if (p.type === 'error') return;
+    if (p.nick === 'focus') {
+      if (isFocusOccupant(p, this.focusJid)) {
+        if (p.type === 'unavailable') {
+          this.focusOccupantSeen = false;
+          this.emit('focus-left', {});
+        } else {
+          this.focusOccupantSeen = true;
+        }
+      }
+      return;
+    }
+    const existing = this.participants.get(p.nick);
+    if (p.type === 'unavailable') {
+      if (existing) {
+        this.participants.delete(p.nick);
+        this.emit('participant-left', existing);
+      }
+      return;
+    }
+    const participant: Participant = { endpointId: p.nick, sources: p.sources };
+    if (p.displayName !== undefined) participant.displayName = p.displayName;
+    if (p.realJid !== undefined) participant.jid = p.realJid;
+    if (p.role !== undefined) participant.role = p.role;
+    if (p.affiliation !== undefined) participant.affiliation = p.affiliation;
+    this.participants.set(p.nick, participant);
+    this.emit(existing ? 'participant-updated' : 'participant-joined', participant);
+  }
+
+  private onSelfPresence(p: OccupantPresence): void {
+    if (p.type === 'error') {
+      this.joinWaiter?.reject(new Error(`joining the room failed: ${p.error ?? 'error'}`));
+      return;
+    }
+    if (p.type === 'unavailable') {
+      if (this.leaving) return;
+      if (p.statuses.includes(307)) {
+        const k: { actor?: string; reason?: string } = {};
+        if (p.actor !== undefined) k.actor = p.actor;
+        if (p.reason !== undefined) k.reason = p.reason;
+        this.emit('kicked', k);
+      } else {
+        this.emit('conference-failed', { reason: p.destroyed ? 'room-destroyed' : 'removed-from-room' });
+      }
+      void this.teardown().then(() => this.emit('left', { reason: 'removed' }));
+      return;
+    }
+    if (!this.joined) {
+      this.joined = true;
+      const created = p.statuses.includes(201);
+      const done = () => {
+        this.emit('joined', { endpointId: this.endpointId, roomJid: this.roomJid });
+        this.joinWaiter?.resolve();
+      };
+      if (created) {
+        this.sendIq(this.roomJid, ownerConfigQuery())
+          .catch((err: unknown) => console.warn('room configuration failed', err))
+          .finally(done);
+      } else {
+        done();
+      }
+    }
+  }
+
+  private isFromFocus(from: string | undefined): boolean {
+    if (from === undefined) return false;
+    if (from.toLowerCase() === `${this.roomJid}/focus`) return this.focusOccupantSeen;
+    return this.focusJid !== undefined && bareJid(from) === bareJid(this.focusJid);
+  }
+
+  private onJingleIq(ctx: IncomingContext): unknown {
+    const from = ctx.stanza.attrs.from;
+    if (!this.isFromFocus(from) || from === undefined) {
+      return errorElement('cancel', 'not-authorized', undefined, 'Jingle is only accepted from the focus');
+    }
+    let msg: JingleMessage;
+    try {
+      msg = parseJingle(ctx.element);
+    } catch (err) {
+      const text = err instanceof JingleError ? err.message : 'malformed jingle';
+      return errorElement('modify', 'bad-request', undefined, text);
+    }
+    if (msg.action === 'session-initiate') {
+      this.startSession(from, msg);
+      return true;
+    }
+    const session = this.session;
+    if (!session || session.isEnded || session.sid !== msg.sid) {
+      return errorElement('cancel', 'item-not-found', 'unknown-session');
+    }
+    switch (msg.action) {
+      case 'source-add':
+      case 'addsource':
+        void session.sourceAdd(msg).catch(() => undefined);
+        return true;
+      case 'source-remove':
+      case 'removesource':
+        void session.sourceRemove(msg).catch(() => undefined);
+        return true;
+      case 'transport-info':
+        void session.transportInfo(msg).catch(() => undefined).then(() => this.updateBridgeUrl());
+        return true;
+      case 'session-info':
+        return true;
+      case 'session-terminate':
+        this.endSession(msg.reason);
+        return true;
+      default:
+        return errorElement('cancel', 'feature-not-implemented', 'unsupported-info');
+    }
+  }
+
+  private startSession(peer: string, msg: JingleMessage): void {
+    if (this.session && !this.session.isEnded) this.endSession('replaced');
+    const opts = this.options;
+    if (!opts) return;
+    this.sessionPeer = peer;
+    const session = new JingleSession(
+      {
+        endpointId: this.endpointId,
+        ownerJid: this.occupantJid,
+        localJid: this.localJid,
+        sendJingle: async (el) => {
+          await this.sendIq(peer, el);
+        },
+        createPeerConnection: () =>
+          new RTCPeerConnection({ ...opts.rtcConfiguration, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' }),
+        onRemoteTrack: (t) => {
+          this.remoteTracks.set(t.mid, t);
+          this.emit('remote-track', t);
+        },
+        onRemoteTrackRemoved: (t) => {
+          if (this.remoteTracks.get(t.mid) === t) this.remoteTracks.delete(t.mid);
+          this.emit('remote-track-removed', t);
+        },
+        onIceState: (state) => this.emit('ice-state', { state }),
+        onFailed: (error) => {
+          console.error('media session failed', error);
+          this.emit('media-failed', { error });
+        },
+      },
+      msg,
+      this.localStream,
+    );
+    this.session = session;
+    this.emit('media-session-started', { sid: session.sid });
+    this.updateBridgeUrl();
+    session.start().catch(() => {
+      // Reported through onFailed; tell the focus this session is dead.
+      if (this.session === session) {
+        void this.sendIq(peer, sessionTerminate({ sid: session.sid, owner: this.occupantJid }, 'failed-application'))
+          .catch(() => undefined);
+        this.endSession('failed-application');
+      }
+    });
+  }
+
+  private endSession(reason?: string): void {
+    const s = this.session;
+    if (!s) return;
+    s.close();
+    this.session = null;
+    this.bridge?.close();
+    this.bridge = null;
+    const ended: { sid: string; reason?: string } = { sid: s.sid };
+    if (reason !== undefined) ended.reason = reason;
+    this.emit('media-session-ended', ended);
+  }
+
+  private updateBridgeUrl(): void {
+    const url = this.session?.websocketUrl;
+    const opts = this.options;
+    if (url === undefined || !opts) return;
+    if (this.bridge) {
+      this.bridge.setUrl(url);
+      return;
+    }
+    const bridgeOpts: ConstructorParameters<typeof BridgeChannel>[2] = {
+      constraints: opts.receiverConstraints ?? { lastN: -1, defaultConstraints: { maxHeight: 720 } },
+    };
+    if (opts.webSocketFactory) bridgeOpts.factory = opts.webSocketFactory;
+    this.bridge = new BridgeChannel(
+      url,
+      {
+        onOpen: () => this.emit('bridge-channel-open', { url }),
+        onClose: (code, reason) => this.emit('bridge-channel-closed', { code, reason }),
+        onMessage: (m) => this.onBridgeMessage(m),
+      },
+      bridgeOpts,
+    );
+  }
+
+  private onBridgeMessage(m: BridgeMessage): void {
+    switch (m.colibriClass) {
+      case 'EndpointMessage':
+        if (typeof m.from === 'string') this.emit('endpoint-message', { from: m.from, payload: m.msgPayload });
+        return;
+      case 'DominantSpeakerEndpointChangeEvent':
+        if (typeof m.dominantSpeakerEndpoint === 'string') {
+          this.emit('dominant-speaker', {
+            endpointId: m.dominantSpeakerEndpoint,
+            previous: Array.isArray(m.previousSpeakers)
+              ? m.previousSpeakers.filter((x): x is string => typeof x === 'string')
+              : [],
+            silence: m.silence === true,
+          });
+        }
+        return;
+      case 'ForwardedSources':
+        if (Array.isArray(m.forwardedSources)) {
+          this.emit('forwarded-sources', {
+            sources: m.forwardedSources.filter((x): x is string => typeof x === 'string'),
+          });
+        }
+        return;
+      case 'SenderSourceConstraints':
+        if (typeof m.sourceName === 'string' && typeof m.maxHeight === 'number') {
+          this.emit('sender-constraints', { sourceName: m.sourceName, maxHeight: m.maxHeight });
+          void this.session?.applySenderMaxHeight(m.sourceName, m.maxHeight).catch(() => undefined);
+        }
+        return;
+      case 'EndpointConnectivityStatusChangeEvent':
+        if (typeof m.endpoint === 'string') {
+          this.emit('endpoint-connectivity', { endpointId: m.endpoint, active: m.active === true || m.active === 'true' });
+        }
+        return;
+      default:
+        this.emit('bridge-message', m);
+    }
+  }
+
+  private onOffline(): void {
+    if (this.leaving) return;
+    this.emit('conference-failed', { reason: 'connection-lost' });
+    void this.teardown().then(() => this.emit('left', { reason: 'connection-lost' }));
+  }
+
+  private async teardown(): Promise<void> {
+    this.leaving = true;
+    this.endSession();
+    this.bridge?.close();
+    this.bridge = null;
+    this.joined = false;
+    this.joinWaiter?.reject(new Error('left'));
+    const xmpp = this.xmpp;
+    this.xmpp = null;
+    if (xmpp && xmpp.status !== 'offline') await xmpp.stop().catch(() => undefined);
+  }
+}

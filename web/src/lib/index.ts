@@ -1,0 +1,7 @@
+// Conclave's browser meeting library.
+export { Conference } from './conference';
+export type { ConferenceEvents, JoinOptions, Participant, RemoteTrack, ChatMessage, SourceInfo } from './conference';
+export { loadMeetConfig, parseMeetConfig, roomFromPath } from './config';
+export type { MeetConfig } from './config';
+export type { ReceiverVideoConstraints } from './bridge-channel';
+export { Emitter } from './emitter';

@@ -1,0 +1,319 @@
+// One Jingle session with the focus, driving one RTCPeerConnection: the
+// focus offers (session-initiate, source-add/remove, transport-info), this
+// browser always answers. Every step runs in one queue, in arrival order.
+import { xml, type Element } from '@xmpp/client';
+import {
+  KINDS,
+  LOCAL_MID,
+  RemoteDescription,
+  bundleTransport,
+  diffLocalSources,
+  parseLocalAnswer,
+  prepareLocalAnswer,
+  sessionAccept,
+  sourceChange,
+  transportInfo,
+  type Candidate,
+  type JingleAddressing,
+  type JingleMessage,
+  type LocalMedia,
+  type MediaKind,
+  type SourceChange,
+} from './jingle-sdp';
+import { NS_FOCUS, NS_JINGLE } from './ns';
+
+export interface RemoteTrack {
+  track: MediaStreamTrack;
+  /** The sender's endpoint id. */
+  endpointId: string;
+  /** Its source name, e.g. `b0b0b0b0-v0`. */
+  sourceName: string;
+  kind: MediaKind;
+  videoType?: string;
+  /** The m-section carrying it. */
+  mid: string;
+}
+
+export interface SessionHost {
+  readonly endpointId: string;
+  /** Our occupant JID (`room@muc/<endpoint>`), the owner of our sources. */
+  readonly ownerJid: string;
+  /** Our full JID, the Jingle responder. */
+  readonly localJid: string;
+  /** Sends a `<jingle/>` to the focus in an IQ set; rejects on an error reply. */
+  sendJingle(el: Element): Promise<void>;
+  createPeerConnection(): RTCPeerConnection;
+  onRemoteTrack(t: RemoteTrack): void;
+  onRemoteTrackRemoved(t: RemoteTrack): void;
+  onIceState(state: RTCIceConnectionState): void;
+  onFailed(err: unknown): void;
+}
+
+const ICE_GATHERING_TIMEOUT_MS = 3000;
+const ICE_RESTART_MIN_INTERVAL_MS = 10000;
+
+function waitForIceGathering(pc: RTCPeerConnection, timeoutMs: number): Promise<void> {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', check);
+      resolve();
+    };
+    const check = () => {
+      if (pc.iceGatheringState === 'complete') done();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+function candidateLine(c: Candidate): string {
+  let s = `candidate:${c.foundation} ${String(c.component)} ${c.protocol} ${String(c.priority)} ${c.ip} ${String(c.port)} typ ${c.type}`;
+  if (c.relAddr !== undefined && c.relPort !== undefined) s += ` raddr ${c.relAddr} rport ${String(c.relPort)}`;
+  if (c.tcpType !== undefined) s += ` tcptype ${c.tcpType}`;
+  return `${s} generation ${String(c.generation)}`;
+}
+
+export class JingleSession {
+  readonly sid: string;
+  private pc: RTCPeerConnection | null = null;
+  private remote: RemoteDescription | null = null;
+  private lastLocal: LocalMedia | null = null;
+  private queue: Promise<void> = Promise.resolve();
+  private ended = false;
+  private readonly tracks = new Map<string, RemoteTrack>();
+  private readonly localTracks: Record<MediaKind, MediaStreamTrack | null>;
+  private lastIceRestart = 0;
+
+  constructor(
+    private readonly host: SessionHost,
+    private readonly offer: JingleMessage,
+    private localStream: MediaStream | null,
+  ) {
+    this.sid = offer.sid;
+    this.localTracks = {
+      audio: localStream?.getAudioTracks()[0] ?? null,
+      video: localStream?.getVideoTracks()[0] ?? null,
+    };
+  }
+
+  /** The bridge channel's URL from the current transport. */
+  get websocketUrl(): string | undefined {
+    return this.remote?.transport.websocketUrl ?? bundleTransport(this.offer)?.websocketUrl;
+  }
+
+  get peerConnection(): RTCPeerConnection | null {
+    return this.pc;
+  }
+
+  get remoteTracks(): RemoteTrack[] {
+    return [...this.tracks.values()];
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  private get addressing(): JingleAddressing {
+    const a: JingleAddressing = { sid: this.sid, responder: this.host.localJid, owner: this.host.ownerJid };
+    if (this.offer.initiator !== undefined) a.initiator = this.offer.initiator;
+    return a;
+  }
+
+  private enqueue(step: () => Promise<void>): Promise<void> {
+    const run = this.queue.then(async () => {
+      if (this.ended) return;
+      try {
+        await step();
+      } catch (err) {
+        if (this.alive()) this.host.onFailed(err);
+        throw err;
+      }
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Answers the session-initiate: session-accept once ICE has gathered. */
+  start(): Promise<void> {
+    return this.enqueue(async () => {
+      const { description, change } = RemoteDescription.fromSessionInitiate(this.offer);
+      this.remote = description;
+      const pc = this.host.createPeerConnection();
+      this.pc = pc;
+      pc.addEventListener('iceconnectionstatechange', () => {
+        this.host.onIceState(pc.iceConnectionState);
+        if (pc.iceConnectionState === 'failed') void this.requestIceRestart().catch(() => undefined);
+      });
+      await this.negotiate(change, true);
+    });
+  }
+
+  sourceAdd(msg: JingleMessage): Promise<void> {
+    return this.enqueue(async () => {
+      const remote = this.requireRemote();
+      await this.negotiate(remote.addSources(msg.contents), false);
+    });
+  }
+
+  sourceRemove(msg: JingleMessage): Promise<void> {
+    return this.enqueue(async () => {
+      const remote = this.requireRemote();
+      await this.negotiate(remote.removeSources(msg.contents), false);
+    });
+  }
+
+  /** New credentials restart ICE (and we answer with ours); else candidates are added. */
+  transportInfo(msg: JingleMessage): Promise<void> {
+    return this.enqueue(async () => {
+      const remote = this.requireRemote();
+      const t = bundleTransport(msg);
+      if (!t) return;
+      if (remote.updateTransport(t)) {
+        await this.negotiate({ added: [], removed: [] }, false, t.iceGeneration ?? 0);
+        return;
+      }
+      const pc = this.pc;
+      if (!pc) return;
+      for (const c of t.candidates) {
+        await pc.addIceCandidate({ candidate: candidateLine(c), sdpMid: LOCAL_MID.audio, sdpMLineIndex: 0 });
+      }
+    });
+  }
+
+  /** Switches (or, with null, stops) what we send of one kind; signals the change. */
+  setLocalTrack(kind: MediaKind, track: MediaStreamTrack | null, stream?: MediaStream): Promise<void> {
+    this.localTracks[kind] = track;
+    if (stream) this.localStream = stream;
+    return this.enqueue(() => this.negotiate({ added: [], removed: [] }, false));
+  }
+
+  /** Lowers (or stops, at 0) what we send for one of our video sources. */
+  async applySenderMaxHeight(sourceName: string, maxHeight: number): Promise<void> {
+    if (sourceName !== `${this.host.endpointId}-v0`) return;
+    const t = this.pc?.getTransceivers().find((x) => x.mid === LOCAL_MID.video);
+    const track = this.localTracks.video;
+    if (!t || !track) return;
+    const params = t.sender.getParameters();
+    const enc = params.encodings[0];
+    if (!enc) return;
+    const height = track.getSettings().height ?? 720;
+    enc.active = maxHeight > 0;
+    if (maxHeight > 0) enc.scaleResolutionDownBy = Math.max(1, height / maxHeight);
+    await t.sender.setParameters(params);
+  }
+
+  /** Asks the focus for a new bridge transport (`<bridge-session ice-restart/>`). */
+  async requestIceRestart(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastIceRestart < ICE_RESTART_MIN_INTERVAL_MS || this.ended) return;
+    this.lastIceRestart = now;
+    const j = xml(
+      'jingle',
+      { xmlns: NS_JINGLE, action: 'session-info', initiator: this.offer.initiator, sid: this.sid },
+      xml('bridge-session', { xmlns: NS_FOCUS, id: this.remote?.bridgeSessionId, 'ice-restart': 'true' }),
+    );
+    await this.host.sendJingle(j);
+  }
+
+  /** Ends locally: closes the connection, reports every remote track gone. */
+  close(): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const t of this.tracks.values()) this.host.onRemoteTrackRemoved(t);
+    this.tracks.clear();
+    this.pc?.close();
+    this.pc = null;
+  }
+
+  /** Waits for every queued step. */
+  settled(): Promise<void> {
+    return this.queue;
+  }
+
+  private alive(): boolean {
+    return !this.ended;
+  }
+
+  private requireRemote(): RemoteDescription {
+    if (!this.remote) throw new Error('no session-initiate yet');
+    return this.remote;
+  }
+
+  private async attachLocal(pc: RTCPeerConnection): Promise<void> {
+    for (const kind of KINDS) {
+      const t = pc.getTransceivers().find((x) => x.mid === LOCAL_MID[kind]);
+      if (!t) continue;
+      const track = this.localTracks[kind];
+      if (t.sender.track !== track) await t.sender.replaceTrack(track);
+      if (track && this.localStream && typeof t.sender.setStreams === 'function') {
+        t.sender.setStreams(this.localStream);
+      }
+      t.direction = track ? 'sendonly' : 'inactive';
+    }
+  }
+
+  private emitTrackChanges(pc: RTCPeerConnection, change: SourceChange): void {
+    for (const { mid } of change.removed) {
+      const t = this.tracks.get(mid);
+      if (t) {
+        this.tracks.delete(mid);
+        this.host.onRemoteTrackRemoved(t);
+      }
+    }
+    for (const { source, mid } of change.added) {
+      const transceiver = pc.getTransceivers().find((x) => x.mid === mid);
+      if (!transceiver) continue;
+      const t: RemoteTrack = {
+        track: transceiver.receiver.track,
+        endpointId: source.owner,
+        sourceName: source.name,
+        kind: source.kind,
+        mid,
+      };
+      if (source.videoType !== undefined) t.videoType = source.videoType;
+      this.tracks.set(mid, t);
+      this.host.onRemoteTrack(t);
+    }
+  }
+
+  /**
+   * One offer/answer round from the remote model, then tells the focus
+   * what changed on our side: session-accept the first time; afterwards
+   * source-remove/source-add for local SSRCs that changed and, after an ICE
+   * restart, transport-info with our new credentials.
+   */
+  private async negotiate(change: SourceChange, initial: boolean, iceGeneration?: number): Promise<void> {
+    const pc = this.pc;
+    const remote = this.requireRemote();
+    if (!pc) throw new Error('no peer connection');
+    await pc.setRemoteDescription({ type: 'offer', sdp: remote.toSdp() });
+    await this.attachLocal(pc);
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription({ type: 'answer', sdp: prepareLocalAnswer(answer.sdp ?? '') });
+    if (this.ended) return;
+    this.emitTrackChanges(pc, change);
+
+    const readLocal = () => parseLocalAnswer(pc.localDescription?.sdp ?? '', this.host.endpointId);
+    if (initial || !this.lastLocal) {
+      await waitForIceGathering(pc, ICE_GATHERING_TIMEOUT_MS);
+      const local = readLocal();
+      this.lastLocal = local;
+      await this.host.sendJingle(sessionAccept(local, this.addressing));
+      return;
+    }
+    let local = readLocal();
+    if (iceGeneration !== undefined || local.transport.ufrag !== this.lastLocal.transport.ufrag) {
+      await waitForIceGathering(pc, ICE_GATHERING_TIMEOUT_MS);
+      local = readLocal();
+      await this.host.sendJingle(transportInfo(local, this.addressing, iceGeneration || undefined));
+    }
+    const diff = diffLocalSources(this.lastLocal.contents, local.contents);
+    this.lastLocal = local;
+    const removed = sourceChange('source-remove', diff.removed, this.addressing);
+    if (removed) await this.host.sendJingle(removed);
+    const added = sourceChange('source-add', diff.added, this.addressing);
+    if (added) await this.host.sendJingle(added);
+  }
+}

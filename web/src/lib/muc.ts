@@ -1,0 +1,198 @@
+// XEP-0045 as the meeting uses it: join/update presence with Jitsi's
+// payload, reading occupants' presence, the owner form, chat messages.
+import { xml, type Element } from '@xmpp/client';
+import { NS_DATA, NS_DELAY, NS_MUC, NS_MUC_OWNER, NS_MUC_USER, NS_NICK } from './ns';
+
+export interface SourceState {
+  muted: boolean;
+  videoType?: string;
+}
+
+/** Source name → state, as the `<SourceInfo>` JSON carries it. */
+export type SourceInfo = Record<string, SourceState>;
+
+export interface LocalPresence {
+  displayName: string;
+  sources: SourceInfo;
+  audioMuted: boolean;
+  videoMuted: boolean;
+}
+
+/** A fresh endpoint id: 8 random lowercase hex characters (the MUC nick). */
+export function newEndpointId(): string {
+  const b = new Uint8Array(4);
+  crypto.getRandomValues(b);
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/** The presence that joins (join=true) or updates our occupant. */
+export function occupantPresence(occupantJid: string, p: LocalPresence, join: boolean): Element {
+  return xml(
+    'presence',
+    { to: occupantJid },
+    join ? xml('x', { xmlns: NS_MUC }) : null,
+    xml('nick', { xmlns: NS_NICK }, p.displayName),
+    xml('SourceInfo', {}, JSON.stringify(p.sources)),
+    xml('audiomuted', {}, String(p.audioMuted)),
+    xml('videomuted', {}, String(p.videoMuted)),
+  );
+}
+
+export function leavePresence(occupantJid: string): Element {
+  return xml('presence', { to: occupantJid, type: 'unavailable' });
+}
+
+export interface OccupantPresence {
+  nick: string;
+  type: 'available' | 'unavailable' | 'error';
+  displayName?: string;
+  /** The occupant's real JID (muc#user item jid), when the room shows it. */
+  realJid?: string;
+  role?: string;
+  affiliation?: string;
+  statuses: number[];
+  sources: SourceInfo;
+  /** For type=error: the stanza error condition. */
+  error?: string;
+  /** Room destroyed (`<destroy/>` in an unavailable presence). */
+  destroyed: boolean;
+  actor?: string;
+  reason?: string;
+}
+
+function parseSourceInfo(text: string | null): SourceInfo {
+  if (text === null || text.trim() === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return {};
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return {};
+  const out: SourceInfo = {};
+  for (const [name, state] of Object.entries(v as Record<string, unknown>)) {
+    if (typeof state !== 'object' || state === null) continue;
+    const s = state as Record<string, unknown>;
+    const entry: SourceState = { muted: s.muted === true };
+    if (typeof s.videoType === 'string') entry.videoType = s.videoType;
+    out[name] = entry;
+  }
+  return out;
+}
+
+/**
+ * Reads a presence from `room@muc/nick`; null when it is not from an
+ * occupant of `roomJid`.
+ */
+export function parseOccupantPresence(stanza: Element, roomJid: string): OccupantPresence | null {
+  if (!stanza.is('presence')) return null;
+  const from = stanza.attrs.from ?? '';
+  const slash = from.indexOf('/');
+  if (slash < 0 || from.slice(0, slash).toLowerCase() !== roomJid.toLowerCase()) return null;
+  const type = stanza.attrs.type;
+  const p: OccupantPresence = {
+    nick: from.slice(slash + 1),
+    type: type === 'unavailable' ? 'unavailable' : type === 'error' ? 'error' : 'available',
+    statuses: [],
+    sources: parseSourceInfo(stanza.getChildText('SourceInfo')),
+    destroyed: false,
+  };
+  if (type !== undefined && type !== 'unavailable' && type !== 'error') return null;
+  const nick = stanza.getChildText('nick', NS_NICK);
+  if (nick !== null) p.displayName = nick;
+  const x = stanza.getChild('x', NS_MUC_USER);
+  if (x) {
+    const item = x.getChild('item');
+    if (item) {
+      if (item.attrs.jid !== undefined) p.realJid = item.attrs.jid;
+      if (item.attrs.role !== undefined) p.role = item.attrs.role;
+      if (item.attrs.affiliation !== undefined) p.affiliation = item.attrs.affiliation;
+      const actor = item.getChild('actor');
+      const a = actor?.attrs.nick ?? actor?.attrs.jid;
+      if (a !== undefined) p.actor = a;
+      const reason = item.getChildText('reason');
+      if (reason !== null) p.reason = reason;
+    }
+    for (const s of x.getChildren('status')) {
+      const code = Number(s.attrs.code);
+      if (Number.isInteger(code)) p.statuses.push(code);
+    }
+    if (x.getChild('destroy')) p.destroyed = true;
+  }
+  if (p.type === 'error') {
+    const cond = stanza.getChild('error')?.getChildElements()[0];
+    p.error = cond?.getName() ?? 'undefined-condition';
+  }
+  return p;
+}
+
+function bare(jid: string): string {
+  const slash = jid.indexOf('/');
+  return (slash < 0 ? jid : jid.slice(0, slash)).toLowerCase();
+}
+
+/**
+ * Whether an occupant is the focus: nick `focus`, and a real JID whose
+ * bare part is the focusjid the focus answered the conference request with.
+ * An occupant without a real JID is never trusted as the focus.
+ */
+export function isFocusOccupant(p: OccupantPresence, focusJid: string | undefined): boolean {
+  if (p.nick !== 'focus' || p.realJid === undefined || focusJid === undefined) return false;
+  return bare(p.realJid) === bare(focusJid);
+}
+
+/**
+ * The owner form (the `<query/>` of an IQ set to the room) making a new room
+ * show real JIDs to everyone, which Jitsi clients rely on to trust the focus.
+ */
+export function ownerConfigQuery(): Element {
+  const field = (v: string, value: string) => xml('field', { var: v }, xml('value', {}, value));
+  return xml(
+    'query',
+    { xmlns: NS_MUC_OWNER },
+    xml(
+      'x',
+      { xmlns: NS_DATA, type: 'submit' },
+      field('FORM_TYPE', 'http://jabber.org/protocol/muc#roomconfig'),
+      field('muc#roomconfig_whois', 'anyone'),
+    ),
+  );
+}
+
+export interface ChatMessage {
+  /** The sender's endpoint id (MUC nick). */
+  from: string;
+  text: string;
+  /** A private message (type=chat to our occupant) rather than to the room. */
+  private: boolean;
+  /** From the room's history (XEP-0203 delay). */
+  delayed: boolean;
+  stamp?: string;
+  id?: string;
+}
+
+export function chatMessage(to: string, text: string, isPrivate: boolean, id: string): Element {
+  return xml('message', { to, type: isPrivate ? 'chat' : 'groupchat', id }, xml('body', {}, text));
+}
+
+/** Reads a room chat message; null for anything else (subjects, errors, other senders). */
+export function parseChatMessage(stanza: Element, roomJid: string): ChatMessage | null {
+  if (!stanza.is('message')) return null;
+  const type = stanza.attrs.type;
+  if (type !== 'groupchat' && type !== 'chat') return null;
+  const body = stanza.getChildText('body');
+  if (body === null) return null;
+  const from = stanza.attrs.from ?? '';
+  const slash = from.indexOf('/');
+  if (slash < 0 || from.slice(0, slash).toLowerCase() !== roomJid.toLowerCase()) return null;
+  const delay = stanza.getChild('delay', NS_DELAY);
+  const m: ChatMessage = {
+    from: from.slice(slash + 1),
+    text: body,
+    private: type === 'chat',
+    delayed: delay !== undefined,
+  };
+  if (delay?.attrs.stamp !== undefined) m.stamp = delay.attrs.stamp;
+  if (stanza.attrs.id !== undefined) m.id = stanza.attrs.id;
+  return m;
+}

@@ -310,19 +310,13 @@ async fn drain(
         let Some(srv) = server.upgrade() else { return };
         let mut r = running.lock().await;
         let out = on_stanza(&focus, &mut r, &el);
-        let session = Session {
-            handle: r.session.handle.clone(),
-            user: String::new(),
-            host: r.session.host.clone(),
-            anonymous: false,
-        };
-        send_all(&srv, &session, out).await;
+        send_all(&srv, &r.session, out).await;
         if r.ended {
             let room = r.core.room().to_owned();
             let leave = Element::bare("presence", ns::CLIENT)
                 .with("to", &format!("{room}/{NICK}"))
                 .with("type", "unavailable");
-            send_all(&srv, &session, [leave]).await;
+            send_all(&srv, &r.session, [leave]).await;
             r.session.handle.flow.end();
             let mut map = focus.lock();
             if map.get(&room).is_some_and(|x| Arc::ptr_eq(x, &running)) {

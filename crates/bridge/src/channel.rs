@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::api::EndpointKey;
@@ -34,7 +35,9 @@ pub enum ForWorker {
 #[derive(Default)]
 struct Entry {
     pwd: String,
-    tx: Option<flume::Sender<String>>,
+    /// Frames are shared `Bytes`: a broadcast is one buffer, not a copy
+    /// per endpoint.
+    tx: Option<flume::Sender<Bytes>>,
     /// Which socket holds `tx`, so that a replaced one closing late does
     /// not close its successor.
     socket: u64,
@@ -73,7 +76,7 @@ impl Channels {
     /// Opens the channel of `key` if `pwd` is its ICE password; the
     /// receiver yields the text frames to write. A second socket for the
     /// same endpoint replaces the first (a client reconnecting).
-    pub fn open(&self, key: &EndpointKey, pwd: &str) -> Option<(u64, flume::Receiver<String>)> {
+    pub fn open(&self, key: &EndpointKey, pwd: &str) -> Option<(u64, flume::Receiver<Bytes>)> {
         let mut entries = self.lock();
         let e = entries.get_mut(key)?;
         if !constant_time_eq(e.pwd.as_bytes(), pwd.as_bytes()) {
@@ -81,7 +84,7 @@ impl Channels {
         }
         let (tx, rx) = flume::bounded(QUEUE);
         let hello = serde_json::json!({"colibriClass": "ServerHello", "version": env!("CARGO_PKG_VERSION")});
-        let _ = tx.try_send(hello.to_string());
+        let _ = tx.try_send(Bytes::from(hello.to_string()));
         e.tx = Some(tx);
         e.socket += 1;
         Some((e.socket, rx))
@@ -97,7 +100,7 @@ impl Channels {
     }
 
     /// Sends to one endpoint; false if it has no open channel or is stuck.
-    pub fn send(&self, key: &EndpointKey, text: String) -> bool {
+    pub fn send(&self, key: &EndpointKey, text: Bytes) -> bool {
         let entries = self.lock();
         let sent = entries
             .get(key)
@@ -111,14 +114,14 @@ impl Channels {
     }
 
     /// Sends to every endpoint of `conference` but `except`.
-    pub fn broadcast(&self, conference: &str, except: Option<&str>, text: &str) {
+    pub fn broadcast(&self, conference: &str, except: Option<&str>, text: Bytes) {
         let entries = self.lock();
         for (k, e) in entries.iter() {
             if k.conference != conference || Some(k.endpoint.as_str()) == except {
                 continue;
             }
             if let Some(tx) = &e.tx
-                && tx.try_send(text.to_owned()).is_err()
+                && tx.try_send(text.clone()).is_err()
             {
                 metrics::counter!("conclave_bridge_channel_dropped_total", "reason" => "queue-full").increment(1);
             }
@@ -147,9 +150,9 @@ impl Channels {
             "EndpointMessage" => {
                 let to = m.get("to").and_then(Value::as_str).unwrap_or("").to_owned();
                 stamp_from(&mut m, &from.endpoint);
-                let out = Value::Object(m).to_string();
+                let out = Bytes::from(Value::Object(m).to_string());
                 if to.is_empty() {
-                    self.broadcast(&from.conference, Some(&from.endpoint), &out);
+                    self.broadcast(&from.conference, Some(&from.endpoint), out);
                 } else {
                     let key = EndpointKey {
                         conference: from.conference.clone(),
@@ -161,8 +164,8 @@ impl Channels {
             }
             "EndpointStats" => {
                 stamp_from(&mut m, &from.endpoint);
-                let out = Value::Object(m).to_string();
-                self.broadcast(&from.conference, Some(&from.endpoint), &out);
+                let out = Bytes::from(Value::Object(m).to_string());
+                self.broadcast(&from.conference, Some(&from.endpoint), out);
                 Ok(None)
             }
             "ReceiverVideoConstraints" | "LastNChangedEvent" => {
@@ -195,10 +198,10 @@ mod tests {
         }
     }
 
-    fn open(c: &Channels, ep: &str) -> flume::Receiver<String> {
+    fn open(c: &Channels, ep: &str) -> flume::Receiver<Bytes> {
         c.allow(&key(ep), "pw");
         let (_, rx) = c.open(&key(ep), "pw").unwrap();
-        let hello: Value = serde_json::from_str(&rx.try_recv().unwrap()).unwrap();
+        let hello: Value = serde_json::from_slice(&rx.try_recv().unwrap()).unwrap();
         assert_eq!(hello["colibriClass"], "ServerHello");
         rx
     }
@@ -221,7 +224,7 @@ mod tests {
         // unicast: only b, and a forged `from` is replaced
         let msg = r#"{"colibriClass":"EndpointMessage","to":"b","from":"x","msgPayload":{"k":1}}"#;
         assert_eq!(c.incoming(&key("a"), msg), Ok(None));
-        let got: Value = serde_json::from_str(&b.try_recv().unwrap()).unwrap();
+        let got: Value = serde_json::from_slice(&b.try_recv().unwrap()).unwrap();
         assert_eq!(got["from"], "a");
         assert_eq!(got["msgPayload"]["k"], 1);
         assert!(x.try_recv().is_err() && a.try_recv().is_err());

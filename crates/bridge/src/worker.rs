@@ -58,6 +58,8 @@ struct Endpoint {
     created: Instant,
     heard: Instant,
     connected: bool,
+    /// ICE and DTLS were started with the client's answer.
+    started: bool,
     addrs: Vec<SocketAddr>,
     /// SSRCs it sends that str0m expects (every layer).
     rx: HashSet<u32>,
@@ -85,6 +87,9 @@ pub(crate) struct Worker {
 }
 
 const SPEAKER_TICK: Duration = Duration::from_millis(200);
+/// Remote addresses one endpoint may be known by (its candidates and
+/// the peer-reflexive ones its checks come from).
+const MAX_ADDRS: usize = 16;
 
 fn rx_mid(ssrc: u32) -> Mid {
     Mid::from(format!("r{ssrc:x}").as_str())
@@ -197,13 +202,16 @@ impl Worker {
         let mut buf = vec![0u8; 2048];
         let mut speakers_at = Instant::now() + SPEAKER_TICK;
         loop {
+            // With no endpoint there is nothing to time: the worker sleeps
+            // until a datagram or a command comes.
             let next = self
                 .endpoints
                 .iter()
                 .flatten()
                 .map(|e| e.next)
                 .min()
-                .map_or(speakers_at, |n| n.min(speakers_at));
+                .map(|n| n.min(speakers_at))
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => match r {
                     Ok((n, from)) => self.datagram(Instant::now(), from, &buf[..n]),
@@ -246,11 +254,16 @@ impl Worker {
         let Ok(recv) = Receive::new(Protocol::Udp, from, self.local, data) else {
             return dropped("garbage");
         };
-        if kind == demux::Kind::Stun && !self.by_addr.contains_key(&from) {
+        // A new address is learnt from a binding request (str0m then
+        // checks its integrity); a few per endpoint at most, so that
+        // requests from spoofed sources cannot grow the maps.
+        if kind == demux::Kind::Stun
+            && !self.by_addr.contains_key(&from)
+            && let Some(ep) = self.ep(idx)
+            && ep.addrs.len() < MAX_ADDRS
+        {
+            ep.addrs.push(from);
             self.by_addr.insert(from, idx);
-            if let Some(ep) = self.ep(idx) {
-                ep.addrs.push(from);
-            }
         }
         let Some(ep) = self.ep(idx) else { return };
         ep.heard = now;
@@ -319,7 +332,8 @@ impl Worker {
                 "previousSpeakers": previous,
                 "silence": false,
             });
-            self.channels.broadcast(&conf, None, &msg.to_string());
+            self.channels
+                .broadcast(&conf, None, bytes::Bytes::from(msg.to_string()));
         }
     }
 
@@ -363,28 +377,26 @@ impl Worker {
     }
 
     fn event(&mut self, idx: usize, e: Event) {
-        {
-            match e {
-                Event::RtpPacket(p) => self.forward(idx, p),
-                Event::Connected => {
-                    if let Some(ep) = self.ep(idx) {
-                        ep.connected = true;
-                    }
-                    self.sync_tx(idx);
-                    self.ask_keyframes_for(idx);
+        match e {
+            Event::RtpPacket(p) => self.forward(idx, p),
+            Event::Connected => {
+                if let Some(ep) = self.ep(idx) {
+                    ep.connected = true;
                 }
-                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                    if let Some(ep) = self.ep(idx) {
-                        ep.connected = false;
-                    }
-                }
-                Event::KeyframeRequest(r) => {
-                    if let Some(visible) = tx_ssrc(&r.mid) {
-                        self.ask_keyframe(idx, visible, r.kind);
-                    }
-                }
-                _ => {}
+                self.sync_tx(idx);
+                self.ask_keyframes_for(idx);
             }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                if let Some(ep) = self.ep(idx) {
+                    ep.connected = false;
+                }
+            }
+            Event::KeyframeRequest(r) => {
+                if let Some(visible) = tx_ssrc(&r.mid) {
+                    self.ask_keyframe(idx, visible, r.kind);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -546,6 +558,7 @@ impl Worker {
             created: now,
             heard: now,
             connected: false,
+            started: false,
             addrs: Vec::new(),
             rx: HashSet::new(),
             tx: HashSet::new(),
@@ -572,39 +585,41 @@ impl Worker {
         metrics::gauge!("conclave_bridge_endpoints").increment(1.0);
     }
 
+    /// The endpoint's transport: the first time (session-accept) its ICE
+    /// credentials and fingerprint start ICE and DTLS; after that
+    /// (transport-info) only candidates are added.
     fn connect(&mut self, idx: usize, remote: RemoteTransport) {
-        let Some(ep) = self.ep(idx) else { return };
-        let mut api = ep.rtc.direct_api();
-        api.set_remote_ice_credentials(IceCreds {
-            ufrag: remote.ufrag.clone(),
-            pass: remote.pwd.clone(),
-        });
-        // Clients may list several (aiortc gives sha-256, -384 and -512);
-        // str0m verifies sha-256.
-        let fp = remote
-            .fingerprints
-            .iter()
-            .find(|f| f.hash.eq_ignore_ascii_case("sha-256"));
-        if fp.is_none() {
-            dropped("bad-fingerprint");
-        }
-        if let Some(fp) = fp {
-            match format!("{} {}", fp.hash, fp.value).parse() {
-                Ok(fp) => api.set_remote_fingerprint(fp),
-                Err(_) => dropped("bad-fingerprint"),
+        let Some(ep) = self.endpoints.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if !ep.started && !remote.ufrag.is_empty() {
+            ep.started = true;
+            let mut api = ep.rtc.direct_api();
+            api.set_remote_ice_credentials(IceCreds {
+                ufrag: remote.ufrag.clone(),
+                pass: remote.pwd.clone(),
+            });
+            // Clients may list several (aiortc gives sha-256, -384 and
+            // -512); str0m verifies sha-256.
+            let fp = remote
+                .fingerprints
+                .iter()
+                .find(|f| f.hash.eq_ignore_ascii_case("sha-256"));
+            match fp.map(|f| format!("{} {}", f.hash, f.value).parse()) {
+                Some(Ok(fp)) => api.set_remote_fingerprint(fp),
+                _ => dropped("bad-fingerprint"),
+            }
+            // The offer said actpass; a client answering active makes the
+            // bridge the DTLS server, one answering passive its client.
+            let active = fp.is_some_and(|f| f.setup == "passive");
+            if let Err(e) = api.start_dtls(active) {
+                tracing::debug!(error = %e, "dtls start");
             }
         }
-        // The offer said actpass; the client's answer says active, so the
-        // bridge is the DTLS server (and the client as a server otherwise).
-        let active = remote
-            .fingerprints
-            .first()
-            .is_some_and(|f| f.setup == "passive");
-        if let Err(e) = api.start_dtls(active) {
-            tracing::debug!(error = %e, "dtls start");
-        }
-        let mut addrs = Vec::new();
         for c in &remote.candidates {
+            if ep.addrs.len() >= MAX_ADDRS {
+                break;
+            }
             let addr = SocketAddr::new(c.ip, c.port);
             let cand = match c.typ.as_str() {
                 "host" => SCandidate::host(addr, "udp"),
@@ -612,13 +627,10 @@ impl Worker {
             };
             if let Ok(cand) = cand {
                 ep.rtc.add_remote_candidate(cand);
-                addrs.push(addr);
-            }
-        }
-        for a in addrs {
-            self.by_addr.entry(a).or_insert(idx);
-            if let Some(ep) = self.ep(idx) {
-                ep.addrs.push(a);
+                if let std::collections::hash_map::Entry::Vacant(v) = self.by_addr.entry(addr) {
+                    v.insert(idx);
+                    ep.addrs.push(addr);
+                }
             }
         }
         self.drain(idx);

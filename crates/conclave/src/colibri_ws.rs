@@ -15,8 +15,8 @@ use conclave_bridge::api::EndpointKey;
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 pub fn routes<S: Clone + Send + Sync + 'static>(bridge: Arc<Bridge>) -> Router<S> {
     Router::new()
@@ -84,7 +84,9 @@ async fn channel(
             tokio::select! {
                 m = out.recv_async() => match m {
                     Ok(text) => {
-                        if tx.send(Message::text(text)).await.is_err() {
+                        // The bridge wrote it from a `String`: always UTF-8.
+                        let Ok(text) = Utf8Bytes::try_from(text) else { continue };
+                        if tx.send(Message::Text(text)).await.is_err() {
                             break;
                         }
                     }

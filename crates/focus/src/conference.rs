@@ -131,6 +131,19 @@ impl Conference {
         vec![self.iq_set(nick, offer)]
     }
 
+    /// Whether any of `sources` is already another participant's.
+    fn sent_by_another(&self, nick: &str, sources: &EndpointSources) -> bool {
+        self.participants
+            .iter()
+            .filter(|(n, _)| n.as_str() != nick)
+            .any(|(_, p)| {
+                p.sources
+                    .sources
+                    .iter()
+                    .any(|o| sources.sources.iter().any(|s| s.ssrc == o.ssrc))
+            })
+    }
+
     /// `nick` left the room (or its media expired): the others stop
     /// receiving what it sent.
     pub fn left(&mut self, nick: &str, media: &mut dyn Media) -> Vec<Element> {
@@ -190,11 +203,23 @@ impl Conference {
             return vec![unknown_session(iq)];
         }
         let key = self.key(nick);
+        if matches!(j.action, Action::SessionAccept | Action::SourceAdd) {
+            if let Err(e) = jingle::validate_owner(&j.sources, nick) {
+                return vec![jingle_error(iq, &e)];
+            }
+            if self.sent_by_another(nick, &j.sources) {
+                return vec![jingle_error(
+                    iq,
+                    &JingleError::BadRequest("an SSRC another participant sends".into()),
+                )];
+            }
+        }
         let mut out = vec![stanza::iq_result(iq)];
         match j.action {
             Action::SessionAccept => {
-                if let Err(e) = jingle::validate_owner(&j.sources, nick) {
-                    return vec![jingle_error(iq, &e)];
+                // XEP-0166 §7.2: one session, accepted once.
+                if p.state != State::Invited {
+                    return vec![out_of_order(iq)];
                 }
                 if let Some(t) = j.transport {
                     media.connect(&key, t);
@@ -219,9 +244,6 @@ impl Conference {
                 }
             }
             Action::SourceAdd => {
-                if let Err(e) = jingle::validate_owner(&j.sources, nick) {
-                    return vec![jingle_error(iq, &e)];
-                }
                 let mut all = p.sources.clone();
                 if all.sources.len() + j.sources.sources.len() > self.max_sources {
                     return vec![jingle_error(
@@ -247,16 +269,33 @@ impl Conference {
                 out.extend(self.fan_out(nick, &j.sources, true));
             }
             Action::SourceRemove => {
-                let gone: Vec<u32> = j.sources.sources.iter().map(|s| s.ssrc).collect();
+                // Only what it sent: others are never told that someone
+                // else's source went away.
+                let mut removed = j.sources.clone();
+                removed
+                    .sources
+                    .retain(|s| p.sources.sources.iter().any(|o| o.ssrc == s.ssrc));
+                removed.groups.retain(|g| {
+                    g.ssrcs
+                        .iter()
+                        .all(|s| removed.sources.iter().any(|r| r.ssrc == *s))
+                });
+                if removed.sources.is_empty() {
+                    return out;
+                }
                 let mut all = p.sources.clone();
-                all.sources.retain(|s| !gone.contains(&s.ssrc));
-                all.groups
-                    .retain(|g| !g.ssrcs.iter().any(|s| gone.contains(s)));
+                all.sources
+                    .retain(|s| !removed.sources.iter().any(|r| r.ssrc == s.ssrc));
+                all.groups.retain(|g| {
+                    !g.ssrcs
+                        .iter()
+                        .any(|s| removed.sources.iter().any(|r| r.ssrc == *s))
+                });
                 media.set_sources(&key, all.clone());
                 if let Some(p) = self.participants.get_mut(nick) {
                     p.sources = all;
                 }
-                out.extend(self.fan_out(nick, &j.sources, false));
+                out.extend(self.fan_out(nick, &removed, false));
             }
             Action::SessionTerminate => {
                 out.extend(self.left(nick, media));
@@ -325,6 +364,15 @@ fn jingle_error(iq: &Element, e: &JingleError) -> Element {
     reply
 }
 
+/// XEP-0166 §7.3: an action the session's state does not allow.
+fn out_of_order(iq: &Element) -> Element {
+    let mut reply = stanza::error_reply(iq, "unexpected-request", None);
+    if let Some(err) = reply.get_child_mut("error", ns::CLIENT) {
+        err.append_child(Element::bare("out-of-order", jingle::NS_JINGLE_ERRORS));
+    }
+    reply
+}
+
 /// XEP-0166 §7.3: a sid the focus does not know.
 fn unknown_session(iq: &Element) -> Element {
     let mut reply = stanza::error_reply(iq, "item-not-found", None);
@@ -332,4 +380,246 @@ fn unknown_session(iq: &Element) -> Element {
         err.append_child(Element::bare("unknown-session", jingle::NS_JINGLE_ERRORS));
     }
     reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conclave_bridge::api::Fingerprint;
+
+    /// Records what the conference asked of the bridge.
+    #[derive(Default)]
+    struct Fake {
+        calls: Vec<String>,
+    }
+
+    impl Media for Fake {
+        fn allocate(&mut self, key: &EndpointKey) -> LocalTransport {
+            self.calls.push(format!("allocate {}", key.endpoint));
+            LocalTransport {
+                ufrag: "uf".into(),
+                pwd: "pw".into(),
+                fingerprint: Fingerprint {
+                    hash: "sha-256".into(),
+                    value: "AB:CD".into(),
+                    setup: "actpass".into(),
+                },
+                candidates: Vec::new(),
+                websocket_url: "wss://x/colibri-ws/b/c/e?pwd=pw".into(),
+            }
+        }
+        fn connect(&mut self, key: &EndpointKey, remote: RemoteTransport) {
+            self.calls
+                .push(format!("connect {} {}", key.endpoint, remote.ufrag));
+        }
+        fn set_sources(&mut self, key: &EndpointKey, sources: EndpointSources) {
+            let ssrcs: Vec<String> = sources.sources.iter().map(|s| s.ssrc.to_string()).collect();
+            self.calls
+                .push(format!("sources {} [{}]", key.endpoint, ssrcs.join(",")));
+        }
+        fn mute(&mut self, key: &EndpointKey, kind: MediaKind, muted: bool) {
+            self.calls
+                .push(format!("mute {} {kind:?} {muted}", key.endpoint));
+        }
+        fn expire(&mut self, key: &EndpointKey) {
+            self.calls.push(format!("expire {}", key.endpoint));
+        }
+    }
+
+    const ROOM: &str = "m@conference.localhost";
+
+    fn sid_of(out: &[Element]) -> String {
+        out[0]
+            .get_child("jingle", NS_JINGLE)
+            .and_then(|j| j.attr("sid"))
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A Jingle IQ from `nick` as the room relays it to the focus.
+    fn iq(nick: &str, action: &str, sid: &str, ssrcs: &[u32]) -> Element {
+        let sources: String = ssrcs
+            .iter()
+            .map(|s| {
+                format!(
+                    "<source xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' ssrc='{s}' name='{nick}-a0'/>"
+                )
+            })
+            .collect();
+        let transport = if action == "session-accept" {
+            "<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='cuf' pwd='cpw'>\
+             <fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='active'>AB:CD</fingerprint>\
+             </transport>"
+        } else {
+            ""
+        };
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='c1' from='{ROOM}/{nick}' to='focus.localhost/focus'>\
+             <jingle xmlns='urn:xmpp:jingle:1' action='{action}' sid='{sid}'>\
+             <content name='audio'><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'>{sources}</description>\
+             {transport}</content></jingle></iq>"
+        )
+        .parse()
+        .unwrap()
+    }
+
+    fn actions(out: &[Element]) -> Vec<(String, String)> {
+        out.iter()
+            .map(|e| {
+                let what = match e.get_child("jingle", NS_JINGLE) {
+                    Some(j) => j.attr("action").unwrap_or("").to_owned(),
+                    None => e.attr("type").unwrap_or("").to_owned(),
+                };
+                (e.attr("to").unwrap_or("").to_owned(), what)
+            })
+            .collect()
+    }
+
+    fn error_condition(e: &Element) -> Option<String> {
+        e.get_child("error", ns::CLIENT)
+            .and_then(|err| err.children().next())
+            .map(|c| c.name().to_owned())
+    }
+
+    #[test]
+    fn a_joiner_is_offered_the_others_sources_and_they_are_told_of_its_own() {
+        let mut m = Fake::default();
+        let mut c = Conference::new(ROOM, 20);
+        let a = c.joined("a", &mut m);
+        assert_eq!(
+            actions(&a),
+            [(format!("{ROOM}/a"), "session-initiate".into())]
+        );
+        let a_sid = sid_of(&a);
+        let out = c.jingle("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
+        assert_eq!(out[0].attr("type"), Some("result"));
+        assert_eq!(m.calls, ["allocate a", "connect a cuf", "sources a [11]"]);
+
+        // b is offered a's source; b's own comes to a by source-add
+        let b = c.joined("b", &mut m);
+        let offer = b[0].get_child("jingle", NS_JINGLE).unwrap();
+        assert!(stanza::to_string(offer).contains("ssrc='11'"));
+        let b_sid = sid_of(&b);
+        let out = c.jingle("b", &iq("b", "session-accept", &b_sid, &[22]), &mut m);
+        assert_eq!(
+            actions(&out),
+            [
+                (format!("{ROOM}/b"), "result".into()),
+                (format!("{ROOM}/a"), "source-add".into())
+            ]
+        );
+        // a second session-accept is out of order and changes nothing
+        let again = c.jingle("b", &iq("b", "session-accept", &b_sid, &[23]), &mut m);
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            error_condition(&again[0]).as_deref(),
+            Some("unexpected-request")
+        );
+        assert!(!m.calls.iter().any(|x| x.contains("23")));
+    }
+
+    #[test]
+    fn source_changes_wait_for_a_session_that_is_not_accepted_yet() {
+        let mut m = Fake::default();
+        let mut c = Conference::new(ROOM, 20);
+        let a_sid = sid_of(&c.joined("a", &mut m));
+        c.jingle("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
+        let b_sid = sid_of(&c.joined("b", &mut m));
+        // a adds a source while b's offer is in flight: b hears of it
+        // only with its own session-accept, after the result
+        let out = c.jingle("a", &iq("a", "source-add", &a_sid, &[12]), &mut m);
+        assert_eq!(actions(&out), [(format!("{ROOM}/a"), "result".into())]);
+        let out = c.jingle("b", &iq("b", "session-accept", &b_sid, &[]), &mut m);
+        assert_eq!(
+            actions(&out),
+            [
+                (format!("{ROOM}/b"), "result".into()),
+                (format!("{ROOM}/b"), "source-add".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn nobody_can_add_or_remove_another_participants_sources() {
+        let mut m = Fake::default();
+        let mut c = Conference::new(ROOM, 20);
+        let a_sid = sid_of(&c.joined("a", &mut m));
+        c.jingle("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
+        let b_sid = sid_of(&c.joined("b", &mut m));
+        c.jingle("b", &iq("b", "session-accept", &b_sid, &[22]), &mut m);
+        // b claims a's ssrc
+        let out = c.jingle("b", &iq("b", "source-add", &b_sid, &[11]), &mut m);
+        assert_eq!(out.len(), 1);
+        assert_eq!(error_condition(&out[0]).as_deref(), Some("bad-request"));
+        // b removes a's ssrc: acknowledged, but nobody is told anything
+        let out = c.jingle("b", &iq("b", "source-remove", &b_sid, &[11]), &mut m);
+        assert_eq!(actions(&out), [(format!("{ROOM}/b"), "result".into())]);
+        // its own goes out to a
+        let out = c.jingle("b", &iq("b", "source-remove", &b_sid, &[22]), &mut m);
+        assert_eq!(
+            actions(&out)[1],
+            (format!("{ROOM}/a"), "source-remove".into())
+        );
+        assert_eq!(m.calls.last().map(String::as_str), Some("sources b []"));
+    }
+
+    #[test]
+    fn unknown_sessions_and_actions_are_refused() {
+        let mut m = Fake::default();
+        let mut c = Conference::new(ROOM, 20);
+        let sid = sid_of(&c.joined("a", &mut m));
+        let out = c.jingle("a", &iq("a", "session-accept", "other", &[]), &mut m);
+        assert_eq!(error_condition(&out[0]).as_deref(), Some("item-not-found"));
+        let out = c.jingle("a", &iq("a", "content-add", &sid, &[]), &mut m);
+        assert_eq!(
+            error_condition(&out[0]).as_deref(),
+            Some("feature-not-implemented")
+        );
+        let out = c.jingle("nobody", &iq("nobody", "source-add", &sid, &[]), &mut m);
+        assert_eq!(error_condition(&out[0]).as_deref(), Some("item-not-found"));
+    }
+
+    #[test]
+    fn a_leaver_is_expired_and_its_sources_removed_from_the_others() {
+        let mut m = Fake::default();
+        let mut c = Conference::new(ROOM, 20);
+        let a_sid = sid_of(&c.joined("a", &mut m));
+        c.jingle("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
+        let b_sid = sid_of(&c.joined("b", &mut m));
+        c.jingle("b", &iq("b", "session-accept", &b_sid, &[22]), &mut m);
+        let out = c.left("a", &mut m);
+        assert_eq!(
+            actions(&out),
+            [(format!("{ROOM}/b"), "source-remove".into())]
+        );
+        assert!(m.calls.contains(&"expire a".to_owned()));
+        c.left("b", &mut m);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn only_a_moderator_mutes_and_nobody_unmutes_others() {
+        let mut m = Fake::default();
+        let mut c = Conference::new(ROOM, 20);
+        c.joined("a", &mut m);
+        let mute = |v: &str| -> Element {
+            format!(
+                "<iq xmlns='jabber:client' type='set' id='m' from='{ROOM}/b'>\
+                 <mute xmlns='http://jitsi.org/jitmeet/audio' jid='{ROOM}/a'>{v}</mute></iq>"
+            )
+            .parse()
+            .unwrap()
+        };
+        let out = c.mute(&mute("true"), false, &mut m);
+        assert_eq!(error_condition(&out[0]).as_deref(), Some("forbidden"));
+        let out = c.mute(&mute("false"), true, &mut m);
+        assert_eq!(error_condition(&out[0]).as_deref(), Some("not-allowed"));
+        let out = c.mute(&mute("true"), true, &mut m);
+        assert_eq!(out[0].attr("type"), Some("result"));
+        assert_eq!(out[1].attr("to"), Some(&*format!("{ROOM}/a")));
+        assert_eq!(
+            m.calls.last().map(String::as_str),
+            Some("mute a Audio true")
+        );
+    }
 }

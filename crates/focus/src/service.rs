@@ -125,7 +125,13 @@ impl Focus {
 
     /// The conference request (Jitsi's `moderator.js`): make sure the
     /// focus is in the room, then say so.
-    async fn request(&self, srv: &Server, to: &Jid, iq: &Element, c: &Element) -> Element {
+    async fn request(
+        self: &Arc<Self>,
+        srv: &Server,
+        to: &Jid,
+        iq: &Element,
+        c: &Element,
+    ) -> Element {
         let room = match c.attr("room").map(Jid::new) {
             Some(Ok(j))
                 if j.node().is_some()
@@ -170,23 +176,77 @@ impl Focus {
         reply
     }
 
-    /// Joins `room` unless the focus is there already.
+    /// Joins `room` unless the focus is there already. The conference is
+    /// entered in the map before the join, under the map's lock, so two
+    /// requests at once make one conference; the second waits for the
+    /// first's join (it holds the conference's lock until then).
     async fn ensure(
-        &self,
+        self: &Arc<Self>,
         srv: &Server,
         focus_domain: &str,
         room: &str,
     ) -> Result<(), &'static str> {
-        if self
-            .lock()
-            .get(room)
-            .is_some_and(|r| r.try_lock().map_or(true, |r| !r.ended))
-        {
-            return Ok(());
-        }
-        let Some(server) = self.server.upgrade() else {
-            return Err("service-unavailable");
+        // A conference found ended (its room emptied while this request
+        // waited) is already gone from the map: the second pass makes anew.
+        let (running, rx, mut r) = loop {
+            let (running, rx) = {
+                let mut map = self.lock();
+                match map.get(room) {
+                    Some(r) => (r.clone(), None),
+                    None => {
+                        let (r, rx) = self.conference(srv, focus_domain, room);
+                        map.insert(room.to_owned(), r.clone());
+                        (r, Some(rx))
+                    }
+                }
+            };
+            let r = running.clone().lock_owned().await;
+            match rx {
+                Some(rx) => break (running, rx, r),
+                // Joined by an earlier request.
+                None if !r.ended => return Ok(()),
+                None => continue,
+            }
         };
+        let mut join = Element::bare("presence", ns::CLIENT).with("to", &format!("{room}/{NICK}"));
+        join.append_child(Element::bare("x", ns::MUC));
+        if let Err(e) = srv.handle_stanza(&r.session, join).await {
+            tracing::warn!(error = e, "focus could not join its room");
+            r.ended = true;
+            self.lock().remove(room);
+            return Err("internal-server-error");
+        }
+        // Jitsi clients need real JIDs: the room is made non-anonymous
+        // (the owner form, as a client does on status 201).
+        let mut form = Element::bare("x", ns::DATA_FORMS).with("type", "submit");
+        form.append_child(field(
+            "FORM_TYPE",
+            "http://jabber.org/protocol/muc#roomconfig",
+        ));
+        form.append_child(field("muc#roomconfig_whois", "anyone"));
+        let mut q = Element::bare("query", ns::MUC_OWNER);
+        q.append_child(form);
+        let mut iq = Element::bare("iq", ns::CLIENT)
+            .with("to", room)
+            .with("type", "set")
+            .with("id", "focus-config");
+        iq.append_child(q);
+        let _ = srv.handle_stanza(&r.session, iq).await;
+        drop(r);
+        tokio::spawn(drain(self.clone(), running, rx));
+        Ok(())
+    }
+
+    /// A conference's state and the queue its focus session reads.
+    fn conference(
+        &self,
+        srv: &Server,
+        focus_domain: &str,
+        room: &str,
+    ) -> (
+        Arc<tokio::sync::Mutex<Running>>,
+        conclave_server::router::OutRx,
+    ) {
         let (tx, rx) = conclave_server::router::queue();
         let handle = Arc::new(SessionHandle {
             id: srv.router.next_id(),
@@ -213,36 +273,7 @@ impl Focus {
             moderator_granted: false,
             ended: false,
         }));
-        let mut r = running.lock().await;
-        self.lock().insert(room.to_owned(), running.clone());
-        let mut join = Element::bare("presence", ns::CLIENT).with("to", &format!("{room}/{NICK}"));
-        join.append_child(Element::bare("x", ns::MUC));
-        if let Err(e) = srv.handle_stanza(&r.session, join).await {
-            tracing::warn!(error = e, "focus could not join its room");
-            r.ended = true;
-            self.lock().remove(room);
-            return Err("internal-server-error");
-        }
-        // Jitsi clients need real JIDs: the room is made non-anonymous
-        // (the owner form, as a client does on status 201).
-        let mut form = Element::bare("x", ns::DATA_FORMS).with("type", "submit");
-        form.append_child(field(
-            "FORM_TYPE",
-            "http://jabber.org/protocol/muc#roomconfig",
-        ));
-        form.append_child(field("muc#roomconfig_whois", "anyone"));
-        let mut q = Element::bare("query", ns::MUC_OWNER);
-        q.append_child(form);
-        let mut iq = Element::bare("iq", ns::CLIENT)
-            .with("to", room)
-            .with("type", "set")
-            .with("id", "focus-config");
-        iq.append_child(q);
-        let _ = srv.handle_stanza(&r.session, iq).await;
-        drop(r);
-        let focus = self.server.upgrade().and_then(|s| s.extension::<Focus>());
-        tokio::spawn(drain(Arc::downgrade(&server), focus, running, rx));
-        Ok(())
+        (running, rx)
     }
 
     /// The bridge gave up on an endpoint: it leaves the conference, and
@@ -288,26 +319,26 @@ async fn send_all(srv: &Server, s: &Session, els: impl IntoIterator<Item = Eleme
 /// Reads what the hub delivers to the focus in one room until the
 /// conference ends.
 async fn drain(
-    server: Weak<Server>,
-    focus: Option<Arc<Focus>>,
+    focus: Arc<Focus>,
     running: Arc<tokio::sync::Mutex<Running>>,
     rx: conclave_server::router::OutRx,
 ) {
-    let Some(focus) = focus else { return };
+    let flow = running.lock().await.session.handle.flow.clone();
     while let Ok(item) = rx.recv_async().await {
-        let bytes = {
-            let r = running.lock().await;
-            r.session.handle.flow.taken(item.weight());
-            match item {
-                Outbound::Stanza(b) | Outbound::ToSelf(b) | Outbound::Deferrable(b) => b,
-                Outbound::Close(_) => break,
-                _ => continue,
-            }
+        flow.taken(item.weight());
+        let bytes = match item {
+            Outbound::Stanza(b) | Outbound::ToSelf(b) | Outbound::Deferrable(b) => b,
+            Outbound::Close(_) => break,
+            _ => continue,
         };
-        let Ok(el) = xmpp_core::framing::parse_element(&bytes, 1 << 20) else {
+        let Some(srv) = focus.server.upgrade() else {
+            return;
+        };
+        // The hub serialised it; it parses within the server's own limits.
+        let Ok(el) = xmpp_core::framing::parse_element(&bytes, srv.config.limits.max_stanza_bytes)
+        else {
             continue;
         };
-        let Some(srv) = server.upgrade() else { return };
         let mut r = running.lock().await;
         let out = on_stanza(&focus, &mut r, &el);
         send_all(&srv, &r.session, out).await;
@@ -317,7 +348,7 @@ async fn drain(
                 .with("to", &format!("{room}/{NICK}"))
                 .with("type", "unavailable");
             send_all(&srv, &r.session, [leave]).await;
-            r.session.handle.flow.end();
+            flow.end();
             let mut map = focus.lock();
             if map.get(&room).is_some_and(|x| Arc::ptr_eq(x, &running)) {
                 map.remove(&room);

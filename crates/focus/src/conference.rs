@@ -385,7 +385,6 @@ fn unknown_session(iq: &Element) -> Element {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use conclave_bridge::api::Fingerprint;
 
     /// Records what the conference asked of the bridge.
     #[derive(Default)]
@@ -396,17 +395,7 @@ mod tests {
     impl Media for Fake {
         fn allocate(&mut self, key: &EndpointKey) -> LocalTransport {
             self.calls.push(format!("allocate {}", key.endpoint));
-            LocalTransport {
-                ufrag: "uf".into(),
-                pwd: "pw".into(),
-                fingerprint: Fingerprint {
-                    hash: "sha-256".into(),
-                    value: "AB:CD".into(),
-                    setup: "actpass".into(),
-                },
-                candidates: Vec::new(),
-                websocket_url: "wss://x/colibri-ws/b/c/e?pwd=pw".into(),
-            }
+            crate::jingle::tests::transport()
         }
         fn connect(&mut self, key: &EndpointKey, remote: RemoteTransport) {
             self.calls

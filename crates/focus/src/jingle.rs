@@ -561,10 +561,11 @@ pub fn validate_owner(sources: &EndpointSources, endpoint: &str) -> Result<(), J
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn transport() -> LocalTransport {
+    /// A bridge transport, for offers built in tests.
+    pub(crate) fn transport() -> LocalTransport {
         LocalTransport {
             ufrag: "uf".into(),
             pwd: "pw".into(),

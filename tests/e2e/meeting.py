@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 
 import aioice.ice
 import numpy
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from av import AudioFrame
 from slixmpp.xmlstream.handler import Callback
@@ -317,7 +317,11 @@ class Participant:
 
     async def _negotiate(self, first):
         if first:
-            self.pc = RTCPeerConnection()
+            # max-bundle, as Jitsi's clients and browsers bundle: under
+            # aiortc's default (balanced), receive-only video sections of a
+            # first offer stay on a transport of their own that BUNDLE
+            # never connects, and their media is dropped.
+            self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 
             @self.pc.on("track")
             def on_track(track):
@@ -352,22 +356,6 @@ class Participant:
             res = await iq.send(timeout=10)
             assert res["type"] == "result"
             self.accepted.set()
-            asyncio.ensure_future(self._start_receivers())
-
-    async def _start_receivers(self):
-        # aiortc 1.16 sometimes leaves a receive-only section of the first
-        # offer unstarted once DTLS connects (its __connect loop stops
-        # short); start any such receiver, as setRemoteDescription would.
-        for _ in range(100):
-            if self.pc.connectionState == "connected":
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
-        for t in self.pc.getTransceivers():
-            r = t.receiver
-            router = r.transport._rtp_router
-            if t.currentDirection == "recvonly" and r not in router.receivers:
-                await r.receive(self.pc._RTCPeerConnection__remoteRtp(t))
 
     async def _consume(self, mid, track):
         log = self.frames.setdefault(mid, [])

@@ -68,12 +68,6 @@ def test_two_participants_hear_each_other_and_a_later_source_is_seen(server):
     run(scenario(), timeout=60)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not finished: video a participant is offered in its session-initiate (streams that "
-    "existed before it joined) does not reach it; audio does, and video announced later by "
-    "source-add does",
-)
 def test_three_participants_each_receive_the_other_two(server):
     """Three guests join one room; each gets an offer from the focus with
     the others' sources (at once, or by source-add), answers it, and then

@@ -383,7 +383,6 @@ impl Worker {
                 if let Some(ep) = self.ep(idx) {
                     ep.connected = true;
                 }
-                self.sync_tx(idx);
                 self.ask_keyframes_for(idx);
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -687,11 +686,6 @@ impl Worker {
             .filter_map(|(_, s)| s.layers.first().map(|l| (l.ssrc, l.rtx, s.kind)))
             .collect();
         let Some(ep) = self.ep(idx) else { return };
-        // Send streams are declared once DTLS is up: str0m's video pacing
-        // does not start for a stream declared before the connection.
-        if !ep.connected {
-            return;
-        }
         let keep: HashSet<u32> = wanted.iter().map(|w| w.0).collect();
         let mut api = ep.rtc.direct_api();
         for old in ep.tx.difference(&keep) {

@@ -240,6 +240,15 @@ class ServerBase:
                 pass
         return "\n".join(out)
 
+    def metric(self, name: str) -> float:
+        """The sum of a metric's samples in /metrics (0 when absent)."""
+        _, body = https_get(self.http_port, "/metrics")
+        total = 0.0
+        for line in body.decode().splitlines():
+            if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
     def log_size(self) -> int:
         return len(self.log_text())
 

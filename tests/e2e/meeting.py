@@ -263,6 +263,7 @@ class Participant:
         self.frames = {}  # mid -> [(time, width, energy)]
         self.jingle_log = []
         self.focus_iqs = []
+        self.presences = []  # (from, type, status codes, role)
         self.accepted = asyncio.Event()
         self._lock = asyncio.Lock()
 
@@ -273,6 +274,9 @@ class Participant:
         )
         self.c.register_handler(
             Callback(f"mute-{self.nick}", MatchXPath("{jabber:client}iq/{http://jitsi.org/jitmeet/audio}mute"), self._on_other)
+        )
+        self.c.register_handler(
+            Callback(f"presence-{self.nick}", MatchXPath("{jabber:client}presence"), self._on_presence)
         )
         res = await self.c.iq(
             "set",
@@ -287,6 +291,27 @@ class Participant:
             "</presence>"
         )
         return self
+
+    def _on_presence(self, p):
+        x = p.xml.find(q(NS_MUC_USER, "x"))
+        codes, role = set(), None
+        if x is not None:
+            codes = {s.get("code") for s in x.findall(q(NS_MUC_USER, "status"))}
+            item = x.find(q(NS_MUC_USER, "item"))
+            role = item.get("role") if item is not None else None
+        self.presences.append((p["from"].full, p["type"], codes, role))
+
+    def role_of(self, nick):
+        roles = [r for f, _, _, r in self.presences if f == f"{self.room}/{nick}"]
+        return roles[-1] if roles else None
+
+    def actions(self, action):
+        """The Jingle IQs of one action received so far, as elements."""
+        return [ET.fromstring(x) for a, _, x in self.jingle_log if a == action]
+
+    def bridge_port(self):
+        c = self.offer.transport.find(q(NS_ICE, "candidate"))
+        return int(c.get("port"))
 
     def _on_other(self, iq):
         self.focus_iqs.append(iq)
@@ -397,3 +422,45 @@ class Participant:
         self.c.send_raw(f"<presence to='{self.room}/{self.nick}' type='unavailable'/>")
         await asyncio.sleep(0.1)
         self.c.disconnect()
+
+
+class Channel:
+    """A bridge channel (colibri-ws) at the URL the offer gave, as Jitsi's
+    clients open it, with the websockets library's defaults but for
+    trusting the test server's self-signed certificate."""
+
+    def __init__(self, url):
+        self.url = url
+        self.messages = []
+
+    async def open(self):
+        import ssl
+
+        import websockets
+
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.ws = await websockets.connect(self.url, ssl=ctx)
+        self._task = asyncio.ensure_future(self._read())
+        return self
+
+    async def _read(self):
+        import json
+
+        try:
+            async for m in self.ws:
+                self.messages.append(json.loads(m))
+        except Exception:
+            pass
+
+    async def send(self, obj):
+        import json
+
+        await self.ws.send(json.dumps(obj))
+
+    def of(self, cls):
+        return [m for m in self.messages if m.get("colibriClass") == cls]
+
+    async def close(self):
+        await self.ws.close()

@@ -3,13 +3,15 @@ clients drive them (conference request, MUC, Jingle) by aiortc endpoints
 that really send and receive media over ICE and DTLS-SRTP."""
 
 import asyncio
+import socket
 import time
 
 import pytest
+from slixmpp.exceptions import IqError
 
 from clients import run
 from harness import unique
-from meeting import Participant
+from meeting import Channel, Participant
 
 pytestmark = pytest.mark.conclave_only
 
@@ -108,3 +110,206 @@ def test_three_participants_each_receive_the_other_two(server):
                 await p.leave()
 
     run(scenario(), timeout=80)
+
+
+async def meeting(server, r, n, levels=None):
+    """n participants, each joined and its session accepted in turn; each
+    sends a tone at its level in `levels` (default 0.3)."""
+    ps = []
+    for i in range(n):
+        p = await Participant(server, r, audio_level=(levels or [0.3] * n)[i]).join()
+        await asyncio.wait_for(p.accepted.wait(), 15)
+        ps.append(p)
+    return ps
+
+
+def ssrcs_in(el):
+    return {int(s.get("ssrc")) for s in el.iter("{urn:xmpp:jingle:apps:rtp:ssma:0}source") if s.get("ssrc")}
+
+
+def test_a_leaver_is_removed_and_its_media_stops(server):
+    """When one of three leaves, the other two get a source-remove naming
+    its sources (and only those), and its media stops reaching them."""
+    r = room(server)
+
+    async def scenario():
+        ps = await meeting(server, r, 3)
+        a, b, c = ps
+        try:
+            assert await until(lambda: all(v[1] > 0 for v in a.received().values()) and len(a.received()) == 4)
+            c_ssrcs = set(a.offer.remote) & {s for s, v in a.offer.remote.items() if v["owner"].endswith("/" + c.nick)}
+            await c.leave()
+            for p in (a, b):
+                assert await until(lambda p=p: p.actions("source-remove"), 10), p.jingle_log
+                removed = set().union(*(ssrcs_in(x) for x in p.actions("source-remove")))
+                owners = {
+                    i.get("owner")
+                    for x in p.actions("source-remove")
+                    for i in x.iter("{http://jitsi.org/jitmeet}ssrc-info")
+                }
+                assert owners == {f"{r}/{c.nick}"}, owners
+                assert removed and all(p.offer.remote.get(s) is None for s in removed)
+            assert c_ssrcs <= removed
+            await asyncio.sleep(1)
+            t = time.monotonic()
+            await asyncio.sleep(1.5)
+            got = a.received(since=t)
+            for mid, v in got.items():
+                if a.owner_of(mid) is None:  # c's sections: gone from the model
+                    assert v[1] == 0, f"media from the leaver still arrives: {v}"
+                else:
+                    assert v[1] > 0, f"media from {a.owner_of(mid)} stopped"
+        finally:
+            for p in (a, b):
+                await p.leave()
+
+    run(scenario(), timeout=60)
+
+
+def test_a_vanished_endpoint_times_out_and_is_removed(server_factory):
+    """A participant whose media goes silent without a word (its network
+    gone, its XMPP session still up) is removed after
+    meetings.endpoint_timeout_secs: the other gets a source-remove and sees
+    it kicked from the room."""
+    srv = server_factory({"meetings.endpoint_timeout_secs": 2})
+    r = room(srv)
+
+    async def scenario():
+        a, b = await meeting(srv, r, 2)
+        try:
+            assert await until(lambda: any(v[1] > 0 for v in a.received().values()))
+            # b's UDP sockets close silently: no DTLS close, no RTCP BYE
+            ice = b.pc.getTransceivers()[0].receiver.transport.transport
+            for proto in ice._connection._protocols:
+                proto.transport.close()
+            t0 = time.monotonic()
+            assert await until(lambda: a.actions("source-remove"), 15), a.jingle_log
+            assert time.monotonic() - t0 >= 1.5
+            assert await until(
+                lambda: any(f == f"{r}/{b.nick}" and ty == "unavailable" for f, ty, _, _ in a.presences), 5
+            ), a.presences
+        finally:
+            await a.leave()
+            b.c.disconnect()
+
+    run(scenario(), timeout=60)
+
+
+def test_bridge_channel_relays_endpoint_messages_and_names_the_dominant_speaker(server):
+    """colibri-ws at the URL in the offer, opened with the ICE password:
+    ServerHello first; an EndpointMessage goes to the one it names (or to
+    everyone else when `to` is empty) with `from` set by the bridge, not the
+    sender; the loud participant becomes the dominant speaker; a message
+    over the size limit is dropped without closing the channel; a wrong
+    password opens nothing."""
+    r = room(server)
+
+    async def scenario():
+        a, b, c = await meeting(server, r, 3, levels=[0.8, 0.0, 0.0])
+        chans = []
+        try:
+            chans = [await Channel(p.offer.ws).open() for p in (a, b, c)]
+            ca, cb, cc = chans
+            assert await until(lambda: all(ch.of("ServerHello") for ch in chans), 5)
+            await ca.send({"colibriClass": "EndpointMessage", "to": b.nick, "from": c.nick, "msgPayload": {"n": 1}})
+            assert await until(lambda: cb.of("EndpointMessage"), 5)
+            m = cb.of("EndpointMessage")[0]
+            assert m["from"] == a.nick and m["msgPayload"] == {"n": 1}
+            await ca.send({"colibriClass": "EndpointMessage", "to": "", "msgPayload": {"n": 2}})
+            assert await until(lambda: len(cb.of("EndpointMessage")) == 2 and cc.of("EndpointMessage"), 5)
+            assert cc.of("EndpointMessage")[0]["from"] == a.nick
+            assert not ca.of("EndpointMessage"), "the sender got its own broadcast"
+            assert len(cc.of("EndpointMessage")) == 1, "a unicast reached a third party"
+
+            assert await until(lambda: cb.of("DominantSpeakerEndpointChangeEvent"), 10), cb.messages
+            assert cb.of("DominantSpeakerEndpointChangeEvent")[-1]["dominantSpeakerEndpoint"] == a.nick
+
+            big = {"colibriClass": "EndpointMessage", "to": "", "msgPayload": {"x": "y" * 70000}}
+            await cb.send(big)
+            await cb.send({"colibriClass": "EndpointMessage", "to": a.nick, "msgPayload": {"after": True}})
+            assert await until(lambda: any(m.get("msgPayload") == {"after": True} for m in ca.messages), 5)
+            assert not any("x" in (m.get("msgPayload") or {}) for m in ca.messages + cc.messages)
+
+            import websockets
+
+            bad = a.offer.ws.split("?pwd=")[0] + "?pwd=wrong"
+            with pytest.raises(websockets.exceptions.InvalidStatus) as e:
+                await Channel(bad).open()
+            assert e.value.response.status_code == 403
+        finally:
+            for ch in chans:
+                await ch.close()
+            for p in (a, b, c):
+                await p.leave()
+
+    run(scenario(), timeout=60)
+
+
+def test_a_moderators_mute_is_enforced_and_others_may_not_mute(server):
+    """The first participant moderates. A participant's mute of someone
+    is refused (forbidden); the moderator's mute of b stops b's audio at
+    the bridge, and b is told by the focus."""
+    r = room(server)
+
+    async def scenario():
+        a, b = await meeting(server, r, 2)
+        try:
+            assert await until(lambda: b.role_of(a.nick) == "moderator", 5), b.presences
+            mute = f"<mute xmlns='http://jitsi.org/jitmeet/audio' jid='{r}/{{}}'>true</mute>"
+            with pytest.raises(IqError) as e:
+                await b.c.iq("set", mute.format(a.nick), to=f"{r}/focus")
+            assert e.value.iq["error"]["condition"] == "forbidden"
+
+            def audio_from(p, who, since):
+                return sum(v[1] for m, v in p.received(since).items() if p.owner_of(m) == who and v[0] == "audio")
+
+            assert await until(lambda: audio_from(a, b.nick, 0) > 0)
+            res = await a.c.iq("set", mute.format(b.nick), to=f"{r}/focus")
+            assert res["type"] == "result"
+            assert await until(lambda: b.focus_iqs, 5)
+            await asyncio.sleep(1)
+            t = time.monotonic()
+            await asyncio.sleep(1.5)
+            assert audio_from(a, b.nick, t) == 0, "muted audio still forwarded"
+            assert audio_from(b, a.nick, t) > 0, "the moderator's own audio stopped"
+        finally:
+            await a.leave()
+            await b.leave()
+
+    run(scenario(), timeout=60)
+
+
+def test_bad_input_is_refused_and_the_meeting_goes_on(server):
+    """Malformed Jingle gets bad-request; garbage datagrams and RTP from an
+    unknown address at the media port are dropped and counted in /metrics;
+    the media between the participants keeps flowing."""
+    r = room(server)
+
+    async def scenario():
+        a, b = await meeting(server, r, 2)
+        try:
+            bad = (
+                f"<jingle xmlns='urn:xmpp:jingle:1' action='source-add' sid='{a.offer.sid}'>"
+                "<content name='audio'><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'>"
+                "<source xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' ssrc='not-a-number'/></description></content></jingle>"
+            )
+            with pytest.raises(IqError) as e:
+                await a.c.iq("set", bad, to=f"{r}/focus")
+            assert e.value.iq["error"]["condition"] == "bad-request"
+
+            before = server.metric("conclave_bridge_dropped_total")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for payload in (b"GET / HTTP/1.1\r\n\r\n", bytes([0x80]) * 200, b"\x16\xfe\xfd" + b"x" * 100):
+                for _ in range(20):
+                    sock.sendto(payload, ("127.0.0.1", a.bridge_port()))
+            sock.close()
+            assert await until(lambda: server.metric("conclave_bridge_dropped_total") >= before + 60, 5)
+            t = time.monotonic()
+            await asyncio.sleep(1.5)
+            for p in (a, b):
+                assert all(v[1] > 0 for v in p.received(since=t).values()), p.received(since=t)
+        finally:
+            await a.leave()
+            await b.leave()
+
+    run(scenario(), timeout=60)

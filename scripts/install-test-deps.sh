@@ -86,6 +86,12 @@ else
   log "node deps up to date"
 fi
 
+# --- Debian's Chromium, for the meeting tests in a real browser --------------
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium (Debian)"
+  apt_install --no-install-recommends chromium
+fi
+
 # --- a command-line client for a smoke test -----------------------------------
 if ! command -v go-sendxmpp >/dev/null 2>&1; then
   log "installing go-sendxmpp (Debian)"

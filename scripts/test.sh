@@ -48,6 +48,10 @@ if [ "${E2E_ONLY:-0}" != 1 ]; then
   # and rebuild some thirty dependencies for nothing.
   section "cargo test"
   cargo test --workspace
+
+  # The build above ran `npm ci` in web/ (crates/conclave/build.rs).
+  section "web: eslint, vitest (the browser meeting library)"
+  (cd web && npm run --silent lint && npm test --silent)
 fi
 if [ -z "${CONCLAVE_BIN:-}" ] && [ ! -x "$ROOT/target/debug/conclave" ]; then
   section "cargo build -p conclave"
@@ -67,7 +71,7 @@ if ! tests/.venv/bin/pytest tests/e2e ${PYTEST_ARGS:-}; then
   failed+=("pytest tests/e2e")
 fi
 
-section "e2e: node --test tests/node (@xmpp/client WebSocket, Strophe.js BOSH)"
+section "e2e: node --test tests/node (@xmpp/client WebSocket, Strophe.js BOSH, meetings in Chromium)"
 if ! node --test tests/node/; then
   failed+=("node --test tests/node")
 fi

@@ -41,8 +41,11 @@ def test_metrics_prometheus_text(server):
 
 
 def test_unknown_path_404(server):
-    status, _ = https_get(server.http_port, "/definitely-not-here")
-    assert status == 404
+    # One segment names a meeting (/<Room>, as in Jitsi Meet), so an
+    # unknown path is one no room could have.
+    for path in ("/definitely/not-here", "/.definitely-not-here"):
+        status, _ = https_get(server.http_port, path)
+        assert status == 404, path
 
 
 def test_bosh_session_create_and_bad_sid(server):
@@ -102,3 +105,52 @@ def test_websocket_url_answers_lib_jitsi_meets_keep_alive(server):
     )
     assert status == 426
     assert headers.get("Upgrade") == "websocket"
+
+
+def https_get_full(port, path, timeout=5.0):
+    req = urllib.request.Request(f"https://{LOOPBACK}:{port}{path}")
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=insecure_ssl_context()), urllib.request.ProxyHandler({})
+    )
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+@pytest.mark.conclave_only
+def test_the_meeting_page_and_its_assets_are_served_from_the_server_itself(server):
+    """https://host/<Room> is the web client (built into the binary), under
+    a Content-Security-Policy that lets it load and connect only to this
+    server; its hashed assets are cacheable for good; /meet-config.json
+    names this server's XMPP domain, guest domain, rooms, focus and
+    WebSocket. Paths that cannot be room names are not pages."""
+    for path in ("/", "/SomeRoom", "/team-2026_q4"):
+        status, headers, body = https_get_full(server.http_port, path)
+        assert status == 200, path
+        assert headers["content-type"].startswith("text/html")
+        csp = headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "connect-src 'self'" in csp
+        assert b"/assets/" in body
+    page = body.decode()
+    scripts = re.findall(r'src="(/assets/[^"]+\.js)"', page)
+    assert scripts, page
+    for s in scripts:
+        status, headers, js = https_get_full(server.http_port, s)
+        assert status == 200 and headers["content-type"].startswith("text/javascript")
+        assert "immutable" in headers["cache-control"]
+    status, headers, body = https_get_full(server.http_port, "/meet-config.json")
+    assert status == 200
+    import json
+
+    cfg = json.loads(body)
+    assert cfg == {
+        "domain": server.domain,
+        "guestDomain": server.guest_domain,
+        "muc": f"conference.{server.domain}",
+        "focus": f"focus.{server.domain}",
+        "websocket": f"wss://{LOOPBACK}:{server.http_port}/xmpp-websocket",
+    }
+    for path in ("/.env", "/a%20b", "/assets/nope.js", "/x/y"):
+        assert https_get_full(server.http_port, path)[0] == 404, path

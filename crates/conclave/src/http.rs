@@ -57,6 +57,7 @@ pub fn router(
     r = r.merge(crate::invite_page::routes(server.clone()));
     if let Some(bridge) = server.extension::<conclave_bridge::Bridge>() {
         r = r.merge(crate::colibri_ws::routes(bridge));
+        r = r.merge(crate::meet_page::routes(server.clone()));
     }
     r.with_state(App {
         server,

@@ -15,6 +15,7 @@ mod http;
 mod invite_page;
 mod invites;
 mod load;
+mod meet_page;
 mod rooms;
 mod tls;
 mod upload;

@@ -97,6 +97,8 @@ class ConclaveServer {
       "c2s.direct_tls_port": this.direct_tls_port,
       "http.bind": '["127.0.0.1"]',
       "http.port": this.http_port,
+      // servers run side by side: each takes a free media port
+      "meetings.udp_port": 0,
       ...this.overrides,
     };
     for (const [k, v] of Object.entries(cfg)) {

@@ -1,0 +1,137 @@
+// Meetings in a real browser: Debian's Chromium, driven by playwright-core,
+// each participant in a fresh profile with fake camera and microphone,
+// loading the web client the server itself serves at /<room>. Nothing the
+// page asks for may leave the server.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+import { startServer, TARGET, withTimeout } from "./lib/server.mjs";
+
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+// As a person would start it, but headless, with fake devices, and with
+// what a loopback-only machine needs (Chromium 156 refuses loopback ICE
+// candidates and local-network WebSockets otherwise); no background
+// traffic to Google.
+const ARGS = [
+  "--use-fake-device-for-media-stream",
+  "--use-fake-ui-for-media-stream",
+  "--allow-loopback-in-peer-connection",
+  "--disable-features=LocalNetworkAccessChecks",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+async function join(browser, origin, room, name, outside) {
+  // A new context is a fresh profile: no cookies, storage or permissions.
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, permissions: ["camera", "microphone"] });
+  await ctx.route("**/*", (route) => {
+    const url = route.request().url();
+    if (url.startsWith(origin) || url.startsWith("data:") || url.startsWith("blob:")) return route.continue();
+    outside.push(url);
+    return route.abort();
+  });
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  await page.goto(`${origin}/${room}?name=${name}`);
+  await page.waitForFunction(() => window.conclave !== undefined, null, { timeout: 15000 });
+  await page.evaluate(() => window.conclave.ready.then(() => undefined));
+  return { ctx, page, errors };
+}
+
+/** Remote <video> elements with a picture whose time advances. */
+async function playingRemoteVideos(page) {
+  return page.evaluate(async () => {
+    const vids = [...document.querySelectorAll("video[data-endpoint]")].filter((v) => !v.closest("[data-local]"));
+    const t0 = vids.map((v) => v.currentTime);
+    await new Promise((r) => setTimeout(r, 700));
+    return vids.filter((v, i) => v.videoWidth > 0 && v.currentTime > t0[i]).map((v) => v.dataset.endpoint);
+  });
+}
+
+/** Inbound audio with energy, from the peer connection's statistics. */
+async function audioEnergy(page) {
+  return page.evaluate(async () => {
+    const pc = window.conclave.conference.peerConnection;
+    if (!pc) return 0;
+    let e = 0;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "audio") e += s.totalAudioEnergy || 0;
+    });
+    return e;
+  });
+}
+
+async function until(fn, ms, what) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  assert.fail(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
+}
+
+test(
+  "browser: two participants from fresh profiles see and hear each other and exchange an endpoint message",
+  { skip: TARGET !== "conclave" && "meetings are Conclave's" },
+  async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: scripts/install-test-deps.sh installs Debian's chromium`);
+    const srv = await startServer();
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+    const outside = [];
+    try {
+      const origin = `https://localhost:${srv.http_port}`;
+      const room = `Browser${Date.now()}`;
+      const a = await withTimeout(join(browser, origin, room, "Alice", outside), 30000, "Alice joining");
+      const b = await withTimeout(join(browser, origin, room, "Bob", outside), 30000, "Bob joining");
+      const ids = await Promise.all([a, b].map((p) => p.page.evaluate(() => window.conclave.conference.endpointId)));
+
+      // each sees the other's camera, moving
+      await until(async () => (await playingRemoteVideos(a.page)).includes(ids[1]), 30000, "Alice sees Bob");
+      await until(async () => (await playingRemoteVideos(b.page)).includes(ids[0]), 30000, "Bob sees Alice");
+      // and hears the other's microphone
+      await until(async () => (await audioEnergy(a.page)) > 0, 15000, "Alice hears Bob");
+      await until(async () => (await audioEnergy(b.page)) > 0, 15000, "Bob hears Alice");
+
+      // an endpoint message over the bridge channel, with the sender named by the bridge
+      const got = b.page.evaluate(
+        () =>
+          new Promise((resolve) => {
+            window.conclave.conference.on("endpoint-message", (m) => resolve(m));
+          }),
+      );
+      await until(
+        () => a.page.evaluate(() => window.conclave.conference.bridgeChannelOpen),
+        15000,
+        "Alice's bridge channel",
+      );
+      await a.page.evaluate(() => window.conclave.conference.sendEndpointMessage("", { hello: "bob" }));
+      const m = await withTimeout(got, 10000, "the endpoint message");
+      assert.deepEqual(m, { from: ids[0], payload: { hello: "bob" } });
+
+      // Bob leaves: Alice's tile for him goes
+      await b.page.evaluate(() => window.conclave.conference.leave());
+      await until(
+        () => a.page.evaluate((id) => !document.querySelector(`video[data-endpoint="${id}"]`), ids[1]),
+        15000,
+        "Bob's tile removed",
+      );
+      assert.deepEqual(outside, [], "the page fetched something from outside the server");
+      assert.deepEqual([...a.errors, ...b.errors], []);
+    } finally {
+      await browser.close();
+      await srv.stop();
+    }
+  },
+);

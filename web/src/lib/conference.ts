@@ -5,6 +5,7 @@ import { client, xml, type Element, type IncomingContext, type XmppClient } from
 import { BridgeChannel, type BridgeMessage, type ReceiverVideoConstraints, type WebSocketFactory } from './bridge-channel';
 import type { MeetConfig } from './config';
 import { Emitter } from './emitter';
+import { parseTurnServers, servicesRequest } from './extdisco';
 import { conferenceRequest, parseConferenceResult, retryDelay } from './focus';
 import { JingleError, parseJingle, sessionTerminate, type JingleMessage } from './jingle-sdp';
 import { JingleSession, type RemoteTrack } from './jingle-session';
@@ -115,6 +116,7 @@ export class Conference extends Emitter<ConferenceEvents> {
   private xmpp: XmppClient | null = null;
   private options: JoinOptions | null = null;
   private localJid = '';
+  private turnServers: RTCIceServer[] = [];
   private focusJid: string | undefined;
   private focusOccupantSeen = false;
   private joined = false;
@@ -184,6 +186,7 @@ export class Conference extends Emitter<ConferenceEvents> {
     try {
       const jid = await xmpp.start();
       this.localJid = jid.toString();
+      this.turnServers = await this.fetchTurnServers(jid.domain);
       await this.requestConference();
       await this.joinRoom();
     } catch (err) {
@@ -307,6 +310,17 @@ export class Conference extends Emitter<ConferenceEvents> {
   private async sendIq(to: string, child: Element): Promise<Element> {
     if (!this.xmpp) throw new Error('not connected');
     return this.xmpp.iqCaller.request(xml('iq', { type: 'set', to }, child), IQ_TIMEOUT_MS);
+  }
+
+  /** TURN servers from the XMPP server (XEP-0215); none is only a warning. */
+  private async fetchTurnServers(domain: string): Promise<RTCIceServer[]> {
+    if (!this.xmpp) return [];
+    try {
+      return parseTurnServers(await this.xmpp.iqCaller.request(servicesRequest(domain), IQ_TIMEOUT_MS));
+    } catch (err) {
+      console.warn('no TURN servers (XEP-0215)', err);
+      return [];
+    }
   }
 
   private async requestConference(): Promise<void> {
@@ -491,7 +505,12 @@ export class Conference extends Emitter<ConferenceEvents> {
           await this.sendIq(peer, el);
         },
         createPeerConnection: () =>
-          new RTCPeerConnection({ ...opts.rtcConfiguration, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' }),
+          new RTCPeerConnection({
+            ...opts.rtcConfiguration,
+            iceServers: [...(opts.rtcConfiguration?.iceServers ?? []), ...this.turnServers],
+            bundlePolicy: 'max-bundle',
+            rtcpMuxPolicy: 'require',
+          }),
         onRemoteTrack: (t) => {
           this.remoteTracks.set(t.mid, t);
           this.emit('remote-track', t);

@@ -46,6 +46,10 @@ def test_two_participants_hear_each_other_and_a_later_source_is_seen(server):
             # the focus's real JID is what lib-jitsi-meet trusts
             assert a.conference.get("ready") == "true"
             assert a.conference.get("focusjid") == f"focus.{server.domain}"
+            props = {x.get("name"): x.get("value") for x in a.conference}
+            assert props["authentication"] == "false"
+            # lib-jitsi-meet gives up on live='false' (a conference not live yet)
+            assert props.get("live", "true") != "false"
             assert [x[0] for x in a.jingle_log] == ["session-initiate", "source-add"]
             assert all(f == f"{r}/focus" for _, f, _ in a.jingle_log)
 

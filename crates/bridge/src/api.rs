@@ -138,6 +138,11 @@ const VIDEO_FB: &[(&str, &str)] = &[
 /// What the offer carries and the bridge is configured with: the same
 /// payload types and ids as Jicofo's defaults (jitsi.md §1.5), so that a
 /// client that knows Jitsi sees nothing new. Preference order: first wins.
+///
+/// No AV1 (Jicofo's 41/42) yet: lib-jitsi-meet prefers it when offered and
+/// sends it as SVC in one SSRC, whose frames the bridge does not yet
+/// forward so that receivers can decode them (that needs the dependency
+/// descriptor extension); with AV1 left out it sends VP8 simulcast.
 pub const CODECS: &[Codec] = &[
     Codec {
         kind: MediaKind::Audio,
@@ -181,16 +186,6 @@ pub const CODECS: &[Codec] = &[
             ("packetization-mode", "1"),
         ],
         rtx_pt: Some(99),
-        feedback: VIDEO_FB,
-    },
-    Codec {
-        kind: MediaKind::Video,
-        pt: 41,
-        name: "AV1",
-        clock_rate: 90000,
-        channels: 0,
-        params: &[],
-        rtx_pt: Some(42),
         feedback: VIDEO_FB,
     },
 ];

@@ -46,6 +46,9 @@ struct Entry {
 /// Every endpoint's channel credentials and open sockets.
 pub struct Channels {
     entries: Mutex<HashMap<EndpointKey, Entry>>,
+    /// Each conference's latest dominant speaker message, for channels
+    /// that open after it was sent (a late joiner, a reconnect).
+    dominant: Mutex<HashMap<String, Bytes>>,
     max_bytes: usize,
 }
 
@@ -53,6 +56,7 @@ impl Channels {
     pub fn new(max_bytes: usize) -> Self {
         Channels {
             entries: Mutex::new(HashMap::new()),
+            dominant: Mutex::new(HashMap::new()),
             max_bytes,
         }
     }
@@ -85,6 +89,14 @@ impl Channels {
         let (tx, rx) = flume::bounded(QUEUE);
         let hello = serde_json::json!({"colibriClass": "ServerHello", "version": env!("CARGO_PKG_VERSION")});
         let _ = tx.try_send(Bytes::from(hello.to_string()));
+        if let Some(d) = self
+            .dominant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key.conference)
+        {
+            let _ = tx.try_send(d.clone());
+        }
         e.tx = Some(tx);
         e.socket += 1;
         Some((e.socket, rx))
@@ -111,6 +123,24 @@ impl Channels {
                 .increment(1);
         }
         sent
+    }
+
+    /// A new dominant speaker in `conference`: told to everyone, and kept
+    /// for channels that open later.
+    pub(crate) fn dominant_speaker(&self, conference: &str, msg: Bytes) {
+        self.dominant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(conference.to_owned(), msg.clone());
+        self.broadcast(conference, None, msg);
+    }
+
+    /// The conference ended.
+    pub(crate) fn forget_conference(&self, conference: &str) {
+        self.dominant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(conference);
     }
 
     /// Sends to every endpoint of `conference` but `except`.
@@ -233,6 +263,21 @@ mod tests {
         c.incoming(&key("a"), msg).unwrap();
         assert!(b.try_recv().is_ok() && x.try_recv().is_ok());
         assert!(a.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_channel_opened_late_hears_who_is_speaking() {
+        let c = Channels::new(1000);
+        let _a = open(&c, "a");
+        c.dominant_speaker(
+            &key("a").conference,
+            Bytes::from_static(b"{\"colibriClass\":\"D\"}"),
+        );
+        c.allow(&key("late"), "pw");
+        let (_, rx) = c.open(&key("late"), "pw").unwrap();
+        let got: Vec<Bytes> = rx.try_iter().collect();
+        assert_eq!(got.len(), 2, "ServerHello, then the dominant speaker");
+        assert_eq!(&got[1][..], b"{\"colibriClass\":\"D\"}");
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Conference {
     routes: HashMap<u32, Route>,
     /// Each endpoint's streams, as last signalled.
     streams: HashMap<usize, Vec<StreamDesc>>,
+    /// When each incoming SSRC last had a packet.
+    seen: HashMap<u32, Instant>,
     pub speakers: SpeakerDetector,
 }
 
@@ -45,6 +47,9 @@ impl Conference {
     /// already sends are refused (the focus checks ownership; this keeps a
     /// race from letting one endpoint capture another's stream).
     pub fn set_streams(&mut self, ep: usize, streams: Vec<StreamDesc>) -> Vec<StreamDesc> {
+        let routes = &self.routes;
+        self.seen
+            .retain(|ssrc, _| routes.get(ssrc).is_none_or(|r| r.owner != ep));
         self.routes.retain(|_, r| r.owner != ep);
         let mut kept = Vec::with_capacity(streams.len());
         for s in streams {
@@ -87,13 +92,37 @@ impl Conference {
             .flat_map(|(o, v)| v.iter().map(move |s| (*o, s)))
     }
 
-    /// Which layer of a stream a receiver gets. Until bandwidth estimation
-    /// and `ReceiverVideoConstraints` choose per receiver, every receiver
-    /// gets the first (lowest) layer, which every simulcast sender sends.
-    pub fn forwards(&self, route: &Route) -> bool {
-        route.layer == 0
+    /// The stream a receiver knows as `visible`.
+    pub fn stream(&self, visible: u32) -> Option<&StreamDesc> {
+        let owner = self.routes.get(&visible)?.owner;
+        self.streams
+            .get(&owner)?
+            .iter()
+            .find(|s| s.layers.first().is_some_and(|l| l.ssrc == visible))
+    }
+
+    /// A packet arrived on `ssrc` at `at`: its layer is being sent.
+    pub fn seen(&mut self, ssrc: u32, at: Instant) {
+        self.seen.insert(ssrc, at);
+    }
+
+    /// Which layers of the stream `visible` the sender is sending now
+    /// (a packet within `LAYER_IDLE`), lowest first, into `out`.
+    pub fn active_layers(&self, visible: u32, now: Instant, out: &mut Vec<bool>) {
+        out.clear();
+        if let Some(s) = self.stream(visible) {
+            out.extend(s.layers.iter().map(|l| {
+                self.seen
+                    .get(&l.ssrc)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < LAYER_IDLE)
+            }));
+        }
     }
 }
+
+/// A simulcast layer with no packet for this long is taken as stopped
+/// (the sender dropped it for bandwidth or because nobody wants it).
+pub const LAYER_IDLE: Duration = Duration::from_millis(1000);
 
 /// Dominant speaker detection from RFC 6464 audio levels (0 = loudest,
 /// 127 = silence, in -dBov): each endpoint's level is smoothed, and the
@@ -188,15 +217,23 @@ mod tests {
     }
 
     #[test]
-    fn every_layer_routes_to_its_stream_and_only_the_first_is_forwarded() {
+    fn every_layer_routes_to_its_stream_and_layers_are_active_while_packets_come() {
         let mut c = Conference::default();
         c.join(1);
         c.join(2);
         c.set_streams(1, vec![video(&[10, 20, 30])]);
         let r = c.route(20).unwrap();
         assert_eq!((r.owner, r.visible, r.layer), (1, 10, 1));
-        assert!(!c.forwards(&r));
-        assert!(c.forwards(&c.route(10).unwrap()));
+        assert_eq!(c.stream(10).map(|s| s.layers.len()), Some(3));
+        assert!(c.stream(20).is_none(), "known by its first layer only");
+        let t = Instant::now();
+        c.seen(10, t);
+        c.seen(30, t);
+        let mut active = Vec::new();
+        c.active_layers(10, t + Duration::from_millis(10), &mut active);
+        assert_eq!(active, [true, false, true]);
+        c.active_layers(10, t + LAYER_IDLE, &mut active);
+        assert_eq!(active, [false, false, false]);
         assert_eq!(c.streams_for(2).count(), 1);
         assert_eq!(c.streams_for(1).count(), 0);
     }
@@ -231,5 +268,283 @@ mod tests {
         assert_eq!(s.tick(t0 + Duration::from_millis(100)), None);
         assert_eq!(s.tick(t0 + Duration::from_millis(600)), Some(2));
         assert_eq!(s.previous(), &[1]);
+    }
+}
+
+/// One incoming video packet, as a projection needs to see it.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerPacket {
+    pub layer: usize,
+    /// Extended sequence number (with rollover count).
+    pub seq: u64,
+    pub ts: u32,
+    /// The first packet of a keyframe.
+    pub keyframe: bool,
+    /// VP8's PictureID, which decoders also expect to run on.
+    pub picture_id: Option<u16>,
+}
+
+/// What to write for a forwarded packet, in the receiver's numbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewritten {
+    pub seq: u64,
+    pub ts: u32,
+    pub picture_id: Option<u16>,
+}
+
+/// What one receiver gets of one simulcast stream: one layer at a time,
+/// renumbered so that it sees a single continuous stream (sequence
+/// numbers, timestamps and VP8 picture ids run on across switches). A
+/// switch happens only at a keyframe of the layer switched to, so the
+/// picture never breaks.
+#[derive(Debug, Default)]
+pub struct Projection {
+    current: Option<usize>,
+    seq_delta: u64,
+    ts_delta: u32,
+    pid_delta: u16,
+    last: Option<Rewritten>,
+    /// The timestamp step between the last two frames sent, to place the
+    /// first frame after a switch.
+    frame_step: u32,
+}
+
+/// A frame step to assume before two frames were seen (30 fps at 90 kHz).
+const DEFAULT_FRAME_STEP: u32 = 3000;
+
+impl Projection {
+    pub fn current(&self) -> Option<usize> {
+        self.current
+    }
+
+    /// Forwards `p` (renumbered) or drops it, moving toward `target`.
+    pub fn on_packet(&mut self, p: &LayerPacket, target: usize) -> Option<Rewritten> {
+        let switch = match self.current {
+            Some(c) if c == p.layer => false,
+            // Up or down to the target, at its keyframe.
+            Some(_) => p.layer == target && p.keyframe,
+            // Nothing yet: any keyframe at or below the target starts it.
+            None => p.layer <= target && p.keyframe,
+        };
+        if switch {
+            match self.last {
+                Some(last) => {
+                    let step = if self.frame_step == 0 {
+                        DEFAULT_FRAME_STEP
+                    } else {
+                        self.frame_step
+                    };
+                    self.seq_delta = last.seq.wrapping_add(1).wrapping_sub(p.seq);
+                    self.ts_delta = last.ts.wrapping_add(step).wrapping_sub(p.ts);
+                    if let (Some(out), Some(pid)) = (last.picture_id, p.picture_id) {
+                        self.pid_delta = out.wrapping_add(1).wrapping_sub(pid);
+                    }
+                }
+                None => {
+                    self.seq_delta = 0;
+                    self.ts_delta = 0;
+                    self.pid_delta = 0;
+                }
+            }
+            self.current = Some(p.layer);
+        } else if self.current != Some(p.layer) {
+            return None;
+        }
+        let out = Rewritten {
+            seq: p.seq.wrapping_add(self.seq_delta),
+            ts: p.ts.wrapping_add(self.ts_delta),
+            picture_id: p
+                .picture_id
+                .map(|pid| pid.wrapping_add(self.pid_delta) & 0x7fff),
+        };
+        if let Some(last) = self.last {
+            if out.ts != last.ts && out.seq > last.seq {
+                self.frame_step = out.ts.wrapping_sub(last.ts);
+            }
+            // A late packet keeps its place; `last` is the newest one.
+            if out.seq < last.seq {
+                return Some(out);
+            }
+        }
+        self.last = Some(out);
+        Some(out)
+    }
+
+    /// The layer this receiver is on stopped (its sender dropped it): the
+    /// next keyframe of the target starts the stream again.
+    pub fn lost_layer(&mut self) {
+        self.current = None;
+    }
+}
+
+/// The layer a receiver should get: the highest one the sender is sending
+/// (`active`, lowest first) within what the receiver allows (`max_layer`).
+pub fn target_layer(active: &[bool], max_layer: usize) -> Option<usize> {
+    active
+        .iter()
+        .enumerate()
+        .take(max_layer.saturating_add(1))
+        .filter(|(_, a)| **a)
+        .map(|(i, _)| i)
+        .next_back()
+}
+
+/// The highest layer whose picture fits `max_height`, for a stream of
+/// `layers` simulcast layers. Browsers send simulcast as quarter, half and
+/// full size of the camera (720p by default), lowest first.
+pub fn layer_for_height(layers: usize, max_height: u32) -> Option<usize> {
+    if layers == 0 || max_height == 0 {
+        return None;
+    }
+    let full = 720u32;
+    (0..layers)
+        .rev()
+        .find(|&i| full >> (layers - 1 - i) <= max_height)
+        .or(Some(0))
+}
+
+#[cfg(test)]
+mod projection_tests {
+    use super::*;
+
+    fn pkt(layer: usize, seq: u64, ts: u32, keyframe: bool) -> LayerPacket {
+        LayerPacket {
+            layer,
+            seq,
+            ts,
+            keyframe,
+            picture_id: Some((seq % 1000) as u16),
+        }
+    }
+
+    #[test]
+    fn a_switch_waits_for_a_keyframe_and_the_receiver_sees_one_stream() {
+        let mut p = Projection::default();
+        // starts on the first keyframe at or below the target
+        assert_eq!(p.on_packet(&pkt(0, 100, 9000, false), 2), None);
+        let a = p.on_packet(&pkt(0, 101, 9000, true), 2).unwrap();
+        assert_eq!((a.seq, a.ts), (101, 9000));
+        let b = p.on_packet(&pkt(0, 102, 12000, false), 2).unwrap();
+        assert_eq!((b.seq, b.ts), (102, 12000));
+        // layer 2 packets are dropped until its keyframe
+        assert_eq!(p.on_packet(&pkt(2, 5000, 700_000, false), 2), None);
+        let c = p.on_packet(&pkt(2, 5001, 703_000, true), 2).unwrap();
+        assert_eq!(c.seq, 103, "sequence numbers run on");
+        assert_eq!(c.ts, 15000, "one frame step after the last");
+        assert_eq!(c.picture_id, Some(b.picture_id.unwrap() + 1));
+        // the old layer is dropped now
+        assert_eq!(p.on_packet(&pkt(0, 103, 15000, false), 2), None);
+        let d = p.on_packet(&pkt(2, 5002, 706_000, false), 2).unwrap();
+        assert_eq!((d.seq, d.ts), (104, 18000));
+    }
+
+    #[test]
+    fn renumbering_wraps_like_rtp() {
+        let mut p = Projection::default();
+        p.on_packet(&pkt(0, 10, u32::MAX - 1000, true), 0);
+        let out = p.on_packet(&pkt(0, 11, 2000, false), 0).unwrap();
+        assert_eq!(out.ts, 2000);
+        p.lost_layer();
+        let s = p.on_packet(&pkt(1, 70_000, 5, true), 1).unwrap();
+        assert_eq!(s.seq, 12);
+        assert_eq!(
+            s.ts,
+            2000u32.wrapping_add(3001),
+            "one frame step (3001) after the last"
+        );
+    }
+
+    #[test]
+    fn the_target_is_the_best_active_layer_the_receiver_allows() {
+        assert_eq!(target_layer(&[true, true, true], 2), Some(2));
+        assert_eq!(target_layer(&[true, true, false], 2), Some(1));
+        assert_eq!(target_layer(&[true, true, true], 0), Some(0));
+        assert_eq!(target_layer(&[false, true, false], 0), None);
+        assert_eq!(layer_for_height(3, 720), Some(2));
+        assert_eq!(layer_for_height(3, 360), Some(1));
+        assert_eq!(layer_for_height(3, 180), Some(0));
+        assert_eq!(layer_for_height(3, 90), Some(0));
+        assert_eq!(layer_for_height(3, 0), None);
+        assert_eq!(layer_for_height(1, 180), Some(0));
+    }
+}
+
+/// Video codecs the bridge tells keyframes apart for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    Vp8,
+    Vp9,
+    H264,
+    Av1,
+}
+
+impl VideoCodec {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "VP8" => Some(VideoCodec::Vp8),
+            "VP9" => Some(VideoCodec::Vp9),
+            "H264" => Some(VideoCodec::H264),
+            "AV1" => Some(VideoCodec::Av1),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `payload` (an RTP payload, no header) begins a keyframe.
+/// Payloads are only read, never trusted: anything short or odd is "no".
+pub fn starts_keyframe(codec: VideoCodec, payload: &[u8]) -> bool {
+    match codec {
+        VideoCodec::Vp8 => {
+            str0m::rtp::Vp8Descriptor::parse(payload).is_ok_and(|d| d.starts_keyframe(payload))
+        }
+        // RFC 6184: an IDR slice or a parameter set, alone, in a STAP-A or
+        // at the start of a FU-A.
+        VideoCodec::H264 => match payload.first().map(|b| b & 0x1f) {
+            Some(5 | 7) => true,
+            Some(24) => payload.get(3).is_some_and(|b| matches!(b & 0x1f, 5 | 7)),
+            Some(28) => payload
+                .get(1)
+                .is_some_and(|b| b & 0x80 != 0 && b & 0x1f == 5),
+            _ => false,
+        },
+        // VP9 payload descriptor: not inter-predicted (P=0), beginning of a
+        // frame (B=1).
+        VideoCodec::Vp9 => payload
+            .first()
+            .is_some_and(|b| b & 0x40 == 0 && b & 0x08 != 0),
+        // AV1 aggregation header: N, the first packet of a coded video
+        // sequence.
+        VideoCodec::Av1 => payload.first().is_some_and(|b| b & 0x08 != 0),
+    }
+}
+
+#[cfg(test)]
+mod keyframe_tests {
+    use super::*;
+
+    #[test]
+    fn keyframes_are_told_apart_per_codec_and_junk_is_not_one() {
+        // VP8: descriptor with S=1, PID=0, then P=0 in the payload header
+        assert!(starts_keyframe(
+            VideoCodec::Vp8,
+            &[0x10, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a]
+        ));
+        assert!(!starts_keyframe(VideoCodec::Vp8, &[0x10, 0x01, 0x00]));
+        assert!(!starts_keyframe(VideoCodec::Vp8, &[0x00, 0x00]));
+        assert!(starts_keyframe(VideoCodec::H264, &[0x65, 0x88]));
+        assert!(starts_keyframe(VideoCodec::H264, &[0x78, 0x00, 0x10, 0x67]));
+        assert!(starts_keyframe(VideoCodec::H264, &[0x7c, 0x85]));
+        assert!(!starts_keyframe(VideoCodec::H264, &[0x7c, 0x05]));
+        assert!(!starts_keyframe(VideoCodec::H264, &[0x41]));
+        assert!(starts_keyframe(VideoCodec::Vp9, &[0x08]));
+        assert!(!starts_keyframe(VideoCodec::Vp9, &[0x48]));
+        for c in [
+            VideoCodec::Vp8,
+            VideoCodec::Vp9,
+            VideoCodec::H264,
+            VideoCodec::Av1,
+        ] {
+            assert!(!starts_keyframe(c, &[]));
+        }
     }
 }

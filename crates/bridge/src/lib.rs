@@ -191,6 +191,16 @@ impl Bridge {
         });
     }
 
+    /// What the endpoint's bridge channel asked of the media (see
+    /// `channel::ForWorker`).
+    pub fn from_channel(&self, key: &EndpointKey, m: channel::ForWorker) {
+        let channel::ForWorker::Constraints(value) = m;
+        let _ = self.commands.send(Command::Constraints {
+            key: key.clone(),
+            value,
+        });
+    }
+
     /// Removes the endpoint and frees its state.
     pub fn expire(&self, key: &EndpointKey) {
         let _ = self.commands.send(Command::Expire { key: key.clone() });

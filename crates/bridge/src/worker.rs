@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind as SKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{Extension, ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::rtp::{Extension, ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc, Vp8Descriptor};
 use str0m::{Candidate as SCandidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 
@@ -20,7 +20,10 @@ use crate::api::{
 };
 use crate::channel::Channels;
 use crate::demux;
-use crate::forwarding::Conference;
+use crate::forwarding::{
+    Conference, LayerPacket, Projection, VideoCodec, layer_for_height, starts_keyframe,
+    target_layer,
+};
 
 pub(crate) enum Command {
     Allocate {
@@ -42,6 +45,11 @@ pub(crate) enum Command {
         key: EndpointKey,
         kind: MediaKind,
         muted: bool,
+    },
+    /// `ReceiverVideoConstraints` from the endpoint's bridge channel.
+    Constraints {
+        key: EndpointKey,
+        value: serde_json::Value,
     },
 }
 
@@ -67,6 +75,27 @@ struct Endpoint {
     tx: HashSet<u32>,
     muted_audio: bool,
     muted_video: bool,
+    /// Per stream it receives (by the SSRC it knows it by): the layer it
+    /// is on and the renumbering.
+    projections: HashMap<u32, Projection>,
+    /// `ReceiverVideoConstraints`: the default and per-source picture
+    /// height it wants; `None` for no limit.
+    max_height: Option<u32>,
+    source_heights: HashMap<String, u32>,
+}
+
+impl Endpoint {
+    /// The highest layer of a `layers`-layer stream this receiver wants;
+    /// `None` for none at all (height 0).
+    fn max_layer(&self, layers: usize, source: Option<&str>) -> Option<usize> {
+        let h = source
+            .and_then(|s| self.source_heights.get(s).copied())
+            .or(self.max_height);
+        match h {
+            None => Some(usize::MAX),
+            Some(h) => layer_for_height(layers, h),
+        }
+    }
 }
 
 pub(crate) struct Worker {
@@ -84,9 +113,17 @@ pub(crate) struct Worker {
     /// Events that need more than the endpoint that raised them.
     pending: Vec<(usize, Event)>,
     receivers: Vec<usize>,
+    /// Scratch: which layers of the stream being forwarded are active.
+    active: Vec<bool>,
+    /// When each sender layer was last asked for a keyframe.
+    keyframe_asked: HashMap<u32, Instant>,
 }
 
 const SPEAKER_TICK: Duration = Duration::from_millis(200);
+/// Simulcast layers looked at per stream (browsers send three).
+const MAX_LAYERS: usize = 4;
+/// How often one layer's sender may be asked for a keyframe.
+const KEYFRAME_EVERY: Duration = Duration::from_millis(500);
 /// Remote addresses one endpoint may be known by (its candidates and
 /// the peer-reflexive ones its checks come from).
 const MAX_ADDRS: usize = 16;
@@ -195,6 +232,8 @@ impl Worker {
             events,
             pending: Vec::new(),
             receivers: Vec::new(),
+            active: Vec::new(),
+            keyframe_asked: HashMap::new(),
         })
     }
 
@@ -333,7 +372,7 @@ impl Worker {
                 "silence": false,
             });
             self.channels
-                .broadcast(&conf, None, bytes::Bytes::from(msg.to_string()));
+                .dominant_speaker(&conf, bytes::Bytes::from(msg.to_string()));
         }
     }
 
@@ -407,7 +446,8 @@ impl Worker {
         let Some(conf) = self.conferences.get_mut(&ep.key.conference) else {
             return;
         };
-        let Some(route) = conf.route(*p.header.ssrc) else {
+        let ssrc = *p.header.ssrc;
+        let Some(route) = conf.route(ssrc) else {
             return dropped("unknown-ssrc");
         };
         let muted = match route.kind {
@@ -417,22 +457,55 @@ impl Worker {
         if muted {
             return dropped("muted");
         }
+        conf.seen(ssrc, p.timestamp);
         if let Some(level) = p.header.ext_vals.audio_level {
             conf.speakers.level(from, level);
-        }
-        if !conf.forwards(&route) {
-            return;
         }
         self.receivers.clear();
         self.receivers
             .extend(conf.endpoints.iter().copied().filter(|&e| e != from));
+        // Video: which layers are coming, and is this packet a keyframe.
+        let video = if route.kind == MediaKind::Video {
+            conf.active_layers(route.visible, p.timestamp, &mut self.active);
+            let codec = CODECS
+                .iter()
+                .find(|c| c.pt == *p.header.payload_type)
+                .and_then(|c| VideoCodec::from_name(c.name));
+            let stream = conf.stream(route.visible);
+            let mut layer_ssrcs = [0u32; MAX_LAYERS];
+            for (slot, l) in layer_ssrcs
+                .iter_mut()
+                .zip(stream.iter().flat_map(|s| &s.layers))
+            {
+                *slot = l.ssrc;
+            }
+            let lp = LayerPacket {
+                layer: route.layer,
+                seq: *p.seq_no,
+                ts: p.header.timestamp,
+                keyframe: codec.is_some_and(|c| starts_keyframe(c, &p.payload)),
+                picture_id: (codec == Some(VideoCodec::Vp8))
+                    .then(|| {
+                        Vp8Descriptor::parse(&p.payload)
+                            .ok()
+                            .and_then(|d| d.picture_id())
+                    })
+                    .flatten(),
+            };
+            // Per-source constraints name the stream (`<endpoint>-v0`).
+            let name = stream.and_then(|s| s.name.clone());
+            Some((lp, layer_ssrcs, name))
+        } else {
+            None
+        };
         let exts = ExtensionValues {
             audio_level: p.header.ext_vals.audio_level,
             voice_activity: p.header.ext_vals.voice_activity,
             ..Default::default()
         };
-        let ssrc = Ssrc::from(route.visible);
+        let tx_ssrc = Ssrc::from(route.visible);
         let receivers = std::mem::take(&mut self.receivers);
+        let mut wanted_layer = None;
         for &to in &receivers {
             let Some(rec) = self.endpoints.get_mut(to).and_then(Option::as_mut) else {
                 continue;
@@ -440,25 +513,79 @@ impl Worker {
             if !rec.connected || !rec.tx.contains(&route.visible) {
                 continue;
             }
+            let (seq, ts, patch) = match &video {
+                None => (p.seq_no, p.header.timestamp, None),
+                Some((lp, _, name)) => {
+                    let max = rec.max_layer(self.active.len(), name.as_deref());
+                    let Some(target) = max.and_then(|m| target_layer(&self.active, m)) else {
+                        continue;
+                    };
+                    let proj = rec.projections.entry(route.visible).or_default();
+                    if proj
+                        .current()
+                        .is_some_and(|c| !self.active.get(c).copied().unwrap_or(false))
+                    {
+                        proj.lost_layer();
+                    }
+                    if proj.current() != Some(target) {
+                        wanted_layer = Some(target);
+                    }
+                    let Some(out) = proj.on_packet(lp, target) else {
+                        continue;
+                    };
+                    let patch = out.picture_id.and_then(|pid| {
+                        let d = Vp8Descriptor::parse(&p.payload).ok()?;
+                        d.patch().picture_id(pid).build().ok()
+                    });
+                    (SeqNo::from(out.seq), out.ts, patch)
+                }
+            };
             let mut api = rec.rtc.direct_api();
-            let Some(tx) = api.stream_tx(&ssrc) else {
+            let Some(tx) = api.stream_tx(&tx_ssrc) else {
                 continue;
             };
-            tx.write_rtp(
-                RtpWrite::new(
-                    p.header.payload_type,
-                    p.seq_no,
-                    p.header.timestamp,
-                    p.timestamp,
-                    p.payload.clone(),
-                )
-                .marker(p.header.marker)
-                .ext_vals(exts.clone())
-                .nackable(route.kind == MediaKind::Video),
-            );
+            let mut w = RtpWrite::new(
+                p.header.payload_type,
+                seq,
+                ts,
+                p.timestamp,
+                p.payload.clone(),
+            )
+            .marker(p.header.marker)
+            .ext_vals(exts.clone())
+            .nackable(route.kind == MediaKind::Video);
+            if let Some(patch) = patch {
+                w = w.vp8_patch(patch);
+            }
+            tx.write_rtp(w);
             self.drain(to);
         }
         self.receivers = receivers;
+        // Someone waits for another layer: its sender is asked for a
+        // keyframe of it (at most every KEYFRAME_EVERY per layer).
+        if let (Some(layer), Some((_, ssrcs, _))) = (wanted_layer, &video)
+            && let Some(&l) = ssrcs.get(layer).filter(|l| **l != 0)
+        {
+            self.request_keyframe(route.owner, l, p.timestamp);
+        }
+    }
+
+    /// Asks `sender` for a keyframe on `ssrc`, unless it was asked lately.
+    fn request_keyframe(&mut self, sender: usize, ssrc: u32, now: Instant) {
+        if self
+            .keyframe_asked
+            .get(&ssrc)
+            .is_some_and(|t| now.saturating_duration_since(*t) < KEYFRAME_EVERY)
+        {
+            return;
+        }
+        self.keyframe_asked.insert(ssrc, now);
+        if let Some(ep) = self.ep(sender)
+            && let Some(rx) = ep.rtc.direct_api().stream_rx(&Ssrc::from(ssrc))
+        {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+            self.drain(sender);
+        }
     }
 
     /// A receiver asked for a keyframe of the stream it knows as `visible`:
@@ -521,6 +648,27 @@ impl Worker {
                     self.remove(idx);
                 }
             }
+            Command::Constraints { key, value } => {
+                if let Some(&idx) = self.by_key.get(&key)
+                    && let Some(ep) = self.ep(idx)
+                {
+                    let height = |v: &serde_json::Value| {
+                        v.get("maxHeight")
+                            .and_then(serde_json::Value::as_u64)
+                            .map(|h| h.min(u64::from(u32::MAX)) as u32)
+                    };
+                    if let Some(d) = value.get("defaultConstraints") {
+                        ep.max_height = height(d);
+                    }
+                    if let Some(per) = value.get("constraints").and_then(|c| c.as_object()) {
+                        ep.source_heights = per
+                            .iter()
+                            .take(64)
+                            .filter_map(|(name, c)| Some((name.clone(), height(c)?)))
+                            .collect();
+                    }
+                }
+            }
             Command::Mute { key, kind, muted } => {
                 if let Some(&idx) = self.by_key.get(&key)
                     && let Some(ep) = self.ep(idx)
@@ -563,6 +711,9 @@ impl Worker {
             tx: HashSet::new(),
             muted_audio: false,
             muted_video: false,
+            projections: HashMap::new(),
+            max_height: None,
+            source_heights: HashMap::new(),
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -726,6 +877,7 @@ impl Worker {
             members = conf.endpoints.clone();
             if members.is_empty() {
                 self.conferences.remove(&ep.key.conference);
+                self.channels.forget_conference(&ep.key.conference);
             }
         }
         for m in members {

@@ -94,11 +94,11 @@ async fn channel(
                     Err(_) => break,
                 },
                 m = rx.next() => match m {
-                    Some(Ok(Message::Text(t))) => {
-                        if let Err(e) = bridge.channels.incoming(&ep, t.as_str()) {
-                            tracing::debug!(?e, "bridge channel message dropped");
-                        }
-                    }
+                    Some(Ok(Message::Text(t))) => match bridge.channels.incoming(&ep, t.as_str()) {
+                        Ok(Some(m)) => bridge.from_channel(&ep, m),
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!(?e, "bridge channel message dropped"),
+                    },
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_))) => {}
                     Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => {
                         metrics::counter!("conclave_bridge_channel_dropped_total", "reason" => "too-large").increment(1);

@@ -160,11 +160,13 @@ impl Focus {
             .with("ready", "true")
             .with("room", room.as_str())
             .with("focusjid", &focus_domain);
+        // No `live`: lib-jitsi-meet takes live='false' for "this
+        // conference is not live yet" (visitors waiting for a live stream)
+        // and gives up with NOT_LIVE_ERROR.
         for (name, value) in [
             ("authentication", "false"),
             ("externalAuth", "false"),
             ("sipGatewayEnabled", "false"),
-            ("live", "false"),
         ] {
             conf.append_child(
                 Element::bare("property", NS_FOCUS)

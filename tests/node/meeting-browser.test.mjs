@@ -83,7 +83,7 @@ async function until(fn, ms, what) {
 }
 
 test(
-  "browser: two participants from fresh profiles see and hear each other and exchange an endpoint message",
+  "browser: two participants from fresh profiles see and hear each other, switch simulcast layers, exchange an endpoint message",
   { skip: TARGET !== "conclave" && "meetings are Conclave's" },
   async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: scripts/install-test-deps.sh installs Debian's chromium`);
@@ -119,6 +119,41 @@ test(
       await a.page.evaluate(() => window.conclave.conference.sendEndpointMessage("", { hello: "bob" }));
       const m = await withTimeout(got, 10000, "the endpoint message");
       assert.deepEqual(m, { from: ids[0], payload: { hello: "bob" } });
+
+      // Simulcast: Alice sends three layers; Bob asks for small pictures,
+      // then large ones, and Alice's video keeps moving across each switch.
+      const heightOf = (page, id) =>
+        page.evaluate(async (id) => {
+          const v = document.querySelector(`video[data-endpoint="${id}"]`);
+          const t0 = v.currentTime;
+          await new Promise((r) => setTimeout(r, 700));
+          return v.currentTime > t0 ? v.videoHeight : -1;
+        }, id);
+      const layers = await a.page.evaluate(async () => {
+        const pc = window.conclave.conference.peerConnection;
+        let n = 0;
+        (await pc.getStats()).forEach((s) => {
+          if (s.type === "outbound-rtp" && s.kind === "video" && s.packetsSent > 0) n++;
+        });
+        return n;
+      });
+      assert.ok(layers >= 2, `Alice sends ${layers} video layers`);
+      const full = await until(async () => {
+        const h = await heightOf(b.page, ids[0]);
+        return h >= 540 && h;
+      }, 20000, "Bob gets Alice's top layer");
+      await b.page.evaluate(() =>
+        window.conclave.conference.setReceiverConstraints({ defaultConstraints: { maxHeight: 180 } }),
+      );
+      const small = await until(async () => {
+        const h = await heightOf(b.page, ids[0]);
+        return h > 0 && h <= 360 && h;
+      }, 20000, "Bob's picture of Alice gets small when he asks for 180p");
+      await b.page.evaluate(() =>
+        window.conclave.conference.setReceiverConstraints({ defaultConstraints: { maxHeight: 720 } }),
+      );
+      await until(async () => (await heightOf(b.page, ids[0])) === full, 20000, "and large again");
+      assert.ok(small < full);
 
       // Bob leaves: Alice's tile for him goes
       await b.page.evaluate(() => window.conclave.conference.leave());

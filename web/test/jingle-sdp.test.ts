@@ -566,3 +566,36 @@ describe('an answer captured from Chromium 156 (headless, fake devices) to our o
     expect(view.transport?.fingerprints[0]?.setup).toBe('active');
   });
 });
+
+describe('simulcast in the local answer', () => {
+  const answer = [
+    'v=0', 'o=- 1 2 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=group:BUNDLE audio video',
+    'm=audio 9 UDP/TLS/RTP/SAVPF 111', 'c=IN IP4 0.0.0.0', 'a=mid:audio', 'a=sendonly', 'a=rtpmap:111 opus/48000/2',
+    'a=ssrc:11 cname:c', 'a=ssrc:11 msid:s a',
+    'm=video 9 UDP/TLS/RTP/SAVPF 100 96', 'c=IN IP4 0.0.0.0', 'a=mid:video', 'a=sendonly',
+    'a=rtpmap:100 VP8/90000', 'a=rtpmap:96 rtx/90000', 'a=fmtp:96 apt=100',
+    'a=ssrc-group:FID 21 22', 'a=ssrc:21 cname:c', 'a=ssrc:21 msid:s v', 'a=ssrc:22 cname:c', 'a=ssrc:22 msid:s v',
+    '',
+  ].join('\r\n');
+
+  it('adds two layers with RTX and a SIM group to the sending video section only', async () => {
+    const { prepareLocalAnswer, derivedSsrc } = await import('../src/lib/jingle-sdp');
+    const out = prepareLocalAnswer(answer);
+    const l1 = derivedSsrc(21, 1, false);
+    const l2 = derivedSsrc(21, 2, false);
+    expect(out).toContain(`a=ssrc-group:SIM 21 ${String(l1)} ${String(l2)}`);
+    expect(out).toContain(`a=ssrc-group:FID ${String(l1)} ${String(derivedSsrc(21, 1, true))}`);
+    expect(out).toContain(`a=ssrc:${String(l2)} msid:s v`);
+    // audio untouched, and a second pass changes nothing
+    expect(out.match(/a=ssrc:11 /g)).toHaveLength(2);
+    expect(prepareLocalAnswer(out)).toBe(out);
+    const all = [21, 22, l1, l2, derivedSsrc(21, 1, true), derivedSsrc(21, 2, true)];
+    expect(new Set(all).size).toBe(6);
+  });
+
+  it('leaves a section that sends nothing alone', async () => {
+    const { prepareLocalAnswer } = await import('../src/lib/jingle-sdp');
+    const recv = answer.replace(/a=sendonly/g, 'a=inactive');
+    expect(prepareLocalAnswer(recv)).toBe(recv);
+  });
+});

@@ -213,11 +213,16 @@ describe('JingleSession', () => {
     expect(view.sid).toBe('s7f3k2');
     expect(view.transport?.ufrag).toBe('loc0');
     expect(view.transport?.candidates.map((c) => c.port)).toEqual([40001]);
+    // simulcast: three video layers, each with its RTX partner, one name
     expect(view.sources.map((s) => [s.kind, s.name])).toEqual([
       ['audio', 'a1b2c3d4-a0'],
-      ['video', 'a1b2c3d4-v0'],
-      ['video', 'a1b2c3d4-v0'],
+      ...Array.from({ length: 6 }, () => ['video', 'a1b2c3d4-v0']),
     ]);
+    const sim = view.groups.filter((g) => g.semantics === 'SIM');
+    expect(sim).toHaveLength(1);
+    expect(sim[0]?.ssrcs).toHaveLength(3);
+    const fids = view.groups.filter((g) => g.semantics === 'FID');
+    expect(fids.map((g) => g.ssrcs[0]).sort()).toEqual([...(sim[0]?.ssrcs ?? [])].sort());
     expect(accept.attrs.initiator).toBe('focus.localhost/focus');
     expect(accept.attrs.responder).toBe('x@localhost/r');
 
@@ -263,14 +268,16 @@ describe('JingleSession', () => {
     const rm = sent[0];
     if (!rm) throw new Error('nothing sent');
     const rmView = focusParse(rm, 'a1b2c3d4');
-    expect(rmView.sources.map((s) => s.kind)).toEqual(['video', 'video']);
-    expect(rmView.groups.map((g) => g.semantics)).toEqual(['FID']);
+    expect(rmView.sources.map((s) => s.kind)).toEqual(Array.from({ length: 6 }, () => 'video'));
+    expect(rmView.groups.map((g) => g.semantics).sort()).toEqual(['FID', 'FID', 'FID', 'SIM']);
     sent.length = 0;
     await session.setLocalTrack('video', video as unknown as MediaStreamTrack);
     expect(sent.map((j) => j.attrs.action)).toEqual(['source-add']);
     const add = sent[0];
     if (!add) throw new Error('nothing sent');
-    expect(focusParse(add, 'a1b2c3d4').sources).toHaveLength(2);
+    const addView = focusParse(add, 'a1b2c3d4');
+    expect(addView.sources).toHaveLength(6);
+    expect(addView.groups.map((g) => g.semantics).sort()).toEqual(['FID', 'FID', 'FID', 'SIM']);
   });
 
   it('restarts ICE on a transport with new credentials, adds candidates otherwise', async () => {

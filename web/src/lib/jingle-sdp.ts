@@ -757,18 +757,61 @@ export function parseLocalAnswer(sdp: string, endpoint: string, videoType = 'cam
   return { contents, transport };
 }
 
+/** Simulcast layers sent (quarter, half and full size: the browser scales). */
+export const SIMULCAST_LAYERS = 3;
+
 /**
- * The seam for simulcast. TODO(simulcast): to send 3 layers, munge here
- * before setLocalDescription: for the `video` m-section, generate two more
- * SSRCs (and their RTX partners), add `a=ssrc-group:SIM l0 l1 l2` plus one
- * `a=ssrc-group:FID` per layer with the same cname/msid lines, and set the
- * sender's encodings to 3 (scaleResolutionDownBy 4/2/1) after
- * setLocalDescription. parseLocalAnswer already carries SIM groups into
- * session-accept, and the focus strips them for receivers
- * (receiver_view). Single-layer is what is sent today.
+ * A further SSRC for layer `layer` (or its RTX partner) of the stream
+ * whose first SSRC is `primary`: derived, not random, so that every
+ * renegotiation produces the same numbers without keeping state.
+ */
+export function derivedSsrc(primary: number, layer: number, rtx: boolean): number {
+  let x = (primary ^ Math.imul(layer + 1, 0x9e3779b1) ^ (rtx ? 0x85ebca6b : 0)) >>> 0;
+  x = Math.imul(x ^ (x >>> 16), 0x7feb352d) >>> 0;
+  x = Math.imul(x ^ (x >>> 15), 0x846ca68b) >>> 0;
+  x = (x ^ (x >>> 16)) >>> 0;
+  return x === 0 ? 1 : x;
+}
+
+/**
+ * Simulcast, as Jitsi's clients send it: before setLocalDescription the
+ * sending `video` m-section gets two more SSRCs (each with an RTX partner
+ * when the first has one) and `a=ssrc-group:SIM`. The browser then encodes
+ * three layers, lowest first; parseLocalAnswer carries the groups into
+ * session-accept, and the focus shows receivers only the first SSRC, under
+ * which the bridge forwards the layer each receiver can take.
  */
 export function prepareLocalAnswer(sdp: string): string {
-  return sdp;
+  const parsed: SessionDescription = parseSdp(sdp);
+  let changed = false;
+  for (const m of parsed.media) {
+    if (m.type !== 'video' || String(m.mid) !== 'video') continue;
+    if (m.direction !== 'sendonly' && m.direction !== 'sendrecv') continue;
+    const ssrcs = m.ssrcs ?? [];
+    const groups = m.ssrcGroups ?? [];
+    if (ssrcs.length === 0 || groups.some((g) => g.semantics === 'SIM')) continue;
+    const fid = groups.find((g) => g.semantics === 'FID');
+    const fidSsrcs = fid ? fid.ssrcs.split(' ').map(Number) : [];
+    const first = fidSsrcs[0] ?? Number(ssrcs[0]?.id);
+    const rtx = fidSsrcs[1];
+    const attrs = ssrcs.filter((a) => a.id === first);
+    const sim = [first];
+    for (let layer = 1; layer < SIMULCAST_LAYERS; layer++) {
+      const media = derivedSsrc(first, layer, false);
+      sim.push(media);
+      for (const a of attrs) ssrcs.push({ id: media, attribute: a.attribute, value: a.value });
+      if (rtx !== undefined) {
+        const r = derivedSsrc(first, layer, true);
+        for (const a of attrs) ssrcs.push({ id: r, attribute: a.attribute, value: a.value });
+        groups.push({ semantics: 'FID', ssrcs: `${media} ${r}` });
+      }
+    }
+    groups.unshift({ semantics: 'SIM', ssrcs: sim.join(' ') });
+    m.ssrcs = ssrcs;
+    m.ssrcGroups = groups;
+    changed = true;
+  }
+  return changed ? writeSdp(parsed) : sdp;
 }
 
 // ------------------------------------------------------- building Jingle

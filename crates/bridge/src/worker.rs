@@ -492,8 +492,20 @@ impl Worker {
                     })
                     .flatten(),
             };
-            // Per-source constraints name the stream (`<endpoint>-v0`).
-            let name = stream.and_then(|s| s.name.clone());
+            // Per-source constraints name the stream (`<endpoint>-v0`);
+            // the name is copied only when some receiver has such constraints.
+            let endpoints = &self.endpoints;
+            let named = self.receivers.iter().any(|&r| {
+                endpoints
+                    .get(r)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| !e.source_heights.is_empty())
+            });
+            let name = if named {
+                stream.and_then(|s| s.name.clone())
+            } else {
+                None
+            };
             Some((lp, layer_ssrcs, name))
         } else {
             None

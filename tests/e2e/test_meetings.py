@@ -3,6 +3,7 @@ clients drive them (conference request, MUC, Jingle) by aiortc endpoints
 that really send and receive media over ICE and DTLS-SRTP."""
 
 import asyncio
+import re
 import socket
 import time
 
@@ -10,7 +11,7 @@ import pytest
 from slixmpp.exceptions import IqError
 
 from clients import run
-from harness import unique
+from harness import https_get, unique
 from meeting import Channel, Participant
 
 pytestmark = pytest.mark.conclave_only
@@ -67,9 +68,26 @@ def test_two_participants_hear_each_other_and_a_later_source_is_seen(server):
             for rec in (ra, rb):
                 audio = [v for v in rec.values() if v[0] == "audio"]
                 assert audio and audio[0][1] > 10 and audio[0][3] > 100, rec
+
+            # /metrics has the meeting's figures, under an opaque id
+            def figures():
+                out = {}
+                for line in https_get(server.http_port, "/metrics")[1].decode().splitlines():
+                    m = re.match(r'(conclave_meeting_\w+)\{conference="(\d+)"(?:,direction="(\w+)")?\} (\S+)', line)
+                    if m:
+                        out[(m[1], m[3])] = out.get((m[1], m[3]), 0) + float(m[4])
+                return out
+
+            assert await until(lambda: figures().get(("conclave_meeting_endpoints", None)) == 2, 10), figures()
+            assert await until(lambda: figures().get(("conclave_meeting_bitrate_bps", "in"), 0) > 10_000, 10), figures()
+            f = figures()
+            assert f[("conclave_meeting_packet_rate", "in")] > 10 and f[("conclave_meeting_packet_rate", "out")] > 10, f
+            assert r.split("@")[0] not in https_get(server.http_port, "/metrics")[1].decode(), "the room is named"
         finally:
             await a.leave()
             await b.leave()
+        # the meeting's series go with it
+        assert await until(lambda: not figures(), 10), figures()
 
     run(scenario(), timeout=60)
 

@@ -93,6 +93,25 @@ pub struct EndpointKey {
     pub endpoint: String,
 }
 
+/// One conference's figures for `/metrics`, refreshed every few seconds.
+/// The conference is named by an opaque id, not its room: `/metrics`
+/// should not list who meets where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConferenceStats {
+    pub id: u64,
+    pub endpoints: usize,
+    /// Bits per second received from / sent to its endpoints.
+    pub bitrate_in: f64,
+    pub bitrate_out: f64,
+    /// RTP packets per second forwarded in / out.
+    pub packets_in: f64,
+    pub packets_out: f64,
+    /// Mean fraction lost on the way in (endpoint to bridge) and out, as
+    /// the endpoints' receiver reports give it.
+    pub loss_in: f64,
+    pub loss_out: f64,
+}
+
 /// What the bridge tells the focus without being asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BridgeEvent {

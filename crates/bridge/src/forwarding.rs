@@ -21,6 +21,8 @@ pub struct Route {
 /// One conference's endpoints and the streams they send.
 #[derive(Debug, Default)]
 pub struct Conference {
+    /// An opaque id for `/metrics` (see `api::ConferenceStats`).
+    pub id: u64,
     pub endpoints: Vec<usize>,
     routes: HashMap<u32, Route>,
     /// Each endpoint's streams, as last signalled.
@@ -31,6 +33,13 @@ pub struct Conference {
 }
 
 impl Conference {
+    pub fn new(id: u64) -> Self {
+        Conference {
+            id,
+            ..Default::default()
+        }
+    }
+
     pub fn join(&mut self, ep: usize) {
         if !self.endpoints.contains(&ep) {
             self.endpoints.push(ep);

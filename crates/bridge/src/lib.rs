@@ -43,6 +43,7 @@ pub struct Bridge {
     candidate: Candidate,
     websocket_base: String,
     pub channels: Arc<Channels>,
+    stats: Arc<std::sync::Mutex<Vec<api::ConferenceStats>>>,
 }
 
 fn random(n: usize) -> String {
@@ -100,7 +101,15 @@ impl Bridge {
             endpoint_timeout: config.endpoint_timeout,
             cert,
         };
-        let w = worker::Worker::new(socket, local, settings, channels.clone(), etx)?;
+        let stats = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let w = worker::Worker::new(
+            socket,
+            local,
+            settings,
+            channels.clone(),
+            etx,
+            stats.clone(),
+        )?;
         tokio::spawn(w.run(crx));
         Ok(Arc::new(Bridge {
             id: random(8),
@@ -123,12 +132,18 @@ impl Bridge {
             },
             websocket_base: config.websocket_base,
             channels,
+            stats,
         }))
     }
 
     /// This bridge's id, the first segment of its channel URLs.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Each live conference's figures, as of the last few seconds.
+    pub fn conference_stats(&self) -> Vec<api::ConferenceStats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// What the bridge tells the focus unasked (endpoints that expired).

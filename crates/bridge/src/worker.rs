@@ -16,7 +16,8 @@ use str0m::{Candidate as SCandidate, Event, IceConnectionState, IceCreds, Input,
 use tokio::net::UdpSocket;
 
 use crate::api::{
-    BridgeEvent, CODECS, EndpointKey, EndpointSources, HEADER_EXTS, MediaKind, RemoteTransport,
+    BridgeEvent, CODECS, ConferenceStats, EndpointKey, EndpointSources, HEADER_EXTS, MediaKind,
+    RemoteTransport,
 };
 use crate::channel::Channels;
 use crate::demux;
@@ -78,6 +79,13 @@ struct Endpoint {
     /// Per stream it receives (by the SSRC it knows it by): the layer it
     /// is on and the renumbering.
     projections: HashMap<u32, Projection>,
+    /// RTP packets forwarded from and to it since the last figures.
+    packets_in: u64,
+    packets_out: u64,
+    /// From str0m's last PeerStats: bytes received and sent, and loss.
+    bytes: Option<(u64, u64, Instant)>,
+    bitrate: (f64, f64),
+    loss: (f64, f64),
     /// `ReceiverVideoConstraints`: the default and per-source picture
     /// height it wants; `None` for no limit.
     max_height: Option<u32>,
@@ -117,9 +125,15 @@ pub(crate) struct Worker {
     active: Vec<bool>,
     /// When each sender layer was last asked for a keyframe.
     keyframe_asked: HashMap<u32, Instant>,
+    /// The conferences' figures, read by `/metrics`.
+    stats: Arc<std::sync::Mutex<Vec<ConferenceStats>>>,
+    next_conference: u64,
 }
 
 const SPEAKER_TICK: Duration = Duration::from_millis(200);
+/// How often endpoints' figures are taken (str0m's PeerStats) and the
+/// conferences' figures for `/metrics` refreshed.
+const STATS_EVERY: Duration = Duration::from_secs(2);
 /// Simulcast layers looked at per stream (browsers send three).
 const MAX_LAYERS: usize = 4;
 /// How often one layer's sender may be asked for a keyframe.
@@ -158,6 +172,7 @@ fn dropped(reason: &'static str) {
 fn rtc_config(cert: &str0m::config::DtlsCert) -> str0m::RtcConfig {
     let mut cfg = Rtc::builder()
         .set_rtp_mode(true)
+        .set_stats_interval(Some(STATS_EVERY))
         .set_ice_lite(false)
         .set_dtls_cert(cert.clone())
         .clear_codecs()
@@ -217,6 +232,7 @@ impl Worker {
         settings: Settings,
         channels: Arc<Channels>,
         events: flume::Sender<BridgeEvent>,
+        stats: Arc<std::sync::Mutex<Vec<ConferenceStats>>>,
     ) -> std::io::Result<Self> {
         Ok(Worker {
             socket,
@@ -234,12 +250,15 @@ impl Worker {
             receivers: Vec::new(),
             active: Vec::new(),
             keyframe_asked: HashMap::new(),
+            stats,
+            next_conference: 0,
         })
     }
 
     pub(crate) async fn run(mut self, commands: flume::Receiver<Command>) {
         let mut buf = vec![0u8; 2048];
         let mut speakers_at = Instant::now() + SPEAKER_TICK;
+        let mut stats_at = Instant::now() + STATS_EVERY;
         loop {
             // With no endpoint there is nothing to time: the worker sleeps
             // until a datagram or a command comes.
@@ -266,6 +285,10 @@ impl Worker {
                     if now >= speakers_at {
                         self.speakers(now);
                         speakers_at = now + SPEAKER_TICK;
+                    }
+                    if now >= stats_at {
+                        self.figures(STATS_EVERY);
+                        stats_at = now + STATS_EVERY;
                     }
                 }
             }
@@ -376,6 +399,43 @@ impl Worker {
         }
     }
 
+    /// The conferences' figures for `/metrics` (per second over `every`).
+    fn figures(&mut self, every: Duration) {
+        let secs = every.as_secs_f64();
+        let mut out = Vec::with_capacity(self.conferences.len());
+        for c in self.conferences.values() {
+            let mut s = ConferenceStats {
+                id: c.id,
+                endpoints: c.endpoints.len(),
+                bitrate_in: 0.0,
+                bitrate_out: 0.0,
+                packets_in: 0.0,
+                packets_out: 0.0,
+                loss_in: 0.0,
+                loss_out: 0.0,
+            };
+            for &e in &c.endpoints {
+                let Some(ep) = self.endpoints.get_mut(e).and_then(Option::as_mut) else {
+                    continue;
+                };
+                s.bitrate_in += ep.bitrate.0;
+                s.bitrate_out += ep.bitrate.1;
+                s.packets_in += ep.packets_in as f64 / secs;
+                s.packets_out += ep.packets_out as f64 / secs;
+                s.loss_in += ep.loss.0;
+                s.loss_out += ep.loss.1;
+                ep.packets_in = 0;
+                ep.packets_out = 0;
+            }
+            if s.endpoints > 0 {
+                s.loss_in /= s.endpoints as f64;
+                s.loss_out /= s.endpoints as f64;
+            }
+            out.push(s);
+        }
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = out;
+    }
+
     /// Takes everything the endpoint has to say: datagrams go out at
     /// once, events wait for `process`.
     fn drain(&mut self, idx: usize) {
@@ -429,6 +489,24 @@ impl Worker {
                     ep.connected = false;
                 }
             }
+            Event::PeerStats(ps) => {
+                if let Some(ep) = self.ep(idx) {
+                    if let Some((rx, tx, at)) = ep.bytes {
+                        let dt = ps.timestamp.saturating_duration_since(at).as_secs_f64();
+                        if dt > 0.0 {
+                            ep.bitrate = (
+                                ps.bytes_rx.saturating_sub(rx) as f64 * 8.0 / dt,
+                                ps.bytes_tx.saturating_sub(tx) as f64 * 8.0 / dt,
+                            );
+                        }
+                    }
+                    ep.bytes = Some((ps.bytes_rx, ps.bytes_tx, ps.timestamp));
+                    ep.loss = (
+                        f64::from(ps.ingress_loss_fraction.unwrap_or(0.0)),
+                        f64::from(ps.egress_loss_fraction.unwrap_or(0.0)),
+                    );
+                }
+            }
             Event::KeyframeRequest(r) => {
                 if let Some(visible) = tx_ssrc(&r.mid) {
                     self.ask_keyframe(idx, visible, r.kind);
@@ -458,6 +536,9 @@ impl Worker {
             return dropped("muted");
         }
         conf.seen(ssrc, p.timestamp);
+        if let Some(e) = self.endpoints.get_mut(from).and_then(Option::as_mut) {
+            e.packets_in += 1;
+        }
         if let Some(level) = p.header.ext_vals.audio_level {
             conf.speakers.level(from, level);
         }
@@ -570,6 +651,7 @@ impl Worker {
                 w = w.vp8_patch(patch);
             }
             tx.write_rtp(w);
+            rec.packets_out += 1;
             self.drain(to);
         }
         self.receivers = receivers;
@@ -724,6 +806,11 @@ impl Worker {
             muted_audio: false,
             muted_video: false,
             projections: HashMap::new(),
+            packets_in: 0,
+            packets_out: 0,
+            bytes: None,
+            bitrate: (0.0, 0.0),
+            loss: (0.0, 0.0),
             max_height: None,
             source_heights: HashMap::new(),
         };
@@ -739,9 +826,13 @@ impl Worker {
         };
         self.by_key.insert(key.clone(), idx);
         self.by_ufrag.insert(creds.ufrag, idx);
+        let next = &mut self.next_conference;
         self.conferences
             .entry(key.conference.clone())
-            .or_default()
+            .or_insert_with(|| {
+                *next += 1;
+                Conference::new(*next)
+            })
             .join(idx);
         self.sync_tx(idx);
         metrics::gauge!("conclave_bridge_endpoints").increment(1.0);
@@ -888,8 +979,15 @@ impl Worker {
             conf.leave(idx);
             members = conf.endpoints.clone();
             if members.is_empty() {
+                let id = conf.id;
                 self.conferences.remove(&ep.key.conference);
                 self.channels.forget_conference(&ep.key.conference);
+                // Its figures go at once, not at the next refresh (an idle
+                // worker has none).
+                self.stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|s| s.id != id);
             }
         }
         for m in members {

@@ -80,14 +80,69 @@ async fn render_metrics(State(app): State<App>) -> Response {
         Some(h) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
             format!(
-                "{}# TYPE conclave_sessions_bound gauge\nconclave_sessions_bound {}\n",
+                "{}# TYPE conclave_sessions_bound gauge\nconclave_sessions_bound {}\n{}",
                 h.render(),
-                app.server.router.count()
+                app.server.router.count(),
+                conference_metrics(&app.server),
             ),
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are off\n").into_response(),
     }
+}
+
+/// Each live meeting's figures, written here rather than as labelled
+/// gauges so that a meeting that ended leaves no series behind. Meetings
+/// are named by an opaque id (see `conclave_bridge::api::ConferenceStats`).
+fn conference_metrics(server: &Server) -> String {
+    use std::fmt::Write;
+    let Some(bridge) = server.extension::<conclave_bridge::Bridge>() else {
+        return String::new();
+    };
+    let stats = bridge.conference_stats();
+    let mut out = String::new();
+    type Pick = fn(&conclave_bridge::api::ConferenceStats) -> [(&'static str, f64); 2];
+    let families: [(&str, &str, Pick); 3] = [
+        ("conclave_meeting_bitrate_bps", "bits per second", |s| {
+            [("in", s.bitrate_in), ("out", s.bitrate_out)]
+        }),
+        (
+            "conclave_meeting_packet_rate",
+            "RTP packets per second",
+            |s| [("in", s.packets_in), ("out", s.packets_out)],
+        ),
+        (
+            "conclave_meeting_loss_ratio",
+            "fraction of packets lost",
+            |s| [("in", s.loss_in), ("out", s.loss_out)],
+        ),
+    ];
+    let _ = writeln!(
+        out,
+        "# HELP conclave_meeting_endpoints participants with media, per meeting"
+    );
+    let _ = writeln!(out, "# TYPE conclave_meeting_endpoints gauge");
+    for s in &stats {
+        let _ = writeln!(
+            out,
+            "conclave_meeting_endpoints{{conference=\"{}\"}} {}",
+            s.id, s.endpoints
+        );
+    }
+    for (name, help, get) in families {
+        let _ = writeln!(out, "# HELP {name} {help}, per meeting and direction");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for s in &stats {
+            for (dir, v) in get(s) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{conference=\"{}\",direction=\"{dir}\"}} {v}",
+                    s.id
+                );
+            }
+        }
+    }
+    out
 }
 
 /// RFC 6455 §4.2: the GUID the accept key is derived with.

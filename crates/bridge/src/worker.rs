@@ -598,7 +598,8 @@ impl Worker {
         };
         let tx_ssrc = Ssrc::from(route.visible);
         let receivers = std::mem::take(&mut self.receivers);
-        let mut wanted_layer = None;
+        // Layers some receiver waits for (a bit each).
+        let mut wanted: u32 = 0;
         for &to in &receivers {
             let Some(rec) = self.endpoints.get_mut(to).and_then(Option::as_mut) else {
                 continue;
@@ -620,8 +621,8 @@ impl Worker {
                     {
                         proj.lost_layer();
                     }
-                    if proj.current() != Some(target) {
-                        wanted_layer = Some(target);
+                    if proj.current() != Some(target) && target < MAX_LAYERS {
+                        wanted |= 1 << target;
                     }
                     let Some(out) = proj.on_packet(lp, target) else {
                         continue;
@@ -655,12 +656,14 @@ impl Worker {
             self.drain(to);
         }
         self.receivers = receivers;
-        // Someone waits for another layer: its sender is asked for a
-        // keyframe of it (at most every KEYFRAME_EVERY per layer).
-        if let (Some(layer), Some((_, ssrcs, _))) = (wanted_layer, &video)
-            && let Some(&l) = ssrcs.get(layer).filter(|l| **l != 0)
-        {
-            self.request_keyframe(route.owner, l, p.timestamp);
+        // Receivers wait for other layers: the sender is asked for a
+        // keyframe of each (at most every KEYFRAME_EVERY per layer).
+        if let Some((_, ssrcs, _)) = &video {
+            for (layer, &l) in ssrcs.iter().enumerate() {
+                if wanted & (1 << layer) != 0 && l != 0 {
+                    self.request_keyframe(route.owner, l, p.timestamp);
+                }
+            }
         }
     }
 

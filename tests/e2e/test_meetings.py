@@ -335,3 +335,56 @@ def test_bad_input_is_refused_and_the_meeting_goes_on(server):
             await b.leave()
 
     run(scenario(), timeout=60)
+
+
+def test_senders_are_told_what_is_wanted_and_receivers_what_they_get(server):
+    """Over the bridge channel: a sender alone is told nobody wants its
+    video (SenderSourceConstraints maxHeight 0, so it can stop sending);
+    once another joins it is told the size wanted, which follows that
+    receiver's ReceiverVideoConstraints; the receiver hears which sources
+    it is sent (ForwardedSources); and when a sender's media stops, the
+    others are told (EndpointConnectivityStatusChangeEvent)."""
+    r = room(server)
+
+    async def scenario():
+        a = (await meeting(server, r, 1))[0]
+        chans = []
+        b = None
+        try:
+            ca = await Channel(a.offer.ws).open()
+            chans.append(ca)
+            source = f"{a.nick}-v0"
+
+            def told(ch, height):
+                got = [m for m in ch.of("SenderSourceConstraints") if m["sourceName"] == source]
+                return got and got[-1]["maxHeight"] == height
+
+            assert await until(lambda: told(ca, 0), 5), ca.messages
+            b = await Participant(server, r).join()
+            await asyncio.wait_for(b.accepted.wait(), 15)
+            cb = await Channel(b.offer.ws).open()
+            chans.append(cb)
+            assert await until(lambda: told(ca, 2160), 10), ca.messages
+            assert await until(
+                lambda: cb.of("ForwardedSources") and source in cb.of("ForwardedSources")[-1]["forwardedSources"], 10
+            ), cb.messages
+            await cb.send({"colibriClass": "ReceiverVideoConstraints", "defaultConstraints": {"maxHeight": 180}})
+            assert await until(lambda: told(ca, 180), 5), ca.messages
+
+            def status(active):
+                got = [m for m in ca.of("EndpointConnectivityStatusChangeEvent") if m["endpoint"] == b.nick]
+                return got and got[-1]["active"] == active
+
+            assert await until(lambda: status("true"), 10), ca.messages
+            ice = b.pc.getTransceivers()[0].receiver.transport.transport
+            for proto in ice._connection._protocols:
+                proto.transport.close()
+            assert await until(lambda: status("false"), 10), ca.messages
+        finally:
+            for ch in chans:
+                await ch.close()
+            await a.leave()
+            if b is not None:
+                b.c.disconnect()
+
+    run(scenario(), timeout=60)

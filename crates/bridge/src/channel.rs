@@ -111,6 +111,11 @@ impl Channels {
         }
     }
 
+    /// Whether `key` has its channel open now.
+    pub(crate) fn is_open(&self, key: &EndpointKey) -> bool {
+        self.lock().get(key).is_some_and(|e| e.tx.is_some())
+    }
+
     /// Sends to one endpoint; false if it has no open channel or is stuck.
     pub fn send(&self, key: &EndpointKey, text: Bytes) -> bool {
         let entries = self.lock();

@@ -101,6 +101,11 @@ impl Conference {
             .flat_map(|(o, v)| v.iter().map(move |s| (*o, s)))
     }
 
+    /// What `ep` itself sends.
+    pub fn streams_of(&self, ep: usize) -> &[StreamDesc] {
+        self.streams.get(&ep).map_or(&[], Vec::as_slice)
+    }
+
     /// The stream a receiver knows as `visible`.
     pub fn stream(&self, visible: u32) -> Option<&StreamDesc> {
         let owner = self.routes.get(&visible)?.owner;

@@ -79,6 +79,15 @@ struct Endpoint {
     /// Per stream it receives (by the SSRC it knows it by): the layer it
     /// is on and the renumbering.
     projections: HashMap<u32, Projection>,
+    /// When its last RTP packet came, and whether the others were last
+    /// told its media is flowing (EndpointConnectivityStatusChangeEvent).
+    last_media: Option<Instant>,
+    told_active: Option<bool>,
+    /// What it was last told per source: the height wanted of it
+    /// (SenderSourceConstraints), and which sources it is being sent
+    /// (ForwardedSources).
+    told_constraints: HashMap<String, u32>,
+    told_forwarded: Option<Vec<String>>,
     /// RTP packets forwarded from and to it since the last figures.
     packets_in: u64,
     packets_out: u64,
@@ -136,6 +145,19 @@ const SPEAKER_TICK: Duration = Duration::from_millis(200);
 const STATS_EVERY: Duration = Duration::from_secs(2);
 /// Simulcast layers looked at per stream (browsers send three).
 const MAX_LAYERS: usize = 4;
+/// What a bridge-channel message told an endpoint, remembered once it
+/// was delivered.
+enum Told {
+    Constraint(String, u32),
+    Forwarded(Vec<String>),
+}
+
+/// An endpoint with no media for this long is reported inactive to the
+/// others (EndpointConnectivityStatusChangeEvent).
+const MEDIA_IDLE: Duration = Duration::from_secs(3);
+/// The height told a sender when a receiver sets no limit (Jitsi's
+/// default).
+const UNLIMITED_HEIGHT: u32 = 2160;
 /// How often one layer's sender may be asked for a keyframe.
 const KEYFRAME_EVERY: Duration = Duration::from_millis(500);
 /// Remote addresses one endpoint may be known by (its candidates and
@@ -284,6 +306,7 @@ impl Worker {
                     self.timeouts(now);
                     if now >= speakers_at {
                         self.speakers(now);
+                        self.tell(now);
                         speakers_at = now + SPEAKER_TICK;
                     }
                     if now >= stats_at {
@@ -396,6 +419,117 @@ impl Worker {
             });
             self.channels
                 .dominant_speaker(&conf, bytes::Bytes::from(msg.to_string()));
+        }
+    }
+
+    /// What endpoints are told on their bridge channel when it changes:
+    /// whose media stopped or came back, how large a picture anyone wants
+    /// of each of their sources (nobody: 0, so they stop sending it), and
+    /// which sources they are being sent. Told again until delivered.
+    fn tell(&mut self, now: Instant) {
+        let mut out: Vec<(EndpointKey, bytes::Bytes, Told)> = Vec::new();
+        let mut broadcasts: Vec<(String, String, bytes::Bytes)> = Vec::new();
+        for c in self.conferences.values() {
+            for &idx in &c.endpoints {
+                let Some(ep) = self.endpoints.get(idx).and_then(Option::as_ref) else {
+                    continue;
+                };
+                // Connectivity: media within MEDIA_IDLE, once it has sent any.
+                if let Some(last) = ep.last_media {
+                    let active = now.saturating_duration_since(last) < MEDIA_IDLE;
+                    if ep.told_active != Some(active) {
+                        let m = serde_json::json!({
+                            "colibriClass": "EndpointConnectivityStatusChangeEvent",
+                            "endpoint": ep.key.endpoint,
+                            "active": if active { "true" } else { "false" },
+                        });
+                        broadcasts.push((
+                            ep.key.conference.clone(),
+                            ep.key.endpoint.clone(),
+                            bytes::Bytes::from(m.to_string()),
+                        ));
+                    }
+                }
+                // The rest is for its own channel: nothing to do until open.
+                if !self.channels.is_open(&ep.key) {
+                    continue;
+                }
+                // SenderSourceConstraints: per video source, the largest
+                // picture any connected receiver wants.
+                for stream in c.streams_of(idx) {
+                    if stream.kind != MediaKind::Video {
+                        continue;
+                    }
+                    let Some(name) = &stream.name else { continue };
+                    let wanted = c
+                        .endpoints
+                        .iter()
+                        .filter(|&&r| r != idx)
+                        .filter_map(|&r| self.endpoints.get(r).and_then(Option::as_ref))
+                        .filter(|r| r.connected)
+                        .map(|r| {
+                            r.source_heights
+                                .get(name)
+                                .copied()
+                                .or(r.max_height)
+                                .unwrap_or(UNLIMITED_HEIGHT)
+                        })
+                        .max()
+                        .unwrap_or(0);
+                    if ep.told_constraints.get(name) != Some(&wanted) {
+                        let m = serde_json::json!({
+                            "colibriClass": "SenderSourceConstraints",
+                            "sourceName": name,
+                            "maxHeight": wanted,
+                        });
+                        let told = Told::Constraint(name.clone(), wanted);
+                        out.push((ep.key.clone(), bytes::Bytes::from(m.to_string()), told));
+                    }
+                }
+                // ForwardedSources: the video sources it is being sent.
+                let mut forwarded: Vec<String> = ep
+                    .projections
+                    .iter()
+                    .filter(|(_, p)| p.current().is_some())
+                    .filter_map(|(v, _)| c.stream(*v).and_then(|s| s.name.clone()))
+                    .collect();
+                forwarded.sort();
+                if ep.told_forwarded.as_ref() != Some(&forwarded) {
+                    let m = serde_json::json!({
+                        "colibriClass": "ForwardedSources",
+                        "forwardedSources": forwarded,
+                    });
+                    let m = bytes::Bytes::from(m.to_string());
+                    out.push((ep.key.clone(), m, Told::Forwarded(forwarded)));
+                }
+            }
+        }
+        for (conference, endpoint, m) in broadcasts {
+            self.channels.broadcast(&conference, Some(&endpoint), m);
+            if let Some(&idx) = self.by_key.get(&EndpointKey {
+                conference,
+                endpoint,
+            }) && let Some(ep) = self.ep(idx)
+            {
+                ep.told_active = ep
+                    .last_media
+                    .map(|l| now.saturating_duration_since(l) < MEDIA_IDLE);
+            }
+        }
+        for (key, m, told) in out {
+            if !self.channels.send(&key, m) {
+                continue;
+            }
+            let Some(&idx) = self.by_key.get(&key) else {
+                continue;
+            };
+            let Some(ep) = self.ep(idx) else { continue };
+            match told {
+                Told::Constraint(name, h) => {
+                    ep.told_constraints.insert(name, h);
+                }
+                Told::Forwarded(f) => ep.told_forwarded = Some(f),
+            }
         }
     }
 
@@ -538,6 +672,7 @@ impl Worker {
         conf.seen(ssrc, p.timestamp);
         if let Some(e) = self.endpoints.get_mut(from).and_then(Option::as_mut) {
             e.packets_in += 1;
+            e.last_media = Some(p.timestamp);
         }
         if let Some(level) = p.header.ext_vals.audio_level {
             conf.speakers.level(from, level);
@@ -809,6 +944,10 @@ impl Worker {
             muted_audio: false,
             muted_video: false,
             projections: HashMap::new(),
+            last_media: None,
+            told_active: None,
+            told_constraints: HashMap::new(),
+            told_forwarded: None,
             packets_in: 0,
             packets_out: 0,
             bytes: None,

@@ -388,3 +388,37 @@ def test_senders_are_told_what_is_wanted_and_receivers_what_they_get(server):
                 b.c.disconnect()
 
     run(scenario(), timeout=60)
+
+
+def test_last_n_keeps_video_to_the_speakers_and_selected_sources(server):
+    """A receiver with lastN 1 gets video only from the dominant speaker
+    (audio from everyone); a source it selects comes too."""
+    r = room(server)
+
+    async def scenario():
+        a, b, c = await meeting(server, r, 3, levels=[0.8, 0.0, 0.0])
+        ch = None
+        try:
+            ch = await Channel(c.offer.ws).open()
+            assert await until(lambda: ch.of("DominantSpeakerEndpointChangeEvent"), 10), ch.messages
+            assert ch.of("DominantSpeakerEndpointChangeEvent")[-1]["dominantSpeakerEndpoint"] == a.nick
+            await ch.send({"colibriClass": "ReceiverVideoConstraints", "lastN": 1})
+            await asyncio.sleep(1.5)
+
+            def frames(kind, who, since):
+                return sum(v[1] for m, v in c.received(since).items() if v[0] == kind and c.owner_of(m) == who)
+
+            t = time.monotonic()
+            await asyncio.sleep(1.5)
+            assert frames("video", a.nick, t) > 0, "the dominant speaker's video stopped"
+            assert frames("video", b.nick, t) == 0, "video beyond last-N still forwarded"
+            assert frames("audio", b.nick, t) > 0, "last-N cut audio"
+            await ch.send({"colibriClass": "ReceiverVideoConstraints", "lastN": 1, "selectedSources": [f"{b.nick}-v0"]})
+            assert await until(lambda: frames("video", b.nick, time.monotonic() - 0.5) > 0, 10), c.received()
+        finally:
+            if ch is not None:
+                await ch.close()
+            for p in (a, b, c):
+                await p.leave()
+
+    run(scenario(), timeout=60)

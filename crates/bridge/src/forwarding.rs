@@ -212,6 +212,20 @@ impl SpeakerDetector {
     pub fn previous(&self) -> &[usize] {
         &self.previous
     }
+
+    /// `ep`'s place among recent speakers (0: the dominant one), if it
+    /// spoke at all: a receiver with last-N `n` gets video from places
+    /// below `n`.
+    pub fn rank(&self, ep: usize) -> Option<usize> {
+        self.dominant
+            .iter()
+            .chain(&self.previous)
+            .position(|&e| e == ep)
+    }
+
+    pub fn in_last_n(&self, ep: usize, n: usize) -> bool {
+        self.rank(ep).is_some_and(|r| r < n)
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +296,9 @@ mod tests {
         assert_eq!(s.tick(t0 + Duration::from_millis(100)), None);
         assert_eq!(s.tick(t0 + Duration::from_millis(600)), Some(2));
         assert_eq!(s.previous(), &[1]);
+        assert!(s.in_last_n(2, 1) && !s.in_last_n(1, 1));
+        assert!(s.in_last_n(1, 2) && !s.in_last_n(3, 2));
+        assert!(!s.in_last_n(2, 0));
     }
 }
 

@@ -99,6 +99,10 @@ struct Endpoint {
     /// height it wants; `None` for no limit.
     max_height: Option<u32>,
     source_heights: HashMap<String, u32>,
+    /// Video only from the last N speakers (`None`: from everyone), but
+    /// always from the sources it selected or put on stage.
+    last_n: Option<usize>,
+    selected: Vec<String>,
 }
 
 impl Endpoint {
@@ -677,6 +681,8 @@ impl Worker {
         if let Some(level) = p.header.ext_vals.audio_level {
             conf.speakers.level(from, level);
         }
+        // The sender's place among recent speakers (for receivers' last-N).
+        let speaker_rank = conf.speakers.rank(from);
         self.receivers.clear();
         self.receivers
             .extend(conf.endpoints.iter().copied().filter(|&e| e != from));
@@ -715,7 +721,7 @@ impl Worker {
                 endpoints
                     .get(r)
                     .and_then(Option::as_ref)
-                    .is_some_and(|e| !e.source_heights.is_empty())
+                    .is_some_and(|e| !e.source_heights.is_empty() || !e.selected.is_empty())
             });
             let name = if named {
                 stream.and_then(|s| s.name.clone())
@@ -745,8 +751,18 @@ impl Worker {
             let (seq, ts, patch) = match &video {
                 None => (p.seq_no, p.header.timestamp, None),
                 Some((lp, _, name)) => {
+                    let beyond_last_n = rec.last_n.is_some_and(|n| {
+                        speaker_rank.is_none_or(|r| r >= n)
+                            && !name.as_ref().is_some_and(|nm| rec.selected.contains(nm))
+                    });
                     let max = rec.max_layer(self.active.len(), name.as_deref());
-                    let Some(target) = max.and_then(|m| target_layer(&self.active, m)) else {
+                    let target = max.and_then(|m| target_layer(&self.active, m));
+                    let Some(target) = target.filter(|_| !beyond_last_n) else {
+                        // Not sent now: when it is again, it starts at a
+                        // keyframe (which the projection will ask for).
+                        if let Some(p) = rec.projections.get_mut(&route.visible) {
+                            p.lost_layer();
+                        }
                         continue;
                     };
                     let proj = rec.projections.entry(route.visible).or_default();
@@ -892,6 +908,26 @@ impl Worker {
                     if let Some(d) = value.get("defaultConstraints") {
                         ep.max_height = height(d);
                     }
+                    if let Some(n) = value.get("lastN").and_then(serde_json::Value::as_i64) {
+                        ep.last_n = usize::try_from(n).ok();
+                    }
+                    let names = |k: &str| -> Option<Vec<String>> {
+                        Some(
+                            value
+                                .get(k)?
+                                .as_array()?
+                                .iter()
+                                .take(64)
+                                .filter_map(|x| x.as_str().map(str::to_owned))
+                                .collect(),
+                        )
+                    };
+                    if let Some(mut sel) = names("selectedSources") {
+                        sel.extend(names("onStageSources").unwrap_or_default());
+                        ep.selected = sel;
+                    } else if let Some(stage) = names("onStageSources") {
+                        ep.selected = stage;
+                    }
                     if let Some(per) = value.get("constraints").and_then(|c| c.as_object()) {
                         ep.source_heights = per
                             .iter()
@@ -955,6 +991,8 @@ impl Worker {
             loss: (0.0, 0.0),
             max_height: None,
             source_heights: HashMap::new(),
+            last_n: None,
+            selected: Vec::new(),
         };
         let idx = match self.free.pop() {
             Some(i) => {

@@ -251,12 +251,14 @@ class Participant:
     """One guest in a meeting: joins, answers the focus, sends a tone and
     a test picture, and records what it receives per remote stream."""
 
-    def __init__(self, server, room, nick=None, audio_level=0.3, send=True):
+    def __init__(self, server, room, nick=None, audio_level=0.3, send=True, account=None):
         self.server = server
         self.room = room
         self.nick = nick or uuid.uuid4().hex[:8]
         self.audio_level = audio_level
         self.send = send
+        # (jid, password) of an account; a guest (SASL ANONYMOUS) otherwise
+        self.account = account
         self.pc = None
         self.offer = None
         self.tracks = {}  # mid -> track
@@ -264,11 +266,13 @@ class Participant:
         self.jingle_log = []
         self.focus_iqs = []
         self.presences = []  # (from, type, status codes, role)
+        self.affiliations = {}
         self.accepted = asyncio.Event()
         self._lock = asyncio.Lock()
 
-    async def join(self):
-        self.c = await login(self.server, self.server.guest_domain, "")
+    async def join(self, password=None):
+        jid, pw = self.account or (self.server.guest_domain, "")
+        self.c = await login(self.server, jid, pw)
         self.c.register_handler(
             Callback(f"jingle-{self.nick}", MatchXPath(f"{{jabber:client}}iq/{{{NS_JINGLE}}}jingle"), self._on_jingle)
         )
@@ -286,7 +290,9 @@ class Participant:
         )
         self.conference = res.xml.find(q(NS_FOCUS, "conference"))
         self.c.send_raw(
-            f"<presence to='{self.room}/{self.nick}'><x xmlns='{NS_MUC}'/>"
+            f"<presence to='{self.room}/{self.nick}'><x xmlns='{NS_MUC}'>"
+            + (f"<password>{password}</password>" if password else "")
+            + "</x>"
             f"<SourceInfo>{{\"{self.nick}-a0\":{{\"muted\":false}},\"{self.nick}-v0\":{{\"muted\":false,\"videoType\":\"camera\"}}}}</SourceInfo>"
             "</presence>"
         )
@@ -294,12 +300,14 @@ class Participant:
 
     def _on_presence(self, p):
         x = p.xml.find(q(NS_MUC_USER, "x"))
-        codes, role = set(), None
+        codes, role, aff = set(), None, None
         if x is not None:
             codes = {s.get("code") for s in x.findall(q(NS_MUC_USER, "status"))}
             item = x.find(q(NS_MUC_USER, "item"))
             role = item.get("role") if item is not None else None
+            aff = item.get("affiliation") if item is not None else None
         self.presences.append((p["from"].full, p["type"], codes, role))
+        self.affiliations[p["from"].full] = aff
 
     def role_of(self, nick):
         roles = [r for f, _, _, r in self.presences if f == f"{self.room}/{nick}"]

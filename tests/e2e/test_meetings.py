@@ -422,3 +422,77 @@ def test_last_n_keeps_video_to_the_speakers_and_selected_sources(server):
                 await p.leave()
 
     run(scenario(), timeout=60)
+
+
+def test_the_moderator_owns_the_room_locks_it_and_kicks(server):
+    """The focus makes the first participant an owner of the room, as
+    Jicofo does: it may lock the meeting with a password (a newcomer
+    without it is refused) and kick someone (who leaves the media session
+    too); another participant may do neither."""
+    r = room(server)
+    owner_form = (
+        "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>"
+        "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+        "<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>"
+        "<field var='muc#roomconfig_roomsecret'><value>s3cret</value></field>"
+        "</x></query>"
+    )
+
+    async def scenario():
+        a, b = await meeting(server, r, 2)
+        late = None
+        try:
+            assert await until(lambda: b.affiliations.get(f"{r}/{a.nick}") == "owner", 5), b.affiliations
+            assert b.affiliations.get(f"{r}/{b.nick}") != "owner"
+            with pytest.raises(IqError) as e:
+                await b.c.iq("set", owner_form, to=r)
+            assert e.value.iq["error"]["condition"] == "forbidden"
+            res = await a.c.iq("set", owner_form, to=r)
+            assert res["type"] == "result"
+
+            late = Participant(server, r)
+            await late.join()
+            assert await until(
+                lambda: any(f == f"{r}/{late.nick}" and ty == "error" for f, ty, _, _ in late.presences), 5
+            ), late.presences
+            assert not late.accepted.is_set()
+
+            kick = (
+                "<query xmlns='http://jabber.org/protocol/muc#admin'>"
+                f"<item nick='{b.nick}' role='none'/></query>"
+            )
+            with pytest.raises(IqError):
+                await b.c.iq("set", kick.replace(b.nick, a.nick), to=r)
+            await a.c.iq("set", kick, to=r)
+            assert await until(
+                lambda: any(f == f"{r}/{b.nick}" and "307" in codes for f, _, codes, _ in b.presences), 5
+            ), b.presences
+            assert await until(lambda: a.actions("source-remove"), 10), a.jingle_log
+        finally:
+            await a.leave()
+            await b.leave()
+            if late is not None:
+                late.c.disconnect()
+
+    run(scenario(), timeout=60)
+
+
+def test_with_moderators_authenticated_every_account_moderates_and_guests_do_not(server_factory):
+    """meetings.moderators = "authenticated": a guest who joins first is
+    not made owner; a participant signed in with an account is."""
+    srv = server_factory({"meetings.moderators": "authenticated"})
+    r = room(srv)
+
+    async def scenario():
+        guest = await Participant(srv, r).join()
+        await asyncio.wait_for(guest.accepted.wait(), 15)
+        member = await Participant(srv, r, account=srv.add_user()).join()
+        await asyncio.wait_for(member.accepted.wait(), 15)
+        try:
+            assert await until(lambda: guest.affiliations.get(f"{r}/{member.nick}") == "owner", 5), guest.affiliations
+            assert guest.affiliations.get(f"{r}/{guest.nick}") != "owner"
+        finally:
+            await guest.leave()
+            await member.leave()
+
+    run(scenario(), timeout=60)

@@ -317,6 +317,8 @@ async fn serve(cfg: Config) -> Result<(), String> {
             bridge,
             conclave_focus::FocusSettings {
                 max_sources: meetings.max_sources_per_participant,
+                moderators: meetings.moderators,
+                hosts: server.config.hosts.clone(),
             },
         );
     }

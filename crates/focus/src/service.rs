@@ -15,6 +15,7 @@ use conclave_bridge::api::{
     BridgeEvent, EndpointKey, EndpointSources, LocalTransport, MediaKind, RemoteTransport,
 };
 use conclave_server::Server;
+use conclave_server::config::MeetingModerators;
 use conclave_server::hub::{HandlerFuture, Service, Session};
 use conclave_server::router::{Flow, Outbound, PresenceState, SessionHandle};
 use jid::Jid;
@@ -42,6 +43,10 @@ const NICK: &str = "focus";
 pub struct FocusSettings {
     /// `[meetings] max_sources_per_participant`.
     pub max_sources: usize,
+    /// `[meetings] moderators`.
+    pub moderators: MeetingModerators,
+    /// The hosts whose users have accounts (`hosts`): "authenticated".
+    pub hosts: Vec<String>,
 }
 
 /// The focus's state, kept by the server (`Server::extension`).
@@ -397,13 +402,27 @@ fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element> {
             }
             // Jitsi clients ignore occupants without a real JID; so does
             // the focus (it would have no one to trust).
-            if item.and_then(|i| i.attr("jid")).is_none() || r.core.contains(&nick) {
+            let Some(real) = item
+                .and_then(|i| i.attr("jid"))
+                .and_then(|j| Jid::new(j).ok())
+            else {
+                return Vec::new();
+            };
+            if r.core.contains(&nick) {
                 return Vec::new();
             }
             let mut out = r.core.joined(&nick, media);
-            if !r.moderator_granted {
+            let moderates = match focus.settings.moderators {
+                MeetingModerators::First => !r.moderator_granted,
+                MeetingModerators::Authenticated => focus
+                    .settings
+                    .hosts
+                    .iter()
+                    .any(|h| h == real.domain().as_str()),
+            };
+            if moderates {
                 r.moderator_granted = true;
-                out.push(grant_moderator(&room, &nick));
+                out.push(grant_owner(&room, real.to_bare().as_str()));
             }
             out
         }
@@ -423,19 +442,20 @@ fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element> {
     }
 }
 
-/// The first participant moderates (Jitsi's default), by the focus's
-/// owner rights in the room.
-fn grant_moderator(room: &str, nick: &str) -> Element {
+/// A participant who moderates is made an owner of the room, as Jicofo
+/// does: that makes it a moderator (mute, kick) and lets it lock the room
+/// with a password or end the meeting, through plain XEP-0045.
+fn grant_owner(room: &str, real_bare: &str) -> Element {
     let mut q = Element::bare("query", ns::MUC_ADMIN);
     q.append_child(
         Element::bare("item", ns::MUC_ADMIN)
-            .with("nick", nick)
-            .with("role", "moderator"),
+            .with("jid", real_bare)
+            .with("affiliation", "owner"),
     );
     let mut iq = Element::bare("iq", ns::CLIENT)
         .with("to", room)
         .with("type", "set")
-        .with("id", "focus-moderator");
+        .with("id", "focus-owner");
     iq.append_child(q);
     iq
 }

@@ -269,6 +269,18 @@ pub struct Meetings {
     pub max_channel_message_bytes: usize,
     /// A participant whose media stops for this long is removed.
     pub endpoint_timeout_secs: u64,
+    /// Who moderates a meeting (mute, kick, lock, end it).
+    pub moderators: MeetingModerators,
+}
+
+/// `meetings.moderators`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeetingModerators {
+    /// The first participant, as in Jitsi Meet by default.
+    First,
+    /// Every participant signed in with an account (not a guest).
+    Authenticated,
 }
 
 impl Default for Meetings {
@@ -281,6 +293,7 @@ impl Default for Meetings {
             max_sources_per_participant: 20,
             max_channel_message_bytes: 65536,
             endpoint_timeout_secs: 30,
+            moderators: MeetingModerators::First,
         }
     }
 }
@@ -938,6 +951,10 @@ max_sources_per_participant = 20
 max_channel_message_bytes = 65536
 # A participant whose media stops this long is removed from the meeting.
 endpoint_timeout_secs = 30
+# Who moderates (mute others, kick, lock with a password): "first" (the first
+# to join, as in Jitsi Meet) or "authenticated" (everyone signed in with an
+# account; guests never).
+moderators = "first"
 
 [pep]
 # Personal eventing (XEP-0163) on every account: OMEMO keys, avatars (0084),

@@ -89,7 +89,7 @@ fi
 # --- Debian's Chromium, for the meeting tests in a real browser --------------
 if ! command -v chromium >/dev/null 2>&1; then
   log "installing chromium (Debian)"
-  apt_install --no-install-recommends chromium
+  apt_install --no-install-recommends chromium || log "WARNING: chromium could not be installed; the browser test will fail and say so"
 fi
 
 # --- a command-line client for a smoke test -----------------------------------

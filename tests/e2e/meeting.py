@@ -251,7 +251,7 @@ class Participant:
     """One guest in a meeting: joins, answers the focus, sends a tone and
     a test picture, and records what it receives per remote stream."""
 
-    def __init__(self, server, room, nick=None, audio_level=0.3, send=True, account=None):
+    def __init__(self, server, room, nick=None, audio_level=0.3, send=True, account=None, forge_fingerprint=False):
         self.server = server
         self.room = room
         self.nick = nick or uuid.uuid4().hex[:8]
@@ -259,6 +259,8 @@ class Participant:
         self.send = send
         # (jid, password) of an account; a guest (SASL ANONYMOUS) otherwise
         self.account = account
+        # announce a DTLS fingerprint that is not its certificate's
+        self.forge_fingerprint = forge_fingerprint
         self.pc = None
         self.offer = None
         self.tracks = {}  # mid -> track
@@ -382,6 +384,9 @@ class Participant:
             raise
         if first:
             accept = accept_jingle(self.offer.sid, self.pc.localDescription.sdp, self.nick, self.room)
+            if self.forge_fingerprint:
+                for fp in accept.iter(q(NS_DTLS, "fingerprint")):
+                    fp.text = ":".join(["AB"] * (len(fp.text.split(":"))))
             iq = self.c.Iq()
             iq["type"] = "set"
             iq["to"] = f"{self.room}/focus"

@@ -496,3 +496,33 @@ def test_with_moderators_authenticated_every_account_moderates_and_guests_do_not
             await member.leave()
 
     run(scenario(), timeout=60)
+
+
+def test_a_forged_dtls_fingerprint_ends_that_endpoint_only(server):
+    """A participant whose DTLS certificate is not the one its
+    session-accept named never gets media: the bridge drops it, counts
+    it, and the focus removes it; the others' meeting goes on."""
+    r = room(server)
+
+    async def scenario():
+        a, b = await meeting(server, r, 2)
+        before = server.metric("conclave_bridge_endpoint_failures_total")
+        forger = Participant(server, r, forge_fingerprint=True)
+        await forger.join()
+        try:
+            await asyncio.wait_for(forger.accepted.wait(), 15)
+            assert await until(lambda: server.metric("conclave_bridge_endpoint_failures_total") > before, 10)
+            # the others are told its sources went, and keep theirs
+            assert await until(lambda: a.actions("source-remove"), 15), a.jingle_log
+            await asyncio.sleep(1)
+            assert not any(v[1] > 0 for v in forger.received().values()), "media reached the forger"
+            t = time.monotonic()
+            await asyncio.sleep(1.5)
+            for p in (a, b):
+                assert all(v[1] > 0 for m, v in p.received(since=t).items() if p.owner_of(m) in (a.nick, b.nick))
+        finally:
+            for p in (a, b):
+                await p.leave()
+            forger.c.disconnect()
+
+    run(scenario(), timeout=60)

@@ -595,7 +595,10 @@ impl Worker {
                 }
                 Ok(Output::Event(e)) => self.pending.push((idx, e)),
                 Err(e) => {
+                    // A DTLS peer whose certificate is not the one its
+                    // answer named ends here, as does any fatal error.
                     tracing::debug!(error = %e, "endpoint failed");
+                    metrics::counter!("conclave_bridge_endpoint_failures_total").increment(1);
                     ep.rtc.disconnect();
                     ep.next = Instant::now();
                     break;

@@ -11,15 +11,14 @@ import { startServer, TARGET, withTimeout } from "./lib/server.mjs";
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
-// As a person would start it, but headless, with fake devices, and with
-// what a loopback-only machine needs (Chromium 156 refuses loopback ICE
-// candidates and local-network WebSockets otherwise); no background
-// traffic to Google.
+// As a person would start it, but headless, with fake devices, and no
+// background traffic to Google. No flag for loopback ICE candidates or
+// local-network access: a page served by the server itself, on the
+// server's own machine, needs neither (the bridge learns each browser's
+// address from its connectivity checks).
 const ARGS = [
   "--use-fake-device-for-media-stream",
   "--use-fake-ui-for-media-stream",
-  "--allow-loopback-in-peer-connection",
-  "--disable-features=LocalNetworkAccessChecks",
   "--no-sandbox",
   "--disable-gpu",
   "--disable-quic",

@@ -429,6 +429,27 @@ class Participant:
         s = self.offer.remote.get(int(mid[1:]))
         return s["owner"].split("/")[-1] if s else None
 
+    async def restart(self):
+        """What lib-jitsi-meet does when ICE to the bridge fails: it closes
+        its peer connection and ends the session with
+        `<bridge-session restart='true'/>`, then answers the new offer."""
+        old, sid = self.pc, self.offer.sid
+        self.accepted.clear()
+        await old.close()
+        return await self.to_focus(
+            f"<jingle xmlns='{NS_JINGLE}' action='session-terminate' sid='{sid}'>"
+            "<reason><connectivity-error/><text>ICE FAILED</text></reason>"
+            f"<bridge-session xmlns='{NS_FOCUS}' id='{sid}' restart='true'/></jingle>"
+        )
+
+    async def to_focus(self, payload):
+        """An IQ set to the focus occupant; raises IqError on an error."""
+        iq = self.c.Iq()
+        iq["type"] = "set"
+        iq["to"] = f"{self.room}/focus"
+        iq.append(ET.fromstring(payload))
+        return await iq.send(timeout=10)
+
     async def leave(self):
         if self.pc is not None:
             await self.pc.close()

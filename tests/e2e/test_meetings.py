@@ -8,11 +8,12 @@ import socket
 import time
 
 import pytest
+from aiortc.rtp import RtpPacket
 from slixmpp.exceptions import IqError
 
 from clients import run
 from harness import https_get, unique
-from meeting import Channel, Participant
+from meeting import NS_JITMEET, Channel, Participant
 
 pytestmark = pytest.mark.conclave_only
 
@@ -303,8 +304,10 @@ def test_a_moderators_mute_is_enforced_and_others_may_not_mute(server):
 
 def test_bad_input_is_refused_and_the_meeting_goes_on(server):
     """Malformed Jingle gets bad-request; garbage datagrams and RTP from an
-    unknown address at the media port are dropped and counted in /metrics;
-    the media between the participants keeps flowing."""
+    unknown address at the media port are dropped and counted in /metrics,
+    and so is SRTP from a connected participant on an SSRC it never
+    signalled, which nobody receives; the media between the participants
+    keeps flowing."""
     r = room(server)
 
     async def scenario():
@@ -326,10 +329,21 @@ def test_bad_input_is_refused_and_the_meeting_goes_on(server):
                     sock.sendto(payload, ("127.0.0.1", a.bridge_port()))
             sock.close()
             assert await until(lambda: server.metric("conclave_bridge_dropped_total") >= before + 60, 5)
+
+            # real SRTP over a's DTLS session, on an SSRC it never announced
+            unknown = 'conclave_bridge_dropped_total{reason="unknown-ssrc"}'
+            before = server.metric(unknown)
+            dtls = a.pc.getSenders()[0].transport
+            stray = 0x5EED0001
+            for seq in range(30):
+                pkt = RtpPacket(payload_type=111, sequence_number=seq, timestamp=seq * 960, ssrc=stray, payload=b"\xf8" * 40)
+                await dtls._send_rtp(pkt.serialize())
+            assert await until(lambda: server.metric(unknown) >= before + 30, 5), server.metric(unknown)
             t = time.monotonic()
             await asyncio.sleep(1.5)
             for p in (a, b):
                 assert all(v[1] > 0 for v in p.received(since=t).values()), p.received(since=t)
+            assert stray not in b.offer.remote and not [x for x in b.jingle_log if str(stray) in x[2]]
         finally:
             await a.leave()
             await b.leave()
@@ -526,3 +540,55 @@ def test_a_forged_dtls_fingerprint_ends_that_endpoint_only(server):
             forger.c.disconnect()
 
     run(scenario(), timeout=60)
+
+
+def test_a_session_restart_brings_the_media_back(server):
+    """lib-jitsi-meet's answer to failed ICE (its default): end the bridge
+    session with `<bridge-session restart='true'/>`. The focus offers a new
+    session on a fresh bridge endpoint, the other participant sees the old
+    sources go and the new ones come, and media flows both ways again. An
+    in-place ICE restart (session-info) is refused with the reason, which
+    is lib-jitsi-meet's cue to fall back to this."""
+    r = room(server)
+
+    async def scenario():
+        a, b = await meeting(server, r, 2)
+        try:
+            def got(p, owner, since):
+                rec = p.received(since=since)
+                return {p.tracks[m].kind for m, v in rec.items() if p.owner_of(m) == owner and v[1] > 3}
+
+            assert await until(lambda: got(a, b.nick, 0) == {"audio", "video"} and got(b, a.nick, 0) == {"audio", "video"})
+            old_sid, old_ufrag = b.offer.sid, b.offer.transport.get("ufrag")
+            old_ssrcs = {s for s, v in a.offer.remote.items() if v["owner"].endswith("/" + b.nick)}
+
+            with pytest.raises(IqError) as refused:
+                await b.to_focus(
+                    f"<jingle xmlns='urn:xmpp:jingle:1' action='session-info' sid='{old_sid}'>"
+                    f"<bridge-session xmlns='http://jitsi.org/protocol/focus' id='{old_sid}' ice-restart='true'/></jingle>"
+                )
+            assert refused.value.iq["error"]["condition"] == "feature-not-implemented"
+
+            res = await b.restart()
+            assert res["type"] == "result"
+            await asyncio.wait_for(b.accepted.wait(), 15)
+            assert [x[0] for x in b.jingle_log].count("session-initiate") == 2, b.jingle_log
+            assert b.offer.sid != old_sid and b.offer.transport.get("ufrag") != old_ufrag
+            # a saw b's old sources go, then its new ones come
+            assert await until(lambda: a.actions("source-remove") and a.actions("source-add"), 10), a.jingle_log
+            removed = set().union(*(ssrcs_in(x) for x in a.actions("source-remove")))
+            owners = {i.get("owner") for x in a.actions("source-remove") for i in x.iter(f"{{{NS_JITMEET}}}ssrc-info")}
+            assert old_ssrcs <= removed and owners == {f"{r}/{b.nick}"}, (removed, old_ssrcs, owners)
+            t = time.monotonic()
+            assert await until(
+                lambda: got(a, b.nick, t) == {"audio", "video"} and got(b, a.nick, t) == {"audio", "video"}, 20
+            ), (a.received(since=t), b.received(since=t))
+            # the old session is gone for good
+            with pytest.raises(IqError) as gone:
+                await b.to_focus(f"<jingle xmlns='urn:xmpp:jingle:1' action='transport-info' sid='{old_sid}'/>")
+            assert gone.value.iq["error"]["condition"] == "item-not-found"
+        finally:
+            await a.leave()
+            await b.leave()
+
+    run(scenario(), timeout=90)

@@ -307,6 +307,18 @@ describe('JingleSession', () => {
     expect(j.getChild('content')?.getChild('transport')?.attrs['ice-generation']).toBe('1');
   });
 
+  it('asks for a new session in place of this one as lib-jitsi-meet does when ICE fails', async () => {
+    const { session } = setup();
+    await session.start();
+    const j = session.restartRequest();
+    expect(j.attrs.action).toBe('session-terminate');
+    expect(j.attrs.sid).toBe(session.sid);
+    expect(j.getChild('reason')?.getChild('connectivity-error')).toBeDefined();
+    const b = j.getChild('bridge-session', 'http://jitsi.org/protocol/focus');
+    expect(b?.attrs.restart).toBe('true');
+    expect(b?.attrs.id).toBe(parseJingle(child(parseXml(fixture('session-initiate.xml')), 'jingle', NS_JINGLE)).bridgeSessionId);
+  });
+
   it('reports every remote track gone when closed', async () => {
     const { session, removed, pc } = setup();
     await session.start();

@@ -115,9 +115,23 @@ pub struct ConferenceStats {
 /// What the bridge tells the focus without being asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BridgeEvent {
-    /// No ICE or media from the endpoint for `endpoint_timeout_secs`, or
-    /// its DTLS failed: it is gone, and the focus should remove it.
-    EndpointExpired { key: EndpointKey, reason: String },
+    /// The endpoint is gone. `ufrag` is the bridge-side ICE ufrag it was
+    /// allocated with, which tells it apart from a newer endpoint of the
+    /// same key (a session restarted while this event was on its way).
+    EndpointExpired {
+        key: EndpointKey,
+        ufrag: String,
+        reason: Expiry,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// No ICE or media for `endpoint_timeout_secs`: the client vanished.
+    Timeout,
+    /// Its DTLS closed or failed: the client ended its media (as clients
+    /// do before restarting a session) or could not prove its identity.
+    Closed,
 }
 
 /// One payload type the bridge offers (Jingle `<payload-type>`, SDP

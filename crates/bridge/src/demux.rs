@@ -30,6 +30,19 @@ pub fn kind(datagram: &[u8]) -> Kind {
     }
 }
 
+/// The SSRC of an RTP packet (not RTCP), read from its clear header: SRTP
+/// encrypts the payload only (RFC 3711 §3.1), so a packet for a stream
+/// nobody signalled can be dropped before it costs a decryption. RTCP
+/// shares the first byte's range and is told apart by its packet type
+/// (RFC 5761 §4: 192 to 223 in the second byte).
+pub fn rtp_ssrc(datagram: &[u8]) -> Option<u32> {
+    if kind(datagram) != Kind::Rtp || (192..=223).contains(&datagram[1]) {
+        return None;
+    }
+    let b = datagram.get(8..12)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// The bridge-side ufrag a STUN binding request is addressed to, if the
 /// datagram is one. Attributes are walked with every length checked, so a
 /// truncated or lying message yields `None`, never a panic.
@@ -106,5 +119,17 @@ mod tests {
         assert_eq!(kind(&[0x80; 12]), Kind::Rtp);
         assert_eq!(kind(b"GET / HTTP/1.1"), Kind::Garbage);
         assert_eq!(kind(&[]), Kind::Garbage);
+    }
+
+    #[test]
+    fn rtp_names_its_ssrc_and_rtcp_does_not() {
+        let mut rtp = vec![0x80, 111, 0, 1, 0, 0, 0, 9, 0xde, 0xad, 0xbe, 0xef, 1, 2];
+        assert_eq!(rtp_ssrc(&rtp), Some(0xdead_beef));
+        rtp[1] = 0x80 | 96; // marker bit set
+        assert_eq!(rtp_ssrc(&rtp), Some(0xdead_beef));
+        let rr = [0x81, 201, 0, 7, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0];
+        assert_eq!(rtp_ssrc(&rr), None);
+        assert_eq!(rtp_ssrc(&rtp[..11]), None);
+        assert_eq!(rtp_ssrc(&[22; 20]), None);
     }
 }

@@ -16,8 +16,8 @@ use str0m::{Candidate as SCandidate, Event, IceConnectionState, IceCreds, Input,
 use tokio::net::UdpSocket;
 
 use crate::api::{
-    BridgeEvent, CODECS, ConferenceStats, EndpointKey, EndpointSources, HEADER_EXTS, MediaKind,
-    RemoteTransport,
+    BridgeEvent, CODECS, ConferenceStats, EndpointKey, EndpointSources, Expiry, HEADER_EXTS,
+    MediaKind, RemoteTransport,
 };
 use crate::channel::Channels;
 use crate::demux;
@@ -72,6 +72,8 @@ struct Endpoint {
     addrs: Vec<SocketAddr>,
     /// SSRCs it sends that str0m expects (every layer).
     rx: HashSet<u32>,
+    /// Those and their RTX: RTP with any other SSRC is dropped unread.
+    rx_known: HashSet<u32>,
     /// Streams it is sent, by the SSRC it knows them by.
     tx: HashSet<u32>,
     muted_audio: bool,
@@ -355,6 +357,13 @@ impl Worker {
             self.by_addr.insert(from, idx);
         }
         let Some(ep) = self.ep(idx) else { return };
+        // SSRC 0 is a bandwidth probe, which str0m takes without a stream.
+        if let Some(ssrc) = demux::rtp_ssrc(data)
+            && ssrc != 0
+            && !ep.rx_known.contains(&ssrc)
+        {
+            return dropped("unknown-ssrc");
+        }
         ep.heard = now;
         if let Err(e) = ep.rtc.handle_input(Input::Receive(now, recv)) {
             tracing::debug!(error = %e, "endpoint input refused");
@@ -370,14 +379,12 @@ impl Worker {
             let Some(ep) = self.ep(idx) else { continue };
             let silent = now.duration_since(ep.heard.max(ep.created));
             if !ep.rtc.is_alive() || silent > timeout {
-                expired.push((
-                    idx,
-                    if ep.rtc.is_alive() {
-                        "timeout"
-                    } else {
-                        "closed"
-                    },
-                ));
+                let why = if ep.rtc.is_alive() {
+                    Expiry::Timeout
+                } else {
+                    Expiry::Closed
+                };
+                expired.push((idx, why, ep.ufrag.clone()));
                 continue;
             }
             if ep.next <= now {
@@ -387,13 +394,12 @@ impl Worker {
                 self.drain(idx);
             }
         }
-        for (idx, why) in expired {
+        for (idx, reason, ufrag) in expired {
             if let Some(key) = self.remove(idx) {
-                tracing::info!(conference = %key.conference, endpoint = %key.endpoint, why, "endpoint expired");
-                let _ = self.events.send(BridgeEvent::EndpointExpired {
-                    key,
-                    reason: why.into(),
-                });
+                tracing::info!(conference = %key.conference, endpoint = %key.endpoint, ?reason, "endpoint expired");
+                let _ = self
+                    .events
+                    .send(BridgeEvent::EndpointExpired { key, ufrag, reason });
             }
         }
     }
@@ -979,6 +985,7 @@ impl Worker {
             started: false,
             addrs: Vec::new(),
             rx: HashSet::new(),
+            rx_known: HashSet::new(),
             tx: HashSet::new(),
             muted_audio: false,
             muted_video: false,
@@ -1101,6 +1108,11 @@ impl Worker {
                     api.expect_stream_rx(Ssrc::from(l.ssrc), l.rtx.map(Ssrc::from), mid, None);
                 }
             }
+            ep.rx_known = kept
+                .iter()
+                .flat_map(|s| s.layers.iter())
+                .flat_map(|l| std::iter::once(l.ssrc).chain(l.rtx))
+                .collect();
             ep.rx = wanted;
         }
         for m in members {

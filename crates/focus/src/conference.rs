@@ -37,11 +37,16 @@ enum State {
     /// session-initiate sent, no session-accept yet.
     Invited,
     Active,
+    /// Its bridge endpoint closed: it has no media until it ends this
+    /// session, with or without asking for a new one.
+    Ended,
 }
 
 #[derive(Debug)]
 struct Participant {
     sid: String,
+    /// The bridge endpoint's ufrag, which names this allocation.
+    ufrag: String,
     state: State,
     sources: EndpointSources,
     /// Source changes to send once its session is active.
@@ -123,6 +128,7 @@ impl Conference {
             nick.to_owned(),
             Participant {
                 sid,
+                ufrag: transport.ufrag.clone(),
                 state: State::Invited,
                 sources: EndpointSources::default(),
                 queued: Vec::new(),
@@ -157,13 +163,31 @@ impl Conference {
         self.fan_out(nick, &p.sources, false)
     }
 
+    /// The bridge endpoint allocated with `ufrag` for `nick` is gone: the
+    /// others stop expecting its sources, and its session only waits to be
+    /// ended (or restarted). `None` when that endpoint is not the current
+    /// one (the session was restarted since), which changes nothing.
+    pub fn media_ended(&mut self, nick: &str, ufrag: &str) -> Option<Vec<Element>> {
+        let p = self.participants.get_mut(nick)?;
+        if p.ufrag != ufrag {
+            return None;
+        }
+        p.state = State::Ended;
+        let sources = std::mem::take(&mut p.sources);
+        if sources.sources.is_empty() {
+            return Some(Vec::new());
+        }
+        Some(self.fan_out(nick, &sources, false))
+    }
+
     /// Tells everyone but `owner` that its `sources` came or went.
     fn fan_out(&mut self, owner: &str, sources: &EndpointSources, add: bool) -> Vec<Element> {
         let owner_jid = self.occupant(owner);
         let targets: Vec<(String, String, State)> = self
             .participants
             .iter()
-            .filter(|(n, _)| n.as_str() != owner)
+            // An ended session gets everyone's sources afresh if restarted.
+            .filter(|(n, p)| n.as_str() != owner && p.state != State::Ended)
             .map(|(n, p)| (n.clone(), p.sid.clone(), p.state))
             .collect();
         let mut out = Vec::new();
@@ -176,7 +200,7 @@ impl Conference {
             let iq = self.iq_set(&nick, j);
             match state {
                 State::Active => out.push(iq),
-                State::Invited => {
+                State::Invited | State::Ended => {
                     if let Some(p) = self.participants.get_mut(&nick) {
                         p.queued.push(iq);
                     }
@@ -200,6 +224,9 @@ impl Conference {
             return vec![stanza::error_reply(iq, "item-not-found", None)];
         };
         if j.sid != p.sid {
+            return vec![unknown_session(iq)];
+        }
+        if p.state == State::Ended && j.action != Action::SessionTerminate {
             return vec![unknown_session(iq)];
         }
         let key = self.key(nick);
@@ -299,6 +326,23 @@ impl Conference {
             }
             Action::SessionTerminate => {
                 out.extend(self.left(nick, media));
+                // Jicofo's re-invite: the others saw its sources go, and
+                // see them again once the new session is accepted.
+                if j.restart {
+                    out.extend(self.joined(nick, media));
+                }
+            }
+            Action::SessionInfo if j.ice_restart => {
+                // lib-jitsi-meet takes a refusal as its cue to fall back
+                // to a session restart (above), which it also does by
+                // default.
+                return vec![stanza::error_reply(
+                    iq,
+                    "feature-not-implemented",
+                    Some(
+                        "no in-place ICE restart: end the session with <bridge-session restart='true'/> for a new one",
+                    ),
+                )];
             }
             Action::SessionInfo | Action::TransportReject => {}
             Action::Other(_) => {
@@ -395,7 +439,9 @@ mod tests {
     impl Media for Fake {
         fn allocate(&mut self, key: &EndpointKey) -> LocalTransport {
             self.calls.push(format!("allocate {}", key.endpoint));
-            crate::jingle::tests::transport()
+            let mut t = crate::jingle::tests::transport();
+            t.ufrag = format!("uf{}", self.calls.len());
+            t
         }
         fn connect(&mut self, key: &EndpointKey, remote: RemoteTransport) {
             self.calls
@@ -447,6 +493,30 @@ mod tests {
              <jingle xmlns='urn:xmpp:jingle:1' action='{action}' sid='{sid}'>\
              <content name='audio'><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'>{sources}</description>\
              {transport}</content></jingle></iq>"
+        )
+        .parse()
+        .unwrap()
+    }
+
+    /// a (sending SSRC 11) and b (22), both with accepted sessions.
+    fn two_in_session() -> (Fake, Conference, String, String) {
+        let mut m = Fake::default();
+        let mut c = Conference::new(ROOM, 20);
+        let a_sid = sid_of(&c.joined("a", &mut m));
+        c.jingle("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
+        let b_sid = sid_of(&c.joined("b", &mut m));
+        c.jingle("b", &iq("b", "session-accept", &b_sid, &[22]), &mut m);
+        (m, c, a_sid, b_sid)
+    }
+
+    /// lib-jitsi-meet's answer to failed ICE: a new session instead.
+    fn restart_request(nick: &str, sid: &str) -> Element {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='c3' from='{ROOM}/{nick}'>\
+             <jingle xmlns='urn:xmpp:jingle:1' action='session-terminate' sid='{sid}'>\
+             <reason><connectivity-error/><text>ICE FAILED</text></reason>\
+             <bridge-session xmlns='http://jitsi.org/protocol/focus' id='{sid}' restart='true'/>\
+             </jingle></iq>"
         )
         .parse()
         .unwrap()
@@ -530,12 +600,7 @@ mod tests {
 
     #[test]
     fn nobody_can_add_or_remove_another_participants_sources() {
-        let mut m = Fake::default();
-        let mut c = Conference::new(ROOM, 20);
-        let a_sid = sid_of(&c.joined("a", &mut m));
-        c.jingle("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
-        let b_sid = sid_of(&c.joined("b", &mut m));
-        c.jingle("b", &iq("b", "session-accept", &b_sid, &[22]), &mut m);
+        let (mut m, mut c, _, b_sid) = two_in_session();
         // b claims a's ssrc
         let out = c.jingle("b", &iq("b", "source-add", &b_sid, &[11]), &mut m);
         assert_eq!(out.len(), 1);
@@ -569,13 +634,97 @@ mod tests {
     }
 
     #[test]
+    fn a_session_restart_re_invites_and_an_in_place_ice_restart_is_refused() {
+        let (mut m, mut c, _, b_sid) = two_in_session();
+
+        let info: Element = format!(
+            "<iq xmlns='jabber:client' type='set' id='c2' from='{ROOM}/b'>\
+             <jingle xmlns='urn:xmpp:jingle:1' action='session-info' sid='{b_sid}'>\
+             <bridge-session xmlns='http://jitsi.org/protocol/focus' id='{b_sid}' ice-restart='true'/>\
+             </jingle></iq>"
+        )
+        .parse()
+        .unwrap();
+        let out = c.jingle("b", &info, &mut m);
+        assert_eq!(
+            error_condition(&out[0]).as_deref(),
+            Some("feature-not-implemented")
+        );
+
+        m.calls.clear();
+        let out = c.jingle("b", &restart_request("b", &b_sid), &mut m);
+        assert_eq!(
+            actions(&out),
+            [
+                (format!("{ROOM}/b"), "result".into()),
+                (format!("{ROOM}/a"), "source-remove".into()),
+                (format!("{ROOM}/b"), "session-initiate".into()),
+            ]
+        );
+        assert_eq!(m.calls, ["expire b", "allocate b"]);
+        let new_sid = sid_of(&out[2..]);
+        assert_ne!(new_sid, b_sid);
+        // The old session is gone; the new one carries on as the first did.
+        let out = c.jingle("b", &iq("b", "source-add", &b_sid, &[23]), &mut m);
+        assert_eq!(error_condition(&out[0]).as_deref(), Some("item-not-found"));
+        let out = c.jingle("b", &iq("b", "session-accept", &new_sid, &[22]), &mut m);
+        assert_eq!(
+            actions(&out),
+            [
+                (format!("{ROOM}/b"), "result".into()),
+                (format!("{ROOM}/a"), "source-add".into()),
+            ]
+        );
+        // A plain session-terminate ends it for good.
+        let out = c.jingle("b", &iq("b", "session-terminate", &new_sid, &[]), &mut m);
+        assert_eq!(
+            actions(&out),
+            [
+                (format!("{ROOM}/b"), "result".into()),
+                (format!("{ROOM}/a"), "source-remove".into()),
+            ]
+        );
+        assert!(!c.contains("b"));
+    }
+
+    #[test]
+    fn an_endpoint_that_closed_ends_its_media_until_the_session_is_restarted() {
+        let (mut m, mut c, _, b_sid) = two_in_session();
+        let first = c.participants["b"].ufrag.clone();
+        let out = c.media_ended("b", &first).unwrap();
+        assert_eq!(
+            actions(&out),
+            [(format!("{ROOM}/a"), "source-remove".into())]
+        );
+        // Nothing but ending the session is taken on it now.
+        let out = c.jingle("b", &iq("b", "source-add", &b_sid, &[23]), &mut m);
+        assert_eq!(error_condition(&out[0]).as_deref(), Some("item-not-found"));
+        let out = c.jingle("b", &restart_request("b", &b_sid), &mut m);
+        assert_eq!(
+            actions(&out),
+            [
+                (format!("{ROOM}/b"), "result".into()),
+                (format!("{ROOM}/b"), "session-initiate".into()),
+            ]
+        );
+        // The offer has a's sources again; the old endpoint's late news
+        // changes nothing.
+        let offer = out[1].get_child("jingle", NS_JINGLE).unwrap();
+        let ssrcs: Vec<&str> = offer
+            .children()
+            .flat_map(Element::children)
+            .flat_map(Element::children)
+            .filter(|s| s.name() == "source")
+            .filter_map(|s| s.attr("ssrc"))
+            .collect();
+        assert_eq!(ssrcs, ["11"]);
+        assert_eq!(c.media_ended("b", &first), None);
+        assert_ne!(c.participants["b"].ufrag, first);
+    }
+
+    #[test]
     fn a_leaver_is_expired_and_its_sources_removed_from_the_others() {
-        let mut m = Fake::default();
-        let mut c = Conference::new(ROOM, 20);
-        let a_sid = sid_of(&c.joined("a", &mut m));
-        c.jingle("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
-        let b_sid = sid_of(&c.joined("b", &mut m));
-        c.jingle("b", &iq("b", "session-accept", &b_sid, &[22]), &mut m);
+        let (mut m, mut c, _, _) = two_in_session();
         let out = c.left("a", &mut m);
         assert_eq!(
             actions(&out),

@@ -124,9 +124,13 @@ pub struct Jingle {
     /// the contents share one, so they are merged into one.
     pub transport: Option<RemoteTransport>,
     pub sources: EndpointSources,
-    /// `<bridge-session ice-restart='true'/>` in a session-info: the client
-    /// lost connectivity and wants a fresh offer.
+    /// `<bridge-session ice-restart='true'/>` in a session-info: an
+    /// in-place ICE restart (lib-jitsi-meet's opt-in `enableIceRestart`).
     pub ice_restart: bool,
+    /// `<bridge-session restart='true'/>` in a session-terminate: ICE
+    /// failed, and the client wants a new session in place of this one
+    /// (what lib-jitsi-meet does by default).
+    pub restart: bool,
 }
 
 fn kind_name(kind: MediaKind) -> &'static str {
@@ -508,17 +512,20 @@ pub fn parse(el: &Element, max_sources: usize) -> Result<Jingle, JingleError> {
         }
     }
     check_sources(&sources, max_sources)?;
-    let ice_restart = action == Action::SessionInfo
-        && el
-            .get_child("bridge-session", NS_FOCUS)
-            .and_then(|b| b.attr("ice-restart"))
-            .is_some_and(|v| v == "true" || v == "1");
+    let bridge_flag = |attr: &str| {
+        el.get_child("bridge-session", NS_FOCUS)
+            .and_then(|b| b.attr(attr))
+            .is_some_and(|v| v == "true" || v == "1")
+    };
+    let ice_restart = action == Action::SessionInfo && bridge_flag("ice-restart");
+    let restart = action == Action::SessionTerminate && bridge_flag("restart");
     Ok(Jingle {
         action,
         sid: sid.to_owned(),
         transport,
         sources,
         ice_restart,
+        restart,
     })
 }
 

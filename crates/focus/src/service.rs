@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use conclave_bridge::Bridge;
 use conclave_bridge::api::{
-    BridgeEvent, EndpointKey, EndpointSources, LocalTransport, MediaKind, RemoteTransport,
+    BridgeEvent, EndpointKey, EndpointSources, Expiry, LocalTransport, MediaKind, RemoteTransport,
 };
 use conclave_server::Server;
 use conclave_server::config::MeetingModerators;
@@ -99,7 +99,9 @@ pub fn install(server: &Arc<Server>, bridge: Arc<Bridge>, settings: FocusSetting
     tokio::spawn(async move {
         while let Ok(e) = events.recv_async().await {
             match e {
-                BridgeEvent::EndpointExpired { key, .. } => focus.expired(key).await,
+                BridgeEvent::EndpointExpired { key, ufrag, reason } => {
+                    focus.expired(key, &ufrag, reason).await
+                }
             }
         }
     });
@@ -283,9 +285,11 @@ impl Focus {
         (running, rx)
     }
 
-    /// The bridge gave up on an endpoint: it leaves the conference, and
-    /// the room, so that everyone sees it go.
-    async fn expired(&self, key: EndpointKey) {
+    /// The bridge gave up on an endpoint: the others stop expecting its
+    /// media. One that vanished (timeout) is also kicked from the room, so
+    /// that everyone sees it go; one whose DTLS closed stays, since clients
+    /// close their connection before asking for a new session.
+    async fn expired(&self, key: EndpointKey, ufrag: &str, reason: Expiry) {
         let Some(running) = self.lock().get(&key.conference).cloned() else {
             return;
         };
@@ -293,7 +297,13 @@ impl Focus {
             return;
         };
         let mut r = running.lock().await;
-        let out = r.core.left(&key.endpoint, &mut BridgeMedia(&self.bridge));
+        let Some(out) = r.core.media_ended(&key.endpoint, ufrag) else {
+            return;
+        };
+        if reason == Expiry::Closed {
+            send_all(&srv, &r.session, out).await;
+            return;
+        }
         let mut kick = Element::bare("query", ns::MUC_ADMIN);
         kick.append_child(
             Element::bare("item", ns::MUC_ADMIN)

@@ -85,6 +85,10 @@ export interface JoinOptions {
 const JOIN_TIMEOUT_MS = 20000;
 const FOCUS_RETRIES = 10;
 const IQ_TIMEOUT_MS = 15000;
+/** How long failed ICE may recover by itself before the session is restarted. */
+const ICE_FAILED_GRACE_MS = 2000;
+/** At most one media restart this often, so a broken network cannot loop. */
+const RESTART_MIN_INTERVAL_MS = 10000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -125,6 +129,7 @@ export class Conference extends Emitter<ConferenceEvents> {
   private readonly participants = new Map<string, Participant>();
   private session: JingleSession | null = null;
   private sessionPeer = '';
+  private lastRestart = 0;
   private bridge: BridgeChannel | null = null;
   private localStream: MediaStream | null = null;
   private readonly remoteTracks = new Map<string, RemoteTrack>();
@@ -275,9 +280,20 @@ export class Conference extends Emitter<ConferenceEvents> {
     await this.xmpp.send(chatMessage(target, text, to !== undefined, randomId()));
   }
 
-  /** Asks the focus for a fresh bridge transport. */
-  async restartIce(): Promise<void> {
-    await this.session?.requestIceRestart();
+  /**
+   * Ends the media session and asks the focus for a new one on a fresh
+   * bridge endpoint, as lib-jitsi-meet does when ICE fails (called by
+   * itself then, and open to callers that know the network changed).
+   */
+  async restartMedia(): Promise<void> {
+    const s = this.session;
+    const peer = this.sessionPeer;
+    const now = Date.now();
+    if (!s || s.isEnded || peer === '' || now - this.lastRestart < RESTART_MIN_INTERVAL_MS) return;
+    this.lastRestart = now;
+    const request = s.restartRequest();
+    this.endSession('restart');
+    await this.sendIq(peer, request);
   }
 
   // ------------------------------------------------------------- internals
@@ -519,7 +535,18 @@ export class Conference extends Emitter<ConferenceEvents> {
           if (this.remoteTracks.get(t.mid) === t) this.remoteTracks.delete(t.mid);
           this.emit('remote-track-removed', t);
         },
-        onIceState: (state) => this.emit('ice-state', { state }),
+        onIceState: (state) => {
+          this.emit('ice-state', { state });
+          // A failed connection gets a grace period to recover on its own
+          // (as lib-jitsi-meet's IceFailedHandling), then a new session.
+          if (state === 'failed') {
+            setTimeout(() => {
+              if (this.session === session && session.peerConnection?.iceConnectionState === 'failed') {
+                void this.restartMedia().catch(() => undefined);
+              }
+            }, ICE_FAILED_GRACE_MS);
+          }
+        },
         onFailed: (error) => {
           console.error('media session failed', error);
           this.emit('media-failed', { error });

@@ -11,6 +11,7 @@ import {
   parseLocalAnswer,
   prepareLocalAnswer,
   sessionAccept,
+  sessionTerminate,
   sourceChange,
   transportInfo,
   type Candidate,
@@ -20,7 +21,7 @@ import {
   type MediaKind,
   type SourceChange,
 } from './jingle-sdp';
-import { NS_FOCUS, NS_JINGLE } from './ns';
+import { NS_FOCUS } from './ns';
 
 export interface RemoteTrack {
   track: MediaStreamTrack;
@@ -50,7 +51,6 @@ export interface SessionHost {
 }
 
 const ICE_GATHERING_TIMEOUT_MS = 3000;
-const ICE_RESTART_MIN_INTERVAL_MS = 10000;
 
 function waitForIceGathering(pc: RTCPeerConnection, timeoutMs: number): Promise<void> {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
@@ -84,7 +84,6 @@ export class JingleSession {
   private ended = false;
   private readonly tracks = new Map<string, RemoteTrack>();
   private readonly localTracks: Record<MediaKind, MediaStreamTrack | null>;
-  private lastIceRestart = 0;
 
   constructor(
     private readonly host: SessionHost,
@@ -144,7 +143,6 @@ export class JingleSession {
       this.pc = pc;
       pc.addEventListener('iceconnectionstatechange', () => {
         this.host.onIceState(pc.iceConnectionState);
-        if (pc.iceConnectionState === 'failed') void this.requestIceRestart().catch(() => undefined);
       });
       await this.negotiate(change, true);
     });
@@ -204,17 +202,15 @@ export class JingleSession {
     await t.sender.setParameters(params);
   }
 
-  /** Asks the focus for a new bridge transport (`<bridge-session ice-restart/>`). */
-  async requestIceRestart(): Promise<void> {
-    const now = Date.now();
-    if (now - this.lastIceRestart < ICE_RESTART_MIN_INTERVAL_MS || this.ended) return;
-    this.lastIceRestart = now;
-    const j = xml(
-      'jingle',
-      { xmlns: NS_JINGLE, action: 'session-info', initiator: this.offer.initiator, sid: this.sid },
-      xml('bridge-session', { xmlns: NS_FOCUS, id: this.remote?.bridgeSessionId, 'ice-restart': 'true' }),
-    );
-    await this.host.sendJingle(j);
+  /**
+   * The session-terminate that asks the focus for a new session in place of
+   * this one (`<bridge-session restart/>`): what lib-jitsi-meet sends, by
+   * default, when ICE to the bridge has failed.
+   */
+  restartRequest(): Element {
+    const j = sessionTerminate(this.addressing, 'connectivity-error', 'ICE FAILED');
+    j.append(xml('bridge-session', { xmlns: NS_FOCUS, id: this.remote?.bridgeSessionId, restart: 'true' }));
+    return j;
   }
 
   /** Ends locally: closes the connection, reports every remote track gone. */

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { chromium } from "playwright-core";
 
-import { startServer, TARGET, withTimeout } from "./lib/server.mjs";
+import { httpsGet, startServer, TARGET, withTimeout } from "./lib/server.mjs";
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
@@ -70,6 +70,29 @@ async function audioEnergy(page) {
   });
 }
 
+/** The height of `id`'s picture in `page`, or -1 if it is not moving. */
+function heightOf(page, id) {
+  return page.evaluate(async (id) => {
+    const v = document.querySelector(`video[data-endpoint="${id}"]`);
+    if (!v) return -1;
+    const t0 = v.currentTime;
+    await new Promise((r) => setTimeout(r, 700));
+    return v.currentTime > t0 ? v.videoHeight : -1;
+  }, id);
+}
+
+/** The frame heights of the simulcast layers `page` is sending. */
+function sentLayers(page) {
+  return page.evaluate(async () => {
+    const pc = window.conclave.conference.peerConnection;
+    const out = [];
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "outbound-rtp" && s.kind === "video" && s.packetsSent > 0) out.push(s.frameHeight || 0);
+    });
+    return out;
+  });
+}
+
 async function until(fn, ms, what) {
   const end = Date.now() + ms;
   let last;
@@ -81,21 +104,36 @@ async function until(fn, ms, what) {
   assert.fail(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
 }
 
+/**
+ * Alice and Bob join one room from fresh profiles in one Chromium, against
+ * a server with `overrides`; `body` gets them, their endpoint ids, the
+ * server and the list of requests that tried to leave it.
+ */
+async function twoInAMeeting(overrides, body) {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: scripts/install-test-deps.sh installs Debian's chromium`);
+  const srv = await startServer([], overrides);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+  const outside = [];
+  try {
+    const origin = `https://localhost:${srv.http_port}`;
+    const room = `Browser${Date.now()}`;
+    const a = await withTimeout(join(browser, origin, room, "Alice", outside), 30000, "Alice joining");
+    const b = await withTimeout(join(browser, origin, room, "Bob", outside), 30000, "Bob joining");
+    const ids = await Promise.all([a, b].map((p) => p.page.evaluate(() => window.conclave.conference.endpointId)));
+    await body({ a, b, ids, srv });
+    assert.deepEqual(outside, [], "the page fetched something from outside the server");
+    assert.deepEqual([...a.errors, ...b.errors], []);
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+}
+
 test(
   "browser: two participants from fresh profiles see and hear each other, switch simulcast layers, exchange an endpoint message",
   { skip: TARGET !== "conclave" && "meetings are Conclave's" },
-  async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: scripts/install-test-deps.sh installs Debian's chromium`);
-    const srv = await startServer();
-    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
-    const outside = [];
-    try {
-      const origin = `https://localhost:${srv.http_port}`;
-      const room = `Browser${Date.now()}`;
-      const a = await withTimeout(join(browser, origin, room, "Alice", outside), 30000, "Alice joining");
-      const b = await withTimeout(join(browser, origin, room, "Bob", outside), 30000, "Bob joining");
-      const ids = await Promise.all([a, b].map((p) => p.page.evaluate(() => window.conclave.conference.endpointId)));
-
+  () =>
+    twoInAMeeting({}, async ({ a, b, ids, srv }) => {
       // each sees the other's camera, moving
       await until(async () => (await playingRemoteVideos(a.page)).includes(ids[1]), 30000, "Alice sees Bob");
       await until(async () => (await playingRemoteVideos(b.page)).includes(ids[0]), 30000, "Bob sees Alice");
@@ -121,22 +159,8 @@ test(
 
       // Simulcast: Alice sends three layers; Bob asks for small pictures,
       // then large ones, and Alice's video keeps moving across each switch.
-      const heightOf = (page, id) =>
-        page.evaluate(async (id) => {
-          const v = document.querySelector(`video[data-endpoint="${id}"]`);
-          const t0 = v.currentTime;
-          await new Promise((r) => setTimeout(r, 700));
-          return v.currentTime > t0 ? v.videoHeight : -1;
-        }, id);
-      const layers = await a.page.evaluate(async () => {
-        const pc = window.conclave.conference.peerConnection;
-        let n = 0;
-        (await pc.getStats()).forEach((s) => {
-          if (s.type === "outbound-rtp" && s.kind === "video" && s.packetsSent > 0) n++;
-        });
-        return n;
-      });
-      assert.ok(layers >= 2, `Alice sends ${layers} video layers`);
+      const layers = await sentLayers(a.page);
+      assert.ok(layers.length >= 2, `Alice sends ${layers.length} video layers`);
       const full = await until(async () => {
         const h = await heightOf(b.page, ids[0]);
         return h >= 540 && h;
@@ -153,6 +177,14 @@ test(
       );
       await until(async () => (await heightOf(b.page, ids[0])) === full, 20000, "and large again");
       assert.ok(small < full);
+      // The bridge estimates what it can send each browser (from their
+      // transport-cc feedback); on loopback, enough for the top layer.
+      const estimate = await until(async () => {
+        const { body } = await httpsGet(srv.http_port, "/metrics");
+        const m = body.match(/^conclave_meeting_estimate_bps\{conference="\d+"\} (\S+)$/m);
+        return m && Number(m[1]) > 1_000_000 && Number(m[1]);
+      }, 15000, "a bandwidth estimate for the meeting's receivers");
+      assert.ok(estimate > 1_000_000, `estimate ${estimate}`);
 
       // Bob leaves: Alice's tile for him goes
       await b.page.evaluate(() => window.conclave.conference.leave());
@@ -161,11 +193,26 @@ test(
         15000,
         "Bob's tile removed",
       );
-      assert.deepEqual(outside, [], "the page fetched something from outside the server");
-      assert.deepEqual([...a.errors, ...b.errors], []);
-    } finally {
-      await browser.close();
-      await srv.stop();
-    }
-  },
+    }),
+);
+
+test(
+  "browser: a receiver capped by meetings.max_receive_kbps gets the simulcast layer that fits, still moving",
+  { skip: TARGET !== "conclave" && "meetings are Conclave's" },
+  // 150 kbit/s: room for Alice's smallest layer (her audio takes some)
+  () =>
+    twoInAMeeting({ "meetings.max_receive_kbps": 150 }, async ({ a, b, ids }) => {
+      // Bob asks for no limit, and Alice sends her 720p layer...
+      await until(async () => (await sentLayers(a.page)).some((h) => h >= 540), 30000, "Alice sending 720p");
+      // ...but what Bob gets of her fits his 150 kbit/s, and moves.
+      await until(async () => (await heightOf(b.page, ids[0])) > 0, 30000, "Bob sees Alice");
+      await until(async () => {
+        const h = await heightOf(b.page, ids[0]);
+        return h > 0 && h <= 240;
+      }, 15000, "Bob's picture of Alice fitting his cap");
+      for (let i = 0; i < 4; i++) {
+        const h = await heightOf(b.page, ids[0]);
+        assert.ok(h > 0 && h <= 240, `Bob's picture of Alice is ${h} pixels high`);
+      }
+    }),
 );

@@ -15,11 +15,20 @@ import { focusParse } from './focus-rules';
 interface FakeTrack {
   kind: string;
   id: string;
+  getSettings?: () => { height?: number };
 }
 
 class FakeSender {
   track: FakeTrack | null = null;
   streams = 0;
+  params: { encodings: RTCRtpEncodingParameters[] } = { encodings: [{}, {}, {}] };
+  getParameters(): { encodings: RTCRtpEncodingParameters[] } {
+    return { encodings: this.params.encodings.map((e) => ({ ...e })) };
+  }
+  setParameters(p: { encodings: RTCRtpEncodingParameters[] }): Promise<void> {
+    this.params = p;
+    return Promise.resolve();
+  }
   replaceTrack(t: FakeTrack | null): Promise<void> {
     this.track = t;
     return Promise.resolve();
@@ -183,7 +192,7 @@ function setup() {
     onFailed: (e) => failures.push(e),
   };
   const audio: FakeTrack = { kind: 'audio', id: 'mic' };
-  const video: FakeTrack = { kind: 'video', id: 'cam' };
+  const video: FakeTrack = { kind: 'video', id: 'cam', getSettings: () => ({ height: 720 }) };
   const stream = {
     getAudioTracks: () => [audio],
     getVideoTracks: () => [video],
@@ -317,6 +326,27 @@ describe('JingleSession', () => {
     const b = j.getChild('bridge-session', 'http://jitsi.org/protocol/focus');
     expect(b?.attrs.restart).toBe('true');
     expect(b?.attrs.id).toBe(parseJingle(child(parseXml(fixture('session-initiate.xml')), 'jingle', NS_JINGLE)).bridgeSessionId);
+  });
+
+  it('sizes the simulcast layers and pauses those the bridge says nobody wants', async () => {
+    const { session, pc } = setup();
+    await session.start();
+    const sender = () => {
+      const t = pc().getTransceivers().find((x) => x.mid === 'video');
+      if (!t) throw new Error('no video transceiver');
+      return t.sender;
+    };
+    expect(sender().params.encodings.map((e) => [e.scaleResolutionDownBy, e.active])).toEqual([
+      [4, true],
+      [2, true],
+      [1, true],
+    ]);
+    await session.applySenderMaxHeight('a1b2c3d4-v0', 180);
+    expect(sender().params.encodings.map((e) => e.active)).toEqual([true, false, false]);
+    await session.applySenderMaxHeight('someone-else-v0', 0);
+    expect(sender().params.encodings.map((e) => e.active)).toEqual([true, false, false]);
+    await session.applySenderMaxHeight('a1b2c3d4-v0', 0);
+    expect(sender().params.encodings.map((e) => e.active)).toEqual([false, false, false]);
   });
 
   it('reports every remote track gone when closed', async () => {

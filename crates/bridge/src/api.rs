@@ -110,6 +110,10 @@ pub struct ConferenceStats {
     /// the endpoints' receiver reports give it.
     pub loss_in: f64,
     pub loss_out: f64,
+    /// The lowest bandwidth estimate (bits/s) of any of its receivers:
+    /// how much the worst-connected participant can be sent. `None` until
+    /// one has an estimate.
+    pub estimate_min: Option<f64>,
 }
 
 /// What the bridge tells the focus without being asked.

@@ -18,6 +18,17 @@ pub struct Route {
     pub layer: usize,
 }
 
+/// One incoming SSRC's traffic.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    at: Instant,
+    /// Payload bytes since the last `rate_tick`.
+    bytes: u64,
+    /// Smoothed bits/s, and how many ticks it has been measured over.
+    bps: f64,
+    samples: u32,
+}
+
 /// One conference's endpoints and the streams they send.
 #[derive(Debug, Default)]
 pub struct Conference {
@@ -27,8 +38,8 @@ pub struct Conference {
     routes: HashMap<u32, Route>,
     /// Each endpoint's streams, as last signalled.
     streams: HashMap<usize, Vec<StreamDesc>>,
-    /// When each incoming SSRC last had a packet.
-    seen: HashMap<u32, Instant>,
+    /// When each incoming SSRC last had a packet, and its bitrate.
+    seen: HashMap<u32, Seen>,
     pub speakers: SpeakerDetector,
 }
 
@@ -115,9 +126,48 @@ impl Conference {
             .find(|s| s.layers.first().is_some_and(|l| l.ssrc == visible))
     }
 
-    /// A packet arrived on `ssrc` at `at`: its layer is being sent.
-    pub fn seen(&mut self, ssrc: u32, at: Instant) {
-        self.seen.insert(ssrc, at);
+    /// A packet of `bytes` arrived on `ssrc` at `at`: its layer is being
+    /// sent.
+    pub fn seen(&mut self, ssrc: u32, at: Instant, bytes: usize) {
+        let s = self.seen.entry(ssrc).or_insert(Seen {
+            at,
+            bytes: 0,
+            bps: 0.0,
+            samples: 0,
+        });
+        s.at = at;
+        s.bytes += bytes as u64;
+    }
+
+    /// Turns the bytes counted over the last `dt` into smoothed bitrates
+    /// (a time constant of about a second at 200 ms ticks).
+    pub fn rate_tick(&mut self, dt: Duration) {
+        let secs = dt.as_secs_f64();
+        if secs <= 0.0 {
+            return;
+        }
+        for s in self.seen.values_mut() {
+            let now = s.bytes as f64 * 8.0 / secs;
+            s.bps = if s.samples == 0 {
+                now
+            } else {
+                s.bps * 0.8 + now * 0.2
+            };
+            s.samples = s.samples.saturating_add(1);
+            s.bytes = 0;
+        }
+    }
+
+    /// Bits/s of `ssrc` as measured (0 before the first tick).
+    pub fn measured(&self, ssrc: u32) -> f64 {
+        self.seen.get(&ssrc).map_or(0.0, |s| s.bps)
+    }
+
+    /// Bits/s of `ssrc` for allocation (see `allocation::layer_rate`).
+    pub fn rate(&self, ssrc: u32, layer: usize) -> f64 {
+        self.seen.get(&ssrc).map_or(0.0, |s| {
+            crate::allocation::layer_rate(layer, s.bps, s.samples)
+        })
     }
 
     /// Which layers of the stream `visible` the sender is sending now
@@ -128,7 +178,7 @@ impl Conference {
             out.extend(s.layers.iter().map(|l| {
                 self.seen
                     .get(&l.ssrc)
-                    .is_some_and(|t| now.saturating_duration_since(*t) < LAYER_IDLE)
+                    .is_some_and(|s| now.saturating_duration_since(s.at) < LAYER_IDLE)
             }));
         }
     }
@@ -255,8 +305,8 @@ mod tests {
         assert_eq!(c.stream(10).map(|s| s.layers.len()), Some(3));
         assert!(c.stream(20).is_none(), "known by its first layer only");
         let t = Instant::now();
-        c.seen(10, t);
-        c.seen(30, t);
+        c.seen(10, t, 100);
+        c.seen(30, t, 100);
         let mut active = Vec::new();
         c.active_layers(10, t + Duration::from_millis(10), &mut active);
         assert_eq!(active, [true, false, true]);
@@ -315,6 +365,27 @@ pub struct LayerPacket {
     pub picture_id: Option<u16>,
 }
 
+/// The most of one stream a receiver's bandwidth estimate allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LayerCap {
+    /// No estimate yet: constraints alone decide.
+    #[default]
+    Any,
+    UpTo(usize),
+    Nothing,
+}
+
+impl LayerCap {
+    /// The highest layer allowed, given the constraints' `max`.
+    pub fn apply(self, max: Option<usize>) -> Option<usize> {
+        match self {
+            LayerCap::Any => max,
+            LayerCap::UpTo(c) => max.map(|m| m.min(c)),
+            LayerCap::Nothing => None,
+        }
+    }
+}
+
 /// What to write for a forwarded packet, in the receiver's numbering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rewritten {
@@ -330,6 +401,8 @@ pub struct Rewritten {
 /// picture never breaks.
 #[derive(Debug, Default)]
 pub struct Projection {
+    /// What the receiver's bandwidth allows (see `allocation`).
+    pub cap: LayerCap,
     current: Option<usize>,
     seq_delta: u64,
     ts_delta: u32,

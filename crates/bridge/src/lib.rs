@@ -3,6 +3,7 @@
 //! `forwarding`, and the bridge channel in `channel`. The focus drives it
 //! through [`Bridge`], in the same process; nothing here knows XMPP.
 
+pub mod allocation;
 pub mod api;
 pub mod channel;
 mod demux;
@@ -32,6 +33,8 @@ pub struct BridgeConfig {
     /// An endpoint silent this long (no ICE, no media) is removed.
     pub endpoint_timeout: Duration,
     pub max_channel_message_bytes: usize,
+    /// Most sent to one endpoint (bits/s), whatever its estimate.
+    pub max_receive_bps: Option<f64>,
 }
 
 /// The running bridge. Cheap calls: each hands the worker a command.
@@ -99,6 +102,7 @@ impl Bridge {
         let (etx, erx) = flume::unbounded();
         let settings = worker::Settings {
             endpoint_timeout: config.endpoint_timeout,
+            max_receive_bps: config.max_receive_bps,
             cert,
         };
         let stats = Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind as SKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -15,6 +16,7 @@ use str0m::rtp::{Extension, ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc, V
 use str0m::{Candidate as SCandidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 
+use crate::allocation::{self, Wanted};
 use crate::api::{
     BridgeEvent, CODECS, ConferenceStats, EndpointKey, EndpointSources, Expiry, HEADER_EXTS,
     MediaKind, RemoteTransport,
@@ -22,7 +24,7 @@ use crate::api::{
 use crate::channel::Channels;
 use crate::demux;
 use crate::forwarding::{
-    Conference, LayerPacket, Projection, VideoCodec, layer_for_height, starts_keyframe,
+    Conference, LayerCap, LayerPacket, Projection, VideoCodec, layer_for_height, starts_keyframe,
     target_layer,
 };
 
@@ -56,6 +58,7 @@ pub(crate) enum Command {
 
 pub(crate) struct Settings {
     pub endpoint_timeout: Duration,
+    pub max_receive_bps: Option<f64>,
     pub cert: str0m::config::DtlsCert,
 }
 
@@ -97,6 +100,11 @@ struct Endpoint {
     bytes: Option<(u64, u64, Instant)>,
     bitrate: (f64, f64),
     loss: (f64, f64),
+    /// Its bandwidth estimate (bits/s): TWCC, or REMB from a receiver
+    /// that sends only that; and what str0m was last asked to reach.
+    estimate: Option<f64>,
+    estimate_twcc: bool,
+    bwe_asked: (f64, f64),
     /// `ReceiverVideoConstraints`: the default and per-source picture
     /// height it wants; `None` for no limit.
     max_height: Option<u32>,
@@ -149,6 +157,9 @@ const SPEAKER_TICK: Duration = Duration::from_millis(200);
 /// How often endpoints' figures are taken (str0m's PeerStats) and the
 /// conferences' figures for `/metrics` refreshed.
 const STATS_EVERY: Duration = Duration::from_secs(2);
+/// Where each receiver's bandwidth estimate starts: enough for a middle
+/// layer and a thumbnail; probing finds more within seconds.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1000);
 /// Simulcast layers looked at per stream (browsers send three).
 const MAX_LAYERS: usize = 4;
 /// What a bridge-channel message told an endpoint, remembered once it
@@ -200,6 +211,7 @@ fn dropped(reason: &'static str) {
 fn rtc_config(cert: &str0m::config::DtlsCert) -> str0m::RtcConfig {
     let mut cfg = Rtc::builder()
         .set_rtp_mode(true)
+        .enable_bwe(Some(INITIAL_ESTIMATE))
         .set_stats_interval(Some(STATS_EVERY))
         .set_ice_lite(false)
         .set_dtls_cert(cert.clone())
@@ -312,6 +324,7 @@ impl Worker {
                     self.timeouts(now);
                     if now >= speakers_at {
                         self.speakers(now);
+                        self.allocate_bandwidth(now, now - (speakers_at - SPEAKER_TICK));
                         self.tell(now);
                         speakers_at = now + SPEAKER_TICK;
                     }
@@ -429,6 +442,120 @@ impl Worker {
             });
             self.channels
                 .dominant_speaker(&conf, bytes::Bytes::from(msg.to_string()));
+        }
+    }
+
+    /// Per receiver with an estimate: which layer of each video stream
+    /// it can afford (`allocation`), into its projections; and str0m is
+    /// asked to probe toward what the receiver would like.
+    fn allocate_bandwidth(&mut self, now: Instant, dt: Duration) {
+        let Worker {
+            conferences,
+            endpoints,
+            settings,
+            ..
+        } = self;
+        let cap = settings.max_receive_bps;
+        let mut order: Vec<(u8, usize, u32)> = Vec::new();
+        let mut rates: Vec<Vec<Option<f64>>> = Vec::new();
+        let mut caps = Vec::new();
+        for c in conferences.values_mut() {
+            c.rate_tick(dt);
+            for &idx in &c.endpoints {
+                let Some(rec) = endpoints.get_mut(idx).and_then(Option::as_mut) else {
+                    continue;
+                };
+                // The estimate, within the configured cap; the cap alone
+                // for a receiver that gives no estimate.
+                let estimate = match (rec.estimate, cap) {
+                    (Some(e), Some(c)) => e.min(c),
+                    (e, c) => match e.or(c) {
+                        Some(x) => x,
+                        None => continue,
+                    },
+                };
+                let mut audio = 0.0;
+                order.clear();
+                for (owner, s) in c.streams_for(idx) {
+                    let Some(first) = s.layers.first() else {
+                        continue;
+                    };
+                    if !rec.tx.contains(&first.ssrc) {
+                        continue;
+                    }
+                    if s.kind == MediaKind::Audio {
+                        audio += c.measured(first.ssrc);
+                        continue;
+                    }
+                    let selected = s.name.as_ref().is_some_and(|n| rec.selected.contains(n));
+                    let rank = c.speakers.rank(owner);
+                    if !selected && rec.last_n.is_some_and(|n| rank.is_none_or(|r| r >= n)) {
+                        continue;
+                    }
+                    order.push((u8::from(!selected), rank.unwrap_or(usize::MAX), first.ssrc));
+                }
+                order.sort_unstable();
+                rates.clear();
+                let mut wanted = Vec::with_capacity(order.len());
+                let mut active = Vec::new();
+                for &(_, _, visible) in &order {
+                    let Some(s) = c.stream(visible) else { continue };
+                    c.active_layers(visible, now, &mut active);
+                    rates.push(
+                        s.layers
+                            .iter()
+                            .enumerate()
+                            .map(|(l, layer)| {
+                                active
+                                    .get(l)
+                                    .copied()
+                                    .unwrap_or(false)
+                                    .then(|| c.rate(layer.ssrc, l))
+                            })
+                            .collect(),
+                    );
+                    let max = rec.max_layer(s.layers.len(), s.name.as_deref());
+                    let current = rec.projections.get(&visible).and_then(|p| match p.cap {
+                        LayerCap::UpTo(l) => Some(l),
+                        LayerCap::Any => p.current(),
+                        LayerCap::Nothing => None,
+                    });
+                    wanted.push((visible, max, current));
+                }
+                let streams: Vec<Wanted<'_>> = wanted
+                    .iter()
+                    .zip(&rates)
+                    .filter_map(|(&(_, max, current), r)| {
+                        Some(Wanted {
+                            rates: r,
+                            max_layer: max?,
+                            current,
+                        })
+                    })
+                    .collect();
+                let a = allocation::allocate(estimate - audio, &streams, &mut caps);
+                let mut given = caps.iter();
+                for &(visible, max, _) in &wanted {
+                    let cap = if max.is_some() {
+                        match given.next().copied().flatten() {
+                            Some(l) => LayerCap::UpTo(l),
+                            None => LayerCap::Nothing,
+                        }
+                    } else {
+                        LayerCap::Nothing
+                    };
+                    rec.projections.entry(visible).or_default().cap = cap;
+                }
+                let (minimum, desired) = (a.next + audio, a.ideal + audio);
+                let (m0, d0) = rec.bwe_asked;
+                if (minimum - m0).abs() > m0 * 0.05 || (desired - d0).abs() > d0 * 0.05 {
+                    rec.bwe_asked = (minimum, desired);
+                    rec.rtc.bwe().set_bitrate(
+                        Bitrate::bps(minimum as u64),
+                        Bitrate::bps(desired.max(minimum) as u64),
+                    );
+                }
+            }
         }
     }
 
@@ -557,6 +684,7 @@ impl Worker {
                 packets_out: 0.0,
                 loss_in: 0.0,
                 loss_out: 0.0,
+                estimate_min: None,
             };
             for &e in &c.endpoints {
                 let Some(ep) = self.endpoints.get_mut(e).and_then(Option::as_mut) else {
@@ -570,6 +698,9 @@ impl Worker {
                 s.loss_out += ep.loss.1;
                 ep.packets_in = 0;
                 ep.packets_out = 0;
+                if let Some(e) = ep.estimate {
+                    s.estimate_min = Some(s.estimate_min.map_or(e, |m: f64| m.min(e)));
+                }
             }
             if s.endpoints > 0 {
                 s.loss_in /= s.endpoints as f64;
@@ -659,6 +790,19 @@ impl Worker {
                     self.ask_keyframe(idx, visible, r.kind);
                 }
             }
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                if let Some(ep) = self.ep(idx) {
+                    ep.estimate = Some(estimate.as_f64());
+                    ep.estimate_twcc = true;
+                }
+            }
+            Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
+                if let Some(ep) = self.ep(idx)
+                    && !ep.estimate_twcc
+                {
+                    ep.estimate = Some(estimate.as_f64());
+                }
+            }
             _ => {}
         }
     }
@@ -682,7 +826,7 @@ impl Worker {
         if muted {
             return dropped("muted");
         }
-        conf.seen(ssrc, p.timestamp);
+        conf.seen(ssrc, p.timestamp, p.payload.len());
         if let Some(e) = self.endpoints.get_mut(from).and_then(Option::as_mut) {
             e.packets_in += 1;
             e.last_media = Some(p.timestamp);
@@ -765,16 +909,17 @@ impl Worker {
                             && !name.as_ref().is_some_and(|nm| rec.selected.contains(nm))
                     });
                     let max = rec.max_layer(self.active.len(), name.as_deref());
-                    let target = max.and_then(|m| target_layer(&self.active, m));
+                    let proj = rec.projections.entry(route.visible).or_default();
+                    let target = proj
+                        .cap
+                        .apply(max)
+                        .and_then(|m| target_layer(&self.active, m));
                     let Some(target) = target.filter(|_| !beyond_last_n) else {
                         // Not sent now: when it is again, it starts at a
                         // keyframe (which the projection will ask for).
-                        if let Some(p) = rec.projections.get_mut(&route.visible) {
-                            p.lost_layer();
-                        }
+                        proj.lost_layer();
                         continue;
                     };
-                    let proj = rec.projections.entry(route.visible).or_default();
                     if proj
                         .current()
                         .is_some_and(|c| !self.active.get(c).copied().unwrap_or(false))
@@ -1003,6 +1148,9 @@ impl Worker {
             source_heights: HashMap::new(),
             last_n: None,
             selected: Vec::new(),
+            estimate: None,
+            estimate_twcc: false,
+            bwe_asked: (0.0, 0.0),
         };
         let idx = match self.free.pop() {
             Some(i) => {

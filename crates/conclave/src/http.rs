@@ -142,6 +142,20 @@ fn conference_metrics(server: &Server) -> String {
             }
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP conclave_meeting_estimate_bps the lowest bandwidth estimate among a meeting's receivers, bits per second"
+    );
+    let _ = writeln!(out, "# TYPE conclave_meeting_estimate_bps gauge");
+    for s in &stats {
+        if let Some(e) = s.estimate_min {
+            let _ = writeln!(
+                out,
+                "conclave_meeting_estimate_bps{{conference=\"{}\"}} {e}",
+                s.id
+            );
+        }
+    }
     out
 }
 

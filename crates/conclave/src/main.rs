@@ -303,6 +303,8 @@ async fn serve(cfg: Config) -> Result<(), String> {
             websocket_base: public_base,
             endpoint_timeout: Duration::from_secs(meetings.endpoint_timeout_secs),
             max_channel_message_bytes: meetings.max_channel_message_bytes,
+            max_receive_bps: (meetings.max_receive_kbps > 0)
+                .then(|| f64::from(meetings.max_receive_kbps) * 1000.0),
         })
         .await
         .map_err(|e| {

@@ -271,6 +271,9 @@ pub struct Meetings {
     pub endpoint_timeout_secs: u64,
     /// Who moderates a meeting (mute, kick, lock, end it).
     pub moderators: MeetingModerators,
+    /// Most the bridge sends one participant (kbit/s), whatever its
+    /// bandwidth estimate; 0 leaves it to the estimate alone.
+    pub max_receive_kbps: u32,
 }
 
 /// `meetings.moderators`.
@@ -294,6 +297,7 @@ impl Default for Meetings {
             max_channel_message_bytes: 65536,
             endpoint_timeout_secs: 30,
             moderators: MeetingModerators::First,
+            max_receive_kbps: 0,
         }
     }
 }
@@ -581,6 +585,9 @@ impl Config {
             }
             if m.endpoint_timeout_secs == 0 {
                 return Err("`meetings.endpoint_timeout_secs` must be at least 1".into());
+            }
+            if (1..100).contains(&m.max_receive_kbps) {
+                return Err("`meetings.max_receive_kbps` must be 0 (no cap but the estimate) or at least 100: less cannot carry one small picture".into());
             }
             if m.bind.is_unspecified() && m.advertise.is_none() {
                 return Err("`meetings.bind` is a wildcard address: set `meetings.advertise` to the address browsers should send media to".into());
@@ -955,6 +962,10 @@ endpoint_timeout_secs = 30
 # to join, as in Jitsi Meet) or "authenticated" (everyone signed in with an
 # account; guests never).
 moderators = "first"
+# Most the bridge sends one participant, in kbit/s, whatever its bandwidth
+# estimate says (0: the estimate alone). Each receiver gets the simulcast
+# layers that fit, the speaker's first.
+max_receive_kbps = 0
 
 [pep]
 # Personal eventing (XEP-0163) on every account: OMEMO keys, avatars (0084),

@@ -22,6 +22,7 @@ import {
   type SourceChange,
 } from './jingle-sdp';
 import { NS_FOCUS } from './ns';
+import { simulcastEncodings } from './simulcast';
 
 export interface RemoteTrack {
   track: MediaStreamTrack;
@@ -84,6 +85,8 @@ export class JingleSession {
   private ended = false;
   private readonly tracks = new Map<string, RemoteTrack>();
   private readonly localTracks: Record<MediaKind, MediaStreamTrack | null>;
+  /** What the bridge last said receivers want of our camera (none yet: no limit). */
+  private senderMaxHeight: number | undefined;
 
   constructor(
     private readonly host: SessionHost,
@@ -190,15 +193,19 @@ export class JingleSession {
   /** Lowers (or stops, at 0) what we send for one of our video sources. */
   async applySenderMaxHeight(sourceName: string, maxHeight: number): Promise<void> {
     if (sourceName !== `${this.host.endpointId}-v0`) return;
+    this.senderMaxHeight = maxHeight;
+    await this.configureEncodings();
+  }
+
+  /** Sizes, bitrates and pauses of our video layers (see `simulcast`). */
+  private async configureEncodings(): Promise<void> {
     const t = this.pc?.getTransceivers().find((x) => x.mid === LOCAL_MID.video);
     const track = this.localTracks.video;
     if (!t || !track) return;
     const params = t.sender.getParameters();
-    const enc = params.encodings[0];
-    if (!enc) return;
+    if (params.encodings.length === 0) return;
     const height = track.getSettings().height ?? 720;
-    enc.active = maxHeight > 0;
-    if (maxHeight > 0) enc.scaleResolutionDownBy = Math.max(1, height / maxHeight);
+    params.encodings = simulcastEncodings(params.encodings, height, this.senderMaxHeight);
     await t.sender.setParameters(params);
   }
 
@@ -289,6 +296,7 @@ export class JingleSession {
     const answer = await pc.createAnswer();
     await pc.setLocalDescription({ type: 'answer', sdp: prepareLocalAnswer(answer.sdp ?? '') });
     if (this.ended) return;
+    await this.configureEncodings();
     this.emitTrackChanges(pc, change);
 
     const readLocal = () => parseLocalAnswer(pc.localDescription?.sdp ?? '', this.host.endpointId);

@@ -1,0 +1,204 @@
+//! Bandwidth allocation, sans IO: which simulcast layer of each video
+//! stream a receiver can afford within its bandwidth estimate (TWCC from
+//! str0m, REMB when the receiver sends only that).
+//!
+//! The receiver's constraints (`ReceiverVideoConstraints`, last-N) say
+//! what it wants; this says what fits. Streams come in the receiver's
+//! order of importance (on stage or selected first, then recent speakers).
+//! Every stream gets its lowest layer first, in that order, and the
+//! remaining budget then raises them in the same order, so that a tight
+//! link costs the thumbnails their quality before it costs anyone their
+//! picture. The first stream always keeps its lowest layer: a receiver
+//! whose estimate is below even that still sees the speaker move.
+
+/// Measured bitrates are this far from settled until a layer has been
+/// measured for a second; until then its nominal rate stands in, so that a
+/// layer that just started does not look free.
+pub const SETTLED_SAMPLES: u32 = 5;
+
+/// What browsers send for each layer of a three-layer 720p simulcast
+/// (Chrome's defaults, bits/s), lowest first; beyond the table the last
+/// entry stands.
+const NOMINAL: [f64; 3] = [150_000.0, 500_000.0, 1_500_000.0];
+
+/// A layer's rate for allocation: measured, or nominal until settled.
+pub fn layer_rate(layer: usize, measured: f64, samples: u32) -> f64 {
+    if samples >= SETTLED_SAMPLES {
+        measured
+    } else {
+        let nominal = NOMINAL[layer.min(NOMINAL.len() - 1)];
+        measured.max(nominal)
+    }
+}
+
+/// Upgrades must fit in this share of the estimate; what a receiver
+/// already gets may use all of it. The gap keeps a layer from being
+/// taken and dropped on every small swing of the estimate.
+const UPGRADE_HEADROOM: f64 = 0.9;
+
+/// One video stream a receiver would be sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    /// Bits/s of each layer the sender is sending now (`None`: not sent),
+    /// lowest first.
+    pub rates: &'a [Option<f64>],
+    /// The highest layer the receiver's constraints allow.
+    pub max_layer: usize,
+    /// The layer it was allowed last time, if any.
+    pub current: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Allocation {
+    /// Bits/s of what was allocated.
+    pub spent: f64,
+    /// Bits/s of what the receiver would get with no limit: what the
+    /// estimator should try to reach (str0m's desired bitrate).
+    pub ideal: f64,
+    /// Bits/s needed for the cheapest upgrade that did not fit (or `spent`
+    /// when none is left): what str0m should pad toward, to probe.
+    pub next: f64,
+}
+
+fn rate(s: &Wanted<'_>, layer: usize) -> Option<f64> {
+    s.rates.get(layer).copied().flatten()
+}
+
+/// The layers of `s` that are sent and allowed, lowest first.
+fn usable<'a>(s: &'a Wanted<'_>) -> impl Iterator<Item = usize> + 'a {
+    (0..s.rates.len().min(s.max_layer.saturating_add(1))).filter(move |&l| rate(s, l).is_some())
+}
+
+/// Into `out` (one per stream, in order): the highest layer each stream
+/// may be sent within `budget` bits/s, or `None` for none.
+pub fn allocate(budget: f64, streams: &[Wanted<'_>], out: &mut Vec<Option<usize>>) -> Allocation {
+    out.clear();
+    out.resize(streams.len(), None);
+    let mut a = Allocation::default();
+    for s in streams {
+        a.ideal += usable(s).last().and_then(|l| rate(s, l)).unwrap_or(0.0);
+    }
+    // Everyone's lowest layer, in order; the first regardless.
+    for (i, s) in streams.iter().enumerate() {
+        let Some(low) = usable(s).next() else {
+            continue;
+        };
+        let r = rate(s, low).unwrap_or(0.0);
+        if i == 0 || a.spent + r <= budget {
+            out[i] = Some(low);
+            a.spent += r;
+        }
+    }
+    // Then upgrades, in order.
+    let mut next: Option<f64> = None;
+    for (i, s) in streams.iter().enumerate() {
+        let Some(have) = out[i] else { continue };
+        let base = rate(s, have).unwrap_or(0.0);
+        let mut best = None;
+        for l in usable(s).filter(|&l| l > have) {
+            let extra = rate(s, l).unwrap_or(0.0) - base;
+            let limit = if s.current.is_some_and(|c| c >= l) {
+                budget
+            } else {
+                budget * UPGRADE_HEADROOM
+            };
+            if a.spent + extra <= limit {
+                best = Some((l, extra));
+            } else {
+                let want = a.spent + extra;
+                next = Some(next.map_or(want, |n: f64| n.min(want)));
+                break;
+            }
+        }
+        if let Some((l, extra)) = best {
+            out[i] = Some(l);
+            a.spent += extra;
+        }
+    }
+    a.next = next.unwrap_or(a.spent).max(a.spent);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAYERS: [Option<f64>; 3] = [Some(150e3), Some(500e3), Some(1500e3)];
+
+    fn wanted(rates: &[Option<f64>]) -> Wanted<'_> {
+        Wanted {
+            rates,
+            max_layer: usize::MAX,
+            current: None,
+        }
+    }
+
+    #[test]
+    fn a_wide_link_gets_every_stream_at_its_best() {
+        let mut out = Vec::new();
+        let a = allocate(10e6, &[wanted(&LAYERS), wanted(&LAYERS)], &mut out);
+        assert_eq!(out, [Some(2), Some(2)]);
+        assert_eq!(a.spent, 3e6);
+        assert_eq!(a.ideal, 3e6);
+        assert_eq!(a.next, a.spent);
+    }
+
+    #[test]
+    fn a_tight_link_keeps_everyone_at_the_bottom_before_raising_the_first() {
+        let mut out = Vec::new();
+        // 1 Mbit/s: both lowest (300k), then the first to its middle
+        // layer (+350k), not its top (+1.35M).
+        let a = allocate(1e6, &[wanted(&LAYERS), wanted(&LAYERS)], &mut out);
+        assert_eq!(out, [Some(1), Some(0)]);
+        assert_eq!(a.spent, 650e3);
+        assert_eq!(a.ideal, 3e6);
+        assert_eq!(a.next, 650e3 + 350e3, "the second's middle layer is next");
+    }
+
+    #[test]
+    fn a_starved_receiver_still_sees_the_first_stream() {
+        let mut out = Vec::new();
+        allocate(50e3, &[wanted(&LAYERS), wanted(&LAYERS)], &mut out);
+        assert_eq!(out, [Some(0), None]);
+    }
+
+    #[test]
+    fn constraints_and_layers_not_sent_are_respected() {
+        let mut out = Vec::new();
+        let capped = Wanted {
+            rates: &LAYERS,
+            max_layer: 1,
+            current: None,
+        };
+        let gap = [Some(150e3), None, Some(1500e3)];
+        allocate(
+            10e6,
+            &[capped, wanted(&gap), wanted(&[None, None])],
+            &mut out,
+        );
+        assert_eq!(out, [Some(1), Some(2), None]);
+    }
+
+    #[test]
+    fn a_layer_held_may_use_the_whole_estimate_but_a_new_one_needs_headroom() {
+        let mut out = Vec::new();
+        // 1.55 Mbit/s: the top layer (1.5M) is within the estimate but not
+        // within 90% of it.
+        let fresh = wanted(&LAYERS);
+        allocate(1.55e6, &[fresh], &mut out);
+        assert_eq!(out, [Some(1)]);
+        let held = Wanted {
+            current: Some(2),
+            ..fresh
+        };
+        allocate(1.55e6, &[held], &mut out);
+        assert_eq!(out, [Some(2)]);
+    }
+
+    #[test]
+    fn a_new_layer_counts_at_its_nominal_rate_until_measured() {
+        assert_eq!(layer_rate(2, 10e3, 1), 1.5e6);
+        assert_eq!(layer_rate(2, 10e3, SETTLED_SAMPLES), 10e3);
+        assert_eq!(layer_rate(7, 2e6, 0), 2e6);
+    }
+}

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+
+import { simulcastEncodings } from '../src/lib/simulcast';
+
+const three = (): RTCRtpEncodingParameters[] => [{}, {}, {}];
+
+describe('simulcastEncodings', () => {
+  it('encodes three layers at a quarter, half and full size with rising bitrates', () => {
+    const e = simulcastEncodings(three(), 720);
+    expect(e.map((x) => [x.scaleResolutionDownBy, x.maxBitrate, x.active])).toEqual([
+      [4, 200_000, true],
+      [2, 700_000, true],
+      [1, 2_500_000, true],
+    ]);
+  });
+
+  it('pauses the layers taller than receivers want, never the lowest while anything is wanted', () => {
+    expect(simulcastEncodings(three(), 720, 360).map((x) => x.active)).toEqual([true, true, false]);
+    expect(simulcastEncodings(three(), 720, 180).map((x) => x.active)).toEqual([true, false, false]);
+    expect(simulcastEncodings(three(), 720, 90).map((x) => x.active)).toEqual([true, false, false]);
+    expect(simulcastEncodings(three(), 720, 0).map((x) => x.active)).toEqual([false, false, false]);
+  });
+
+  it('scales a single encoding down instead', () => {
+    const [e] = simulcastEncodings([{}], 720, 180);
+    expect([e?.scaleResolutionDownBy, e?.active]).toEqual([4, true]);
+  });
+});

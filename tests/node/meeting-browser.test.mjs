@@ -130,7 +130,7 @@ async function twoInAMeeting(overrides, body) {
 }
 
 test(
-  "browser: two participants from fresh profiles see and hear each other, switch simulcast layers, exchange an endpoint message",
+  "browser: two participants from fresh profiles see and hear each other, switch simulcast layers, exchange an endpoint message, restart ICE in place",
   { skip: TARGET !== "conclave" && "meetings are Conclave's" },
   () =>
     twoInAMeeting({}, async ({ a, b, ids, srv }) => {
@@ -185,6 +185,29 @@ test(
         return m && Number(m[1]) > 1_000_000 && Number(m[1]);
       }, 15000, "a bandwidth estimate for the meeting's receivers");
       assert.ok(estimate > 1_000_000, `estimate ${estimate}`);
+
+      // An in-place ICE restart (new credentials with the bridge, media
+      // going on meanwhile), as lib-jitsi-meet's enableIceRestart does.
+      const iceOf = (page) =>
+        page.evaluate(() => {
+          const pc = window.conclave.conference.peerConnection;
+          return [pc.iceConnectionState, (pc.remoteDescription.sdp.match(/a=ice-ufrag:(\S+)/) || [])[1]];
+        });
+      const [, ufragBefore] = await iceOf(a.page);
+      await a.page.evaluate(() => {
+        window.pcBefore = window.conclave.conference.peerConnection;
+        return window.conclave.conference.restartIce();
+      });
+      await until(async () => {
+        const [state, ufrag] = await iceOf(a.page);
+        return ufrag !== ufragBefore && (state === "connected" || state === "completed");
+      }, 15000, "Alice's ICE restarted with the bridge's new credentials");
+      const t0 = Date.now();
+      await until(async () => (await playingRemoteVideos(b.page)).includes(ids[0]), 10000, "Bob still sees Alice");
+      await until(async () => (await playingRemoteVideos(a.page)).includes(ids[1]), 10000, "Alice still sees Bob");
+      // in place: the same connection, not a new session
+      assert.ok(await a.page.evaluate(() => window.conclave.conference.peerConnection === window.pcBefore));
+      assert.ok(Date.now() - t0 < 20000);
 
       // Bob leaves: Alice's tile for him goes
       await b.page.evaluate(() => window.conclave.conference.leave());

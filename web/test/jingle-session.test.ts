@@ -328,6 +328,17 @@ describe('JingleSession', () => {
     expect(b?.attrs.id).toBe(parseJingle(child(parseXml(fixture('session-initiate.xml')), 'jingle', NS_JINGLE)).bridgeSessionId);
   });
 
+  it('asks for an in-place ICE restart with session-info', async () => {
+    const { session, sent } = setup();
+    await session.start();
+    sent.length = 0;
+    await session.requestIceRestart();
+    const j = sent[0];
+    expect(j?.attrs.action).toBe('session-info');
+    const b = j?.getChild('bridge-session', 'http://jitsi.org/protocol/focus');
+    expect([b?.attrs['ice-restart'], b?.attrs.id]).toEqual(['true', 'bs-1']);
+  });
+
   it('sizes the simulcast layers and pauses those the bridge says nobody wants', async () => {
     const { session, pc } = setup();
     await session.start();

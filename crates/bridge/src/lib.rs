@@ -49,6 +49,13 @@ pub struct Bridge {
     stats: Arc<std::sync::Mutex<Vec<api::ConferenceStats>>>,
 }
 
+fn new_creds() -> str0m::IceCreds {
+    str0m::IceCreds {
+        ufrag: random(8),
+        pass: random(24),
+    }
+}
+
 fn random(n: usize) -> String {
     rand::rng()
         .sample_iter(&Alphanumeric)
@@ -158,10 +165,7 @@ impl Bridge {
     /// Creates (or recreates) an endpoint and returns the transport to
     /// offer it.
     pub fn allocate(&self, key: &EndpointKey) -> LocalTransport {
-        let creds = str0m::IceCreds {
-            ufrag: random(8),
-            pass: random(24),
-        };
+        let creds = new_creds();
         self.channels.allow(key, &creds.pass);
         let websocket_url = format!(
             "{}/colibri-ws/{}/{}/{}?pwd={}",
@@ -171,18 +175,36 @@ impl Bridge {
             encode_path(&key.endpoint),
             creds.pass
         );
-        let t = LocalTransport {
-            ufrag: creds.ufrag.clone(),
-            pwd: creds.pass.clone(),
-            fingerprint: self.fingerprint.clone(),
-            candidates: vec![self.candidate.clone()],
-            websocket_url,
-        };
+        let t = self.transport(&creds, websocket_url);
         let _ = self.commands.send(Command::Allocate {
             key: key.clone(),
             creds,
         });
         t
+    }
+
+    /// An in-place ICE restart: the endpoint takes new credentials (its
+    /// media goes on over the pair it has until the client answers), and
+    /// this is the transport to send it. The bridge channel keeps the
+    /// password it was opened with, so the URL is not repeated.
+    pub fn restart_ice(&self, key: &EndpointKey) -> LocalTransport {
+        let creds = new_creds();
+        let t = self.transport(&creds, String::new());
+        let _ = self.commands.send(Command::IceRestart {
+            key: key.clone(),
+            creds,
+        });
+        t
+    }
+
+    fn transport(&self, creds: &str0m::IceCreds, websocket_url: String) -> LocalTransport {
+        LocalTransport {
+            ufrag: creds.ufrag.clone(),
+            pwd: creds.pass.clone(),
+            fingerprint: self.fingerprint.clone(),
+            candidates: vec![self.candidate.clone()],
+            websocket_url,
+        }
     }
 
     /// The endpoint's answer: its ICE credentials, candidates, fingerprint.

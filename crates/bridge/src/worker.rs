@@ -37,6 +37,10 @@ pub(crate) enum Command {
         key: EndpointKey,
         remote: RemoteTransport,
     },
+    IceRestart {
+        key: EndpointKey,
+        creds: IceCreds,
+    },
     Sources {
         key: EndpointKey,
         sources: EndpointSources,
@@ -72,6 +76,9 @@ struct Endpoint {
     connected: bool,
     /// ICE and DTLS were started with the client's answer.
     started: bool,
+    /// The client's ICE ufrag: a different one in a transport-info is its
+    /// answer to an in-place ICE restart.
+    remote_ufrag: String,
     addrs: Vec<SocketAddr>,
     /// SSRCs it sends that str0m expects (every layer).
     rx: HashSet<u32>,
@@ -1039,6 +1046,12 @@ impl Worker {
                 };
                 self.connect(idx, remote);
             }
+            Command::IceRestart { key, creds } => {
+                let Some(&idx) = self.by_key.get(&key) else {
+                    return;
+                };
+                self.restart_ice(idx, creds);
+            }
             Command::Sources { key, sources } => {
                 let Some(&idx) = self.by_key.get(&key) else {
                     return;
@@ -1128,6 +1141,7 @@ impl Worker {
             heard: now,
             connected: false,
             started: false,
+            remote_ufrag: String::new(),
             addrs: Vec::new(),
             rx: HashSet::new(),
             rx_known: HashSet::new(),
@@ -1183,8 +1197,17 @@ impl Worker {
         let Some(ep) = self.endpoints.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
+        if ep.started && !remote.ufrag.is_empty() && remote.ufrag != ep.remote_ufrag {
+            // The client's answer to an in-place ICE restart.
+            ep.remote_ufrag = remote.ufrag.clone();
+            ep.rtc.direct_api().set_remote_ice_credentials(IceCreds {
+                ufrag: remote.ufrag.clone(),
+                pass: remote.pwd.clone(),
+            });
+        }
         if !ep.started && !remote.ufrag.is_empty() {
             ep.started = true;
+            ep.remote_ufrag = remote.ufrag.clone();
             let mut api = ep.rtc.direct_api();
             api.set_remote_ice_credentials(IceCreds {
                 ufrag: remote.ufrag.clone(),
@@ -1224,6 +1247,19 @@ impl Worker {
                 }
             }
         }
+        self.drain(idx);
+    }
+
+    /// New local ICE credentials: STUN for the endpoint is now found by
+    /// the new ufrag, and checks carry the new password.
+    fn restart_ice(&mut self, idx: usize, creds: IceCreds) {
+        let Some(ep) = self.endpoints.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        self.by_ufrag.remove(&ep.ufrag);
+        self.by_ufrag.insert(creds.ufrag.clone(), idx);
+        ep.ufrag = creds.ufrag.clone();
+        ep.rtc.direct_api().set_local_ice_credentials(creds);
         self.drain(idx);
     }
 

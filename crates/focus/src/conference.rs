@@ -26,6 +26,9 @@ pub trait Media {
     fn set_sources(&mut self, key: &EndpointKey, sources: EndpointSources);
     fn mute(&mut self, key: &EndpointKey, kind: MediaKind, muted: bool);
     fn expire(&mut self, key: &EndpointKey);
+    /// New ICE credentials for the endpoint (its media goes on over the
+    /// old ones until the client's answer); `None` if it is gone.
+    fn restart_ice(&mut self, key: &EndpointKey) -> Option<LocalTransport>;
 }
 
 /// Namespaces of Jitsi's remote mute (`<mute>` in an IQ set).
@@ -45,8 +48,11 @@ enum State {
 #[derive(Debug)]
 struct Participant {
     sid: String,
-    /// The bridge endpoint's ufrag, which names this allocation.
+    /// The bridge endpoint's ufrag, which names this allocation (it
+    /// changes with an in-place ICE restart).
     ufrag: String,
+    /// In-place ICE restarts so far (lib-jitsi-meet's `ice-generation`).
+    ice_generation: u32,
     state: State,
     sources: EndpointSources,
     /// Source changes to send once its session is active.
@@ -129,6 +135,7 @@ impl Conference {
             Participant {
                 sid,
                 ufrag: transport.ufrag.clone(),
+                ice_generation: 0,
                 state: State::Invited,
                 sources: EndpointSources::default(),
                 queued: Vec::new(),
@@ -333,16 +340,26 @@ impl Conference {
                 }
             }
             Action::SessionInfo if j.ice_restart => {
-                // lib-jitsi-meet takes a refusal as its cue to fall back
-                // to a session restart (above), which it also does by
-                // default.
-                return vec![stanza::error_reply(
-                    iq,
-                    "feature-not-implemented",
-                    Some(
-                        "no in-place ICE restart: end the session with <bridge-session restart='true'/> for a new one",
-                    ),
-                )];
+                // In place (lib-jitsi-meet's `enableIceRestart`): the
+                // bridge takes new credentials while media goes on over
+                // the old pair, and the client is sent them to answer.
+                if p.state != State::Active {
+                    return vec![out_of_order(iq)];
+                }
+                let Some(t) = media.restart_ice(&key) else {
+                    return vec![stanza::error_reply(iq, "item-not-found", None)];
+                };
+                let sid = p.sid.clone();
+                let generation = match self.participants.get_mut(nick) {
+                    Some(p) => {
+                        p.ufrag = t.ufrag.clone();
+                        p.ice_generation += 1;
+                        p.ice_generation
+                    }
+                    None => return vec![stanza::error_reply(iq, "item-not-found", None)],
+                };
+                let offer = jingle::ice_restart_transport(&sid, &t, generation);
+                out.push(self.iq_set(nick, offer));
             }
             Action::SessionInfo | Action::TransportReject => {}
             Action::Other(_) => {
@@ -458,6 +475,13 @@ mod tests {
         }
         fn expire(&mut self, key: &EndpointKey) {
             self.calls.push(format!("expire {}", key.endpoint));
+        }
+        fn restart_ice(&mut self, key: &EndpointKey) -> Option<LocalTransport> {
+            self.calls.push(format!("restart {}", key.endpoint));
+            let mut t = crate::jingle::tests::transport();
+            t.ufrag = format!("re{}", self.calls.len());
+            t.websocket_url.clear();
+            Some(t)
         }
     }
 
@@ -634,7 +658,7 @@ mod tests {
     }
 
     #[test]
-    fn a_session_restart_re_invites_and_an_in_place_ice_restart_is_refused() {
+    fn an_in_place_ice_restart_sends_new_credentials_and_a_session_restart_re_invites() {
         let (mut m, mut c, _, b_sid) = two_in_session();
 
         let info: Element = format!(
@@ -645,11 +669,28 @@ mod tests {
         )
         .parse()
         .unwrap();
-        let out = c.jingle("b", &info, &mut m);
-        assert_eq!(
-            error_condition(&out[0]).as_deref(),
-            Some("feature-not-implemented")
-        );
+        let before = c.participants["b"].ufrag.clone();
+        for generation in ["1", "2"] {
+            let out = c.jingle("b", &info, &mut m);
+            assert_eq!(
+                actions(&out),
+                [
+                    (format!("{ROOM}/b"), "result".into()),
+                    (format!("{ROOM}/b"), "transport-info".into()),
+                ]
+            );
+            let j = out[1].get_child("jingle", NS_JINGLE).unwrap();
+            assert_eq!(j.attr("sid"), Some(b_sid.as_str()));
+            let t = j
+                .get_child("content", NS_JINGLE)
+                .and_then(|c| c.get_child("transport", jingle::NS_ICE_UDP))
+                .unwrap();
+            assert_eq!(t.attr("ice-generation"), Some(generation));
+            assert_eq!(t.attr("ufrag"), Some(c.participants["b"].ufrag.as_str()));
+        }
+        assert_ne!(c.participants["b"].ufrag, before);
+        // The endpoint is the same one under its new ufrag.
+        assert_eq!(c.media_ended("b", &before), None);
 
         m.calls.clear();
         let out = c.jingle("b", &restart_request("b", &b_sid), &mut m);

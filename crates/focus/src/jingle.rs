@@ -259,8 +259,35 @@ fn transport_el(content: &str, t: &LocalTransport) -> Element {
             ],
         ));
     }
-    tr.append_child(elem("web-socket", NS_COLIBRI, &[("url", &t.websocket_url)]));
+    if !t.websocket_url.is_empty() {
+        tr.append_child(elem("web-socket", NS_COLIBRI, &[("url", &t.websocket_url)]));
+    }
     tr
+}
+
+/// The bridge's new transport after an in-place ICE restart: new
+/// credentials, the same candidates and certificate, tagged with the
+/// restart's `ice-generation` (which lib-jitsi-meet looks for to tell it
+/// from trickled candidates).
+pub fn ice_restart_transport(sid: &str, t: &LocalTransport, generation: u32) -> Element {
+    let mut j = elem(
+        "jingle",
+        NS_JINGLE,
+        &[("action", "transport-info"), ("sid", sid)],
+    );
+    for kind in KINDS {
+        let name = kind_name(kind);
+        let mut content = elem(
+            "content",
+            NS_JINGLE,
+            &[("creator", "initiator"), ("name", name)],
+        );
+        let mut tr = transport_el(name, t);
+        tr.set("ice-generation", &generation.to_string());
+        content.append_child(tr);
+        j.append_child(content);
+    }
+    j
 }
 
 const KINDS: [MediaKind; 2] = [MediaKind::Audio, MediaKind::Video];

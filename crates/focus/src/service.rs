@@ -84,6 +84,9 @@ impl Media for BridgeMedia<'_> {
     fn expire(&mut self, key: &EndpointKey) {
         self.0.expire(key)
     }
+    fn restart_ice(&mut self, key: &EndpointKey) -> Option<LocalTransport> {
+        Some(self.0.restart_ice(key))
+    }
 }
 
 /// Puts the focus into `server` and starts listening to the bridge.

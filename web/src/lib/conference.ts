@@ -87,6 +87,8 @@ const FOCUS_RETRIES = 10;
 const IQ_TIMEOUT_MS = 15000;
 /** How long failed ICE may recover by itself before the session is restarted. */
 const ICE_FAILED_GRACE_MS = 2000;
+/** How long an in-place ICE restart may take before the session is restarted. */
+const ICE_RESTART_TIMEOUT_MS = 5000;
 /** At most one media restart this often, so a broken network cannot loop. */
 const RESTART_MIN_INTERVAL_MS = 10000;
 
@@ -278,6 +280,21 @@ export class Conference extends Emitter<ConferenceEvents> {
     if (!this.xmpp || !this.joined) throw new Error('not in the room');
     const target = to === undefined ? this.roomJid : `${this.roomJid}/${to}`;
     await this.xmpp.send(chatMessage(target, text, to !== undefined, randomId()));
+  }
+
+  /**
+   * An in-place ICE restart: new credentials with the bridge while media
+   * goes on (lib-jitsi-meet's `enableIceRestart`); if the focus refuses,
+   * a session restart instead.
+   */
+  async restartIce(): Promise<void> {
+    const s = this.session;
+    if (!s || s.isEnded) return;
+    try {
+      await s.requestIceRestart();
+    } catch {
+      await this.restartMedia();
+    }
   }
 
   /**
@@ -537,13 +554,18 @@ export class Conference extends Emitter<ConferenceEvents> {
         },
         onIceState: (state) => {
           this.emit('ice-state', { state });
-          // A failed connection gets a grace period to recover on its own
-          // (as lib-jitsi-meet's IceFailedHandling), then a new session.
+          // A failed connection gets a grace period to recover on its own,
+          // then an in-place ICE restart, then (if that does not bring it
+          // back either) a new session, as lib-jitsi-meet does.
+          const failed = () =>
+            this.session === session && session.peerConnection?.iceConnectionState === 'failed';
           if (state === 'failed') {
             setTimeout(() => {
-              if (this.session === session && session.peerConnection?.iceConnectionState === 'failed') {
-                void this.restartMedia().catch(() => undefined);
-              }
+              if (!failed()) return;
+              void this.restartIce().catch(() => undefined);
+              setTimeout(() => {
+                if (failed()) void this.restartMedia().catch(() => undefined);
+              }, ICE_RESTART_TIMEOUT_MS);
             }, ICE_FAILED_GRACE_MS);
           }
         },

@@ -21,7 +21,7 @@ import {
   type MediaKind,
   type SourceChange,
 } from './jingle-sdp';
-import { NS_FOCUS } from './ns';
+import { NS_FOCUS, NS_JINGLE } from './ns';
 import { simulcastEncodings } from './simulcast';
 
 export interface RemoteTrack {
@@ -207,6 +207,22 @@ export class JingleSession {
     const height = track.getSettings().height ?? 720;
     params.encodings = simulcastEncodings(params.encodings, height, this.senderMaxHeight);
     await t.sender.setParameters(params);
+  }
+
+  /**
+   * Asks for an in-place ICE restart (`<bridge-session ice-restart/>`):
+   * the bridge answers with a transport-info carrying new credentials and
+   * an `ice-generation`, applied by `transportInfo`, while media goes on
+   * over the old pair. Rejects if the focus refuses.
+   */
+  async requestIceRestart(): Promise<void> {
+    if (this.ended) throw new Error('the session has ended');
+    const j = xml(
+      'jingle',
+      { xmlns: NS_JINGLE, action: 'session-info', initiator: this.offer.initiator, sid: this.sid },
+      xml('bridge-session', { xmlns: NS_FOCUS, id: this.remote?.bridgeSessionId, 'ice-restart': 'true' }),
+    );
+    await this.host.sendJingle(j);
   }
 
   /**

@@ -30,6 +30,7 @@ pub static SERVICE: Service = Service {
     name: "focus",
     subdomain: "focus",
     identity: ("component", "generic", "Conference focus"),
+    host_identity: None,
     features: &[NS_FOCUS],
     info_form: |_| None,
     handle,

@@ -26,6 +26,7 @@ pub static SERVICE: Service = Service {
     name: "muc",
     subdomain: "conference",
     identity: ("conference", "text", "Chatrooms"),
+    host_identity: None,
     features: &[ns::MUC, ns::OCCUPANT_ID, "muc_unique", ns::MODERATE],
     handle,
     info_form: |_| None,

@@ -12,7 +12,7 @@ from slixmpp.exceptions import IqError
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from clients import close_all, login, run
+from clients import close_all, expect, login, run
 from harness import NS_CLIENT, RawStream, unique
 
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
@@ -20,6 +20,7 @@ NS_OCC = "urn:xmpp:occupant-id:0"
 NS_DELAY = "urn:xmpp:delay"
 NS_DISCO = "http://jabber.org/protocol/disco#info"
 NS_OWNER = "http://jabber.org/protocol/muc#owner"
+NS_ADMIN = "http://jabber.org/protocol/muc#admin"
 
 pytestmark = pytest.mark.conclave_only
 
@@ -355,6 +356,49 @@ def test_password_members_only_and_invitation(server):
             await join(bob, room, "bob")
         finally:
             await close_all(owner, bob)
+
+    run(scenario())
+
+
+def test_members_only_invitations_come_from_moderators_and_reach_a_full_jid(server):
+    """In a members-only room a member may not invite (an invitation makes
+    a member); the owner's invitation to a full JID reaches that very
+    session although it never sent available presence (a Jitsi client
+    waiting in a lobby does not), and makes it a member who gets in."""
+    room = room_jid(server)
+
+    async def scenario():
+        owner = await muc_login(server)
+        member_jid, member_pw = server.add_user()
+        member = await muc_login(server, member_jid, member_pw)
+        guest = await muc_login(server, server.guest_domain, "", presence=False)
+        try:
+            await join(owner, room, "owner")
+            await join(member, room, "member")
+            await owner.iq(
+                "set",
+                f"<query xmlns='{NS_ADMIN}'><item affiliation='member' jid='{member_jid}'/></query>",
+                to=room,
+            )
+            await configure(owner, room, **{"muc#roomconfig_membersonly": "1"})
+            assert await refused_join(guest, room, "guest") == "registration-required"
+            invite = (
+                f"<message to='{room}'><x xmlns='{NS_MUC_USER}'>"
+                f"<invite to='{guest.boundjid.full}'/></x></message>"
+            )
+            refused = expect(
+                member, "{jabber:client}message", lambda m: m["type"] == "error" and m["from"] == room
+            )
+            member.send_raw(invite)
+            assert (await refused)["error"]["condition"] == "forbidden"
+            invited = expect(guest, f"{{jabber:client}}message/{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}invite")
+            owner.send_raw(invite)
+            got = await invited
+            assert got["from"] == room
+            assert got.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}invite").get("from") == owner.boundjid.bare
+            await join(guest, room, "guest")
+        finally:
+            await close_all(owner, member, guest)
 
     run(scenario())
 

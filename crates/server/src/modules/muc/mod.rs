@@ -18,7 +18,7 @@ use xmpp_core::{ns, time};
 
 use conclave_store::StoredRoom;
 
-use crate::hub::{HandlerFuture, Server, Service, Session};
+use crate::hub::{HandlerFuture, Server, Service, Session, bare_of};
 use crate::modules::forms::{boolean, list_single};
 use room::{Affiliation, Delivery, HistorySpec, Join, Role, Room, RoomConfig};
 
@@ -429,7 +429,7 @@ fn private_message(s: &Session, shared: &Shared, nick: &str, el: Element) {
 }
 
 /// §7.8.2: a mediated invitation. Members-only rooms make the invitee a
-/// member when the inviter may invite.
+/// member when the inviter may invite (`Room::may_invite`).
 async fn invite(srv: &Server, s: &Session, shared: &Shared, inv: &Element, orig: &Element) {
     let Some(to) = inv.attr("to").and_then(|t| Jid::new(t).ok()) else {
         return refuse(s, orig, "jid-malformed");
@@ -437,9 +437,7 @@ async fn invite(srv: &Server, s: &Session, shared: &Shared, inv: &Element, orig:
     let invitee = to.to_bare().as_str().to_owned();
     let (room_jid, password, ok) = {
         let mut r = lock(shared);
-        let inviter = r.affiliation(s.bare());
-        let in_room = r.nick_of(s.full()).is_some();
-        let may = in_room && (inviter >= Affiliation::Admin || r.config.allow_invites);
+        let may = r.may_invite(s.full());
         if may && r.config.members_only && r.affiliation(&invitee) < Affiliation::Member {
             r.affiliations.insert(invitee.clone(), Affiliation::Member);
             r.dirty = true;
@@ -466,7 +464,17 @@ async fn invite(srv: &Server, s: &Session, shared: &Shared, inv: &Element, orig:
         .with("id", &crate::session::random_id());
     m.append_child(x);
     m.append_child(Element::bare("x", ns::CONFERENCE).with("jid", &room_jid));
-    deliver_to_user(srv, &to, &m).await;
+    // To a full JID, that session, available or not: a Jitsi client
+    // waiting in a lobby never sent available presence, and this is how it
+    // hears it was admitted. A bare JID: as messages are routed.
+    match to
+        .is_full()
+        .then(|| srv.router.session(bare_of(&to), to.as_str()))
+        .flatten()
+    {
+        Some(h) => srv.deliver(&[h], &m),
+        None => deliver_to_user(srv, &to, &m).await,
+    }
     settle(srv, shared).await;
 }
 
@@ -900,7 +908,7 @@ fn config_form(c: &RoomConfig) -> Element {
     ));
     x.append_child(boolean(
         "muc#roomconfig_allowinvites",
-        "Occupants may invite",
+        "Occupants may invite (in a members-only room, moderators only)",
         c.allow_invites,
     ));
     let hist = c.history.to_string();

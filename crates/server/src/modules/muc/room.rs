@@ -277,6 +277,31 @@ impl Room {
         self.config.non_anonymous || viewer.role == Role::Moderator
     }
 
+    /// Whether `bare` moderates the room: an owner or admin, or an
+    /// occupant given the moderator role.
+    pub fn moderates(&self, bare: &str) -> bool {
+        self.affiliation(bare) >= Affiliation::Admin
+            || self
+                .occupants
+                .values()
+                .any(|o| o.bare == bare && o.role == Role::Moderator)
+    }
+
+    /// §7.8.2: whether the occupant at `full` may send a mediated
+    /// invitation. In a members-only room an invitation makes the invitee a
+    /// member, so only those who moderate may send one (Prosody's default
+    /// too: members may not invite into members-only rooms); elsewhere
+    /// owners and admins may, and everyone when the room allows invites.
+    pub fn may_invite(&self, full: &str) -> bool {
+        let Some(o) = self.nick_of(full).and_then(|n| self.occupants.get(n)) else {
+            return false;
+        };
+        if self.config.members_only {
+            return self.moderates(&o.bare);
+        }
+        self.affiliation(&o.bare) >= Affiliation::Admin || self.config.allow_invites
+    }
+
     /// The presence of `o` as the room shows it: the client's payloads,
     /// then the muc#user item and the occupant id.
     fn presence_of(
@@ -1079,6 +1104,46 @@ mod tests {
         assert!(!r.occupants.contains_key("bob"));
         assert_eq!(join(&mut r, &b, "bob").err(), Some("forbidden"));
         assert!(r.dirty);
+    }
+
+    #[test]
+    fn in_members_only_rooms_only_moderators_invite() {
+        let mut r = room();
+        let (o, _o) = session("owner", 1);
+        let (m, _m) = session("member", 2);
+        let (v, _v) = session("voiced", 3);
+        r.affiliations
+            .insert("member@localhost".into(), Affiliation::Member);
+        r.affiliations
+            .insert("voiced@localhost".into(), Affiliation::Member);
+        join(&mut r, &o, "owner").unwrap();
+        join(&mut r, &m, "member").unwrap();
+        join(&mut r, &v, "voiced").unwrap();
+        // The owner makes one member a moderator (role, not affiliation).
+        r.set_role(
+            "owner@localhost/r",
+            "voiced",
+            Role::Moderator,
+            None,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert!(
+            r.may_invite("member@localhost/r"),
+            "an open room allows invites"
+        );
+        r.config.members_only = true;
+        assert!(r.may_invite("owner@localhost/r"));
+        assert!(r.may_invite("voiced@localhost/r"), "a moderator by role");
+        assert!(
+            !r.may_invite("member@localhost/r"),
+            "a member may not make members"
+        );
+        assert!(!r.may_invite("stranger@localhost/r"), "not in the room");
+        r.config.members_only = false;
+        r.config.allow_invites = false;
+        assert!(!r.may_invite("member@localhost/r"));
+        assert!(r.may_invite("owner@localhost/r"));
     }
 
     #[test]

@@ -533,6 +533,56 @@ def test_service_disco_and_destroy(server):
     run(scenario())
 
 
+def test_a_refused_destroy_leaves_an_empty_persistent_room(server):
+    """Only the owner's destroy ends a room: a stranger's, refused with
+    forbidden, must not make the server forget a persistent room that
+    nobody is in at the moment."""
+    room = room_jid(server)
+
+    async def scenario():
+        owner = await muc_login(server)
+        stranger = await muc_login(server)
+        try:
+            await join(owner, room, "owner")
+            await configure(owner, room, **{"muc#roomconfig_persistentroom": "1", "muc#roomconfig_roomname": "Kept"})
+            left = owner.wait_presence(lambda p: p["from"] == f"{room}/owner" and p["type"] == "unavailable")
+            owner.plugin["xep_0045"].leave_muc(room, "owner")
+            await left
+            with pytest.raises(IqError) as e:
+                await stranger.iq("set", f"<query xmlns='{NS_OWNER}'><destroy/></query>", to=room)
+            assert e.value.condition == "forbidden"
+            info = await stranger.iq("get", f"<query xmlns='{NS_DISCO}'/>", to=room)
+            assert info.xml.find(f"{{{NS_DISCO}}}query/{{{NS_DISCO}}}identity").get("name") == "Kept"
+        finally:
+            await close_all(owner, stranger)
+
+    run(scenario())
+
+
+def test_each_conference_service_lists_its_own_rooms(server_factory):
+    """With two hosts, conference.<host>'s disco#items lists the public
+    rooms of that service only."""
+    srv = server_factory({"hosts": ["localhost", "example.test"]})
+    room = room_jid(srv)
+
+    async def scenario():
+        alice = await muc_login(srv)
+        try:
+            await join(alice, room, "alice")
+            disco_items = "<query xmlns='http://jabber.org/protocol/disco#items'/>"
+
+            async def listed(service):
+                items = await alice.iq("get", disco_items, to=service)
+                return {i.get("jid") for i in items.xml.iter("{http://jabber.org/protocol/disco#items}item")}
+
+            assert room in await listed(f"conference.{srv.domain}")
+            assert room not in await listed("conference.example.test")
+        finally:
+            await close_all(alice)
+
+    run(scenario())
+
+
 def test_moderator_retracts_a_message_and_the_archive_keeps_a_tombstone(server):
     room = room_jid(server)
     NS_MAM = "urn:xmpp:mam:2"

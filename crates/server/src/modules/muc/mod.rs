@@ -86,9 +86,15 @@ impl Rooms {
         self.lock().get(jid).cloned()
     }
 
-    /// Rooms in memory, for the service's disco#items.
-    pub fn public(&self) -> Vec<(String, String)> {
-        let rooms: Vec<Shared> = self.lock().values().cloned().collect();
+    /// Public rooms in memory on one service domain, for its disco#items
+    /// (the map holds every host's rooms).
+    pub fn public(&self, domain: &str) -> Vec<(String, String)> {
+        let rooms: Vec<Shared> = self
+            .lock()
+            .iter()
+            .filter(|(jid, _)| jid.split_once('@').is_some_and(|(_, d)| d == domain))
+            .map(|(_, r)| r.clone())
+            .collect();
         let mut v: Vec<(String, String)> = rooms
             .iter()
             .filter_map(|r| {
@@ -549,7 +555,7 @@ async fn iq(
                 .is_some_and(|p| p.is("query", ns::DISCO_ITEMS))
         {
             let mut q = Element::bare("query", ns::DISCO_ITEMS);
-            for (jid, name) in srv.muc.public() {
+            for (jid, name) in srv.muc.public(to.domain().as_str()) {
                 let mut item = Element::bare("item", ns::DISCO_ITEMS).with("jid", &jid);
                 if !name.is_empty() {
                     item.set("name", &name);
@@ -615,6 +621,7 @@ async fn iq(
             Err("service-unavailable")
         }
     };
+    let done = reply.is_ok();
     match reply {
         Ok(payload) => {
             send(out);
@@ -629,10 +636,10 @@ async fn iq(
             refuse(s, &el, c);
         }
     }
-    let destroyed = lock(&shared).occupants.is_empty()
-        && p.is("query", ns::MUC_OWNER)
-        && p.has_child("destroy", ns::MUC_OWNER);
-    if destroyed {
+    // Only what the owner was allowed to do: a refused destroy of an empty
+    // room must not forget it.
+    let owner_set = done && ty == "set" && p.is("query", ns::MUC_OWNER);
+    if owner_set && p.has_child("destroy", ns::MUC_OWNER) {
         srv.muc.remove(room_jid);
         let _ = srv.store.delete_room(room_jid).await;
     } else {

@@ -99,6 +99,10 @@ pub struct RoomConfig {
     pub max_occupants: usize,
     /// Days the room's archive is kept; 0: the server's retention.
     pub retention_days: u32,
+    /// While members-only, strangers knock in a lobby room (Jitsi's lobby,
+    /// `lobby.rs`) instead of only being refused. Off unless the owner
+    /// turns it on: an ordinary private room should not invite knocking.
+    pub lobby: bool,
 }
 
 impl RoomConfig {
@@ -117,6 +121,7 @@ impl RoomConfig {
             history,
             max_occupants: 0,
             retention_days: 0,
+            lobby: false,
         }
     }
 
@@ -136,6 +141,7 @@ impl RoomConfig {
             ("history".into(), self.history.to_string()),
             ("max_occupants".into(), self.max_occupants.to_string()),
             ("retention_days".into(), self.retention_days.to_string()),
+            ("lobby".into(), b(self.lobby)),
         ]
     }
 
@@ -157,6 +163,7 @@ impl RoomConfig {
                 "history" => c.history = v.parse().unwrap_or(default_history),
                 "max_occupants" => c.max_occupants = v.parse().unwrap_or(0),
                 "retention_days" => c.retention_days = v.parse().unwrap_or(0),
+                "lobby" => c.lobby = on,
                 _ => {}
             }
         }
@@ -925,12 +932,12 @@ impl Room {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::router::PresenceState;
     use xmpp_core::framing::parse_element;
 
-    fn session(user: &str, id: u64) -> (Arc<SessionHandle>, crate::router::OutRx) {
+    pub(crate) fn session(user: &str, id: u64) -> (Arc<SessionHandle>, crate::router::OutRx) {
         let (tx, rx) = crate::router::queue();
         (
             Arc::new(SessionHandle {
@@ -950,7 +957,11 @@ mod tests {
         Element::bare("presence", ns::CLIENT)
     }
 
-    fn join(room: &mut Room, s: &Arc<SessionHandle>, nick: &str) -> Result<Vec<Delivery>, Refusal> {
+    pub(crate) fn join(
+        room: &mut Room,
+        s: &Arc<SessionHandle>,
+        nick: &str,
+    ) -> Result<Vec<Delivery>, Refusal> {
         let mut out = Vec::new();
         let p = presence();
         room.join(

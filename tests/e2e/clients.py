@@ -332,6 +332,32 @@ async def pep_login(
     return c
 
 
+def expect(client, xpath: str, pred=None, timeout: float = T):
+    """Listens from now on for the first stanza `client` receives that
+    matches `xpath` (and `pred`): call it before sending what provokes the
+    stanza, then await what it returns (the stanza; TimeoutError if none
+    comes within `timeout`)."""
+    from slixmpp.xmlstream.handler import Callback
+    from slixmpp.xmlstream.matcher import MatchXPath
+
+    fut = asyncio.get_running_loop().create_future()
+    name = f"expect-{id(fut)}"
+
+    def on(stanza):
+        if not fut.done() and (pred is None or pred(stanza)):
+            fut.set_result(stanza)
+
+    client.register_handler(Callback(name, MatchXPath(xpath), on))
+
+    async def wait():
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            client.remove_handler(name)
+
+    return wait()
+
+
 async def until(pred, timeout: float = 5.0, step: float = 0.05) -> bool:
     """Poll pred() until it is true or the time is up; returns its last value."""
     loop = asyncio.get_running_loop()

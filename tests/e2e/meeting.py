@@ -251,7 +251,9 @@ class Participant:
     """One guest in a meeting: joins, answers the focus, sends a tone and
     a test picture, and records what it receives per remote stream."""
 
-    def __init__(self, server, room, nick=None, audio_level=0.3, send=True, account=None, forge_fingerprint=False):
+    def __init__(
+        self, server, room, nick=None, audio_level=0.3, send=True, account=None, forge_fingerprint=False, broadcast=True
+    ):
         self.server = server
         self.room = room
         self.nick = nick or uuid.uuid4().hex[:8]
@@ -261,6 +263,8 @@ class Participant:
         self.account = account
         # announce a DTLS fingerprint that is not its certificate's
         self.forge_fingerprint = forge_fingerprint
+        # send available presence after login (lib-jitsi-meet never does)
+        self.broadcast = broadcast
         self.pc = None
         self.offer = None
         self.tracks = {}  # mid -> track
@@ -274,7 +278,7 @@ class Participant:
 
     async def join(self, password=None):
         jid, pw = self.account or (self.server.guest_domain, "")
-        self.c = await login(self.server, jid, pw)
+        self.c = await login(self.server, jid, pw, presence=self.broadcast)
         self.c.register_handler(
             Callback(f"jingle-{self.nick}", MatchXPath(f"{{jabber:client}}iq/{{{NS_JINGLE}}}jingle"), self._on_jingle)
         )
@@ -291,6 +295,12 @@ class Participant:
             to=f"focus.{self.server.domain}",
         )
         self.conference = res.xml.find(q(NS_FOCUS, "conference"))
+        self.enter(password)
+        return self
+
+    def enter(self, password=None):
+        """The MUC join presence, as a Jitsi client sends it (again, once
+        admitted from a lobby)."""
         self.c.send_raw(
             f"<presence to='{self.room}/{self.nick}'><x xmlns='{NS_MUC}'>"
             + (f"<password>{password}</password>" if password else "")
@@ -298,7 +308,6 @@ class Participant:
             f"<SourceInfo>{{\"{self.nick}-a0\":{{\"muted\":false}},\"{self.nick}-v0\":{{\"muted\":false,\"videoType\":\"camera\"}}}}</SourceInfo>"
             "</presence>"
         )
-        return self
 
     def _on_presence(self, p):
         x = p.xml.find(q(NS_MUC_USER, "x"))

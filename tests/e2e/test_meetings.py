@@ -12,7 +12,7 @@ import pytest
 from aiortc.rtp import RtpPacket
 from slixmpp.exceptions import IqError
 
-from clients import run
+from clients import expect, run
 from harness import https_get, unique
 from meeting import NS_ICE, NS_JINGLE, NS_JITMEET, Channel, Participant
 
@@ -598,5 +598,180 @@ def test_ice_restarts_in_place_and_by_a_new_session(server):
         finally:
             await a.leave()
             await b.leave()
+
+    run(scenario(), timeout=90)
+
+
+NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+NS_MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
+NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_NICK = "http://jabber.org/protocol/nick"
+
+
+def muc_item(p):
+    return p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item")
+
+
+def muc_codes(p):
+    x = p.xml.find(f"{{{NS_MUC_USER}}}x")
+    return set() if x is None else {s.get("code") for s in x.findall(f"{{{NS_MUC_USER}}}status")}
+
+
+def from_is(jid):
+    return lambda p: p["from"].full == jid
+
+
+def members_only_form(on):
+    """The owner form lib-jitsi-meet's setMembersOnly submits."""
+    return (
+        f"<query xmlns='{NS_MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'>"
+        "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+        f"<field var='muc#roomconfig_membersonly'><value>{'true' if on else 'false'}</value></field>"
+        "</x></query>"
+    )
+
+
+async def knock(k, lobby, display):
+    """A knocker's way in, as lib-jitsi-meet goes: its join of the main room
+    is refused with registration-required naming the lobby room, which it
+    then joins with its display name. Returns the lobby room JID named."""
+    await k.join()
+    # (wait_presence looks at every presence since the login, then waits)
+    err = await k.c.wait_presence(lambda p: from_is(f"{k.room}/{k.nick}")(p) and p["type"] == "error")
+    assert err["error"]["condition"] == "registration-required", err
+    assert err["error"]["type"] == "auth"
+    named = err.xml.find(f"{{jabber:client}}error/{{{NS_JITMEET}}}lobbyroom")
+    assert named is not None, err
+    assert named.text == lobby
+    joined = k.c.wait_presence(lambda p: from_is(f"{lobby}/{k.nick}")(p) and "110" in muc_codes(p))
+    k.c.send_raw(
+        f"<presence to='{lobby}/{k.nick}'><x xmlns='http://jabber.org/protocol/muc'/>"
+        f"<nick xmlns='{NS_NICK}'>{display}</nick></presence>"
+    )
+    own = await joined
+    assert own["type"] != "error", own
+    assert muc_item(own).get("role") == "participant"
+    return named.text
+
+
+def test_lobby_knock_admit_deny_and_turn_off(server):
+    """Jitsi's lobby, driven as lib-jitsi-meet drives it. The moderator (the
+    first participant, made owner by the focus) makes the others members and
+    the room members-only; the room then names its lobby. Guests who never
+    sent available presence knock: refused with the lobby's JID, they wait
+    there under a display name. The moderator, owner there, sees who they
+    are; they see no one's real JID. Admitted by an invitation to its full
+    JID, a knocker gets into the meeting (the focus's session-initiate);
+    denied by a kick, another gets 307; when the lobby is turned off the one
+    still waiting is sent to the main room by the lobby's destruction."""
+    r = room(server)
+    lobby = r.replace("@conference.", "@lobby.")
+
+    async def scenario():
+        mod = await Participant(server, r, broadcast=False).join()
+        await mod.c.wait_presence(
+            lambda p: from_is(f"{r}/{mod.nick}")(p) and muc_item(p) is not None and muc_item(p).get("affiliation") == "owner",
+            15,
+        )
+        other = await Participant(server, r, broadcast=False).join()
+        await asyncio.wait_for(other.accepted.wait(), 15)
+        knockers = []
+        try:
+            # Lobby.enable(): members first, then members-only (status 104).
+            await mod.c.iq(
+                "set",
+                f"<query xmlns='{NS_MUC_ADMIN}'><item affiliation='member' jid='{other.c.boundjid.bare}'/></query>",
+                to=r,
+            )
+            changed = expect(
+                mod.c,
+                f"{{jabber:client}}message/{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}status",
+                lambda m: m["from"].full == r and "104" in muc_codes(m),
+            )
+            await mod.c.iq("set", members_only_form(True), to=r)
+            await changed
+            info = await mod.c.iq("get", f"<query xmlns='{NS_DISCO_INFO}'/>", to=r)
+            q = info.xml.find(f"{{{NS_DISCO_INFO}}}query")
+            feats = {f.get("var") for f in q.findall(f"{{{NS_DISCO_INFO}}}feature")}
+            assert "muc_membersonly" in feats, feats
+            fields = {
+                f.get("var"): f.findtext("{jabber:x:data}value")
+                for f in q.iter("{jabber:x:data}field")
+            }
+            assert fields.get("muc#roominfo_lobbyroom") == lobby, fields
+            # what the room sent `other` before the moderator's answer has
+            # reached it once its own ping is answered
+            await other.c.ping_server()
+            assert not any(
+                from_is(f"{r}/{other.nick}")(p) and p["type"] == "unavailable" for p in other.c.presences
+            ), "a member present was put out"
+
+            # The moderator joins the lobby (Lobby._maybeJoinLobbyRoom).
+            mod_in = mod.c.wait_presence(lambda p: from_is(f"{lobby}/{mod.nick}")(p) and "110" in muc_codes(p))
+            mod.c.send_raw(f"<presence to='{lobby}/{mod.nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+            own = muc_item(await mod_in)
+            assert (own.get("affiliation"), own.get("role")) == ("owner", "moderator")
+
+            k1 = Participant(server, r, broadcast=False)
+            knockers.append(k1)
+            seen = mod.c.wait_presence(lambda p: from_is(f"{lobby}/{k1.nick}")(p) and p["type"] != "unavailable")
+            await knock(k1, lobby, "Ada Knocker")
+            p = await seen
+            assert muc_item(p).get("jid") == k1.c.boundjid.full, "the moderator sees who knocks"
+            assert p.xml.findtext(f"{{{NS_NICK}}}nick") == "Ada Knocker"
+
+            k2 = Participant(server, r, broadcast=False)
+            knockers.append(k2)
+            await knock(k2, lobby, "Bo Knocker")
+            # knockers see each other (and the moderator) without real JIDs
+            for who in (k1.nick, mod.nick):
+                p = await k2.c.wait_presence(lambda p, who=who: from_is(f"{lobby}/{who}")(p))
+                assert muc_item(p).get("jid") is None, p
+            p = await k1.c.wait_presence(lambda p: from_is(f"{lobby}/{k2.nick}")(p))
+            assert muc_item(p).get("jid") is None, p
+
+            # Admit k1: an invitation to its full JID, through the main room.
+            invited = expect(k1.c, f"{{jabber:client}}message/{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}invite")
+            mod.c.send_raw(
+                f"<message to='{r}'><x xmlns='{NS_MUC_USER}'><invite to='{k1.c.boundjid.full}'/></x></message>"
+            )
+            assert (await invited)["from"].full == r
+            entered = k1.c.wait_presence(lambda p: from_is(f"{r}/{k1.nick}")(p) and "110" in muc_codes(p))
+            k1.enter()
+            p = await entered
+            assert p["type"] != "error", p
+            assert muc_item(p).get("affiliation") == "member"
+            await asyncio.wait_for(k1.accepted.wait(), 15)
+            assert k1.actions("session-initiate"), k1.jingle_log
+            left = mod.c.wait_presence(lambda p: from_is(f"{lobby}/{k1.nick}")(p) and p["type"] == "unavailable")
+            k1.c.send_raw(f"<presence to='{lobby}/{k1.nick}' type='unavailable'/>")
+            await left
+
+            # Deny k2: kicked from the lobby.
+            kicked = k2.c.wait_presence(lambda p: from_is(f"{lobby}/{k2.nick}")(p) and p["type"] == "unavailable")
+            await mod.c.iq(
+                "set", f"<query xmlns='{NS_MUC_ADMIN}'><item nick='{k2.nick}' role='none'/></query>", to=lobby
+            )
+            p = await kicked
+            assert {"307", "110"} <= muc_codes(p), p
+
+            # k3 waits; the lobby is turned off: sent to the main room.
+            k3 = Participant(server, r, broadcast=False)
+            knockers.append(k3)
+            await knock(k3, lobby, "Cy Knocker")
+            destroyed = k3.c.wait_presence(lambda p: from_is(f"{lobby}/{k3.nick}")(p) and p["type"] == "unavailable")
+            await mod.c.iq("set", members_only_form(False), to=r)
+            p = await destroyed
+            d = p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}destroy")
+            assert d is not None and d.get("jid") == r, p
+            entered = k3.c.wait_presence(lambda p: from_is(f"{r}/{k3.nick}")(p) and "110" in muc_codes(p))
+            k3.enter()
+            assert (await entered)["type"] != "error"
+            await asyncio.wait_for(k3.accepted.wait(), 15)
+        finally:
+            for p in [mod, other, *knockers]:
+                if getattr(p, "c", None) is not None:
+                    await p.leave()
 
     run(scenario(), timeout=90)

@@ -12,7 +12,7 @@ from slixmpp.exceptions import IqError
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from clients import close_all, login, run
+from clients import close_all, expect, login, run
 from harness import NS_CLIENT, RawStream, unique
 
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
@@ -20,6 +20,7 @@ NS_OCC = "urn:xmpp:occupant-id:0"
 NS_DELAY = "urn:xmpp:delay"
 NS_DISCO = "http://jabber.org/protocol/disco#info"
 NS_OWNER = "http://jabber.org/protocol/muc#owner"
+NS_ADMIN = "http://jabber.org/protocol/muc#admin"
 
 pytestmark = pytest.mark.conclave_only
 
@@ -359,6 +360,49 @@ def test_password_members_only_and_invitation(server):
     run(scenario())
 
 
+def test_members_only_invitations_come_from_moderators_and_reach_a_full_jid(server):
+    """In a members-only room a member may not invite (an invitation makes
+    a member); the owner's invitation to a full JID reaches that very
+    session although it never sent available presence (a Jitsi client
+    waiting in a lobby does not), and makes it a member who gets in."""
+    room = room_jid(server)
+
+    async def scenario():
+        owner = await muc_login(server)
+        member_jid, member_pw = server.add_user()
+        member = await muc_login(server, member_jid, member_pw)
+        guest = await muc_login(server, server.guest_domain, "", presence=False)
+        try:
+            await join(owner, room, "owner")
+            await join(member, room, "member")
+            await owner.iq(
+                "set",
+                f"<query xmlns='{NS_ADMIN}'><item affiliation='member' jid='{member_jid}'/></query>",
+                to=room,
+            )
+            await configure(owner, room, **{"muc#roomconfig_membersonly": "1"})
+            assert await refused_join(guest, room, "guest") == "registration-required"
+            invite = (
+                f"<message to='{room}'><x xmlns='{NS_MUC_USER}'>"
+                f"<invite to='{guest.boundjid.full}'/></x></message>"
+            )
+            refused = expect(
+                member, "{jabber:client}message", lambda m: m["type"] == "error" and m["from"] == room
+            )
+            member.send_raw(invite)
+            assert (await refused)["error"]["condition"] == "forbidden"
+            invited = expect(guest, f"{{jabber:client}}message/{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}invite")
+            owner.send_raw(invite)
+            got = await invited
+            assert got["from"] == room
+            assert got.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}invite").get("from") == owner.boundjid.bare
+            await join(guest, room, "guest")
+        finally:
+            await close_all(owner, member, guest)
+
+    run(scenario())
+
+
 def test_persistent_room_survives_restart(server_factory):
     srv = server_factory()
     room = room_jid(srv)
@@ -485,6 +529,56 @@ def test_service_disco_and_destroy(server):
             assert p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}destroy") is not None
         finally:
             await close_all(alice, bob)
+
+    run(scenario())
+
+
+def test_a_refused_destroy_leaves_an_empty_persistent_room(server):
+    """Only the owner's destroy ends a room: a stranger's, refused with
+    forbidden, must not make the server forget a persistent room that
+    nobody is in at the moment."""
+    room = room_jid(server)
+
+    async def scenario():
+        owner = await muc_login(server)
+        stranger = await muc_login(server)
+        try:
+            await join(owner, room, "owner")
+            await configure(owner, room, **{"muc#roomconfig_persistentroom": "1", "muc#roomconfig_roomname": "Kept"})
+            left = owner.wait_presence(lambda p: p["from"] == f"{room}/owner" and p["type"] == "unavailable")
+            owner.plugin["xep_0045"].leave_muc(room, "owner")
+            await left
+            with pytest.raises(IqError) as e:
+                await stranger.iq("set", f"<query xmlns='{NS_OWNER}'><destroy/></query>", to=room)
+            assert e.value.condition == "forbidden"
+            info = await stranger.iq("get", f"<query xmlns='{NS_DISCO}'/>", to=room)
+            assert info.xml.find(f"{{{NS_DISCO}}}query/{{{NS_DISCO}}}identity").get("name") == "Kept"
+        finally:
+            await close_all(owner, stranger)
+
+    run(scenario())
+
+
+def test_each_conference_service_lists_its_own_rooms(server_factory):
+    """With two hosts, conference.<host>'s disco#items lists the public
+    rooms of that service only."""
+    srv = server_factory({"hosts": ["localhost", "example.test"]})
+    room = room_jid(srv)
+
+    async def scenario():
+        alice = await muc_login(srv)
+        try:
+            await join(alice, room, "alice")
+            disco_items = "<query xmlns='http://jabber.org/protocol/disco#items'/>"
+
+            async def listed(service):
+                items = await alice.iq("get", disco_items, to=service)
+                return {i.get("jid") for i in items.xml.iter("{http://jabber.org/protocol/disco#items}item")}
+
+            assert room in await listed(f"conference.{srv.domain}")
+            assert room not in await listed("conference.example.test")
+        finally:
+            await close_all(alice)
 
     run(scenario())
 
@@ -661,5 +755,213 @@ def test_room_made_non_anonymous_as_lib_jitsi_meet_does(server):
             assert item.get("jid") == str(alice.boundjid), item.attrib
         finally:
             await close_all(alice, bob)
+
+    run(scenario())
+
+
+NS_MAM = "urn:xmpp:mam:2"
+NS_JITMEET = "http://jitsi.org/jitmeet"
+NS_NICK = "http://jabber.org/protocol/nick"
+NS_DATA = "jabber:x:data"
+LOBBY_FIELD = "conclave#roomconfig_lobby"
+
+
+def lobby_of(room):
+    return room.replace("@conference.", "@lobby.")
+
+
+def xep0115_ver(query):
+    """XEP-0115 §5.1 over a disco#info <query/>, written here from the spec
+    (identities as category/type/lang/name sorted, features sorted, then
+    each extension form: FORM_TYPE, fields by var, values sorted)."""
+    import base64
+    import hashlib
+
+    lang = "{http://www.w3.org/XML/1998/namespace}lang"
+    ids = sorted(
+        f"{i.get('category')}/{i.get('type') or ''}/{i.get(lang) or ''}/{i.get('name') or ''}"
+        for i in query.findall(f"{{{NS_DISCO}}}identity")
+    )
+    s = "".join(i + "<" for i in ids)
+    s += "".join(f + "<" for f in sorted(f.get("var") for f in query.findall(f"{{{NS_DISCO}}}feature")))
+    forms = []
+    for x in query.findall(f"{{{NS_DATA}}}x"):
+        fields = {f.get("var"): sorted(v.text or "" for v in f.findall(f"{{{NS_DATA}}}value")) for f in x.findall(f"{{{NS_DATA}}}field")}
+        forms.append(fields)
+    for fields in sorted(forms, key=lambda f: f.get("FORM_TYPE", [""])[0]):
+        s += fields["FORM_TYPE"][0] + "<"
+        for var in sorted(v for v in fields if v != "FORM_TYPE"):
+            s += var + "<" + "".join(v + "<" for v in fields[var])
+    return base64.b64encode(hashlib.sha1(s.encode()).digest()).decode()
+
+
+def test_stock_slixmpp_finds_the_lobby_and_the_caps_ver_hashes_it(server, monkeypatch):
+    """slixmpp exactly as shipped (its own TLS, certificate checked against
+    the trust store pointed at the server's own): the host's disco#info
+    names the lobby service as lib-jitsi-meet looks for it (identity
+    component/lobbyrooms named lobby.<host>), the lobby service answers
+    disco#info, and the caps ver in the stream features is the XEP-0115
+    hash of the host's disco#info, every identity included."""
+    cert = server.data_dir / "tls" / "cert.pem"
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    jid, pw = server.add_user()
+
+    async def scenario():
+        from clients import Client
+
+        c = Client(server, jid, pw, tls="stock")
+        vers = []
+        c.register_handler(
+            Callback(
+                "test-caps-feature",
+                MatchXPath("{http://etherx.jabber.org/streams}features/{http://jabber.org/protocol/caps}c"),
+                lambda f: vers.append(f.xml.find("{http://jabber.org/protocol/caps}c").attrib),
+            )
+        )
+        await c.login(timeout=10)
+        try:
+            assert vers, "no caps in the stream features"
+            info = await c.iq("get", f"<query xmlns='{NS_DISCO}'/>", to=server.domain)
+            q = info.xml.find(f"{{{NS_DISCO}}}query")
+            ids = {(i.get("category"), i.get("type"), i.get("name")) for i in q.findall(f"{{{NS_DISCO}}}identity")}
+            assert ("component", "lobbyrooms", f"lobby.{server.domain}") in ids, ids
+            assert ("server", "im", "Conclave") in ids, ids
+            caps = vers[-1]
+            assert caps["hash"] == "sha-1"
+            assert caps["ver"] == xep0115_ver(q), (caps, ids)
+            # the caps node answers the same
+            node = f"{caps['node']}#{caps['ver']}"
+            info = await c.iq("get", f"<query xmlns='{NS_DISCO}' node='{node}'/>", to=server.domain)
+            assert xep0115_ver(info.xml.find(f"{{{NS_DISCO}}}query")) == caps["ver"]
+            lobby = await c.iq("get", f"<query xmlns='{NS_DISCO}'/>", to=f"lobby.{server.domain}")
+            lq = lobby.xml.find(f"{{{NS_DISCO}}}query")
+            assert lq.find(f"{{{NS_DISCO}}}identity").get("category") == "conference"
+        finally:
+            await c.close()
+
+    run(scenario())
+
+
+async def lobby_refusal(c, room, nick):
+    """Joins `room` expecting a refusal; returns (condition, the lobby room
+    its error names or None, its text)."""
+    box = asyncio.get_running_loop().create_future()
+    name = f"test-lobby-refusal-{nick}"
+
+    def on(p):
+        if p["type"] == "error" and p["from"] == f"{room}/{nick}" and not box.done():
+            box.set_result(p)
+
+    c.register_handler(Callback(name, MatchXPath("{jabber:client}presence"), on))
+    try:
+        c.send_raw(f"<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+        p = await asyncio.wait_for(box, 10)
+    finally:
+        c.remove_handler(name)
+    named = p.xml.find(f"{{jabber:client}}error/{{{NS_JITMEET}}}lobbyroom")
+    return p["error"]["condition"], None if named is None else named.text, p["error"]["text"]
+
+
+async def owner_form_fields(c, room):
+    form = await c.iq("get", f"<query xmlns='{NS_OWNER}'/>", to=room)
+    return {f.get("var") for f in form.xml.iter(f"{{{NS_DATA}}}field")}
+
+
+def test_a_chat_room_has_a_lobby_only_when_its_owner_gives_it_one(server_factory):
+    """Members-only alone keeps strangers out without a word of a lobby, and
+    its lobby room may not be entered (not-allowed, with the text on which
+    lib-jitsi-meet tries the main room). With conclave#roomconfig_lobby the
+    refusal names the lobby; a stranger who already created as many rooms
+    as allowed may still wait there (a lobby room is no one's creation);
+    its chat is not archived (no stanza-id, no MAM); owners may not
+    reconfigure it; and when the main room is destroyed the lobby goes too,
+    with nowhere to go."""
+    srv = server_factory({"muc.max_rooms_per_user": 1})
+    room = room_jid(srv)
+    lobby = lobby_of(room)
+
+    async def scenario():
+        owner = await muc_login(srv)
+        stranger = await muc_login(srv, srv.guest_domain, "", presence=False)
+        try:
+            await join(owner, room, "owner")
+            assert LOBBY_FIELD in await owner_form_fields(owner, room)
+            await configure(owner, room, **{"muc#roomconfig_membersonly": "1"})
+            cond, named, _ = await lobby_refusal(stranger, room, "stranger")
+            assert (cond, named) == ("registration-required", None)
+            cond, _, text = await lobby_refusal(stranger, lobby, "stranger")
+            assert (cond, text) == ("not-allowed", "Room creation is restricted")
+
+            await configure(owner, room, **{LOBBY_FIELD: "1"})
+            info = await owner.iq("get", f"<query xmlns='{NS_DISCO}'/>", to=room)
+            fields = {f.get("var"): f.findtext(f"{{{NS_DATA}}}value") for f in info.xml.iter(f"{{{NS_DATA}}}field")}
+            assert fields.get("muc#roominfo_lobbyroom") == lobby, fields
+            cond, named, _ = await lobby_refusal(stranger, room, "stranger")
+            assert (cond, named) == ("registration-required", lobby)
+
+            # the stranger's one room allowed is taken; the lobby is still open to it
+            await join(stranger, room_jid(srv), "mine")
+            own, _, _, _ = await join(stranger, lobby, "stranger")
+            item = own.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item")
+            assert (item.get("affiliation"), item.get("role")) == ("none", "participant")
+            own, _, _, _ = await join(owner, lobby, "owner")
+            item = own.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}item")
+            assert (item.get("affiliation"), item.get("role")) == ("owner", "moderator")
+            heard = expect(stranger, "{jabber:client}message", lambda m: m["body"] == "one moment please")
+            owner.send_message(mto=lobby, mbody="one moment please", mtype="groupchat")
+            m = await heard
+            assert m.xml.find("{urn:xmpp:sid:0}stanza-id") is None, "a lobby message was archived"
+            with pytest.raises(IqError) as e:
+                await owner.iq("set", f"<query xmlns='{NS_MAM}'/>", to=lobby)
+            assert e.value.condition == "service-unavailable"
+            info = await owner.iq("get", f"<query xmlns='{NS_DISCO}'/>", to=lobby)
+            feats = {f.get("var") for f in info.xml.iter(f"{{{NS_DISCO}}}feature")}
+            assert NS_MAM not in feats and "muc_hidden" in feats and "muc_temporary" in feats, feats
+            with pytest.raises(IqError) as e:
+                await owner.iq("get", f"<query xmlns='{NS_OWNER}'/>", to=lobby)
+            assert e.value.condition == "not-allowed"
+
+            # the main room is destroyed: so is the lobby, with no venue
+            gone = expect(
+                stranger,
+                f"{{jabber:client}}presence/{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}destroy",
+                lambda p: p["from"] == f"{lobby}/stranger",
+            )
+            await owner.iq("set", f"<query xmlns='{NS_OWNER}'><destroy/></query>", to=room)
+            p = await gone
+            assert p.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}destroy").get("jid") is None
+            cond, _, _ = await lobby_refusal(stranger, lobby, "again")
+            assert cond == "not-allowed"
+        finally:
+            await close_all(owner, stranger)
+
+    run(scenario())
+
+
+def test_without_the_lobby_service_no_room_names_one(server_factory):
+    """[muc] lobby = false: the host names no lobby service, its domain is
+    not served, and a room with the lobby option names none."""
+    srv = server_factory({"muc.lobby": False})
+    room = room_jid(srv)
+
+    async def scenario():
+        owner = await muc_login(srv)
+        stranger = await muc_login(srv, srv.guest_domain, "", presence=False)
+        try:
+            info = await owner.iq("get", f"<query xmlns='{NS_DISCO}'/>", to=srv.domain)
+            types = {i.get("type") for i in info.xml.iter(f"{{{NS_DISCO}}}identity")}
+            assert "lobbyrooms" not in types, types
+            items = await owner.iq("get", "<query xmlns='http://jabber.org/protocol/disco#items'/>", to=srv.domain)
+            assert f"lobby.{srv.domain}" not in {i.get("jid") for i in items.xml.iter("{http://jabber.org/protocol/disco#items}item")}
+            await join(owner, room, "owner")
+            assert LOBBY_FIELD not in await owner_form_fields(owner, room)
+            await configure(owner, room, **{"muc#roomconfig_membersonly": "1", LOBBY_FIELD: "1"})
+            cond, named, _ = await lobby_refusal(stranger, room, "stranger")
+            assert (cond, named) == ("registration-required", None)
+            info = await owner.iq("get", f"<query xmlns='{NS_DISCO}'/>", to=room)
+            assert "muc#roominfo_lobbyroom" not in {f.get("var") for f in info.xml.iter(f"{{{NS_DATA}}}field")}
+        finally:
+            await close_all(owner, stranger)
 
     run(scenario())

@@ -28,7 +28,7 @@ pub const NS_DTLS: &str = "urn:xmpp:jingle:apps:dtls:0";
 pub const NS_GROUPING: &str = "urn:xmpp:jingle:apps:grouping:0";
 /// Jitsi's own extensions: `<ssrc-info owner>` tells a receiver which
 /// endpoint a source belongs to, since Jingle itself has no such notion.
-pub const NS_JITMEET: &str = "http://jitsi.org/jitmeet";
+pub const NS_JITMEET: &str = xmpp_core::ns::JITMEET;
 /// `<web-socket>`: where the endpoint opens its bridge channel.
 pub const NS_COLIBRI: &str = "http://jitsi.org/protocol/colibri";
 /// `<bridge-session>`: lets the client name the bridge session it refers

@@ -30,6 +30,7 @@ pub static SERVICE: Service = Service {
     name: "focus",
     subdomain: "focus",
     identity: ("component", "generic", "Conference focus"),
+    host_identity: None,
     features: &[NS_FOCUS],
     info_form: |_| None,
     handle,
@@ -229,13 +230,19 @@ impl Focus {
             return Err("internal-server-error");
         }
         // Jitsi clients need real JIDs: the room is made non-anonymous
-        // (the owner form, as a client does on status 201).
+        // (the owner form, as a client does on status 201). A meeting has a
+        // lobby: when a moderator makes it members-only, strangers knock
+        // there (as with Jitsi's Prosody) rather than being turned away.
         let mut form = Element::bare("x", ns::DATA_FORMS).with("type", "submit");
         form.append_child(field(
             "FORM_TYPE",
             "http://jabber.org/protocol/muc#roomconfig",
         ));
         form.append_child(field("muc#roomconfig_whois", "anyone"));
+        form.append_child(field(
+            conclave_server::modules::muc::lobby::CONFIG_FIELD,
+            "1",
+        ));
         let mut q = Element::bare("query", ns::MUC_OWNER);
         q.append_child(form);
         let mut iq = Element::bare("iq", ns::CLIENT)

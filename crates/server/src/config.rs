@@ -238,6 +238,10 @@ pub struct Muc {
     /// Rooms one session may be in at once; past it a join is refused
     /// with resource-constraint.
     pub max_occupancies_per_session: usize,
+    /// Jitsi's lobby at `lobby.<host>`: strangers knock at a members-only
+    /// meeting and a moderator admits or denies them. Only rooms whose
+    /// owner turned it on (meetings do) have one.
+    pub lobby: bool,
 }
 
 impl Default for Muc {
@@ -247,6 +251,7 @@ impl Default for Muc {
             history: 20,
             max_rooms_per_user: 100,
             max_occupancies_per_session: 200,
+            lobby: true,
         }
     }
 }
@@ -940,6 +945,11 @@ history = 20
 max_rooms_per_user = 100
 # Rooms one session may be in at once.
 max_occupancies_per_session = 200
+# Jitsi's lobby at lobby.<host>: a stranger knocking at a members-only meeting
+# waits there until a moderator admits (invites) or denies (kicks) them. Only
+# rooms whose owner turns it on have a lobby (meetings do); lobby chat is
+# never archived.
+lobby = true
 
 [meetings]
 # Video meetings: the conference focus at focus.<host> (Jitsi's conference

@@ -117,6 +117,11 @@ pub struct Service {
     pub subdomain: &'static str,
     /// XEP-0030 identity: category, type, name.
     pub identity: (&'static str, &'static str, &'static str),
+    /// An identity (category, type) the service adds to its host's
+    /// disco#info, named by the service's domain (`<subdomain>.<host>`):
+    /// how clients that look for a component by identity find it (Jitsi's
+    /// `lobbyrooms`, say).
+    pub host_identity: Option<(&'static str, &'static str)>,
     pub features: &'static [&'static str],
     /// A XEP-0128 extension form for the disco#info answer (XEP-0363's
     /// `max-file-size`, say), built from the configuration it reflects.
@@ -184,7 +189,12 @@ pub struct Server {
     server_features: Vec<&'static str>,
     account_features: Vec<&'static str>,
     account_identities: Vec<(&'static str, &'static str)>,
-    caps_ver: String,
+    /// Each local host's identities and XEP-0115 verification string: the
+    /// identities of services name the host's subdomains, so both differ
+    /// per host.
+    host_info: HashMap<String, HostInfo>,
+    /// The guest host's (it has no services), and any other address's.
+    default_info: HostInfo,
     shutting_down: AtomicBool,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
     /// State of services from other crates, by type (see `extension`).
@@ -193,6 +203,14 @@ pub struct Server {
 
 pub const SERVER_NAME: &str = "Conclave";
 pub const CAPS_NODE: &str = "https://conclave.chat/caps";
+
+/// A host's disco#info identities (category, type, name) and its XEP-0115
+/// verification string.
+#[derive(Debug, Clone)]
+pub struct HostInfo {
+    pub identities: Vec<(String, String, String)>,
+    pub caps_ver: String,
+}
 
 impl Server {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Arc<Server> {
@@ -226,12 +244,16 @@ impl Server {
         server_features.dedup();
         account_features.sort_unstable();
         account_features.dedup();
+        let services: Vec<&'static Service> = modules::SERVICES
+            .iter()
+            .chain(extra)
+            .copied()
+            .filter(|svc| (svc.enabled)(&config))
+            .collect();
         let mut domains = crate::FastMap::default();
-        for svc in modules::SERVICES.iter().chain(extra) {
-            if (svc.enabled)(&config) {
-                for h in &config.hosts {
-                    domains.insert(format!("{}.{h}", svc.subdomain), Domain::Service(svc));
-                }
+        for svc in &services {
+            for h in &config.hosts {
+                domains.insert(format!("{}.{h}", svc.subdomain), Domain::Service(svc));
             }
         }
         for c in &config.components.list {
@@ -242,8 +264,32 @@ impl Server {
                 domains.insert(d, Domain::Component(Arc::new(slot)));
             }
         }
-        let caps_ver =
-            modules::disco::caps_ver(&server_features, &[modules::retention::disco_form(&config)]);
+        let forms = [modules::retention::disco_form(&config)];
+        let info = |host: Option<&str>| {
+            let mut identities = vec![("server".into(), "im".into(), SERVER_NAME.into())];
+            for svc in &services {
+                if let (Some(h), Some((category, kind))) = (host, svc.host_identity) {
+                    let name = format!("{}.{h}", svc.subdomain);
+                    identities.push((category.into(), kind.into(), name));
+                }
+            }
+            let caps_ver = modules::disco::caps_ver(&identities, &server_features, &forms);
+            HostInfo {
+                identities,
+                caps_ver,
+            }
+        };
+        // The guest host has no services of its own (they live under the
+        // hosts): only the server's identity.
+        let mut host_info: HashMap<String, HostInfo> = config
+            .hosts
+            .iter()
+            .map(|h| (h.clone(), info(Some(h))))
+            .collect();
+        let default_info = info(None);
+        if !config.guest_host.is_empty() {
+            host_info.insert(config.guest_host.clone(), default_info.clone());
+        }
         let admins = config
             .admins
             .iter()
@@ -278,7 +324,8 @@ impl Server {
             server_features,
             account_features,
             account_identities,
-            caps_ver,
+            host_info,
+            default_info,
             shutting_down: AtomicBool::new(false),
             shutdown_tx: tokio::sync::watch::channel(false).0,
             extensions: Default::default(),
@@ -350,17 +397,19 @@ impl Server {
         &self.account_identities
     }
 
-    pub fn caps_ver(&self) -> &str {
-        &self.caps_ver
+    /// What `host` says of itself in disco#info: its identities and the
+    /// XEP-0115 verification string they hash into.
+    pub fn host_info(&self, host: &str) -> &HostInfo {
+        self.host_info.get(host).unwrap_or(&self.default_info)
     }
 
-    /// XEP-0115 element for stream features.
-    pub fn caps_element(&self) -> String {
+    /// XEP-0115 element for the stream features of a stream to `host`.
+    pub fn caps_element(&self, host: &str) -> String {
         format!(
             "<c xmlns='{}' hash='sha-1' node='{}' ver='{}'/>",
             ns::CAPS,
             CAPS_NODE,
-            self.caps_ver
+            self.host_info(host).caps_ver
         )
     }
 

@@ -825,7 +825,7 @@ async fn negotiate<T: Transport>(server: &Server, t: &mut T) -> Result<Outcome, 
             channel_binding: !matches!(t.channel_binding(), xmpp_core::sasl::ChannelBinding::None),
             registration: server.config.registration.allow,
             invites: true,
-            caps: Some(server.caps_element()),
+            caps: Some(server.caps_element(&h)),
         };
         if let Some((user, anonymous)) = &authed {
             send(t, policy.features_after_auth().as_bytes()).await?;

@@ -26,6 +26,7 @@ static COUNTER: Service = Service {
     name: "counter",
     subdomain: "counter",
     identity: ("component", "generic", "Counter"),
+    host_identity: Some(("component", "counter")),
     features: &[NS],
     info_form: |_| None,
     handle,
@@ -91,6 +92,12 @@ async fn a_service_from_another_crate_gets_its_domain_and_its_state() {
     let items = ask(&mut c, "localhost", "i", DISCO_ITEMS).await;
     assert!(items.contains("counter.localhost"), "{items}");
     assert!(items.contains("conference.localhost"), "{items}");
+    // and the host's disco#info names it by the identity it declared
+    let host = ask(&mut c, "localhost", "h", DISCO_INFO).await;
+    assert!(
+        host.contains("type='counter'") && host.contains("name='counter.localhost'"),
+        "{host}"
+    );
 
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -37,6 +37,9 @@ pub const MUC_ROOMCONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
 pub const MUC_ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
 pub const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
 pub const CONFERENCE: &str = "jabber:x:conference";
+/// Jitsi's own extensions (the lobby room named in a refusal, the owner of
+/// a Jingle source).
+pub const JITMEET: &str = "http://jitsi.org/jitmeet";
 pub const CARBONS: &str = "urn:xmpp:carbons:2";
 pub const CARBONS_RULES: &str = "urn:xmpp:carbons:rules:0";
 pub const FORWARD: &str = "urn:xmpp:forward:0";

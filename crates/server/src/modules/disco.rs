@@ -8,9 +8,7 @@ use xmpp_core::ns;
 use xmpp_core::stanza::{self, ElementExt};
 
 use crate::config::Config;
-use crate::hub::{
-    CAPS_NODE, HandlerFuture, IqRoute, Module, SERVER_NAME, Server, Service, Session, Target,
-};
+use crate::hub::{CAPS_NODE, HandlerFuture, IqRoute, Module, Server, Service, Session, Target};
 use crate::modules::adhoc;
 
 pub const MODULE: Module = Module {
@@ -43,12 +41,26 @@ pub const MODULE: Module = Module {
     enabled: super::always,
 };
 
-/// XEP-0115 §5.1 verification string for one identity, these features and
-/// the extended forms (§5.4: FORM_TYPE, then fields by var, values sorted).
-pub fn caps_ver(features: &[&str], forms: &[Element]) -> String {
+/// XEP-0115 §5.1 verification string for these identities (category,
+/// type, name; no xml:lang), features and extended forms (§5.4:
+/// FORM_TYPE, then fields by var, values sorted). Identities are sorted by
+/// category, then type, then xml:lang, then name, each written
+/// `category/type/lang/name<`.
+pub fn caps_ver(
+    identities: &[(String, String, String)],
+    features: &[&str],
+    forms: &[Element],
+) -> String {
+    let mut ids: Vec<&(String, String, String)> = identities.iter().collect();
+    // (category, type, lang, name) with every lang empty: tuple order is
+    // the order §5.1 asks for.
+    ids.sort();
+    let mut s = String::new();
+    for (category, kind, name) in ids {
+        s.push_str(&format!("{category}/{kind}//{name}<"));
+    }
     let mut f: Vec<&str> = features.to_vec();
     f.sort_unstable();
-    let mut s = format!("server/im//{SERVER_NAME}<");
     for x in f {
         s.push_str(x);
         s.push('<');
@@ -114,15 +126,23 @@ fn info_query(node: Option<&str>, identities: &[Identity<'_>], features: &[&str]
     q
 }
 
-fn server_info<'a>(srv: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> HandlerFuture<'a> {
+/// The host's own disco#info (and that of its caps node): the server's
+/// identity, those its services add, its features and retention form.
+fn server_info<'a>(
+    srv: &'a Server,
+    s: &'a Session,
+    host: &'a str,
+    iq: Element,
+) -> HandlerFuture<'a> {
     Box::pin(async move {
         if iq.attr("type") != Some("get") {
             s.send(&stanza::error_reply(&iq, "bad-request", None));
             return;
         }
+        let info = srv.host_info(host);
         let node = stanza::iq_payload(&iq).and_then(|p| p.attr("node"));
         if let Some(n) = node
-            && n != format!("{CAPS_NODE}#{}", srv.caps_ver())
+            && n != format!("{CAPS_NODE}#{}", info.caps_ver)
         {
             let reply = match adhoc::info(srv, s, n) {
                 Some(Ok(q)) => {
@@ -137,11 +157,12 @@ fn server_info<'a>(srv: &'a Server, s: &'a Session, _: &'a str, iq: Element) -> 
             return;
         }
         let mut reply = stanza::iq_result(&iq);
-        let mut q = info_query(
-            node,
-            &[("server", "im", Some(SERVER_NAME))],
-            srv.server_features(),
-        );
+        let identities: Vec<Identity<'_>> = info
+            .identities
+            .iter()
+            .map(|(c, t, n)| (c.as_str(), t.as_str(), Some(n.as_str())))
+            .collect();
+        let mut q = info_query(node, &identities, srv.server_features());
         // XEP-0128: how long data is kept (also part of the caps hash).
         q.append_child(super::retention::disco_form(&srv.config));
         reply.append_child(q);
@@ -233,17 +254,65 @@ pub fn service_info(config: &Config, s: &Session, svc: &Service, iq: &Element) {
 
 #[cfg(test)]
 mod tests {
+    fn ids(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+        list.iter()
+            .map(|(c, t, n)| (c.to_string(), t.to_string(), n.to_string()))
+            .collect()
+    }
+
     #[test]
     fn caps_ver_is_order_independent_and_stable() {
+        let one = ids(&[("server", "im", "Conclave")]);
         let a = super::caps_ver(
+            &one,
             &["urn:xmpp:ping", "http://jabber.org/protocol/disco#info"],
             &[],
         );
         let b = super::caps_ver(
+            &one,
             &["http://jabber.org/protocol/disco#info", "urn:xmpp:ping"],
             &[],
         );
         assert_eq!(a, b);
         assert_eq!(a.len(), 28);
+    }
+
+    /// XEP-0115 §5.2's worked example.
+    #[test]
+    fn caps_ver_matches_the_spec_example() {
+        let v = super::caps_ver(
+            &ids(&[("client", "pc", "Exodus 0.9.1")]),
+            &[
+                "http://jabber.org/protocol/caps",
+                "http://jabber.org/protocol/disco#info",
+                "http://jabber.org/protocol/disco#items",
+                "http://jabber.org/protocol/muc",
+            ],
+            &[],
+        );
+        assert_eq!(v, "QgayPKawpkPSDYmwT/WM94uAlu0=");
+    }
+
+    /// Several identities are hashed sorted by category, then type (§5.1
+    /// step 2), whatever order they were declared in: the expected value
+    /// is SHA-1 over `component/generic//focus.localhost<component/
+    /// lobbyrooms//lobby.localhost<conference/text//Chatrooms<server/im//
+    /// Conclave<` and the sorted features, computed outside this code.
+    #[test]
+    fn caps_ver_hashes_every_identity_in_order() {
+        let declared = ids(&[
+            ("server", "im", "Conclave"),
+            ("component", "lobbyrooms", "lobby.localhost"),
+            ("conference", "text", "Chatrooms"),
+            ("component", "generic", "focus.localhost"),
+        ]);
+        let features = ["urn:xmpp:ping", "http://jabber.org/protocol/disco#info"];
+        let v = super::caps_ver(&declared, &features, &[]);
+        assert_eq!(v, "mCNK01docX7Y+N4HjSZ09J5LFiA=");
+        let mut reversed = declared.clone();
+        reversed.reverse();
+        assert_eq!(super::caps_ver(&reversed, &features, &[]), v);
+        let server_only = super::caps_ver(&declared[..1], &features, &[]);
+        assert_ne!(server_only, v, "the lobby identity changes the hash");
     }
 }

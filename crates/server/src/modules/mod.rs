@@ -55,7 +55,8 @@ pub const ALL: &[&Module] = &[
 ];
 
 /// Services on domains of their own under each host.
-pub const SERVICES: &[&crate::hub::Service] = &[&muc::SERVICE, &upload::SERVICE];
+pub const SERVICES: &[&crate::hub::Service] =
+    &[&muc::SERVICE, &muc::lobby::SERVICE, &upload::SERVICE];
 
 pub(crate) fn always(_: &crate::config::Config) -> bool {
     true

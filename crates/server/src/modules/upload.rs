@@ -27,6 +27,7 @@ pub const SERVICE: Service = Service {
     name: "upload",
     subdomain: "upload",
     identity: ("store", "file", "HTTP File Upload"),
+    host_identity: None,
     features: &[ns::HTTP_UPLOAD],
     info_form: max_size_form,
     handle,

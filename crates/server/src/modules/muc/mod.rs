@@ -5,6 +5,7 @@
 //! persistent rooms' configuration, affiliations and subject are written
 //! through to the store. A message to N occupants is serialised once.
 
+pub mod lobby;
 pub mod room;
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use xmpp_core::{ns, time};
 
 use conclave_store::StoredRoom;
 
-use crate::hub::{HandlerFuture, Server, Service, Session};
+use crate::hub::{HandlerFuture, Server, Service, Session, bare_of};
 use crate::modules::forms::{boolean, list_single};
 use room::{Affiliation, Delivery, HistorySpec, Join, Role, Room, RoomConfig};
 
@@ -26,6 +27,7 @@ pub static SERVICE: Service = Service {
     name: "muc",
     subdomain: "conference",
     identity: ("conference", "text", "Chatrooms"),
+    host_identity: None,
     features: &[ns::MUC, ns::OCCUPANT_ID, "muc_unique", ns::MODERATE],
     handle,
     info_form: |_| None,
@@ -85,9 +87,15 @@ impl Rooms {
         self.lock().get(jid).cloned()
     }
 
-    /// Rooms in memory, for the service's disco#items.
-    pub fn public(&self) -> Vec<(String, String)> {
-        let rooms: Vec<Shared> = self.lock().values().cloned().collect();
+    /// Public rooms in memory on one service domain, for its disco#items
+    /// (the map holds every host's rooms, and lobby rooms beside them).
+    pub fn public(&self, domain: &str) -> Vec<(String, String)> {
+        let rooms: Vec<Shared> = self
+            .lock()
+            .iter()
+            .filter(|(jid, _)| jid.split_once('@').is_some_and(|(_, d)| d == domain))
+            .map(|(_, r)| r.clone())
+            .collect();
         let mut v: Vec<(String, String)> = rooms
             .iter()
             .filter_map(|r| {
@@ -175,9 +183,22 @@ async fn settle(srv: &Server, shared: &Shared) {
         tracing::error!(error = %e, "saving a room failed");
     }
     if forget {
-        srv.muc.remove(&jid);
-        let _ = srv.store.delete_room(&jid).await;
+        self::forget(srv, &jid).await;
     }
+}
+
+/// Forgets a room for good (destroyed, or temporary and empty), and the
+/// lobby it had.
+async fn forget(srv: &Server, jid: &str) {
+    srv.muc.remove(jid);
+    let _ = srv.store.delete_room(jid).await;
+    lobby::main_gone(srv, jid);
+}
+
+/// Whether a room's messages go to its archive: never a lobby's, whose
+/// knocking chat is ephemeral.
+fn archives(srv: &Server, room_jid: &str) -> bool {
+    srv.config.archive.enabled && !lobby::is_lobby(srv, room_jid)
 }
 
 fn handle<'a>(srv: &'a Server, s: &'a Session, to: Jid, el: Element) -> HandlerFuture<'a> {
@@ -245,29 +266,14 @@ async fn presence(srv: &Server, s: &Session, room_jid: &str, nick: Option<String
     if ty.is_some() {
         return;
     }
-    let Some(nick) = nick.filter(|n| !n.is_empty()) else {
-        return refuse(s, &el, "jid-malformed");
+    let Some(req) = Entering::parse(s, nick, &el) else {
+        return;
     };
-    let x = el.get_child("x", ns::MUC);
-    let password = x
-        .and_then(|x| x.get_child("password", ns::MUC))
-        .map(Element::text);
-    let history = x
-        .and_then(|x| x.get_child("history", ns::MUC))
-        .map(|h| HistorySpec {
-            max_stanzas: h.attr("maxstanzas").and_then(|v| v.parse().ok()),
-            since: h
-                .attr("seconds")
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(|secs| time::now_unix().saturating_sub(secs)),
-        })
-        .unwrap_or_default();
-    let limits = &srv.config.muc;
     let (joined, elsewhere) = occupancies(s, room_jid);
     // An in-process service (the conference focus) joins a room per
     // meeting; only code in this process can speak as its domain.
     let service = srv.service(s.bare()).is_some();
-    if !joined && !service && elsewhere >= limits.max_occupancies_per_session {
+    if !joined && !service && elsewhere >= srv.config.muc.max_occupancies_per_session {
         return refuse_with(
             s,
             &el,
@@ -275,12 +281,15 @@ async fn presence(srv: &Server, s: &Session, room_jid: &str, nick: Option<String
             "you are in as many rooms as this server allows one session",
         );
     }
+    if lobby::is_lobby(srv, room_jid) {
+        return lobby::enter(srv, s, room_jid, req, el).await;
+    }
     let (shared, created) = match find(srv, room_jid).await {
         Some(r) => (r, false),
         None => {
             if !srv.is_admin(s.bare())
                 && !service
-                && srv.muc.created_by(s.bare()) >= limits.max_rooms_per_user
+                && srv.muc.created_by(s.bare()) >= srv.config.muc.max_rooms_per_user
             {
                 // XEP-0045 §10.1.3: a user who may not create the room.
                 return refuse_with(
@@ -315,42 +324,116 @@ async fn presence(srv: &Server, s: &Session, room_jid: &str, nick: Option<String
         }
     };
     let mut out = Vec::new();
-    let result = {
+    let (result, knock) = {
         let mut r = lock(&shared);
-        if r.nick_of(s.full()).is_some() {
-            r.presence(&s.handle, &nick, &el, &mut out)
-        } else {
-            let created = created && r.is_empty();
-            r.join(
-                Join {
-                    session: &s.handle,
-                    nick: &nick,
-                    presence: &el,
-                    password: password.as_deref(),
-                    history,
-                    created,
-                },
-                &mut out,
-            )
-        }
+        let created = created && r.is_empty();
+        let result = req.enter(&mut r, s, &el, created, &mut out);
+        // A stranger refused by a members-only room with a lobby is told
+        // where to knock.
+        let knock = (result == Err("registration-required"))
+            .then(|| lobby::knock_here(srv, &r))
+            .flatten();
+        (result, knock)
     };
-    match result {
-        Ok(()) => {
-            send(out);
-            if let Ok(mut st) = s.handle.state.lock() {
-                let occupant = format!("{room_jid}/{nick}");
-                st.directed
-                    .retain(|d| !d.starts_with(&format!("{room_jid}/")));
-                st.directed.push(occupant);
+    req.entered(s, room_jid, &el, result, knock, out);
+    settle(srv, &shared).await;
+}
+
+/// A presence that enters a room, or updates an occupant's presence there.
+struct Entering {
+    nick: String,
+    password: Option<String>,
+    history: HistorySpec,
+}
+
+impl Entering {
+    /// The request in an available presence to `room/nick`; a missing nick
+    /// is refused with `jid-malformed` (then `None`).
+    fn parse(s: &Session, nick: Option<String>, el: &Element) -> Option<Entering> {
+        let Some(nick) = nick.filter(|n| !n.is_empty()) else {
+            refuse(s, el, "jid-malformed");
+            return None;
+        };
+        let x = el.get_child("x", ns::MUC);
+        let password = x
+            .and_then(|x| x.get_child("password", ns::MUC))
+            .map(Element::text);
+        let history = x
+            .and_then(|x| x.get_child("history", ns::MUC))
+            .map(|h| HistorySpec {
+                max_stanzas: h.attr("maxstanzas").and_then(|v| v.parse().ok()),
+                since: h
+                    .attr("seconds")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(|secs| time::now_unix().saturating_sub(secs)),
+            })
+            .unwrap_or_default();
+        Some(Entering {
+            nick,
+            password,
+            history,
+        })
+    }
+
+    /// Joins the room, or updates the presence of a session already in it.
+    fn enter(
+        &self,
+        r: &mut Room,
+        s: &Session,
+        el: &Element,
+        created: bool,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), room::Refusal> {
+        if r.nick_of(s.full()).is_some() {
+            return r.presence(&s.handle, &self.nick, el, out);
+        }
+        r.join(
+            Join {
+                session: &s.handle,
+                nick: &self.nick,
+                presence: el,
+                password: self.password.as_deref(),
+                history: self.history,
+                created,
+            },
+            out,
+        )
+    }
+
+    /// Sends what entering produced and remembers the occupant JID (the
+    /// session leaves it when it goes), or answers with the refusal, from
+    /// the occupant JID, carrying `extra` in its `<error/>`.
+    fn entered(
+        &self,
+        s: &Session,
+        room_jid: &str,
+        el: &Element,
+        result: Result<(), room::Refusal>,
+        extra: Option<Element>,
+        out: Vec<Delivery>,
+    ) {
+        let occupant = format!("{room_jid}/{}", self.nick);
+        match result {
+            Ok(()) => {
+                send(out);
+                if let Ok(mut st) = s.handle.state.lock() {
+                    st.directed
+                        .retain(|d| !d.starts_with(&format!("{room_jid}/")));
+                    st.directed.push(occupant);
+                }
+            }
+            Err(cond) => {
+                let mut reply = stanza::error_reply(el, cond, None);
+                reply.set("from", &occupant);
+                if let Some(x) = extra
+                    && let Some(e) = reply.get_child_mut("error", ns::CLIENT)
+                {
+                    e.append_child(x);
+                }
+                s.send(&reply);
             }
         }
-        Err(cond) => {
-            let mut reply = stanza::error_reply(&el, cond, None);
-            reply.set("from", &format!("{room_jid}/{nick}"));
-            s.send(&reply);
-        }
     }
-    settle(srv, &shared).await;
 }
 
 async fn message(srv: &Server, s: &Session, room_jid: &str, nick: Option<String>, el: Element) {
@@ -365,8 +448,7 @@ async fn message(srv: &Server, s: &Session, room_jid: &str, nick: Option<String>
     }
     if el.attr("type") == Some("groupchat") {
         let mut out = Vec::new();
-        let id =
-            (srv.config.archive.enabled && super::mam::archivable(&el)).then(super::mam::new_id);
+        let id = (archives(srv, room_jid) && super::mam::archivable(&el)).then(super::mam::new_id);
         let result = lock(&shared).groupchat(s.full(), &el, id.as_deref(), &mut out);
         match result {
             Ok(archived) => {
@@ -428,7 +510,7 @@ fn private_message(s: &Session, shared: &Shared, nick: &str, el: Element) {
 }
 
 /// §7.8.2: a mediated invitation. Members-only rooms make the invitee a
-/// member when the inviter may invite.
+/// member when the inviter may invite (`Room::may_invite`).
 async fn invite(srv: &Server, s: &Session, shared: &Shared, inv: &Element, orig: &Element) {
     let Some(to) = inv.attr("to").and_then(|t| Jid::new(t).ok()) else {
         return refuse(s, orig, "jid-malformed");
@@ -436,9 +518,7 @@ async fn invite(srv: &Server, s: &Session, shared: &Shared, inv: &Element, orig:
     let invitee = to.to_bare().as_str().to_owned();
     let (room_jid, password, ok) = {
         let mut r = lock(shared);
-        let inviter = r.affiliation(s.bare());
-        let in_room = r.nick_of(s.full()).is_some();
-        let may = in_room && (inviter >= Affiliation::Admin || r.config.allow_invites);
+        let may = r.may_invite(s.full());
         if may && r.config.members_only && r.affiliation(&invitee) < Affiliation::Member {
             r.affiliations.insert(invitee.clone(), Affiliation::Member);
             r.dirty = true;
@@ -465,7 +545,17 @@ async fn invite(srv: &Server, s: &Session, shared: &Shared, inv: &Element, orig:
         .with("id", &crate::session::random_id());
     m.append_child(x);
     m.append_child(Element::bare("x", ns::CONFERENCE).with("jid", &room_jid));
-    deliver_to_user(srv, &to, &m).await;
+    // To a full JID, that session, available or not: a Jitsi client
+    // waiting in a lobby never sent available presence, and this is how it
+    // hears it was admitted. A bare JID: as messages are routed.
+    match to
+        .is_full()
+        .then(|| srv.router.session(bare_of(&to), to.as_str()))
+        .flatten()
+    {
+        Some(h) => srv.deliver(&[h], &m),
+        None => deliver_to_user(srv, &to, &m).await,
+    }
     settle(srv, shared).await;
 }
 
@@ -540,7 +630,7 @@ async fn iq(
                 .is_some_and(|p| p.is("query", ns::DISCO_ITEMS))
         {
             let mut q = Element::bare("query", ns::DISCO_ITEMS);
-            for (jid, name) in srv.muc.public() {
+            for (jid, name) in srv.muc.public(to.domain().as_str()) {
                 let mut item = Element::bare("item", ns::DISCO_ITEMS).with("jid", &jid);
                 if !name.is_empty() {
                     item.set("name", &name);
@@ -573,7 +663,7 @@ async fn iq(
     if p.is("moderate", ns::MODERATE) && ty == "set" {
         return moderate(srv, s, &shared, room_jid, &el, &p).await;
     }
-    if p.ns() == ns::MAM && srv.config.archive.enabled {
+    if p.ns() == ns::MAM && archives(srv, room_jid) {
         // Occupants, members of a members-only room, and anyone for an
         // open public room without a password may read its archive.
         let allowed = {
@@ -593,19 +683,32 @@ async fn iq(
     let reply = {
         let mut r = lock(&shared);
         if p.is("query", ns::DISCO_INFO) {
-            Ok(Some(room_info(&r, srv.config.archive.enabled)))
+            let lobby = lobby::roominfo_field(srv, &r);
+            Ok(Some(room_info(&r, archives(srv, room_jid), lobby)))
         } else if p.is("query", ns::DISCO_ITEMS) {
             // Occupants are not listed: that would unmask nicks to
             // non-occupants of a hidden room.
             Ok(Some(Element::bare("query", ns::DISCO_ITEMS)))
         } else if p.is("query", ns::MUC_ADMIN) {
             admin(&mut r, s, ty, &p, &mut out)
+        } else if p.is("query", ns::MUC_OWNER) && lobby::is_lobby(srv, room_jid) {
+            Err(lobby::OWNER_REFUSAL)
         } else if p.is("query", ns::MUC_OWNER) {
-            owner(&mut r, s, ty, &p, srv.config.retention.days, &mut out)
+            let lobby = lobby::of(srv, room_jid).is_some();
+            owner(
+                &mut r,
+                s,
+                ty,
+                &p,
+                srv.config.retention.days,
+                lobby,
+                &mut out,
+            )
         } else {
             Err("service-unavailable")
         }
     };
+    let done = reply.is_ok();
     match reply {
         Ok(payload) => {
             send(out);
@@ -620,13 +723,15 @@ async fn iq(
             refuse(s, &el, c);
         }
     }
-    let destroyed = lock(&shared).occupants.is_empty()
-        && p.is("query", ns::MUC_OWNER)
-        && p.has_child("destroy", ns::MUC_OWNER);
-    if destroyed {
-        srv.muc.remove(room_jid);
-        let _ = srv.store.delete_room(room_jid).await;
+    // Only what the owner was allowed to do: a refused destroy of an empty
+    // room must not forget it.
+    let owner_set = done && ty == "set" && p.is("query", ns::MUC_OWNER);
+    if owner_set && p.has_child("destroy", ns::MUC_OWNER) {
+        forget(srv, room_jid).await;
     } else {
+        if owner_set {
+            lobby::main_changed(srv, room_jid, &shared);
+        }
         settle(srv, &shared).await;
     }
 }
@@ -664,9 +769,10 @@ fn feature(q: &mut Element, var: &str) {
     q.append_child(Element::bare("feature", ns::DISCO_INFO).with("var", var));
 }
 
-/// §6.4: room disco#info with the muc#roominfo form; with the archive
-/// (XEP-0313 on the room, its stanza-ids to be trusted, XEP-0359 §8).
-fn room_info(r: &Room, archive: bool) -> Element {
+/// §6.4: room disco#info with the muc#roominfo form (and `extra`, a field
+/// of it); with the archive (XEP-0313 on the room, its stanza-ids to be
+/// trusted, XEP-0359 §8).
+fn room_info(r: &Room, archive: bool, extra: Option<Element>) -> Element {
     let c = &r.config;
     let mut q = Element::bare("query", ns::DISCO_INFO);
     let mut id = Element::bare("identity", ns::DISCO_INFO)
@@ -758,6 +864,9 @@ fn room_info(r: &Room, archive: bool) -> Element {
         None,
         &[if c.change_subject { "1" } else { "0" }],
     ));
+    if let Some(f) = extra {
+        x.append_child(f);
+    }
     q.append_child(x);
     q
 }
@@ -836,7 +945,7 @@ fn admin(r: &mut Room, s: &Session, ty: &str, q: &Element, out: &mut Vec<Deliver
     Ok(None)
 }
 
-fn config_form(c: &RoomConfig) -> Element {
+fn config_form(c: &RoomConfig, lobby: bool) -> Element {
     let mut x = Element::bare("x", ns::DATA_FORMS).with("type", "form");
     x.append_child(xmpp_core::forms::form_type(ns::MUC_ROOMCONFIG));
     x.append_child(field(
@@ -899,7 +1008,7 @@ fn config_form(c: &RoomConfig) -> Element {
     ));
     x.append_child(boolean(
         "muc#roomconfig_allowinvites",
-        "Occupants may invite",
+        "Occupants may invite (in a members-only room, moderators only)",
         c.allow_invites,
     ));
     let hist = c.history.to_string();
@@ -927,6 +1036,13 @@ fn config_form(c: &RoomConfig) -> Element {
         Some("Days the room's history is kept (0: the server's setting)"),
         &[&keep],
     ));
+    if lobby {
+        x.append_child(boolean(
+            lobby::CONFIG_FIELD,
+            "While members-only, strangers may knock in a lobby",
+            c.lobby,
+        ));
+    }
     x
 }
 
@@ -973,6 +1089,7 @@ fn apply_form(
             }
             "muc#roomconfig_changesubject" => next.change_subject = flag()?,
             "muc#roomconfig_allowinvites" => next.allow_invites = flag()?,
+            lobby::CONFIG_FIELD => next.lobby = flag()?,
             "muc#maxhistoryfetch" | "muc#roomconfig_historylength" => {
                 next.history = v
                     .trim()
@@ -1008,12 +1125,14 @@ fn apply_form(
 }
 
 /// §10: muc#owner, configuration and destruction.
+/// `lobby`: the host has a lobby service, so the form offers the room one.
 fn owner(
     r: &mut Room,
     s: &Session,
     ty: &str,
     q: &Element,
     max_days: u32,
+    lobby: bool,
     out: &mut Vec<Delivery>,
 ) -> Answer {
     if r.affiliation(s.bare()) != Affiliation::Owner {
@@ -1021,7 +1140,7 @@ fn owner(
     }
     if ty == "get" {
         let mut res = Element::bare("query", ns::MUC_OWNER);
-        res.append_child(config_form(&r.config));
+        res.append_child(config_form(&r.config, lobby));
         return Ok(Some(res));
     }
     if let Some(d) = q.get_child("destroy", ns::MUC_OWNER) {

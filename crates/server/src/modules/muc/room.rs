@@ -99,6 +99,10 @@ pub struct RoomConfig {
     pub max_occupants: usize,
     /// Days the room's archive is kept; 0: the server's retention.
     pub retention_days: u32,
+    /// While members-only, strangers knock in a lobby room (Jitsi's lobby,
+    /// `lobby.rs`) instead of only being refused. Off unless the owner
+    /// turns it on: an ordinary private room should not invite knocking.
+    pub lobby: bool,
 }
 
 impl RoomConfig {
@@ -117,6 +121,7 @@ impl RoomConfig {
             history,
             max_occupants: 0,
             retention_days: 0,
+            lobby: false,
         }
     }
 
@@ -136,6 +141,7 @@ impl RoomConfig {
             ("history".into(), self.history.to_string()),
             ("max_occupants".into(), self.max_occupants.to_string()),
             ("retention_days".into(), self.retention_days.to_string()),
+            ("lobby".into(), b(self.lobby)),
         ]
     }
 
@@ -157,6 +163,7 @@ impl RoomConfig {
                 "history" => c.history = v.parse().unwrap_or(default_history),
                 "max_occupants" => c.max_occupants = v.parse().unwrap_or(0),
                 "retention_days" => c.retention_days = v.parse().unwrap_or(0),
+                "lobby" => c.lobby = on,
                 _ => {}
             }
         }
@@ -275,6 +282,31 @@ impl Room {
 
     fn can_see_jids(&self, viewer: &Occupant) -> bool {
         self.config.non_anonymous || viewer.role == Role::Moderator
+    }
+
+    /// Whether `bare` moderates the room: an owner or admin, or an
+    /// occupant given the moderator role.
+    pub fn moderates(&self, bare: &str) -> bool {
+        self.affiliation(bare) >= Affiliation::Admin
+            || self
+                .occupants
+                .values()
+                .any(|o| o.bare == bare && o.role == Role::Moderator)
+    }
+
+    /// §7.8.2: whether the occupant at `full` may send a mediated
+    /// invitation. In a members-only room an invitation makes the invitee a
+    /// member, so only those who moderate may send one (Prosody's default
+    /// too: members may not invite into members-only rooms); elsewhere
+    /// owners and admins may, and everyone when the room allows invites.
+    pub fn may_invite(&self, full: &str) -> bool {
+        let Some(o) = self.nick_of(full).and_then(|n| self.occupants.get(n)) else {
+            return false;
+        };
+        if self.config.members_only {
+            return self.moderates(&o.bare);
+        }
+        self.affiliation(&o.bare) >= Affiliation::Admin || self.config.allow_invites
     }
 
     /// The presence of `o` as the room shows it: the client's payloads,
@@ -900,12 +932,12 @@ impl Room {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::router::PresenceState;
     use xmpp_core::framing::parse_element;
 
-    fn session(user: &str, id: u64) -> (Arc<SessionHandle>, crate::router::OutRx) {
+    pub(crate) fn session(user: &str, id: u64) -> (Arc<SessionHandle>, crate::router::OutRx) {
         let (tx, rx) = crate::router::queue();
         (
             Arc::new(SessionHandle {
@@ -925,7 +957,11 @@ mod tests {
         Element::bare("presence", ns::CLIENT)
     }
 
-    fn join(room: &mut Room, s: &Arc<SessionHandle>, nick: &str) -> Result<Vec<Delivery>, Refusal> {
+    pub(crate) fn join(
+        room: &mut Room,
+        s: &Arc<SessionHandle>,
+        nick: &str,
+    ) -> Result<Vec<Delivery>, Refusal> {
         let mut out = Vec::new();
         let p = presence();
         room.join(
@@ -1079,6 +1115,46 @@ mod tests {
         assert!(!r.occupants.contains_key("bob"));
         assert_eq!(join(&mut r, &b, "bob").err(), Some("forbidden"));
         assert!(r.dirty);
+    }
+
+    #[test]
+    fn in_members_only_rooms_only_moderators_invite() {
+        let mut r = room();
+        let (o, _o) = session("owner", 1);
+        let (m, _m) = session("member", 2);
+        let (v, _v) = session("voiced", 3);
+        r.affiliations
+            .insert("member@localhost".into(), Affiliation::Member);
+        r.affiliations
+            .insert("voiced@localhost".into(), Affiliation::Member);
+        join(&mut r, &o, "owner").unwrap();
+        join(&mut r, &m, "member").unwrap();
+        join(&mut r, &v, "voiced").unwrap();
+        // The owner makes one member a moderator (role, not affiliation).
+        r.set_role(
+            "owner@localhost/r",
+            "voiced",
+            Role::Moderator,
+            None,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert!(
+            r.may_invite("member@localhost/r"),
+            "an open room allows invites"
+        );
+        r.config.members_only = true;
+        assert!(r.may_invite("owner@localhost/r"));
+        assert!(r.may_invite("voiced@localhost/r"), "a moderator by role");
+        assert!(
+            !r.may_invite("member@localhost/r"),
+            "a member may not make members"
+        );
+        assert!(!r.may_invite("stranger@localhost/r"), "not in the room");
+        r.config.members_only = false;
+        r.config.allow_invites = false;
+        assert!(!r.may_invite("member@localhost/r"));
+        assert!(r.may_invite("owner@localhost/r"));
     }
 
     #[test]

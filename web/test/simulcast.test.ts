@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { simulcastEncodings } from '../src/lib/simulcast';
+import { simulcastEncodings, svcEncodings } from '../src/lib/simulcast';
 
 const three = (): RTCRtpEncodingParameters[] => [{}, {}, {}];
 
@@ -24,5 +24,24 @@ describe('simulcastEncodings', () => {
   it('scales a single encoding down instead', () => {
     const [e] = simulcastEncodings([{}], 720, 180);
     expect([e?.scaleResolutionDownBy, e?.active]).toEqual([4, true]);
+  });
+});
+
+describe('svcEncodings', () => {
+  type Svc = RTCRtpEncodingParameters & { scalabilityMode?: string };
+  const pick = (e: Svc[]) => e.map((x) => [x.active, x.scalabilityMode, x.scaleResolutionDownBy]);
+
+  it('sends every spatial layer in the first encoding and nothing in the others', () => {
+    expect(pick(svcEncodings(three(), 720))).toEqual([
+      [true, 'L3T3_KEY', 1],
+      [false, undefined, undefined],
+      [false, undefined, undefined],
+    ]);
+  });
+
+  it('sends fewer, smaller layers when that is all receivers want', () => {
+    expect(pick(svcEncodings([{}], 720, 360))).toEqual([[true, 'L2T3_KEY', 2]]);
+    expect(pick(svcEncodings([{}], 720, 180))).toEqual([[true, 'L1T3', 4]]);
+    expect(pick(svcEncodings([{}], 720, 0))[0]?.[0]).toBe(false);
   });
 });

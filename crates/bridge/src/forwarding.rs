@@ -40,6 +40,9 @@ pub struct Conference {
     streams: HashMap<usize, Vec<StreamDesc>>,
     /// When each incoming SSRC last had a packet, and its bitrate.
     seen: HashMap<u32, Seen>,
+    /// For a stream sent as SVC (one SSRC, by the SSRC receivers know it
+    /// by): when each spatial layer last had a packet.
+    svc: HashMap<u32, [Option<Instant>; MAX_SPATIAL]>,
     pub speakers: SpeakerDetector,
 }
 
@@ -69,6 +72,8 @@ impl Conference {
     pub fn set_streams(&mut self, ep: usize, streams: Vec<StreamDesc>) -> Vec<StreamDesc> {
         let routes = &self.routes;
         self.seen
+            .retain(|ssrc, _| routes.get(ssrc).is_none_or(|r| r.owner != ep));
+        self.svc
             .retain(|ssrc, _| routes.get(ssrc).is_none_or(|r| r.owner != ep));
         self.routes.retain(|_, r| r.owner != ep);
         let mut kept = Vec::with_capacity(streams.len());
@@ -170,10 +175,40 @@ impl Conference {
         })
     }
 
+    /// A packet of spatial layer `spatial` of the SVC stream `visible`.
+    pub fn svc_seen(&mut self, visible: u32, spatial: u8, at: Instant) {
+        if let Some(slot) = self
+            .svc
+            .entry(visible)
+            .or_default()
+            .get_mut(usize::from(spatial))
+        {
+            *slot = Some(at);
+        }
+    }
+
+    /// Whether `visible` is sent as SVC (its layers in one SSRC).
+    pub fn is_svc(&self, visible: u32) -> bool {
+        self.svc.contains_key(&visible)
+    }
+
     /// Which layers of the stream `visible` the sender is sending now
-    /// (a packet within `LAYER_IDLE`), lowest first, into `out`.
+    /// (a packet within `LAYER_IDLE`), lowest first, into `out`: the
+    /// spatial layers of an SVC stream, else the simulcast SSRCs.
     pub fn active_layers(&self, visible: u32, now: Instant, out: &mut Vec<bool>) {
         out.clear();
+        if let Some(layers) = self.svc.get(&visible) {
+            let last = layers
+                .iter()
+                .rposition(Option::is_some)
+                .map_or(0, |i| i + 1);
+            out.extend(
+                layers[..last]
+                    .iter()
+                    .map(|t| t.is_some_and(|t| now.saturating_duration_since(t) < LAYER_IDLE)),
+            );
+            return;
+        }
         if let Some(s) = self.stream(visible) {
             out.extend(s.layers.iter().map(|l| {
                 self.seen
@@ -183,6 +218,9 @@ impl Conference {
         }
     }
 }
+
+/// Spatial layers looked at in an SVC stream.
+pub const MAX_SPATIAL: usize = 4;
 
 /// A simulcast layer with no packet for this long is taken as stopped
 /// (the sender dropped it for bandwidth or because nobody wants it).
@@ -403,6 +441,8 @@ pub struct Rewritten {
 pub struct Projection {
     /// What the receiver's bandwidth allows (see `allocation`).
     pub cap: LayerCap,
+    /// For an SVC stream, what replaces the switching below.
+    pub svc: Option<crate::svc::SvcFilter>,
     current: Option<usize>,
     seq_delta: u64,
     ts_delta: u32,
@@ -419,6 +459,11 @@ const DEFAULT_FRAME_STEP: u32 = 3000;
 impl Projection {
     pub fn current(&self) -> Option<usize> {
         self.current
+    }
+
+    /// Whether the receiver is being sent this stream now.
+    pub fn forwarding(&self) -> bool {
+        self.current.is_some() || self.svc.as_ref().is_some_and(|f| f.spatial().is_some())
     }
 
     /// Forwards `p` (renumbered) or drops it, moving toward `target`.

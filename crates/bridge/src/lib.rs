@@ -8,6 +8,7 @@ pub mod api;
 pub mod channel;
 mod demux;
 pub mod forwarding;
+pub mod svc;
 mod worker;
 
 use std::net::SocketAddr;

@@ -27,6 +27,7 @@ use crate::forwarding::{
     Conference, LayerCap, LayerPacket, Projection, VideoCodec, layer_for_height, starts_keyframe,
     target_layer,
 };
+use crate::svc::vp9_layer;
 
 pub(crate) enum Command {
     Allocate {
@@ -494,6 +495,12 @@ impl Worker {
                         audio += c.measured(first.ssrc);
                         continue;
                     }
+                    // SVC layers share one SSRC, whose rate is not split
+                    // by layer yet: such a stream is not capped.
+                    if c.is_svc(first.ssrc) {
+                        rec.projections.entry(first.ssrc).or_default().cap = LayerCap::Any;
+                        continue;
+                    }
                     let selected = s.name.as_ref().is_some_and(|n| rec.selected.contains(n));
                     let rank = c.speakers.rank(owner);
                     if !selected && rec.last_n.is_some_and(|n| rank.is_none_or(|r| r >= n)) {
@@ -634,7 +641,7 @@ impl Worker {
                 let mut forwarded: Vec<String> = ep
                     .projections
                     .iter()
-                    .filter(|(_, p)| p.current().is_some())
+                    .filter(|(_, p)| p.forwarding())
                     .filter_map(|(v, _)| c.stream(*v).and_then(|s| s.name.clone()))
                     .collect();
                 forwarded.sort();
@@ -848,11 +855,19 @@ impl Worker {
             .extend(conf.endpoints.iter().copied().filter(|&e| e != from));
         // Video: which layers are coming, and is this packet a keyframe.
         let video = if route.kind == MediaKind::Video {
-            conf.active_layers(route.visible, p.timestamp, &mut self.active);
             let codec = CODECS
                 .iter()
                 .find(|c| c.pt == *p.header.payload_type)
                 .and_then(|c| VideoCodec::from_name(c.name));
+            // VP9 with layer indices in one SSRC: SVC (see `svc`).
+            let svc = (codec == Some(VideoCodec::Vp9) && route.layer == 0)
+                .then(|| vp9_layer(&p.payload))
+                .flatten();
+            if let Some(l) = &svc {
+                conf.svc_seen(route.visible, l.spatial, p.timestamp);
+            }
+
+            conf.active_layers(route.visible, p.timestamp, &mut self.active);
             let stream = conf.stream(route.visible);
             let mut layer_ssrcs = [0u32; MAX_LAYERS];
             for (slot, l) in layer_ssrcs
@@ -888,7 +903,7 @@ impl Worker {
             } else {
                 None
             };
-            Some((lp, layer_ssrcs, name))
+            Some((lp, layer_ssrcs, name, svc))
         } else {
             None
         };
@@ -908,9 +923,10 @@ impl Worker {
             if !rec.connected || !rec.tx.contains(&route.visible) {
                 continue;
             }
+            let mut marker = p.header.marker;
             let (seq, ts, patch) = match &video {
                 None => (p.seq_no, p.header.timestamp, None),
-                Some((lp, _, name)) => {
+                Some((lp, _, name, svc)) => {
                     let beyond_last_n = rec.last_n.is_some_and(|n| {
                         speaker_rank.is_none_or(|r| r >= n)
                             && !name.as_ref().is_some_and(|nm| rec.selected.contains(nm))
@@ -921,29 +937,43 @@ impl Worker {
                         .cap
                         .apply(max)
                         .and_then(|m| target_layer(&self.active, m));
-                    let Some(target) = target.filter(|_| !beyond_last_n) else {
-                        // Not sent now: when it is again, it starts at a
-                        // keyframe (which the projection will ask for).
-                        proj.lost_layer();
-                        continue;
-                    };
-                    if proj
-                        .current()
-                        .is_some_and(|c| !self.active.get(c).copied().unwrap_or(false))
-                    {
-                        proj.lost_layer();
+                    let target = target.filter(|_| !beyond_last_n);
+                    if let Some(info) = svc {
+                        let filter = proj.svc.get_or_insert_default();
+                        let t = target.map(|t| t.min(usize::from(u8::MAX)) as u8);
+                        if t.is_some_and(|t| filter.spatial().is_none_or(|s| s < t)) {
+                            wanted |= 1;
+                        }
+                        let Some(fw) = filter.on_packet(lp.seq, info, marker, t) else {
+                            continue;
+                        };
+                        marker = fw.marker;
+                        (SeqNo::from(fw.seq), lp.ts, None)
+                    } else {
+                        let Some(target) = target else {
+                            // Not sent now: when it is again, it starts at a
+                            // keyframe (which the projection will ask for).
+                            proj.lost_layer();
+                            continue;
+                        };
+                        if proj
+                            .current()
+                            .is_some_and(|c| !self.active.get(c).copied().unwrap_or(false))
+                        {
+                            proj.lost_layer();
+                        }
+                        if proj.current() != Some(target) && target < MAX_LAYERS {
+                            wanted |= 1 << target;
+                        }
+                        let Some(out) = proj.on_packet(lp, target) else {
+                            continue;
+                        };
+                        let patch = out.picture_id.and_then(|pid| {
+                            let d = Vp8Descriptor::parse(&p.payload).ok()?;
+                            d.patch().picture_id(pid).build().ok()
+                        });
+                        (SeqNo::from(out.seq), out.ts, patch)
                     }
-                    if proj.current() != Some(target) && target < MAX_LAYERS {
-                        wanted |= 1 << target;
-                    }
-                    let Some(out) = proj.on_packet(lp, target) else {
-                        continue;
-                    };
-                    let patch = out.picture_id.and_then(|pid| {
-                        let d = Vp8Descriptor::parse(&p.payload).ok()?;
-                        d.patch().picture_id(pid).build().ok()
-                    });
-                    (SeqNo::from(out.seq), out.ts, patch)
                 }
             };
             let mut api = rec.rtc.direct_api();
@@ -957,7 +987,7 @@ impl Worker {
                 p.timestamp,
                 p.payload.clone(),
             )
-            .marker(p.header.marker)
+            .marker(marker)
             .ext_vals(exts.clone())
             .nackable(route.kind == MediaKind::Video);
             if let Some(patch) = patch {
@@ -970,7 +1000,7 @@ impl Worker {
         self.receivers = receivers;
         // Receivers wait for other layers: the sender is asked for a
         // keyframe of each (at most every KEYFRAME_EVERY per layer).
-        if let Some((_, ssrcs, _)) = &video {
+        if let Some((_, ssrcs, _, _)) = &video {
             for (layer, &l) in ssrcs.iter().enumerate() {
                 if wanted & (1 << layer) != 0 && l != 0 {
                     self.request_keyframe(route.owner, l, p.timestamp);

@@ -8,7 +8,7 @@ import { Emitter } from './emitter';
 import { parseTurnServers, servicesRequest } from './extdisco';
 import { conferenceRequest, parseConferenceResult, retryDelay } from './focus';
 import { JingleError, parseJingle, sessionTerminate, type JingleMessage } from './jingle-sdp';
-import { JingleSession, type RemoteTrack } from './jingle-session';
+import { JingleSession, type RemoteTrack, type VideoCodec } from './jingle-session';
 import {
   chatMessage,
   isFocusOccupant,
@@ -78,6 +78,8 @@ export interface JoinOptions {
   rtcConfiguration?: RTCConfiguration;
   /** What to ask the bridge for; default: everyone, up to 720p. */
   receiverConstraints?: ReceiverVideoConstraints;
+  /** The video codec to send: VP8 simulcast (default) or VP9 SVC. */
+  videoCodec?: VideoCodec;
   /** For tests. */
   webSocketFactory?: WebSocketFactory;
 }
@@ -534,6 +536,7 @@ export class Conference extends Emitter<ConferenceEvents> {
         endpointId: this.endpointId,
         ownerJid: this.occupantJid,
         localJid: this.localJid,
+        videoCodec: opts.videoCodec ?? 'VP8',
         sendJingle: async (el) => {
           await this.sendIq(peer, el);
         },

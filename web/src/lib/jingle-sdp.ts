@@ -781,7 +781,8 @@ export function derivedSsrc(primary: number, layer: number, rtx: boolean): numbe
  * session-accept, and the focus shows receivers only the first SSRC, under
  * which the bridge forwards the layer each receiver can take.
  */
-export function prepareLocalAnswer(sdp: string): string {
+export function prepareLocalAnswer(sdp: string, simulcast = true): string {
+  if (!simulcast) return sdp;
   const parsed: SessionDescription = parseSdp(sdp);
   let changed = false;
   for (const m of parsed.media) {

@@ -22,7 +22,7 @@ import {
   type SourceChange,
 } from './jingle-sdp';
 import { NS_FOCUS, NS_JINGLE } from './ns';
-import { simulcastEncodings } from './simulcast';
+import { simulcastEncodings, svcEncodings } from './simulcast';
 
 export interface RemoteTrack {
   track: MediaStreamTrack;
@@ -42,6 +42,8 @@ export interface SessionHost {
   readonly ownerJid: string;
   /** Our full JID, the Jingle responder. */
   readonly localJid: string;
+  /** The video codec to send: VP8 as simulcast, VP9 as SVC. */
+  readonly videoCodec?: VideoCodec;
   /** Sends a `<jingle/>` to the focus in an IQ set; rejects on an error reply. */
   sendJingle(el: Element): Promise<void>;
   createPeerConnection(): RTCPeerConnection;
@@ -50,6 +52,8 @@ export interface SessionHost {
   onIceState(state: RTCIceConnectionState): void;
   onFailed(err: unknown): void;
 }
+
+export type VideoCodec = 'VP8' | 'VP9';
 
 const ICE_GATHERING_TIMEOUT_MS = 3000;
 
@@ -197,6 +201,23 @@ export class JingleSession {
     await this.configureEncodings();
   }
 
+  private get svc(): boolean {
+    return this.host.videoCodec === 'VP9';
+  }
+
+  /** Puts the chosen video codec first in our answer, so that we send it. */
+  private preferCodec(pc: RTCPeerConnection): void {
+    const want = this.host.videoCodec;
+    if (want === undefined || want === 'VP8' || typeof RTCRtpReceiver === 'undefined') return;
+    const t = pc.getTransceivers().find((x) => x.mid === LOCAL_MID.video);
+    const caps = RTCRtpReceiver.getCapabilities('video');
+    if (!t || !caps || typeof t.setCodecPreferences !== 'function') return;
+    const name = `video/${want}`.toLowerCase();
+    const first = caps.codecs.filter((c) => c.mimeType.toLowerCase() === name);
+    const rest = caps.codecs.filter((c) => c.mimeType.toLowerCase() !== name);
+    t.setCodecPreferences([...first, ...rest]);
+  }
+
   /** Sizes, bitrates and pauses of our video layers (see `simulcast`). */
   private async configureEncodings(): Promise<void> {
     const t = this.pc?.getTransceivers().find((x) => x.mid === LOCAL_MID.video);
@@ -205,7 +226,16 @@ export class JingleSession {
     const params = t.sender.getParameters();
     if (params.encodings.length === 0) return;
     const height = track.getSettings().height ?? 720;
-    params.encodings = simulcastEncodings(params.encodings, height, this.senderMaxHeight);
+    if (this.svc) {
+      // The scalability mode is checked against every negotiated codec
+      // unless the encoding names the one it is for.
+      const vp9 = params.codecs.find((c) => c.mimeType.toLowerCase() === 'video/vp9');
+      params.encodings = svcEncodings(params.encodings, height, this.senderMaxHeight).map((e, i) =>
+        i === 0 && vp9 ? { ...e, codec: vp9 } : e,
+      );
+    } else {
+      params.encodings = simulcastEncodings(params.encodings, height, this.senderMaxHeight);
+    }
     await t.sender.setParameters(params);
   }
 
@@ -309,8 +339,9 @@ export class JingleSession {
     if (!pc) throw new Error('no peer connection');
     await pc.setRemoteDescription({ type: 'offer', sdp: remote.toSdp() });
     await this.attachLocal(pc);
+    this.preferCodec(pc);
     const answer = await pc.createAnswer();
-    await pc.setLocalDescription({ type: 'answer', sdp: prepareLocalAnswer(answer.sdp ?? '') });
+    await pc.setLocalDescription({ type: 'answer', sdp: prepareLocalAnswer(answer.sdp ?? '', !this.svc) });
     if (this.ended) return;
     await this.configureEncodings();
     this.emitTrackChanges(pc, change);

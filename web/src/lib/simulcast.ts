@@ -1,7 +1,8 @@
 // What each simulcast layer is encoded as. SDP munging (a SIM group in the
 // local answer) makes the browser encode three streams, but at the
 // camera's full size each unless told otherwise: sizes and bitrates are
-// set on the sender's encodings, as lib-jitsi-meet does.
+// set on the sender's encodings, as lib-jitsi-meet does. With VP9 the
+// layers go in one stream instead (SVC), as lib-jitsi-meet sends VP9.
 
 import { SIMULCAST_LAYERS } from './jingle-sdp';
 
@@ -33,6 +34,26 @@ export function simulcastEncodings(
     } else if (maxHeight !== undefined && maxHeight > 0) {
       // One layer: scale it down instead.
       out.scaleResolutionDownBy = Math.max(1, trackHeight / maxHeight);
+    }
+    return out;
+  });
+}
+
+/** VP9 SVC by the most receivers want: three, two or one spatial layers. */
+export function svcEncodings(
+  encodings: RTCRtpEncodingParameters[],
+  trackHeight: number,
+  maxHeight?: number,
+): RTCRtpEncodingParameters[] {
+  const want = maxHeight ?? trackHeight;
+  const spatial = want >= trackHeight ? 3 : want >= trackHeight / 2 ? 2 : 1;
+  return encodings.map((e, i) => {
+    const out: RTCRtpEncodingParameters & { scalabilityMode?: string } = { ...e };
+    out.active = i === 0 && want > 0;
+    if (i === 0) {
+      out.scalabilityMode = spatial === 1 ? 'L1T3' : `L${String(spatial)}T3_KEY`;
+      out.scaleResolutionDownBy = 2 ** (3 - spatial);
+      out.maxBitrate = MAX_BITRATE.slice(0, spatial).reduce((a, b) => a + b, 0);
     }
     return out;
   });

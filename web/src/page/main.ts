@@ -37,6 +37,8 @@ function randomRoom(): string {
 }
 
 async function getLocalStream(): Promise<MediaStream | null> {
+  // ?media=none: join to watch only (scripted tests use it to save CPU).
+  if (params.get('media') === 'none') return null;
   const attempts: MediaStreamConstraints[] = [
     { audio: true, video: { width: { ideal: 1280 }, height: { ideal: 720 } } },
     { audio: true, video: false },
@@ -159,7 +161,8 @@ async function start(roomName: string): Promise<void> {
   const stream = await getLocalStream();
   setStatus('Joining…');
   const displayName = nameInput.value.trim();
-  await conference.join({ config, room: roomName, displayName, localStream: stream });
+  const videoCodec = params.get('codec')?.toUpperCase() === 'VP9' ? 'VP9' : 'VP8';
+  await conference.join({ config, room: roomName, displayName, localStream: stream, videoCodec });
   const self = tiles.ensure(conference.endpointId, displayName === '' ? 'You' : `${displayName} (you)`, true);
   for (const t of stream?.getTracks() ?? []) if (t.kind === 'video') tiles.addTrack(self.endpointId, '', t, true);
   tiles.setLabel(self.endpointId, displayName === '' ? 'You' : `${displayName} (you)`);

@@ -240,8 +240,9 @@ test(
     }),
 );
 
+for (const codec of ["VP9", "AV1"]) {
 test(
-  "browser: a VP9 SVC sender, and two receivers each given the spatial layers they ask for",
+  `browser: a ${codec} SVC sender, and two receivers each given the spatial layers they ask for`,
   { skip: TARGET !== "conclave" && "meetings are Conclave's" },
   async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: scripts/install-test-deps.sh installs Debian's chromium`);
@@ -251,9 +252,9 @@ test(
     try {
       const origin = `https://localhost:${srv.http_port}`;
       const room = `Svc${Date.now()}`;
-      // Alice sends VP9 with three spatial layers in one stream, as
-      // lib-jitsi-meet sends VP9; Bob and Carol only watch.
-      const a = await withTimeout(join(browser, origin, room, "Alice", outside, "&codec=vp9"), 30000, "Alice joining");
+      // Alice sends three spatial layers in one stream, as lib-jitsi-meet
+      // sends VP9 and AV1; Bob and Carol only watch.
+      const a = await withTimeout(join(browser, origin, room, "Alice", outside, `&codec=${codec}`), 30000, "Alice joining");
       const b = await withTimeout(join(browser, origin, room, "Bob", outside, "&media=none"), 30000, "Bob joining");
       const c = await withTimeout(join(browser, origin, room, "Carol", outside, "&media=none"), 30000, "Carol joining");
       const alice = await a.page.evaluate(() => window.conclave.conference.endpointId);
@@ -268,7 +269,7 @@ test(
           return out;
         });
         return st.length === 1 && st[0] === "L3T3_KEY" && st;
-      }, 30000, "Alice sending one VP9 stream with three spatial layers");
+      }, 30000, `Alice sending one ${codec} stream with three spatial layers`);
       assert.deepEqual(svc, ["L3T3_KEY"]);
       // Bob asks for small pictures, Carol for everything: the bridge
       // sends each what they asked for, out of the one stream.
@@ -297,3 +298,4 @@ test(
     }
   },
 );
+}

@@ -272,6 +272,21 @@ describe('the SDP offer written for the browser', () => {
   });
 });
 
+describe('extmap-allow-mixed', () => {
+  it('carries the offer\'s two-byte header permission into every m-section it was given for', () => {
+    const xmlText = fixture('session-initiate.xml').replace(
+      /(<description[^>]*media=["']video["'][^>]*>)/,
+      "$1<extmap-allow-mixed xmlns='urn:xmpp:jingle:apps:rtp:rtp-hdrext:0'/>",
+    );
+    const offer = parseJingle(child(parseXml(xmlText), 'jingle', NS_JINGLE));
+    const sdp = RemoteDescription.fromSessionInitiate(offer).description.toSdp();
+    expect(section(sdp, 'video').extmapAllowMixed).toBe('extmap-allow-mixed');
+    expect(section(sdp, 'audio').extmapAllowMixed).toBeUndefined();
+    const plain = RemoteDescription.fromSessionInitiate(initiate()).description.toSdp();
+    expect(section(plain, 'video').extmapAllowMixed).toBeUndefined();
+  });
+});
+
 describe('source-add and source-remove', () => {
   it('adds new m-sections for new sources, keeping the old ones in place', () => {
     const { description } = RemoteDescription.fromSessionInitiate(initiate());

@@ -176,10 +176,9 @@ const VIDEO_FB: &[(&str, &str)] = &[
 /// payload types and ids as Jicofo's defaults (jitsi.md §1.5), so that a
 /// client that knows Jitsi sees nothing new. Preference order: first wins.
 ///
-/// No AV1 (Jicofo's 41/42) yet: lib-jitsi-meet prefers it when offered and
-/// sends it as SVC in one SSRC, whose frames the bridge does not yet
-/// forward so that receivers can decode them (that needs the dependency
-/// descriptor extension); with AV1 left out it sends VP8 simulcast.
+/// AV1 (Jicofo's 41/42) comes last, but lib-jitsi-meet prefers it anyway
+/// and sends it as SVC in one SSRC, its layers named by the dependency
+/// descriptor (offered below; see `svc`).
 pub const CODECS: &[Codec] = &[
     Codec {
         kind: MediaKind::Audio,
@@ -225,6 +224,16 @@ pub const CODECS: &[Codec] = &[
         rtx_pt: Some(99),
         feedback: VIDEO_FB,
     },
+    Codec {
+        kind: MediaKind::Video,
+        pt: 41,
+        name: "AV1",
+        clock_rate: 90000,
+        channels: 0,
+        params: &[],
+        rtx_pt: Some(42),
+        feedback: VIDEO_FB,
+    },
 ];
 
 /// Header extensions offered, with Jicofo's ids. `mid` (RFC 8843 §15) is
@@ -267,6 +276,11 @@ pub const HEADER_EXTS: &[HeaderExt] = &[
         kind: MediaKind::Video,
         id: 10,
         uri: "urn:ietf:params:rtp-hdrext:sdes:mid",
+    },
+    HeaderExt {
+        kind: MediaKind::Video,
+        id: 11,
+        uri: crate::svc::DD_URI,
     },
 ];
 

@@ -43,6 +43,8 @@ pub struct Conference {
     /// For a stream sent as SVC (one SSRC, by the SSRC receivers know it
     /// by): when each spatial layer last had a packet.
     svc: HashMap<u32, [Option<Instant>; MAX_SPATIAL]>,
+    /// AV1 streams' template structures (see `svc::av1_layer`).
+    dd: HashMap<u32, Option<crate::svc::DdStructure>>,
     pub speakers: SpeakerDetector,
 }
 
@@ -74,6 +76,8 @@ impl Conference {
         self.seen
             .retain(|ssrc, _| routes.get(ssrc).is_none_or(|r| r.owner != ep));
         self.svc
+            .retain(|ssrc, _| routes.get(ssrc).is_none_or(|r| r.owner != ep));
+        self.dd
             .retain(|ssrc, _| routes.get(ssrc).is_none_or(|r| r.owner != ep));
         self.routes.retain(|_, r| r.owner != ep);
         let mut kept = Vec::with_capacity(streams.len());
@@ -185,6 +189,11 @@ impl Conference {
         {
             *slot = Some(at);
         }
+    }
+
+    /// Where the AV1 stream `visible`'s template structure is kept.
+    pub fn dd_structure(&mut self, visible: u32) -> &mut Option<crate::svc::DdStructure> {
+        self.dd.entry(visible).or_default()
     }
 
     /// Whether `visible` is sent as SVC (its layers in one SSRC).

@@ -1,7 +1,7 @@
-//! Scalable video in one SSRC (VP9 SVC, as lib-jitsi-meet sends VP9), sans
-//! IO: which spatial layer a packet belongs to, and per receiver, which
-//! packets to forward so that it gets the layers it wants and a stream it
-//! can decode.
+//! Scalable video in one SSRC (VP9 and AV1 SVC, as lib-jitsi-meet sends
+//! them), sans IO: which spatial layer a packet belongs to, and per
+//! receiver, which packets to forward so that it gets the layers it wants
+//! and a stream it can decode.
 //!
 //! Simulcast sends each size on an SSRC of its own and is switched by
 //! `forwarding::Projection`; SVC sends every size in one stream, each
@@ -52,6 +52,92 @@ pub fn vp9_layer(payload: &[u8]) -> Option<LayerInfo> {
         begin: b,
         end: e,
         independent: !p,
+    })
+}
+
+/// The dependency descriptor's URI (AV1 RTP spec, appendix A): AV1 says
+/// which layer a packet is of only there, not in its payload.
+pub const DD_URI: &str =
+    "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension";
+
+/// The layer of each frame dependency template, from the template
+/// dependency structure a keyframe's descriptor carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DdStructure {
+    template_id_offset: u8,
+    /// (spatial, temporal) per template.
+    layers: Vec<(u8, u8)>,
+}
+
+/// Reads bits most significant first, as the descriptor is written.
+struct Bits<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Bits<'_> {
+    fn read(&mut self, n: usize) -> Option<u32> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            let byte = self.data.get(self.at / 8)?;
+            v = (v << 1) | u32::from((byte >> (7 - self.at % 8)) & 1);
+            self.at += 1;
+        }
+        Some(v)
+    }
+}
+
+/// The layer of an AV1 packet from its dependency descriptor `dd`,
+/// learning the template structure when the descriptor carries one (into
+/// `structure`, kept per stream). `independent` comes from the payload's
+/// aggregation header (N: the first packet of a coded video sequence).
+pub fn av1_layer(
+    dd: &[u8],
+    payload: &[u8],
+    structure: &mut Option<DdStructure>,
+) -> Option<LayerInfo> {
+    let mut b = Bits { data: dd, at: 0 };
+    let begin = b.read(1)? == 1;
+    let end = b.read(1)? == 1;
+    let template_id = b.read(6)? as u8;
+    let _frame_number = b.read(16)?;
+    if dd.len() > 3 && b.read(1)? == 1 {
+        // template_dependency_structure_present_flag: the other four
+        // flags, then the structure, whose layers come first.
+        b.read(4)?;
+        let template_id_offset = b.read(6)? as u8;
+        let _dt_cnt_minus_one = b.read(5)?;
+        let (mut spatial, mut temporal) = (0u8, 0u8);
+        let mut layers = Vec::new();
+        loop {
+            layers.push((spatial, temporal));
+            match b.read(2)? {
+                1 => temporal = temporal.checked_add(1)?,
+                2 => {
+                    temporal = 0;
+                    spatial = spatial.checked_add(1)?;
+                }
+                3 => break,
+                _ => {}
+            }
+            if layers.len() >= 64 {
+                return None;
+            }
+        }
+        *structure = Some(DdStructure {
+            template_id_offset,
+            layers,
+        });
+    }
+    let s = structure.as_ref()?;
+    let index = (usize::from(template_id) + 64 - usize::from(s.template_id_offset)) % 64;
+    let &(spatial, temporal) = s.layers.get(index)?;
+    Some(LayerInfo {
+        spatial,
+        temporal,
+        begin,
+        end,
+        independent: payload.first().is_some_and(|h| h & 0x08 != 0),
     })
 }
 
@@ -257,5 +343,62 @@ mod tests {
         );
         // a late packet of a dropped layer stays dropped
         assert_eq!(f.on_packet(5, &top, true, Some(0)), None);
+    }
+
+    /// A descriptor: the mandatory fields, and with `layers` (next_layer_idc
+    /// values) a template structure after the five flags.
+    fn dd(begin: bool, end: bool, template: u8, structure: Option<(u8, &[u32])>) -> Vec<u8> {
+        let mut bits: Vec<(u32, usize)> = vec![
+            (u32::from(begin), 1),
+            (u32::from(end), 1),
+            (u32::from(template), 6),
+            (7, 16),
+        ];
+        if let Some((offset, idcs)) = structure {
+            bits.extend([(1, 1), (0, 4), (u32::from(offset), 6), (0, 5)]);
+            bits.extend(idcs.iter().map(|&v| (v, 2)));
+        }
+        let mut out = Vec::new();
+        let mut at = 0;
+        for (v, n) in bits {
+            for i in (0..n).rev() {
+                if at % 8 == 0 {
+                    out.push(0);
+                }
+                if (v >> i) & 1 == 1 {
+                    let last = out.len() - 1;
+                    out[last] |= 0x80 >> (at % 8);
+                }
+                at += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_av1_descriptor_names_the_layer_once_its_structure_is_known() {
+        let mut st = None;
+        // Before any structure: unknown.
+        assert_eq!(av1_layer(&dd(true, false, 3, None), &[0x10], &mut st), None);
+        // L3T1-like: templates (0,0), (1,0), (2,0) then end; offset 5.
+        let key = dd(true, false, 5, Some((5, &[2, 2, 3])));
+        let l = av1_layer(&key, &[0x18], &mut st).unwrap();
+        assert_eq!(
+            (l.spatial, l.temporal, l.begin, l.end, l.independent),
+            (0, 0, true, false, true)
+        );
+        let l = av1_layer(&dd(false, true, 7, None), &[0x10], &mut st).unwrap();
+        assert_eq!((l.spatial, l.end, l.independent), (2, true, false));
+        // temporal layers: (0,0), (0,1), (0,2)
+        let mut t = None;
+        av1_layer(&dd(true, true, 0, Some((0, &[1, 1, 3]))), &[0x08], &mut t).unwrap();
+        assert_eq!(
+            av1_layer(&dd(true, true, 2, None), &[0], &mut t).map(|l| l.temporal),
+            Some(2)
+        );
+        // a template the structure does not have, or a cut descriptor
+        assert_eq!(av1_layer(&dd(true, true, 9, None), &[0], &mut t), None);
+        assert_eq!(av1_layer(&key[..4], &[0], &mut None), None);
+        assert_eq!(av1_layer(&[], &[0], &mut t), None);
     }
 }

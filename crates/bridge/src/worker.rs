@@ -27,7 +27,7 @@ use crate::forwarding::{
     Conference, LayerCap, LayerPacket, Projection, VideoCodec, layer_for_height, starts_keyframe,
     target_layer,
 };
-use crate::svc::vp9_layer;
+use crate::svc::{self, av1_layer, vp9_layer};
 
 pub(crate) enum Command {
     Allocate {
@@ -212,6 +212,44 @@ fn dropped(reason: &'static str) {
     metrics::counter!("conclave_bridge_dropped_total", "reason" => reason).increment(1);
 }
 
+/// AV1's dependency descriptor, carried through as the sender wrote it
+/// (str0m has no type for it). Its bytes are kept for `svc::av1_layer`
+/// and written again on every forwarded packet.
+#[derive(Debug)]
+struct DependencyDescriptor;
+
+/// A packet's dependency descriptor bytes.
+#[derive(Debug, Clone)]
+struct DdBytes(bytes::Bytes);
+
+impl str0m::rtp::ExtensionSerializer for DependencyDescriptor {
+    fn write_to(&self, buf: &mut [u8], ev: &ExtensionValues) -> usize {
+        match ev.user_values.get::<DdBytes>() {
+            Some(d) if d.0.len() <= buf.len() => {
+                buf[..d.0.len()].copy_from_slice(&d.0);
+                d.0.len()
+            }
+            _ => 0,
+        }
+    }
+    fn parse_value(&self, buf: &[u8], ev: &mut ExtensionValues) -> bool {
+        ev.user_values
+            .set(DdBytes(bytes::Bytes::copy_from_slice(buf)));
+        true
+    }
+    fn is_video(&self) -> bool {
+        true
+    }
+    fn is_audio(&self) -> bool {
+        false
+    }
+    fn requires_two_byte_form(&self, ev: &ExtensionValues) -> bool {
+        ev.user_values
+            .get::<DdBytes>()
+            .is_some_and(|d| d.0.len() > 16)
+    }
+}
+
 /// The str0m configuration every endpoint shares: RTP mode (the bridge
 /// forwards packets, never frames), the offer's payload types, and only
 /// the header extensions the bridge reads or writes itself. `mid` is left
@@ -232,6 +270,7 @@ fn rtc_config(cert: &str0m::config::DtlsCert) -> str0m::RtcConfig {
                 Extension::AbsoluteSendTime
             }
             u if u.contains("transport-wide-cc") => Extension::TransportSequenceNumber,
+            svc::DD_URI => Extension::UnknownUri(h.uri.into(), Arc::new(DependencyDescriptor)),
             _ => continue,
         };
         cfg = cfg.set_extension(h.id, ext);
@@ -859,10 +898,18 @@ impl Worker {
                 .iter()
                 .find(|c| c.pt == *p.header.payload_type)
                 .and_then(|c| VideoCodec::from_name(c.name));
-            // VP9 with layer indices in one SSRC: SVC (see `svc`).
-            let svc = (codec == Some(VideoCodec::Vp9) && route.layer == 0)
-                .then(|| vp9_layer(&p.payload))
-                .flatten();
+            // VP9 with layer indices, or AV1 with a dependency descriptor,
+            // in one SSRC: SVC (see `svc`).
+            let svc = match codec {
+                Some(VideoCodec::Vp9) if route.layer == 0 => vp9_layer(&p.payload),
+                Some(VideoCodec::Av1) if route.layer == 0 => p
+                    .header
+                    .ext_vals
+                    .user_values
+                    .get::<DdBytes>()
+                    .and_then(|d| av1_layer(&d.0, &p.payload, conf.dd_structure(route.visible))),
+                _ => None,
+            };
             if let Some(l) = &svc {
                 conf.svc_seen(route.visible, l.spatial, p.timestamp);
             }
@@ -907,11 +954,14 @@ impl Worker {
         } else {
             None
         };
-        let exts = ExtensionValues {
+        let mut exts = ExtensionValues {
             audio_level: p.header.ext_vals.audio_level,
             voice_activity: p.header.ext_vals.voice_activity,
             ..Default::default()
         };
+        if let Some(d) = p.header.ext_vals.user_values.get::<DdBytes>() {
+            exts.user_values.set(d.clone());
+        }
         let tx_ssrc = Ssrc::from(route.visible);
         let receivers = std::mem::take(&mut self.receivers);
         // Layers some receiver waits for (a bit each).

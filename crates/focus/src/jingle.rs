@@ -337,6 +337,10 @@ pub fn session_initiate(
                 &[("id", &h.id.to_string()), ("uri", h.uri)],
             ));
         }
+        // Two-byte header extensions (RFC 8285 §4.3): AV1's dependency
+        // descriptor outgrows the one-byte form, and browsers send it only
+        // when both forms are allowed.
+        desc.append_child(elem("extmap-allow-mixed", NS_HDREXT, &[]));
         for (owner, s) in &views {
             append_sources(&mut desc, kind, owner, s);
         }
@@ -740,6 +744,13 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(&pts[..2], &[("100", "VP8"), ("96", "rtx")]);
         assert!(pts.contains(&("107", "H264")) && pts.contains(&("99", "rtx")));
+        // AV1 last, with the dependency descriptor that names its layers,
+        // and the two-byte header form that descriptor needs.
+        assert_eq!(&pts[pts.len() - 2..], &[("41", "AV1"), ("42", "rtx")]);
+        assert!(video.children().any(|c| c.is("rtp-hdrext", NS_HDREXT)
+            && c.attr("id") == Some("11")
+            && c.attr("uri") == Some(conclave_bridge::svc::DD_URI)));
+        assert!(video.has_child("extmap-allow-mixed", NS_HDREXT));
         let vp8 = video.get_child("payload-type", NS_RTP).unwrap();
         assert!(vp8.attr("channels").is_none());
         assert!(vp8.children().any(|p| p.is("rtcp-fb", NS_RTCP_FB)

@@ -78,7 +78,7 @@ export interface JoinOptions {
   rtcConfiguration?: RTCConfiguration;
   /** What to ask the bridge for; default: everyone, up to 720p. */
   receiverConstraints?: ReceiverVideoConstraints;
-  /** The video codec to send: VP8 simulcast (default) or VP9 SVC. */
+  /** The video codec to send: VP8 simulcast (default), or VP9 or AV1 SVC. */
   videoCodec?: VideoCodec;
   /** For tests. */
   webSocketFactory?: WebSocketFactory;

@@ -63,6 +63,8 @@ export interface HeaderExtension {
 export interface MediaCodecs {
   payloadTypes: PayloadType[];
   headerExtensions: HeaderExtension[];
+  /** Two-byte header extensions allowed (`<extmap-allow-mixed/>`): what lets a browser send AV1's dependency descriptor. */
+  extmapAllowMixed?: boolean;
 }
 
 export interface Fingerprint {
@@ -219,8 +221,11 @@ export function parseTransport(t: Element): Transport {
 function parseDescription(d: Element, content: JingleContent): void {
   const payloadTypes: PayloadType[] = [];
   const headerExtensions: HeaderExtension[] = [];
+  let extmapAllowMixed = false;
   for (const c of d.getChildElements()) {
-    if (c.is('payload-type', NS_RTP)) {
+    if (c.is('extmap-allow-mixed', NS_HDREXT)) {
+      extmapAllowMixed = true;
+    } else if (c.is('payload-type', NS_RTP)) {
       payloadTypes.push(parsePayloadType(c));
     } else if (c.is('rtp-hdrext', NS_HDREXT)) {
       headerExtensions.push({ id: uint(c.attrs.id, 'rtp-hdrext id', 255), uri: required(c, 'uri') });
@@ -244,6 +249,7 @@ function parseDescription(d: Element, content: JingleContent): void {
   }
   if (payloadTypes.length > 0 || headerExtensions.length > 0) {
     content.codecs = { payloadTypes, headerExtensions };
+    if (extmapAllowMixed) content.codecs.extmapAllowMixed = true;
   }
 }
 
@@ -596,6 +602,7 @@ export class RemoteDescription {
     if (codecs.headerExtensions.length > 0) {
       m.ext = codecs.headerExtensions.map((h) => ({ value: h.id, uri: h.uri }));
     }
+    if (codecs.extmapAllowMixed) m.extmapAllowMixed = 'extmap-allow-mixed';
     for (const p of codecs.payloadTypes) {
       const rtp: MediaDescription['rtp'][number] = { payload: p.id, codec: p.name, rate: p.clockrate };
       if (p.channels !== undefined && p.channels > 1) rtp.encoding = p.channels;

@@ -42,7 +42,7 @@ export interface SessionHost {
   readonly ownerJid: string;
   /** Our full JID, the Jingle responder. */
   readonly localJid: string;
-  /** The video codec to send: VP8 as simulcast, VP9 as SVC. */
+  /** The video codec to send: VP8 as simulcast, VP9 or AV1 as SVC. */
   readonly videoCodec?: VideoCodec;
   /** Sends a `<jingle/>` to the focus in an IQ set; rejects on an error reply. */
   sendJingle(el: Element): Promise<void>;
@@ -53,7 +53,7 @@ export interface SessionHost {
   onFailed(err: unknown): void;
 }
 
-export type VideoCodec = 'VP8' | 'VP9';
+export type VideoCodec = 'VP8' | 'VP9' | 'AV1';
 
 const ICE_GATHERING_TIMEOUT_MS = 3000;
 
@@ -202,7 +202,7 @@ export class JingleSession {
   }
 
   private get svc(): boolean {
-    return this.host.videoCodec === 'VP9';
+    return this.host.videoCodec === 'VP9' || this.host.videoCodec === 'AV1';
   }
 
   /** Puts the chosen video codec first in our answer, so that we send it. */
@@ -229,9 +229,10 @@ export class JingleSession {
     if (this.svc) {
       // The scalability mode is checked against every negotiated codec
       // unless the encoding names the one it is for.
-      const vp9 = params.codecs.find((c) => c.mimeType.toLowerCase() === 'video/vp9');
+      const name = `video/${this.host.videoCodec ?? ''}`.toLowerCase();
+      const codec = params.codecs.find((c) => c.mimeType.toLowerCase() === name);
       params.encodings = svcEncodings(params.encodings, height, this.senderMaxHeight).map((e, i) =>
-        i === 0 && vp9 ? { ...e, codec: vp9 } : e,
+        i === 0 && codec ? { ...e, codec } : e,
       );
     } else {
       params.encodings = simulcastEncodings(params.encodings, height, this.senderMaxHeight);

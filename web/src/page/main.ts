@@ -161,7 +161,8 @@ async function start(roomName: string): Promise<void> {
   const stream = await getLocalStream();
   setStatus('Joining…');
   const displayName = nameInput.value.trim();
-  const videoCodec = params.get('codec')?.toUpperCase() === 'VP9' ? 'VP9' : 'VP8';
+  const asked = params.get('codec')?.toUpperCase();
+  const videoCodec = asked === 'VP9' || asked === 'AV1' ? asked : 'VP8';
   await conference.join({ config, room: roomName, displayName, localStream: stream, videoCodec });
   const self = tiles.ensure(conference.endpointId, displayName === '' ? 'You' : `${displayName} (you)`, true);
   for (const t of stream?.getTracks() ?? []) if (t.kind === 'video') tiles.addTrack(self.endpointId, '', t, true);

@@ -11,6 +11,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from aiortc.rtp import RtpPacket
 from slixmpp.exceptions import IqError
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from clients import expect, run
 from harness import https_get, unique
@@ -436,6 +438,48 @@ def test_last_n_keeps_video_to_the_speakers_and_selected_sources(server):
                 await ch.close()
             for p in (a, b, c):
                 await p.leave()
+
+    run(scenario(), timeout=60)
+
+
+def test_a_meetings_chat_stays_after_it_ends(server):
+    """Unlike Jitsi's, a meeting's chat is not lost with the meeting: it is
+    in the room's archive (XEP-0313, under the room's retention), and
+    someone who joins the room again after everyone left reads it there."""
+    r = room(server)
+    ns_mam = "urn:xmpp:mam:2"
+    text = f"minutes {unique('m')}: ship on friday"
+
+    async def scenario():
+        a, b = await meeting(server, r, 2)
+        heard = []
+        b.c.register_handler(
+            Callback("meeting-chat", MatchXPath("{jabber:client}message/{jabber:client}body"), heard.append)
+        )
+        try:
+            a.c.send_message(mto=r, mbody=text, mtype="groupchat")
+            assert await until(lambda: any(m["body"] == text for m in heard), 10)
+        finally:
+            await a.leave()
+            await b.leave()
+        # the meeting ends: its figures go, the focus leaves, the room goes
+        assert await until(lambda: server.metric("conclave_meeting_endpoints") == 0, 10)
+        c = await Participant(server, r).join()
+        results = []
+        c.c.register_handler(
+            Callback("mam-results", MatchXPath(f"{{jabber:client}}message/{{{ns_mam}}}result"), results.append)
+        )
+        try:
+            await asyncio.wait_for(c.accepted.wait(), 15)
+            res = await c.c.iq("set", f"<query xmlns='{ns_mam}' queryid='q'/>", to=r)
+            assert res["type"] == "result"
+            bodies = [
+                x.xml.find(f".//{{urn:xmpp:forward:0}}forwarded/{{jabber:client}}message/{{jabber:client}}body")
+                for x in results
+            ]
+            assert text in [x.text for x in bodies if x is not None], results
+        finally:
+            await c.leave()
 
     run(scenario(), timeout=60)
 

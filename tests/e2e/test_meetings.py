@@ -83,6 +83,9 @@ def test_two_participants_hear_each_other_and_a_later_source_is_seen(server):
                 return out
 
             assert await until(lambda: figures().get(("conclave_meeting_endpoints", None)) == 2, 10), figures()
+            # aiortc sends REMB, not transport-cc: the bridge's estimate of
+            # what it can send them comes from that
+            assert await until(lambda: figures().get(("conclave_meeting_estimate_bps", None), 0) > 0, 15), figures()
             assert await until(lambda: figures().get(("conclave_meeting_bitrate_bps", "in"), 0) > 10_000, 10), figures()
             f = figures()
             assert f[("conclave_meeting_packet_rate", "in")] > 10 and f[("conclave_meeting_packet_rate", "out")] > 10, f

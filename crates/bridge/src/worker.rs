@@ -844,7 +844,13 @@ impl Worker {
                 }
             }
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-                if let Some(ep) = self.ep(idx) {
+                // str0m reports its starting value before any feedback has
+                // come; until one differs, the receiver may not be sending
+                // transport-cc at all (REMB only, or nothing), and is not
+                // held to a number nobody measured.
+                if let Some(ep) = self.ep(idx)
+                    && (ep.estimate_twcc || estimate != INITIAL_ESTIMATE)
+                {
                     ep.estimate = Some(estimate.as_f64());
                     ep.estimate_twcc = true;
                 }

@@ -90,11 +90,21 @@ def test_two_participants_hear_each_other_and_a_later_source_is_seen(server):
             f = figures()
             assert f[("conclave_meeting_packet_rate", "in")] > 10 and f[("conclave_meeting_packet_rate", "out")] > 10, f
             assert r.split("@")[0] not in https_get(server.http_port, "/metrics")[1].decode(), "the room is named"
+            # and the bridge's own: one conference, its traffic, and its
+            # stress (packet rate over meetings.capacity_packets_per_second)
+            assert await until(lambda: server.metric("conclave_bridge_conferences") == 1, 10)
+            assert server.metric('conclave_bridge_bitrate_bps{direction="in"}') > 10_000
+            # (one reading, so that both figures are of the same refresh)
+            body = https_get(server.http_port, "/metrics")[1].decode()
+            pps = sum(float(x) for x in re.findall(r"^conclave_bridge_packet_rate\{[^}]*\} (\S+)$", body, re.M))
+            stress = float(re.search(r"^conclave_bridge_stress (\S+)$", body, re.M)[1])
+            assert pps > 20 and stress == pytest.approx(pps / 50_000, rel=0.01), (pps, stress)
         finally:
             await a.leave()
             await b.leave()
-        # the meeting's series go with it
+        # the meeting's series go with it, and the bridge is idle
         assert await until(lambda: not figures(), 10), figures()
+        assert server.metric("conclave_bridge_conferences") == 0 and server.metric("conclave_bridge_stress") == 0
 
     run(scenario(), timeout=60)
 

@@ -36,6 +36,8 @@ pub struct BridgeConfig {
     pub max_channel_message_bytes: usize,
     /// Most sent to one endpoint (bits/s), whatever its estimate.
     pub max_receive_bps: Option<f64>,
+    /// The packet rate (in and out, per second) of a fully loaded bridge.
+    pub capacity_pps: f64,
 }
 
 /// The running bridge. Cheap calls: each hands the worker a command.
@@ -111,6 +113,7 @@ impl Bridge {
         let settings = worker::Settings {
             endpoint_timeout: config.endpoint_timeout,
             max_receive_bps: config.max_receive_bps,
+            capacity_pps: config.capacity_pps,
             cert,
         };
         let stats = Arc::new(std::sync::Mutex::new(Vec::new()));

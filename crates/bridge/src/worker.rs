@@ -64,6 +64,7 @@ pub(crate) enum Command {
 pub(crate) struct Settings {
     pub endpoint_timeout: Duration,
     pub max_receive_bps: Option<f64>,
+    pub capacity_pps: f64,
     pub cert: str0m::config::DtlsCert,
 }
 
@@ -761,7 +762,48 @@ impl Worker {
             }
             out.push(s);
         }
+        self.bridge_figures(&out);
         *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = out;
+    }
+
+    /// The whole bridge's figures in `/metrics`, from its conferences':
+    /// what a focus placing conferences (or an operator) looks at.
+    fn bridge_figures(&self, conferences: &[ConferenceStats]) {
+        let sum = |f: fn(&ConferenceStats) -> f64| conferences.iter().map(f).sum::<f64>();
+        let endpoints = conferences
+            .iter()
+            .map(|c| c.endpoints)
+            .sum::<usize>()
+            .max(1) as f64;
+        // Loss is a mean per endpoint, weighted back by endpoints.
+        let loss = |f: fn(&ConferenceStats) -> f64| {
+            conferences
+                .iter()
+                .map(|c| f(c) * c.endpoints as f64)
+                .sum::<f64>()
+                / endpoints
+        };
+        let packets = sum(|c| c.packets_in) + sum(|c| c.packets_out);
+        metrics::gauge!("conclave_bridge_conferences").set(conferences.len() as f64);
+        for (dir, bits, pkts, lost) in [
+            (
+                "in",
+                sum(|c| c.bitrate_in),
+                sum(|c| c.packets_in),
+                loss(|c| c.loss_in),
+            ),
+            (
+                "out",
+                sum(|c| c.bitrate_out),
+                sum(|c| c.packets_out),
+                loss(|c| c.loss_out),
+            ),
+        ] {
+            metrics::gauge!("conclave_bridge_bitrate_bps", "direction" => dir).set(bits);
+            metrics::gauge!("conclave_bridge_packet_rate", "direction" => dir).set(pkts);
+            metrics::gauge!("conclave_bridge_loss_ratio", "direction" => dir).set(lost);
+        }
+        metrics::gauge!("conclave_bridge_stress").set(packets / self.settings.capacity_pps);
     }
 
     /// Takes everything the endpoint has to say: datagrams go out at
@@ -1449,10 +1491,14 @@ impl Worker {
                 self.channels.forget_conference(&ep.key.conference);
                 // Its figures go at once, not at the next refresh (an idle
                 // worker has none).
-                self.stats
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|s| s.id != id);
+                let left = {
+                    let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+                    stats.retain(|s| s.id != id);
+                    stats.clone()
+                };
+                if self.conferences.is_empty() {
+                    self.bridge_figures(&left);
+                }
             }
         }
         for m in members {

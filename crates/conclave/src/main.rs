@@ -305,6 +305,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
             max_channel_message_bytes: meetings.max_channel_message_bytes,
             max_receive_bps: (meetings.max_receive_kbps > 0)
                 .then(|| f64::from(meetings.max_receive_kbps) * 1000.0),
+            capacity_pps: f64::from(meetings.capacity_packets_per_second),
         })
         .await
         .map_err(|e| {

@@ -279,6 +279,9 @@ pub struct Meetings {
     /// Most the bridge sends one participant (kbit/s), whatever its
     /// bandwidth estimate; 0 leaves it to the estimate alone.
     pub max_receive_kbps: u32,
+    /// RTP packets per second (in and out) the bridge counts as fully
+    /// loaded: `conclave_bridge_stress` is its packet rate over this.
+    pub capacity_packets_per_second: u32,
 }
 
 /// `meetings.moderators`.
@@ -303,6 +306,7 @@ impl Default for Meetings {
             endpoint_timeout_secs: 30,
             moderators: MeetingModerators::First,
             max_receive_kbps: 0,
+            capacity_packets_per_second: 50_000,
         }
     }
 }
@@ -590,6 +594,9 @@ impl Config {
             }
             if m.endpoint_timeout_secs == 0 {
                 return Err("`meetings.endpoint_timeout_secs` must be at least 1".into());
+            }
+            if m.capacity_packets_per_second == 0 {
+                return Err("`meetings.capacity_packets_per_second` must be at least 1 (the packet rate that counts as a full bridge)".into());
             }
             if (1..100).contains(&m.max_receive_kbps) {
                 return Err("`meetings.max_receive_kbps` must be 0 (no cap but the estimate) or at least 100: less cannot carry one small picture".into());
@@ -976,6 +983,9 @@ moderators = "first"
 # estimate says (0: the estimate alone). Each receiver gets the simulcast
 # layers that fit, the speaker's first.
 max_receive_kbps = 0
+# The RTP packet rate (in and out, per second) that counts as a fully loaded
+# bridge: /metrics' conclave_bridge_stress is the packet rate over this.
+capacity_packets_per_second = 50000
 
 [pep]
 # Personal eventing (XEP-0163) on every account: OMEMO keys, avatars (0084),

@@ -550,10 +550,23 @@ impl Worker {
                 }
                 order.sort_unstable();
                 rates.clear();
+                // One entry per stream its constraints let it have, and
+                // its rates in `rates`, in the same order.
                 let mut wanted = Vec::with_capacity(order.len());
                 let mut active = Vec::new();
                 for &(_, _, visible) in &order {
                     let Some(s) = c.stream(visible) else { continue };
+                    let max = rec.max_layer(s.layers.len(), s.name.as_deref());
+                    let proj = rec.projections.entry(visible).or_default();
+                    let Some(max) = max else {
+                        proj.cap = LayerCap::Nothing;
+                        continue;
+                    };
+                    let current = match proj.cap {
+                        LayerCap::UpTo(l) => Some(l),
+                        LayerCap::Any => proj.current(),
+                        LayerCap::Nothing => None,
+                    };
                     c.active_layers(visible, now, &mut active);
                     rates.push(
                         s.layers
@@ -568,37 +581,21 @@ impl Worker {
                             })
                             .collect(),
                     );
-                    let max = rec.max_layer(s.layers.len(), s.name.as_deref());
-                    let current = rec.projections.get(&visible).and_then(|p| match p.cap {
-                        LayerCap::UpTo(l) => Some(l),
-                        LayerCap::Any => p.current(),
-                        LayerCap::Nothing => None,
-                    });
                     wanted.push((visible, max, current));
                 }
                 let streams: Vec<Wanted<'_>> = wanted
                     .iter()
                     .zip(&rates)
-                    .filter_map(|(&(_, max, current), r)| {
-                        Some(Wanted {
-                            rates: r,
-                            max_layer: max?,
-                            current,
-                        })
+                    .map(|(&(_, max_layer, current), r)| Wanted {
+                        rates: r,
+                        max_layer,
+                        current,
                     })
                     .collect();
                 let a = allocation::allocate(estimate - audio, &streams, &mut caps);
-                let mut given = caps.iter();
-                for &(visible, max, _) in &wanted {
-                    let cap = if max.is_some() {
-                        match given.next().copied().flatten() {
-                            Some(l) => LayerCap::UpTo(l),
-                            None => LayerCap::Nothing,
-                        }
-                    } else {
-                        LayerCap::Nothing
-                    };
-                    rec.projections.entry(visible).or_default().cap = cap;
+                for (&(visible, _, _), cap) in wanted.iter().zip(&caps) {
+                    rec.projections.entry(visible).or_default().cap =
+                        cap.map_or(LayerCap::Nothing, LayerCap::UpTo);
                 }
                 let (minimum, desired) = (a.next + audio, a.ideal + audio);
                 let (m0, d0) = rec.bwe_asked;
@@ -961,7 +958,6 @@ impl Worker {
             if let Some(l) = &svc {
                 conf.svc_seen(route.visible, l.spatial, p.timestamp);
             }
-
             conf.active_layers(route.visible, p.timestamp, &mut self.active);
             let stream = conf.stream(route.visible);
             let mut layer_ssrcs = [0u32; MAX_LAYERS];
@@ -1038,7 +1034,7 @@ impl Worker {
                     let target = target.filter(|_| !beyond_last_n);
                     if let Some(info) = svc {
                         let filter = proj.svc.get_or_insert_default();
-                        let t = target.map(|t| t.min(usize::from(u8::MAX)) as u8);
+                        let t = target.and_then(|t| u8::try_from(t).ok());
                         if t.is_some_and(|t| filter.spatial().is_none_or(|s| s < t)) {
                             wanted |= 1;
                         }

@@ -27,8 +27,8 @@ pub trait Media {
     fn mute(&mut self, key: &EndpointKey, kind: MediaKind, muted: bool);
     fn expire(&mut self, key: &EndpointKey);
     /// New ICE credentials for the endpoint (its media goes on over the
-    /// old ones until the client's answer); `None` if it is gone.
-    fn restart_ice(&mut self, key: &EndpointKey) -> Option<LocalTransport>;
+    /// old ones until the client's answer).
+    fn restart_ice(&mut self, key: &EndpointKey) -> LocalTransport;
 }
 
 /// Namespaces of Jitsi's remote mute (`<mute>` in an IQ set).
@@ -346,9 +346,7 @@ impl Conference {
                 if p.state != State::Active {
                     return vec![out_of_order(iq)];
                 }
-                let Some(t) = media.restart_ice(&key) else {
-                    return vec![stanza::error_reply(iq, "item-not-found", None)];
-                };
+                let t = media.restart_ice(&key);
                 let sid = p.sid.clone();
                 let generation = match self.participants.get_mut(nick) {
                     Some(p) => {
@@ -476,12 +474,12 @@ mod tests {
         fn expire(&mut self, key: &EndpointKey) {
             self.calls.push(format!("expire {}", key.endpoint));
         }
-        fn restart_ice(&mut self, key: &EndpointKey) -> Option<LocalTransport> {
+        fn restart_ice(&mut self, key: &EndpointKey) -> LocalTransport {
             self.calls.push(format!("restart {}", key.endpoint));
             let mut t = crate::jingle::tests::transport();
             t.ufrag = format!("re{}", self.calls.len());
             t.websocket_url.clear();
-            Some(t)
+            t
         }
     }
 

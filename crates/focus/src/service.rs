@@ -85,8 +85,8 @@ impl Media for BridgeMedia<'_> {
     fn expire(&mut self, key: &EndpointKey) {
         self.0.expire(key)
     }
-    fn restart_ice(&mut self, key: &EndpointKey) -> Option<LocalTransport> {
-        Some(self.0.restart_ice(key))
+    fn restart_ice(&mut self, key: &EndpointKey) -> LocalTransport {
+        self.0.restart_ice(key)
     }
 }
 

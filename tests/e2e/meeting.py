@@ -396,13 +396,16 @@ class Participant:
             if self.forge_fingerprint:
                 for fp in accept.iter(q(NS_DTLS, "fingerprint")):
                     fp.text = ":".join(["AB"] * (len(fp.text.split(":"))))
-            iq = self.c.Iq()
-            iq["type"] = "set"
-            iq["to"] = f"{self.room}/focus"
-            iq.append(accept)
-            res = await iq.send(timeout=10)
-            assert res["type"] == "result"
-            self.accepted.set()
+            await self.send_accept(accept)
+
+    async def send_accept(self, accept):
+        iq = self.c.Iq()
+        iq["type"] = "set"
+        iq["to"] = f"{self.room}/focus"
+        iq.append(accept)
+        res = await iq.send(timeout=10)
+        assert res["type"] == "result"
+        self.accepted.set()
 
     async def _consume(self, mid, track):
         log = self.frames.setdefault(mid, [])
@@ -465,6 +468,34 @@ class Participant:
         self.c.send_raw(f"<presence to='{self.room}/{self.nick}' type='unavailable'/>")
         await asyncio.sleep(0.1)
         self.c.disconnect()
+
+
+class PlainPublisher(Participant):
+    """A participant whose media comes as plain RTP on the bridge's
+    benchmark ingest (`meetings.rtp_ingest`), not over ICE and DTLS: its
+    session-accept announces fixed SSRCs (an audio one, and `layers`
+    simulcast video ones) and a transport that never connects."""
+
+    def __init__(self, server, room, layers=1, **kw):
+        super().__init__(server, room, send=False, **kw)
+        base = uuid.uuid4().int & 0x0FFF_FFF0 | 0x1000_0000
+        self.ssrcs = {"audio": base, "video": [base + 1 + i for i in range(layers)]}
+
+    def _answer_sdp(self):
+        video = self.ssrcs["video"]
+        fp = ":".join(["00"] * 32)
+        common = ["a=ice-ufrag:plainrtp", "a=ice-pwd:plainrtpplainrtpplainrtp", f"a=fingerprint:sha-256 {fp}", "a=setup:active"]
+        lines = ["m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=mid:audio", *common, f"a=ssrc:{self.ssrcs['audio']} msid:{self.nick} a0"]
+        lines += ["m=video 9 UDP/TLS/RTP/SAVPF 100", "a=mid:video", *common]
+        lines += [f"a=ssrc:{s} msid:{self.nick} v0" for s in video]
+        if len(video) > 1:
+            lines.append("a=ssrc-group:SIM " + " ".join(map(str, video)))
+        return "\r\n".join(lines) + "\r\n"
+
+    async def _negotiate(self, first):
+        if not first:
+            return
+        await self.send_accept(accept_jingle(self.offer.sid, self._answer_sdp(), self.nick, self.room))
 
 
 class Channel:

@@ -15,8 +15,8 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from clients import expect, run
-from harness import https_get, unique
-from meeting import NS_ICE, NS_JINGLE, NS_JITMEET, Channel, Participant
+from harness import free_ports, https_get, unique
+from meeting import NS_ICE, NS_JINGLE, NS_JITMEET, Channel, Participant, PlainPublisher, Tone
 
 pytestmark = pytest.mark.conclave_only
 
@@ -832,3 +832,85 @@ def test_lobby_knock_admit_deny_and_turn_off(server):
                     await p.leave()
 
     run(scenario(), timeout=90)
+
+
+async def send_plain(pub, addr, seconds):
+    """Real VP8 and Opus (aiortc's encoders) from `pub`'s SSRCs, as plain
+    RTP to `addr`, in real time. A keyframe every second: plain RTP has no
+    way back for the bridge's keyframe requests."""
+    from aiortc.codecs.opus import OpusEncoder
+    from aiortc.codecs.vpx import Vp8Encoder
+    from aiortc.mediastreams import VideoStreamTrack
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    video, tone = VideoStreamTrack(), Tone(0.3)
+    venc, aenc = Vp8Encoder(), OpusEncoder()
+    seq = {"v": 0, "a": 0}
+
+    def send(kind, ssrc, pt, payloads, ts):
+        for i, payload in enumerate(payloads):
+            pkt = RtpPacket(payload_type=pt, sequence_number=seq[kind] & 0xFFFF, timestamp=ts, ssrc=ssrc, payload=payload)
+            pkt.marker = int(kind == "v" and i == len(payloads) - 1)
+            seq[kind] += 1
+            sock.sendto(pkt.serialize(), addr)
+
+    async def audio():
+        while True:
+            f = await tone.recv()
+            send("a", pub.ssrcs["audio"], 111, *aenc.encode(f))
+
+    task = asyncio.ensure_future(audio())
+    end = time.monotonic() + seconds
+    try:
+        n = 0
+        while time.monotonic() < end:
+            f = await video.recv()
+            send("v", pub.ssrcs["video"][0], 100, *venc.encode(f, force_keyframe=n % 30 == 0))
+            n += 1
+    finally:
+        task.cancel()
+        sock.close()
+
+
+def test_plain_rtp_ingest_reaches_participants_when_configured(server_factory):
+    """The benchmark ingest (`meetings.rtp_ingest`): plain RTP from the SSRCs
+    a participant announced is forwarded to the others as if it had come
+    over its SRTP session (a real aiortc viewer decodes the picture and
+    hears the tone); RTP on an SSRC nobody announced is dropped and
+    counted. Off by default, and a non-loopback address is refused at
+    start with a message naming the setting."""
+    (port,) = free_ports(1)
+    srv = server_factory({"meetings.rtp_ingest": f"127.0.0.1:{port}"})
+    r = room(srv)
+
+    async def scenario():
+        pub = await PlainPublisher(srv, r).join()
+        await asyncio.wait_for(pub.accepted.wait(), 15)
+        viewer = await Participant(srv, r, send=False).join()
+        await asyncio.wait_for(viewer.accepted.wait(), 15)
+        try:
+            unknown = 'conclave_bridge_dropped_total{reason="unknown-ssrc"}'
+            before = srv.metric(unknown)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for seq in range(10):
+                pkt = RtpPacket(payload_type=100, sequence_number=seq, timestamp=seq, ssrc=0x0BAD_0001, payload=b"x" * 50)
+                sock.sendto(pkt.serialize(), ("127.0.0.1", port))
+            sock.close()
+            t = time.monotonic()
+            await send_plain(pub, ("127.0.0.1", port), 4)
+            got = {viewer.owner_of(m): v for m, v in viewer.received(since=t).items()}
+            mine = [v for m, v in viewer.received(since=t).items() if viewer.owner_of(m) == pub.nick]
+            kinds = {v[0]: v for v in mine}
+            assert set(kinds) == {"audio", "video"}, got
+            assert kinds["video"][1] >= 30 and kinds["video"][2] == 640, kinds
+            assert kinds["audio"][1] > 0 and kinds["audio"][3] > 100, kinds
+            assert srv.metric(unknown) >= before + 10
+        finally:
+            await viewer.leave()
+            await pub.leave()
+
+    run(scenario(), timeout=60)
+    bad = server_factory({"meetings.rtp_ingest": "0.0.0.0:10001"}, start=False, name="ingest-wildcard")
+    with pytest.raises(RuntimeError) as e:
+        bad.start()
+    assert "meetings.rtp_ingest" in str(e.value) and "loopback" in str(e.value)

@@ -8,6 +8,7 @@ pub mod api;
 pub mod channel;
 mod demux;
 pub mod forwarding;
+mod ingest;
 pub mod svc;
 mod worker;
 
@@ -38,6 +39,9 @@ pub struct BridgeConfig {
     pub max_receive_bps: Option<f64>,
     /// The packet rate (in and out, per second) of a fully loaded bridge.
     pub capacity_pps: f64,
+    /// Where plain RTP is taken in for benchmarks (see `ingest`); `None`
+    /// (the default) opens no such socket.
+    pub rtp_ingest: Option<SocketAddr>,
 }
 
 /// The running bridge. Cheap calls: each hands the worker a command.
@@ -85,6 +89,10 @@ impl Bridge {
     /// Binds the media socket and starts the worker on the current runtime.
     pub async fn start(config: BridgeConfig) -> std::io::Result<Arc<Bridge>> {
         let socket = tokio::net::UdpSocket::bind(config.bind).await?;
+        let ingest = match config.rtp_ingest {
+            Some(a) => Some(tokio::net::UdpSocket::bind(a).await?),
+            None => None,
+        };
         let mut local = socket.local_addr()?;
         if let Some(ip) = config.advertise {
             local.set_ip(ip);
@@ -119,6 +127,7 @@ impl Bridge {
         let stats = Arc::new(std::sync::Mutex::new(Vec::new()));
         let w = worker::Worker::new(
             socket,
+            ingest,
             local,
             settings,
             channels.clone(),

@@ -27,6 +27,7 @@ use crate::forwarding::{
     Conference, LayerCap, LayerPacket, Projection, VideoCodec, layer_for_height, starts_keyframe,
     target_layer,
 };
+use crate::ingest;
 use crate::svc::{self, av1_layer, vp9_layer};
 
 pub(crate) enum Command {
@@ -140,6 +141,9 @@ impl Endpoint {
 
 pub(crate) struct Worker {
     socket: UdpSocket,
+    /// Plain RTP for benchmarks (`ingest`), and whose SSRC is whose there.
+    ingest: Option<UdpSocket>,
+    by_ingest_ssrc: HashMap<u32, IngestStream>,
     local: SocketAddr,
     settings: Settings,
     endpoints: Vec<Option<Endpoint>>,
@@ -160,6 +164,13 @@ pub(crate) struct Worker {
     /// The conferences' figures, read by `/metrics`.
     stats: Arc<std::sync::Mutex<Vec<ConferenceStats>>>,
     next_conference: u64,
+}
+
+/// One stream on the plain-RTP ingest: its sender and last sequence
+/// number, extended.
+struct IngestStream {
+    endpoint: usize,
+    last_seq: Option<u64>,
 }
 
 const SPEAKER_TICK: Duration = Duration::from_millis(200);
@@ -189,6 +200,47 @@ const KEYFRAME_EVERY: Duration = Duration::from_millis(500);
 /// Remote addresses one endpoint may be known by (its candidates and
 /// the peer-reflexive ones its checks come from).
 const MAX_ADDRS: usize = 16;
+
+/// A packet to forward, whichever way it came: out of an endpoint's
+/// str0m (SRTP), or plain on the benchmark ingest (`ingest`).
+struct Incoming {
+    ssrc: u32,
+    pt: u8,
+    seq: SeqNo,
+    rtp_time: u32,
+    marker: bool,
+    payload: Arc<[u8]>,
+    timestamp: Instant,
+    audio_level: Option<i8>,
+    voice_activity: Option<bool>,
+    dd: Option<DdBytes>,
+}
+
+impl From<RtpPacket> for Incoming {
+    fn from(p: RtpPacket) -> Self {
+        let ext = &p.header.ext_vals;
+        Incoming {
+            ssrc: *p.header.ssrc,
+            pt: *p.header.payload_type,
+            seq: p.seq_no,
+            rtp_time: p.header.timestamp,
+            marker: p.header.marker,
+            audio_level: ext.audio_level,
+            voice_activity: ext.voice_activity,
+            dd: ext.user_values.get::<DdBytes>().cloned(),
+            payload: p.payload,
+            timestamp: p.timestamp,
+        }
+    }
+}
+
+/// The next datagram on the ingest socket; with none configured, never.
+async fn recv_ingest(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match socket {
+        Some(s) => s.recv(buf).await,
+        None => std::future::pending().await,
+    }
+}
 
 fn rx_mid(ssrc: u32) -> Mid {
     Mid::from(format!("r{ssrc:x}").as_str())
@@ -316,6 +368,7 @@ fn rtc_config(cert: &str0m::config::DtlsCert) -> str0m::RtcConfig {
 impl Worker {
     pub(crate) fn new(
         socket: UdpSocket,
+        ingest: Option<UdpSocket>,
         local: SocketAddr,
         settings: Settings,
         channels: Arc<Channels>,
@@ -324,6 +377,8 @@ impl Worker {
     ) -> std::io::Result<Self> {
         Ok(Worker {
             socket,
+            ingest,
+            by_ingest_ssrc: HashMap::new(),
             local,
             settings,
             endpoints: Vec::new(),
@@ -345,6 +400,7 @@ impl Worker {
 
     pub(crate) async fn run(mut self, commands: flume::Receiver<Command>) {
         let mut buf = vec![0u8; 2048];
+        let mut ingest_buf = vec![0u8; 2048];
         let mut speakers_at = Instant::now() + SPEAKER_TICK;
         let mut stats_at = Instant::now() + STATS_EVERY;
         loop {
@@ -362,6 +418,10 @@ impl Worker {
                 r = self.socket.recv_from(&mut buf) => match r {
                     Ok((n, from)) => self.datagram(Instant::now(), from, &buf[..n]),
                     Err(e) => tracing::debug!(error = %e, "bridge socket"),
+                },
+                r = recv_ingest(self.ingest.as_ref(), &mut ingest_buf) => match r {
+                    Ok(n) => self.ingested(Instant::now(), &ingest_buf[..n]),
+                    Err(e) => tracing::debug!(error = %e, "ingest socket"),
                 },
                 c = commands.recv_async() => match c {
                     Ok(c) => self.command(c),
@@ -431,6 +491,38 @@ impl Worker {
             dropped("refused");
         }
         self.drain(idx);
+    }
+
+    /// A plain RTP packet on the ingest: forwarded as its signalled
+    /// sender's, once; anything else (RTCP, unknown SSRCs) is dropped.
+    fn ingested(&mut self, now: Instant, data: &[u8]) {
+        let Some(rtp) = ingest::parse(data) else {
+            return dropped("ingest-garbage");
+        };
+        let Some(stream) = self.by_ingest_ssrc.get_mut(&rtp.ssrc) else {
+            return dropped("unknown-ssrc");
+        };
+        let seq = ingest::extend_seq(stream.last_seq, rtp.seq);
+        stream.last_seq = Some(stream.last_seq.map_or(seq, |l| l.max(seq)));
+        let from = stream.endpoint;
+        let Some(ep) = self.ep(from) else { return };
+        ep.heard = now;
+        self.forward(
+            from,
+            Incoming {
+                ssrc: rtp.ssrc,
+                pt: rtp.pt,
+                seq: SeqNo::from(seq),
+                rtp_time: rtp.timestamp,
+                marker: rtp.marker,
+                payload: Arc::from(&data[rtp.payload]),
+                timestamp: now,
+                audio_level: None,
+                voice_activity: None,
+                dd: None,
+            },
+        );
+        self.process();
     }
 
     fn timeouts(&mut self, now: Instant) {
@@ -847,7 +939,7 @@ impl Worker {
 
     fn event(&mut self, idx: usize, e: Event) {
         match e {
-            Event::RtpPacket(p) => self.forward(idx, p),
+            Event::RtpPacket(p) => self.forward(idx, Incoming::from(p)),
             Event::Connected => {
                 if let Some(ep) = self.ep(idx) {
                     ep.connected = true;
@@ -905,7 +997,7 @@ impl Worker {
         }
     }
 
-    fn forward(&mut self, from: usize, p: RtpPacket) {
+    fn forward(&mut self, from: usize, p: Incoming) {
         metrics::counter!("conclave_bridge_packets_in_total").increment(1);
         let Some(ep) = self.endpoints.get(from).and_then(Option::as_ref) else {
             return;
@@ -913,7 +1005,7 @@ impl Worker {
         let Some(conf) = self.conferences.get_mut(&ep.key.conference) else {
             return;
         };
-        let ssrc = *p.header.ssrc;
+        let ssrc = p.ssrc;
         let Some(route) = conf.route(ssrc) else {
             return dropped("unknown-ssrc");
         };
@@ -929,7 +1021,7 @@ impl Worker {
             e.packets_in += 1;
             e.last_media = Some(p.timestamp);
         }
-        if let Some(level) = p.header.ext_vals.audio_level {
+        if let Some(level) = p.audio_level {
             conf.speakers.level(from, level);
         }
         // The sender's place among recent speakers (for receivers' last-N).
@@ -941,18 +1033,16 @@ impl Worker {
         let video = if route.kind == MediaKind::Video {
             let codec = CODECS
                 .iter()
-                .find(|c| c.pt == *p.header.payload_type)
+                .find(|c| c.pt == p.pt)
                 .and_then(|c| VideoCodec::from_name(c.name));
             // VP9 with layer indices, or AV1 with a dependency descriptor,
             // in one SSRC: SVC (see `svc`).
             let svc = match codec {
                 Some(VideoCodec::Vp9) if route.layer == 0 => vp9_layer(&p.payload),
-                Some(VideoCodec::Av1) if route.layer == 0 => p
-                    .header
-                    .ext_vals
-                    .user_values
-                    .get::<DdBytes>()
-                    .and_then(|d| av1_layer(&d.0, &p.payload, conf.dd_structure(route.visible))),
+                Some(VideoCodec::Av1) if route.layer == 0 => {
+                    p.dd.as_ref()
+                        .and_then(|d| av1_layer(&d.0, &p.payload, conf.dd_structure(route.visible)))
+                }
                 _ => None,
             };
             if let Some(l) = &svc {
@@ -969,8 +1059,8 @@ impl Worker {
             }
             let lp = LayerPacket {
                 layer: route.layer,
-                seq: *p.seq_no,
-                ts: p.header.timestamp,
+                seq: *p.seq,
+                ts: p.rtp_time,
                 keyframe: codec.is_some_and(|c| starts_keyframe(c, &p.payload)),
                 picture_id: (codec == Some(VideoCodec::Vp8))
                     .then(|| {
@@ -999,11 +1089,11 @@ impl Worker {
             None
         };
         let mut exts = ExtensionValues {
-            audio_level: p.header.ext_vals.audio_level,
-            voice_activity: p.header.ext_vals.voice_activity,
+            audio_level: p.audio_level,
+            voice_activity: p.voice_activity,
             ..Default::default()
         };
-        if let Some(d) = p.header.ext_vals.user_values.get::<DdBytes>() {
+        if let Some(d) = &p.dd {
             exts.user_values.set(d.clone());
         }
         let tx_ssrc = Ssrc::from(route.visible);
@@ -1017,9 +1107,9 @@ impl Worker {
             if !rec.connected || !rec.tx.contains(&route.visible) {
                 continue;
             }
-            let mut marker = p.header.marker;
+            let mut marker = p.marker;
             let (seq, ts, patch) = match &video {
-                None => (p.seq_no, p.header.timestamp, None),
+                None => (p.seq, p.rtp_time, None),
                 Some((lp, _, name, svc)) => {
                     let beyond_last_n = rec.last_n.is_some_and(|n| {
                         speaker_rank.is_none_or(|r| r >= n)
@@ -1074,16 +1164,10 @@ impl Worker {
             let Some(tx) = api.stream_tx(&tx_ssrc) else {
                 continue;
             };
-            let mut w = RtpWrite::new(
-                p.header.payload_type,
-                seq,
-                ts,
-                p.timestamp,
-                p.payload.clone(),
-            )
-            .marker(marker)
-            .ext_vals(exts.clone())
-            .nackable(route.kind == MediaKind::Video);
+            let mut w = RtpWrite::new(Pt::from(p.pt), seq, ts, p.timestamp, p.payload.clone())
+                .marker(marker)
+                .ext_vals(exts.clone())
+                .nackable(route.kind == MediaKind::Video);
             if let Some(patch) = patch {
                 w = w.vp8_patch(patch);
             }
@@ -1396,7 +1480,7 @@ impl Worker {
         };
         let kept = conf.set_streams(idx, sources.streams());
         let members = conf.endpoints.clone();
-        if let Some(ep) = self.ep(idx) {
+        if let Some(ep) = self.endpoints.get_mut(idx).and_then(Option::as_mut) {
             let wanted: HashSet<u32> = kept
                 .iter()
                 .flat_map(|s| s.layers.iter().map(|l| l.ssrc))
@@ -1421,6 +1505,15 @@ impl Worker {
                 .flat_map(|s| s.layers.iter())
                 .flat_map(|l| std::iter::once(l.ssrc).chain(l.rtx))
                 .collect();
+            if self.ingest.is_some() {
+                self.by_ingest_ssrc.retain(|_, s| s.endpoint != idx);
+                for &ssrc in &wanted {
+                    self.by_ingest_ssrc.entry(ssrc).or_insert(IngestStream {
+                        endpoint: idx,
+                        last_seq: None,
+                    });
+                }
+            }
             ep.rx = wanted;
         }
         for m in members {
@@ -1475,6 +1568,7 @@ impl Worker {
             }
         }
         self.pending.retain(|(i, _)| *i != idx);
+        self.by_ingest_ssrc.retain(|_, s| s.endpoint != idx);
         self.channels.remove(&ep.key);
         metrics::gauge!("conclave_bridge_endpoints").decrement(1.0);
         let mut members = Vec::new();

@@ -306,6 +306,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
             max_receive_bps: (meetings.max_receive_kbps > 0)
                 .then(|| f64::from(meetings.max_receive_kbps) * 1000.0),
             capacity_pps: f64::from(meetings.capacity_packets_per_second),
+            rtp_ingest: meetings.rtp_ingest,
         })
         .await
         .map_err(|e| {

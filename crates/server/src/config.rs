@@ -282,6 +282,10 @@ pub struct Meetings {
     /// RTP packets per second (in and out) the bridge counts as fully
     /// loaded: `conclave_bridge_stress` is its packet rate over this.
     pub capacity_packets_per_second: u32,
+    /// Plain (unencrypted, unauthenticated) RTP taken in on this loopback
+    /// address, as if from whichever participant announced its SSRC: for
+    /// benchmarks, as Janus's remote publishers. Off by default.
+    pub rtp_ingest: Option<std::net::SocketAddr>,
 }
 
 /// `meetings.moderators`.
@@ -307,6 +311,7 @@ impl Default for Meetings {
             moderators: MeetingModerators::First,
             max_receive_kbps: 0,
             capacity_packets_per_second: 50_000,
+            rtp_ingest: None,
         }
     }
 }
@@ -600,6 +605,9 @@ impl Config {
             }
             if (1..100).contains(&m.max_receive_kbps) {
                 return Err("`meetings.max_receive_kbps` must be 0 (no cap but the estimate) or at least 100: less cannot carry one small picture".into());
+            }
+            if m.rtp_ingest.is_some_and(|a| !a.ip().is_loopback()) {
+                return Err("`meetings.rtp_ingest` takes unauthenticated media, so only a loopback address (127.0.0.1:PORT or [::1]:PORT); leave it unset outside benchmarks".into());
             }
             if m.bind.is_unspecified() && m.advertise.is_none() {
                 return Err("`meetings.bind` is a wildcard address: set `meetings.advertise` to the address browsers should send media to".into());
@@ -986,6 +994,10 @@ max_receive_kbps = 0
 # The RTP packet rate (in and out, per second) that counts as a fully loaded
 # bridge: /metrics' conclave_bridge_stress is the packet rate over this.
 capacity_packets_per_second = 50000
+# For benchmarks only (bench/sfu): plain RTP taken in on this loopback address
+# as if from whichever participant announced its SSRC, as Janus's remote
+# publishers. Unencrypted and unauthenticated, so off unless set.
+# rtp_ingest = "127.0.0.1:10001"
 
 [pep]
 # Personal eventing (XEP-0163) on every account: OMEMO keys, avatars (0084),

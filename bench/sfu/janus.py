@@ -6,6 +6,7 @@ One Session carries any number of handles; a single long-poll thread takes
 its events (which also keeps it alive) and hands each to its handle.
 """
 
+import http.client
 import json
 import queue
 import secrets
@@ -71,7 +72,7 @@ class Session:
             try:
                 with urllib.request.urlopen(f"{self.url}?maxev={MAX_EVENTS}", timeout=LONG_POLL_S + 10) as r:
                     evs = json.load(r)
-            except (urllib.error.URLError, OSError, ValueError):
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
                 if self.closed.is_set():
                     return
                 time.sleep(0.5)

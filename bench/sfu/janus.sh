@@ -112,7 +112,7 @@ start() { # DIR
   local dir="$1"
   command -v janus >/dev/null || { log "janus missing: bench/sfu/janus.sh install"; exit 1; }
   mkdir -p "$dir"
-  if [ -f "$dir/janus.pid" ] && kill -0 "$(cat "$dir/janus.pid")" 2>/dev/null; then
+  if [ -f "$dir/janus.pid" ] && kill -0 "$(cat "$dir/janus.pid")" 2>/dev/null && api_up; then
     log "already running (pid $(cat "$dir/janus.pid"))"; return 0
   fi
   if api_up; then log "something already answers on 127.0.0.1:$HTTP_PORT"; exit 1; fi

@@ -119,11 +119,16 @@ def smoke(n, secs=10.0, recording=DEFAULT_RECORDING, binary=None, keep_janus=Fal
             print(json.dumps(out), flush=True)
         return out, stats
     finally:
+        # Media and subscribers go first: Janus 1.1.2 has been seen to die
+        # when a remote publisher is removed while its RTP still arrives.
+        load.quit()
+        for h in list(session.handles.values()):
+            if h is not admin:
+                h.detach()
         if feed is not None:
             J.remove_remote_publisher(admin, ROOM, feed)
         J.destroy_room(admin, ROOM)
         session.destroy()
-        load.quit()
         if not keep_janus:
             subprocess.run([str(HERE / "janus.sh"), "stop", str(JANUS_DIR)], check=False)
 
@@ -137,8 +142,9 @@ def main():
     ap.add_argument("--stats", action="store_true", help="also print the load client's raw stats")
     a = ap.parse_args()
     for i, n in enumerate(a.n):
+        # A fresh Janus for each run: no run pays for the last one's leftovers.
         last = i == len(a.n) - 1
-        _, raw = smoke(n, a.secs, a.recording, keep_janus=a.keep_janus or not last)
+        _, raw = smoke(n, a.secs, a.recording, keep_janus=a.keep_janus and last)
         if a.stats:
             print(json.dumps(raw))
 

@@ -85,11 +85,13 @@ impl Histogram {
     }
 
     pub fn summary(&self) -> Summary {
+        // Whole µs: the log buckets' edges carry no meaningful fraction.
+        let q = |p| self.quantile(p).round();
         Summary {
             n: self.n,
-            p50: self.quantile(0.50),
-            p90: self.quantile(0.90),
-            p99: self.quantile(0.99),
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
             max: self.max_us as f64,
         }
     }

@@ -52,11 +52,16 @@ pub struct Wanted<'a> {
 pub struct Allocation {
     /// Bits/s of what was allocated.
     pub spent: f64,
-    /// Bits/s of what the receiver would get with no limit: what the
-    /// estimator should try to reach (str0m's desired bitrate).
+    /// What the estimate must reach for the receiver to get everything
+    /// it wants (upgrade headroom included): what the estimator should try
+    /// to reach (str0m's desired bitrate, which its estimate barely
+    /// passes; asking for the bare sum would leave the last upgrade out).
     pub ideal: f64,
-    /// Bits/s needed for the cheapest upgrade that did not fit (or `spent`
-    /// when none is left): what str0m should pad toward, to probe.
+    /// The estimate needed for the cheapest upgrade that did not fit
+    /// (headroom included): what str0m should pad toward, to probe. 0 when none is left: str0m pads
+    /// every gap in the media up to this rate, so a receiver that has all
+    /// it wants would otherwise be sent padding (old packets again, over
+    /// RTX) between frames, for nothing.
     pub next: f64,
 }
 
@@ -115,7 +120,8 @@ pub fn allocate(budget: f64, streams: &[Wanted<'_>], out: &mut Vec<Option<usize>
             a.spent += extra;
         }
     }
-    a.next = next.unwrap_or(a.spent).max(a.spent);
+    a.next = next.map_or(0.0, |n| n.max(a.spent) / UPGRADE_HEADROOM);
+    a.ideal /= UPGRADE_HEADROOM;
     a
 }
 
@@ -139,8 +145,8 @@ mod tests {
         let a = allocate(10e6, &[wanted(&LAYERS), wanted(&LAYERS)], &mut out);
         assert_eq!(out, [Some(2), Some(2)]);
         assert_eq!(a.spent, 3e6);
-        assert_eq!(a.ideal, 3e6);
-        assert_eq!(a.next, a.spent);
+        assert_eq!(a.ideal, 3e6 / UPGRADE_HEADROOM, "enough to take the top layers");
+        assert_eq!(a.next, 0.0, "nothing to probe for");
     }
 
     #[test]
@@ -151,8 +157,12 @@ mod tests {
         let a = allocate(1e6, &[wanted(&LAYERS), wanted(&LAYERS)], &mut out);
         assert_eq!(out, [Some(1), Some(0)]);
         assert_eq!(a.spent, 650e3);
-        assert_eq!(a.ideal, 3e6);
-        assert_eq!(a.next, 650e3 + 350e3, "the second's middle layer is next");
+        assert_eq!(a.ideal, 3e6 / UPGRADE_HEADROOM);
+        assert_eq!(a.next, (650e3 + 350e3) / UPGRADE_HEADROOM, "the second's middle layer is next");
+        // That much is enough for it.
+        let b = allocate(a.next * 1.001, &[wanted(&LAYERS), wanted(&LAYERS)], &mut out);
+        assert_eq!(out, [Some(1), Some(1)]);
+        assert!(b.spent >= 1e6 - 1.0);
     }
 
     #[test]

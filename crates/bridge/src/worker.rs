@@ -197,6 +197,9 @@ const MEDIA_IDLE: Duration = Duration::from_secs(3);
 const UNLIMITED_HEIGHT: u32 = 2160;
 /// How often one layer's sender may be asked for a keyframe.
 const KEYFRAME_EVERY: Duration = Duration::from_millis(500);
+/// Timeouts already due that one `drain` handles in a row (a frame's
+/// packets, paced); the rest wait for the timer.
+const MAX_DUE_TIMEOUTS: usize = 256;
 /// Remote addresses one endpoint may be known by (its candidates and
 /// the peer-reflexive ones its checks come from).
 const MAX_ADDRS: usize = 16;
@@ -606,13 +609,15 @@ impl Worker {
                     continue;
                 };
                 // The estimate, within the configured cap; the cap alone
-                // for a receiver that gives no estimate.
+                // for a receiver that gives no estimate yet, and no limit
+                // with neither. str0m is still told what the receiver
+                // wants: its estimator only grows toward a desired rate,
+                // and its pacer sends at a multiple of the estimate, so a
+                // receiver never asked for more would stay at the starting
+                // estimate, its packets queued behind the pacer.
                 let estimate = match (rec.estimate, cap) {
                     (Some(e), Some(c)) => e.min(c),
-                    (e, c) => match e.or(c) {
-                        Some(x) => x,
-                        None => continue,
-                    },
+                    (e, c) => e.or(c).unwrap_or(f64::INFINITY),
                 };
                 let mut audio = 0.0;
                 order.clear();
@@ -901,9 +906,21 @@ impl Worker {
         let Some(ep) = self.endpoints.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
+        let mut due = 0;
         loop {
             match ep.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
+                    // str0m's pacer lets one packet out per timeout: one
+                    // already due is handled here, not after a trip through
+                    // the timer (a millisecond at least), so a frame's
+                    // packets leave together, as fast as the pacer allows.
+                    let now = Instant::now();
+                    if t <= now && due < MAX_DUE_TIMEOUTS {
+                        due += 1;
+                        if ep.rtc.handle_input(Input::Timeout(now)).is_ok() {
+                            continue;
+                        }
+                    }
                     ep.next = t;
                     break;
                 }

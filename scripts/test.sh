@@ -7,7 +7,7 @@
 #   TARGET         e2e target: conclave (default) or prosody (reference server)
 #   PYTEST_ARGS    extra arguments for pytest (e.g. "-k roster -x")
 #   E2E_ONLY=1     skip fmt/clippy/cargo test/build; run only the end-to-end stages
-#   SKIP_BENCH_SMOKE=1  skip the tsung smoke of bench/xmpp
+#   SKIP_BENCH_SMOKE=1  skip the smokes of bench/xmpp (tsung) and bench/sfu (sfu-load)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -90,6 +90,13 @@ else
   if ! bench/xmpp/run --smoke --bin "$CONCLAVE_BIN" --out "$smoke_out"; then
     failed+=("bench/xmpp/run --smoke")
   fi
+fi
+
+section "bench: bench/sfu/run --smoke (the bridge under sfu-load, Conclave only)"
+if [ "${SKIP_BENCH_SMOKE:-0}" = 1 ]; then
+  echo "skipped (SKIP_BENCH_SMOKE=1)"
+elif ! bench/sfu/run --smoke; then
+  failed+=("bench/sfu/run --smoke")
 fi
 
 section "summary"

@@ -5,7 +5,8 @@
 # service: Debian's janus package ships a systemd unit, which is stopped and
 # disabled so that only bench/sfu/janus.sh ever runs Janus (on loopback).
 #
-#   bench/sfu/install.sh
+#   bench/sfu/install.sh            # Janus and GStreamer
+#   bench/sfu/install.sh gstreamer  # GStreamer only (the CI smoke measures Conclave alone)
 set -euo pipefail
 
 log() { printf '[bench/sfu/install] %s\n' "$*"; }
@@ -21,7 +22,9 @@ missing() {
 
 install_system_deps() {
   local pkgs
-  mapfile -t pkgs < <(missing janus gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
+  local want=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
+  [ "${1:-all}" = gstreamer ] || want+=(janus)
+  mapfile -t pkgs < <(missing "${want[@]}")
   if [ "${#pkgs[@]}" -gt 0 ] && [ -n "${pkgs[0]}" ]; then
     if [ "$(id -u)" != 0 ]; then
       echo "need root to apt-get install ${pkgs[*]}" >&2
@@ -39,7 +42,7 @@ install_system_deps() {
     [ "$created" = 1 ] && rm -f "$policy"
     [ "$rc" = 0 ] || { log "apt-get failed ($rc)"; return "$rc"; }
   else
-    log "janus and gstreamer already installed"
+    log "${want[*]} already installed"
   fi
   # Whatever the package did, no packaged Janus may run beside ours.
   if command -v systemctl >/dev/null 2>&1; then
@@ -50,5 +53,8 @@ install_system_deps() {
   if command -v service >/dev/null 2>&1; then service janus stop >/dev/null 2>&1 || true; fi
 }
 
-install_system_deps
+case "${1:-all}" in
+  all | gstreamer) install_system_deps "${1:-all}" ;;
+  *) echo "usage: bench/sfu/install.sh [all|gstreamer]" >&2; exit 2 ;;
+esac
 log "done"

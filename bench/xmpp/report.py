@@ -348,6 +348,10 @@ def markdown(res: dict, pngs: list[str]) -> str:
     return "\n".join(L) + "\n"
 
 
+SFU_BEGIN = "<!-- bench/sfu:begin -->"
+SFU_END = "<!-- bench/sfu:end -->"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -358,7 +362,13 @@ def main() -> None:
     out = Path(a.out or Path(a.results).parent)
     out.mkdir(parents=True, exist_ok=True)
     pngs = plots(res, out, a.img_subdir)
-    (out / "BENCHMARKS.md").write_text(markdown(res, pngs))
+    doc = out / "BENCHMARKS.md"
+    # The SFU section (bench/sfu/report.py) is another run's: kept as it is.
+    old = doc.read_text() if doc.exists() else ""
+    sfu = ""
+    if SFU_BEGIN in old and SFU_END in old:
+        sfu = "\n" + SFU_BEGIN + old.split(SFU_BEGIN, 1)[1].split(SFU_END, 1)[0] + SFU_END + "\n"
+    doc.write_text(markdown(res, pngs) + sfu)
     print(f"wrote {out / 'BENCHMARKS.md'}" + (f" and {', '.join(pngs)}" if pngs else " (no plots: matplotlib missing)"))
 
 

@@ -320,12 +320,15 @@ class ConclaveServer(ServerBase):
         env.setdefault("RUST_BACKTRACE", "1")
         return env
 
+    # Put before the command line (bench/sfu pins the server: taskset).
+    prefix: list[str] = []
+
     def _popen(self) -> subprocess.Popen:
         exe = conclave_bin()
         if not exe.exists():
             raise RuntimeError(f"conclave binary not found at {exe} (build with cargo build -p conclave)")
         return subprocess.Popen(
-            [str(exe), "serve"],
+            [*self.prefix, str(exe), "serve"],
             cwd=self.tmp,
             env=self.env(),
             stdin=subprocess.DEVNULL,

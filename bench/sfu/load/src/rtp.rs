@@ -142,18 +142,55 @@ pub struct LossCounter {
     lo: u64,
     hi: u64,
     received: u64,
+    /// Which of the last `SEEN_WINDOW` sequence numbers up to `hi` came
+    /// (bit `e % SEEN_WINDOW`): a retransmission, or an SFU's padding
+    /// made of old packets sent again over RTX, is not a new packet.
+    seen: [u64; SEEN_WORDS],
+    started: bool,
 }
 
+const SEEN_WORDS: usize = 16;
+const SEEN_WINDOW: u64 = 64 * SEEN_WORDS as u64;
+
 impl LossCounter {
-    pub fn on_packet(&mut self, seq: u16) {
+    /// Counts a packet; `false` when its sequence number came before (or
+    /// is too old to tell), so the caller can leave it out.
+    pub fn on_packet(&mut self, seq: u16) -> bool {
         let e = self.unwrap.unwrap(u64::from(seq));
+        if !self.started {
+            self.started = true;
+            self.hi = e;
+        } else if e > self.hi {
+            for x in (self.hi + 1..e).take(SEEN_WINDOW as usize) {
+                self.mark(x, false);
+            }
+            self.hi = e;
+        } else if e + SEEN_WINDOW <= self.hi || self.is_seen(e) {
+            return false;
+        }
+        self.mark(e, true);
         if self.received == 0 {
-            (self.lo, self.hi) = (e, e);
+            self.lo = e;
         } else {
             self.lo = self.lo.min(e);
-            self.hi = self.hi.max(e);
         }
         self.received += 1;
+        true
+    }
+
+    fn mark(&mut self, e: u64, on: bool) {
+        let bit = e % SEEN_WINDOW;
+        let word = &mut self.seen[(bit / 64) as usize];
+        if on {
+            *word |= 1 << (bit % 64);
+        } else {
+            *word &= !(1 << (bit % 64));
+        }
+    }
+
+    fn is_seen(&self, e: u64) -> bool {
+        let bit = e % SEEN_WINDOW;
+        self.seen[(bit / 64) as usize] & (1 << (bit % 64)) != 0
     }
 
     /// Starts a new window; the unwrapper keeps its place in the stream.
@@ -275,5 +312,18 @@ mod tests {
         l.on_packet(10);
         l.on_packet(12);
         assert_eq!(l.lost(), 1);
+    }
+
+    #[test]
+    fn a_packet_sent_again_is_not_counted_twice() {
+        let mut l = LossCounter::default();
+        assert!(l.on_packet(100));
+        assert!(l.on_packet(102));
+        assert!(!l.on_packet(100), "a retransmission");
+        assert!(l.on_packet(101), "late, but new");
+        assert!(!l.on_packet(101));
+        assert!(l.on_packet(100 + 2000));
+        assert!(!l.on_packet(102), "too old to tell: left out");
+        assert_eq!(l.lost(), 2000 - 3);
     }
 }

@@ -55,6 +55,9 @@ pub struct Counters {
     /// RTP bytes (header and payload, after SRTP) of those packets.
     pub bytes: u64,
     pub lost: u64,
+    /// Packets whose sequence number had come already (retransmissions,
+    /// padding made of old packets): not counted anywhere else.
+    pub duplicates: u64,
     pub nacks: u64,
     pub video_packets: u64,
     pub audio_packets: u64,
@@ -267,10 +270,13 @@ impl Subscriber {
             None => return,
         };
         let c = &mut self.counters;
+        let s = &mut self.incoming[idx];
+        if !s.loss.on_packet(p.header.sequence_number) {
+            c.duplicates += 1;
+            return;
+        }
         c.packets += 1;
         c.bytes += (p.header.header_len + p.payload.len()) as u64;
-        let s = &mut self.incoming[idx];
-        s.loss.on_packet(p.header.sequence_number);
         if let Some(sent) = read_stamp(&p.payload) {
             let ns = wall.saturating_sub(sent);
             if ns < MAX_PLAUSIBLE_LATENCY_NS {

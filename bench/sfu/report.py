@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""The SFU section of BENCHMARKS.md, and its plots, from bench.py's
+results.json.
+
+The section sits between the markers below; everything else in
+BENCHMARKS.md (the XMPP report, bench/xmpp/report.py) is left as it is.
+The plots need matplotlib (bench/xmpp/requirements.txt)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+BEGIN = "<!-- bench/sfu:begin -->"
+END = "<!-- bench/sfu:end -->"
+TARGET_CPU_US = 4.0
+TARGET_P99_US = 1000.0
+TARGET_SUBS_PER_CORE = 500
+
+
+def runs(res: dict, shape: str) -> dict[str, dict]:
+    return {r["server"]: r for r in res["runs"] if r["shape"] == shape}
+
+
+def last_step(run: dict | None) -> dict | None:
+    if not run or "steps" not in run or not run["steps"]:
+        return None
+    return run["steps"][-1]
+
+
+def num(v, digits=1, unit="") -> str:
+    if v is None:
+        return "–"
+    return f"{v:,.{digits}f}{unit}"
+
+
+def ratio(a, b) -> str:
+    if not a or not b:
+        return "–"
+    return f"{b / a:.1f}×"
+
+
+def sustained(run: dict | None) -> tuple[int | None, str]:
+    """The largest step under 1% loss, and why the ramp stopped."""
+    if not run or not run.get("steps"):
+        return None, "no run"
+    best, why = None, "ramp ended"
+    for s in run["steps"]:
+        if (s["loss"] or 0) > 0.01:
+            why = f"loss {s['loss'] * 100:.1f}% at {s['subscribers']}"
+            break
+        best = s["subscribers"]
+        if s["client_bound"]:
+            why = f"load client saturated at {s['subscribers']}"
+            break
+    return best, why
+
+
+def table(res: dict) -> list[str]:
+    out = [
+        "| shape | server | subscribers | forwarded pkt/s | Mbit/s | CPU µs/pkt | user µs/pkt | Janus/Conclave | "
+        "latency p50 / p99 (µs) | loss | RSS kB/subscriber | server core | load core |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    shapes = [s for s in dict.fromkeys(r["shape"] for r in res["runs"]) if s != "ramp"]
+    for shape in shapes:
+        rs = runs(res, shape)
+        c = last_step(rs.get("conclave"))
+        for name, r in rs.items():
+            s = last_step(r)
+            if s is None:
+                out.append(f"| {shape} | {name} | failed: {r.get('error', '?')[:80]} |||||||||||")
+                continue
+            lat = s["latency_us"]
+            rel = ratio(c["cpu_us_per_packet"] if c else None, s["cpu_us_per_packet"]) if name == "janus" else ""
+            out.append(
+                f"| {shape} | {name} | {s['subscribers']} | {num(s['forwarded_pps'], 0)} | {num(s['forwarded_mbps'])} | "
+                f"{num(s['cpu_us_per_packet'], 2)} | {num(s['user_us_per_packet'], 2)} | {rel} | "
+                f"{num(lat.get('p50'), 0)} / {num(lat.get('p99'), 0)} | {num((s['loss'] or 0) * 100, 2, '%')} | "
+                f"{num(s['rss_kb_per_subscriber'])} | {s['server_cpu_share'] * 100:.0f}% | {s['load_cpu_share'] * 100:.0f}% |"
+            )
+    return out
+
+
+def ramp_table(res: dict) -> list[str]:
+    rs = runs(res, "ramp")
+    if not rs:
+        return []
+    out = [
+        "| server | subscribers | forwarded pkt/s | CPU µs/pkt | server core | load core | latency p99 (µs) | loss |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, r in rs.items():
+        for s in r.get("steps", []):
+            out.append(
+                f"| {name} | {s['subscribers']} | {num(s['forwarded_pps'], 0)} | {num(s['cpu_us_per_packet'], 2)} | "
+                f"{s['server_cpu_share'] * 100:.0f}% | {s['load_cpu_share'] * 100:.0f}% | "
+                f"{num(s['latency_us'].get('p99'), 0)} | {num((s['loss'] or 0) * 100, 2, '%')} |"
+            )
+    return out
+
+
+def save(plt, fig, ax, path: Path) -> str:
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
+def plots(res: dict, out: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    colors = {"conclave": "tab:blue", "janus": "tab:orange"}
+    points: dict[str, list[dict]] = {}
+    for r in res["runs"]:
+        if r["shape"].startswith("1x") or r["shape"] == "ramp":
+            points.setdefault(r["server"], []).extend(r.get("steps", []))
+    names = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for server, steps in points.items():
+        steps = sorted((s for s in steps if s["cpu_us_per_packet"]), key=lambda s: s["subscribers"])
+        ax.plot([s["subscribers"] for s in steps], [s["cpu_us_per_packet"] for s in steps], "o-", label=server, color=colors.get(server))
+    ax.axhline(TARGET_CPU_US, color="gray", ls="--", lw=1, label=f"target {TARGET_CPU_US:g} µs")
+    ax.set_xscale("log")
+    ax.set_xlabel("subscribers of one 720p simulcast publisher")
+    ax.set_ylabel("server CPU µs per forwarded packet")
+    ax.set_ylim(bottom=0)
+    names.append(save(plt, fig, ax, out / "sfu_cpu_per_packet.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for server, steps in points.items():
+        steps = sorted(steps, key=lambda s: s["forwarded_pps"])
+        x = [s["forwarded_pps"] / 1000 for s in steps]
+        ax.plot(x, [s["latency_us"].get("p99") for s in steps], "o-", label=f"{server} p99", color=colors.get(server))
+        ax.plot(x, [s["latency_us"].get("p50") for s in steps], "o:", label=f"{server} p50", color=colors.get(server))
+    ax.set_xlabel("forwarded packets per second (thousands)")
+    ax.set_ylabel("latency, replay stamp to subscriber (µs)")
+    ax.set_yscale("log")
+    names.append(save(plt, fig, ax, out / "sfu_latency_vs_load.png"))
+    return names
+
+
+def section(res: dict, pngs: list[str], img_dir: str) -> str:
+    m = res["machine"]
+    versions = {r["server"]: r.get("version", "?") for r in res["runs"] if r.get("version")}
+    c50 = last_step(runs(res, "1x50").get("conclave"))
+    best = {name: sustained(r) for name, r in runs(res, "ramp").items()}
+    lines = [
+        BEGIN,
+        "# SFU benchmarks: Conclave's bridge and Janus",
+        "",
+        f"Generated by `bench/sfu/report.py` from `bench/sfu/results.json` of a run started {res['started']} (git {res['git']}).",
+        "",
+        "## Machine and versions",
+        "",
+        f"- CPU: {m['cpu']}, {m['cores']} cores; kernel {m['kernel']}; memory {m['memory']}",
+        *[f"- {k}: {v}" for k, v in versions.items()],
+        "",
+        "## Method",
+        "",
+        "- One command: `bench/sfu/run` (installs Janus and GStreamer from Debian, records, builds, measures, writes this section).",
+        "- Publishers: a 10 s recording (GStreamer: VP8 at 320×180, 640×360 and 1280×720, 200/700/2500 kbit/s, "
+        "keyframe every 3 s; Opus) replayed in a loop as plain RTP into each server's ingest: Janus's VideoRoom "
+        "`add_remote_publisher`, Conclave's `meetings.rtp_ingest`. Each server's publisher joins as its clients do "
+        "(Janus: the HTTP API; Conclave: XMPP, the conference request, the MUC and Jingle), only its media is plain.",
+        "- Subscribers: `sfu-load` (bench/sfu/load), str0m endpoints that answer each server's offer and do real ICE, "
+        "DTLS-SRTP, receiver reports, NACKs and transport-cc feedback, without decoding; one process holds them all. "
+        "Each subscriber gets the 720p layer (Janus: substream 2; Conclave: no constraints, so the highest layer) and the audio.",
+        f"- Pinning: server on core {res['server_core']}, sfu-load (and the signalling) on core {res['load_core']} (`taskset`).",
+        f"- Server CPU: utime+stime from /proc/PID/stat over a {res['secs']:g} s window, divided by the RTP packets the "
+        "subscribers received in it (forwarded packets). On loopback the server's `sendto` also runs the receiver's "
+        "UDP receive path in softirq, so the totals include kernel work a real network would put on the subscriber's "
+        "machine; it weighs the same on both servers. The user column is the server's own work.",
+        "- Latency: the replay writes its send time (CLOCK_REALTIME, ns) into the last 12 bytes of each payload; "
+        "sfu-load takes the receive time right after reading the datagram. So the figure is the whole path: "
+        "loopback, server, and sfu-load's own queueing.",
+        "- Loss: by extended sequence number per received SSRC, in the window. RSS per subscriber: (RSS with them "
+        "all − RSS with the publishers only) / subscribers.",
+        f"- A step is client-bound when sfu-load used more than {90}% of its core: its figures then say more about "
+        "the load client than the server.",
+        "",
+        "## Results",
+        "",
+        *table(res),
+        "",
+    ]
+    if best:
+        lines += [
+            "## Subscribers one core sustains (one 720p simulcast publisher)",
+            "",
+            *[f"- {name}: {n if n is not None else '–'} ({why})" for name, (n, why) in best.items()],
+            "",
+            *ramp_table(res),
+            "",
+        ]
+    lines += ["## Targets", ""]
+    c_pkts = [s["cpu_us_per_packet"] for r in res["runs"] if r["server"] == "conclave" for s in r.get("steps", []) if s["cpu_us_per_packet"]]
+    if c_pkts:
+        lines.append(f"- ≤ {TARGET_CPU_US:g} µs CPU per forwarded packet: Conclave {min(c_pkts):.2f} to {max(c_pkts):.2f} µs across shapes.")
+    if c50:
+        lines.append(f"- p99 added latency ≤ 1 ms at 50 subscribers: Conclave {num(c50['latency_us'].get('p99'), 0)} µs.")
+    if "conclave" in best:
+        lines.append(f"- ≥ {TARGET_SUBS_PER_CORE} subscribers of one 720p simulcast publisher per core: Conclave {best['conclave'][0]} ({best['conclave'][1]}).")
+    lines.append("")
+    if pngs:
+        lines += ["## Plots", ""] + [f"![{p}]({img_dir}/{p})" for p in pngs] + [""]
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def splice(doc: str, sec: str) -> str:
+    if BEGIN in doc and END in doc:
+        head, rest = doc.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        return head + sec.rstrip("\n") + tail
+    return doc.rstrip("\n") + "\n\n" + sec
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", type=Path, nargs="?", default=HERE / "results.json")
+    ap.add_argument("--doc", type=Path, default=REPO / "BENCHMARKS.md")
+    args = ap.parse_args()
+    res = json.loads(args.results.read_text())
+    img = HERE / "plots"
+    img.mkdir(exist_ok=True)
+    pngs = plots(res, img)
+    rel = img.relative_to(args.doc.parent.resolve()) if img.is_relative_to(args.doc.parent.resolve()) else img
+    doc = args.doc.read_text() if args.doc.exists() else ""
+    args.doc.write_text(splice(doc, section(res, pngs, str(rel))))
+    print(f"wrote the SFU section of {args.doc}" + (f" and {', '.join(pngs)}" if pngs else " (no plots: matplotlib missing)"))
+
+
+if __name__ == "__main__":
+    main()

@@ -11,6 +11,8 @@
 //! picture. The first stream always keeps its lowest layer: a receiver
 //! whose estimate is below even that still sees the speaker move.
 
+use std::time::{Duration, Instant};
+
 /// Measured bitrates are this far from settled until a layer has been
 /// measured for a second; until then its nominal rate stands in, so that a
 /// layer that just started does not look free.
@@ -125,6 +127,58 @@ pub fn allocate(budget: f64, streams: &[Wanted<'_>], out: &mut Vec<Option<usize>
     a
 }
 
+/// A layer dropped for want of bandwidth is not tried again at once: the
+/// upgrade's own burst (a keyframe, the bigger frames) would push the link
+/// over again, and the receiver would see the picture step up and down
+/// with a stall each time. The wait doubles while drops keep coming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// The lowest layer held back.
+    layer: usize,
+    until: Instant,
+    wait: Duration,
+}
+
+/// The first wait after a drop, the longest, and how long after a wait
+/// ends a new drop starts again from the first.
+pub const HOLD_FIRST: Duration = Duration::from_secs(4);
+pub const HOLD_MAX: Duration = Duration::from_secs(32);
+pub const HOLD_FORGET: Duration = Duration::from_secs(60);
+
+/// The layer to send a stream up to, from the one sent before (`prev`) and
+/// what this pass of `allocate` affords (`proposed`), with `hold` kept per
+/// receiver and stream. `None` is no layer at all.
+pub fn hold_down(
+    prev: Option<usize>,
+    proposed: Option<usize>,
+    hold: &mut Option<Hold>,
+    now: Instant,
+) -> Option<usize> {
+    if let Some(h) = *hold
+        && now >= h.until + HOLD_FORGET
+    {
+        *hold = None;
+    }
+    if let Some(dropped) = prev
+        && proposed < prev
+    {
+        let wait = hold.map_or(HOLD_FIRST, |h| (h.wait * 2).min(HOLD_MAX));
+        *hold = Some(Hold {
+            layer: dropped,
+            until: now + wait,
+            wait,
+        });
+        return proposed;
+    }
+    match *hold {
+        Some(h) if now < h.until && proposed >= Some(h.layer) => {
+            let below = h.layer.checked_sub(1);
+            prev.max(below).min(proposed)
+        }
+        _ => proposed,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,12 +194,57 @@ mod tests {
     }
 
     #[test]
+    fn a_dropped_layer_waits_longer_each_time() {
+        let t0 = Instant::now();
+        let mut hold = None;
+        // Up to the top, then the estimate falls: down at once.
+        assert_eq!(hold_down(Some(1), Some(2), &mut hold, t0), Some(2));
+        assert_eq!(hold_down(Some(2), Some(1), &mut hold, t0), Some(1));
+        // The top fits again a second later: held at the middle...
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(hold_down(Some(1), Some(2), &mut hold, t1), Some(1));
+        // ...but lower still goes down, and that wait is longer.
+        assert_eq!(hold_down(Some(1), Some(0), &mut hold, t1), Some(0));
+        let t2 = t1 + HOLD_FIRST + Duration::from_secs(1);
+        assert_eq!(
+            hold_down(Some(0), Some(2), &mut hold, t2),
+            Some(0),
+            "the middle is held now"
+        );
+        let t3 = t1 + HOLD_FIRST * 2 + Duration::from_millis(1);
+        assert_eq!(
+            hold_down(Some(0), Some(2), &mut hold, t3),
+            Some(2),
+            "the hold is over"
+        );
+        // Long after, a new drop waits the first time again.
+        let t4 = t3 + HOLD_FORGET + HOLD_MAX;
+        assert_eq!(hold_down(Some(2), Some(1), &mut hold, t4), Some(1));
+        assert_eq!(
+            hold_down(Some(1), Some(2), &mut hold, t4 + HOLD_FIRST),
+            Some(2)
+        );
+        // No layer at all, and back.
+        let mut hold = None;
+        assert_eq!(hold_down(Some(0), None, &mut hold, t0), None);
+        assert_eq!(hold_down(None, Some(0), &mut hold, t0), None);
+        assert_eq!(
+            hold_down(None, Some(0), &mut hold, t0 + HOLD_FIRST),
+            Some(0)
+        );
+    }
+
+    #[test]
     fn a_wide_link_gets_every_stream_at_its_best() {
         let mut out = Vec::new();
         let a = allocate(10e6, &[wanted(&LAYERS), wanted(&LAYERS)], &mut out);
         assert_eq!(out, [Some(2), Some(2)]);
         assert_eq!(a.spent, 3e6);
-        assert_eq!(a.ideal, 3e6 / UPGRADE_HEADROOM, "enough to take the top layers");
+        assert_eq!(
+            a.ideal,
+            3e6 / UPGRADE_HEADROOM,
+            "enough to take the top layers"
+        );
         assert_eq!(a.next, 0.0, "nothing to probe for");
     }
 
@@ -158,9 +257,17 @@ mod tests {
         assert_eq!(out, [Some(1), Some(0)]);
         assert_eq!(a.spent, 650e3);
         assert_eq!(a.ideal, 3e6 / UPGRADE_HEADROOM);
-        assert_eq!(a.next, (650e3 + 350e3) / UPGRADE_HEADROOM, "the second's middle layer is next");
+        assert_eq!(
+            a.next,
+            (650e3 + 350e3) / UPGRADE_HEADROOM,
+            "the second's middle layer is next"
+        );
         // That much is enough for it.
-        let b = allocate(a.next * 1.001, &[wanted(&LAYERS), wanted(&LAYERS)], &mut out);
+        let b = allocate(
+            a.next * 1.001,
+            &[wanted(&LAYERS), wanted(&LAYERS)],
+            &mut out,
+        );
         assert_eq!(out, [Some(1), Some(1)]);
         assert!(b.spent >= 1e6 - 1.0);
     }

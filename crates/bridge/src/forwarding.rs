@@ -450,6 +450,8 @@ pub struct Rewritten {
 pub struct Projection {
     /// What the receiver's bandwidth allows (see `allocation`).
     pub cap: LayerCap,
+    /// A layer recently dropped for bandwidth, not to be tried yet.
+    pub hold: Option<crate::allocation::Hold>,
     /// For an SVC stream, what replaces the switching below.
     pub svc: Option<crate::svc::SvcFilter>,
     current: Option<usize>,

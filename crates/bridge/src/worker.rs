@@ -690,9 +690,17 @@ impl Worker {
                     })
                     .collect();
                 let a = allocation::allocate(estimate - audio, &streams, &mut caps);
-                for (&(visible, _, _), cap) in wanted.iter().zip(&caps) {
-                    rec.projections.entry(visible).or_default().cap =
-                        cap.map_or(LayerCap::Nothing, LayerCap::UpTo);
+                for (&(visible, _, _), &cap) in wanted.iter().zip(&caps) {
+                    let proj = rec.projections.entry(visible).or_default();
+                    let cap = match proj.cap {
+                        // The first estimate: nothing was sent under one.
+                        LayerCap::Any => cap,
+                        LayerCap::UpTo(l) => {
+                            allocation::hold_down(Some(l), cap, &mut proj.hold, now)
+                        }
+                        LayerCap::Nothing => allocation::hold_down(None, cap, &mut proj.hold, now),
+                    };
+                    proj.cap = cap.map_or(LayerCap::Nothing, LayerCap::UpTo);
                 }
                 let (minimum, desired) = (a.next + audio, a.ideal + audio);
                 let (m0, d0) = rec.bwe_asked;

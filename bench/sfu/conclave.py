@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import uuid
 import xml.etree.ElementTree as ET
@@ -32,9 +33,11 @@ class LoadSubscriber(Participant):
     sends nothing, so its session-accept announces no sources (else every
     other subscriber would get a source-add for it)."""
 
-    def __init__(self, server, room, load, **kw):
+    def __init__(self, server, room, load, ip=None, link=None, **kw):
         super().__init__(server, room, send=False, **kw)
         self.load = load
+        self.ip = ip
+        self.link = link
 
     async def _negotiate(self, first):
         if not first:
@@ -43,7 +46,7 @@ class LoadSubscriber(Participant):
             except (LoadError, ConnectionError):
                 pass  # the run is ending
             return
-        answer = await self.load.subscribe(self.nick, self.offer.sdp())
+        answer = await self.load.subscribe(self.nick, self.offer.sdp(), ip=self.ip, link=self.link)
         accept = accept_jingle(self.offer.sid, answer, self.nick, self.room)
         for d in accept.iter(q(NS_RTP, "description")):
             for child in list(d):
@@ -55,7 +58,7 @@ class LoadSubscriber(Participant):
 class Conclave:
     name = "conclave"
 
-    def __init__(self, core: str | None):
+    def __init__(self, core: str | None, overrides: dict | None = None):
         (self.ingest_port,) = harness.free_ports(1)
         self.srv = harness.ConclaveServer(
             {
@@ -63,6 +66,7 @@ class Conclave:
                 "log.level": os.environ.get("BENCH_CONCLAVE_LOG", "warn"),
                 # The bench's subscribers and publishers are all on loopback.
                 "limits.max_connections_per_ip": 100000,
+                **(overrides or {}),
             },
             name="bench-sfu",
         )
@@ -90,8 +94,8 @@ class Conclave:
         mapping[REC_AUDIO] = (pub.ssrcs["audio"], OPUS_PT)
         await load.publish(pub.nick, recording, f"127.0.0.1:{self.ingest_port}", mapping)
 
-    async def add_subscriber(self, load) -> str:
-        sub = await LoadSubscriber(self.srv, self.room, load).join()
+    async def add_subscriber(self, load, ip: str | None = None, link: dict | None = None) -> str:
+        sub = await LoadSubscriber(self.srv, self.room, load, ip=ip, link=link).join()
         await asyncio.wait_for(sub.accepted.wait(), 60)
         self.members.append(sub)
         return sub.nick
@@ -105,4 +109,7 @@ class Conclave:
         self.members.clear()
         await asyncio.sleep(0.2)
         self.srv.stop()
+        keep = os.environ.get("BENCH_CONCLAVE_KEEP_LOG")
+        if keep:
+            shutil.copyfile(self.srv.stderr_path, keep)
         self.srv.cleanup()

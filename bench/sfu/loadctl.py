@@ -30,9 +30,10 @@ class LoadClient:
         self.reader = asyncio.ensure_future(self._read())
 
     @classmethod
-    async def start(cls, core: str | None, binary: Path | None = None) -> "LoadClient":
+    async def start(cls, core: str | None, binary: Path | None = None, prefix: list[str] | None = None) -> "LoadClient":
+        """`prefix` goes before the command (bwe.py: `ip netns exec NS`)."""
         exe = str(binary or load_binary())
-        cmd = (["taskset", "-c", core] if core is not None else []) + [exe, "run"]
+        cmd = [*(prefix or []), *(["taskset", "-c", core] if core is not None else []), exe, "run"]
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 24
         )
@@ -69,8 +70,9 @@ class LoadClient:
         await self.proc.stdin.drain()
         return await asyncio.wait_for(fut, timeout)
 
-    async def subscribe(self, sid: str, offer: str, ip: str | None = None) -> str:
-        msg = {"op": "subscribe", "id": sid, "offer": offer}
+    async def subscribe(self, sid: str, offer: str, ip: str | None = None, link: dict | None = None) -> str:
+        """`link` impairs what the subscriber receives: {"delay_ms", "loss"}."""
+        msg = {"op": "subscribe", "id": sid, "offer": offer, **(link or {})}
         if ip is not None:
             msg["ip"] = ip
         return (await self.call(msg, sid))["answer"]

@@ -153,6 +153,8 @@ def plots(res: dict, out: Path) -> list[str]:
 def section(res: dict, pngs: list[str], img_dir: str) -> str:
     m = res["machine"]
     versions = {r["server"]: r.get("version", "?") for r in res["runs"] if r.get("version")}
+    if "conclave" in versions:
+        versions["conclave"] += f" (git {res['git']}), release build"
     c50 = last_step(runs(res, "1x50").get("conclave"))
     best = {name: sustained(r) for name, r in runs(res, "ramp").items()}
     lines = [
@@ -189,6 +191,18 @@ def section(res: dict, pngs: list[str], img_dir: str) -> str:
         f"- A step is client-bound when sfu-load used more than {90}% of its core: its figures then say more about "
         "the load client than the server.",
         "",
+        "## Reading the figures",
+        "",
+        "- Loopback: each `sendto` also runs the subscriber's receive path and wakes it (softirq, inline), about a third of "
+        "the server's CPU in perf; a real NIC would take that off the server's core. Both servers pay it alike.",
+        "- Conclave paces what it sends each receiver (str0m's pacer, at 1.1× the receiver's bandwidth estimate, as "
+        "browsers pace): a 720p keyframe leaves over tens of milliseconds instead of in one burst. That is most of its p99; "
+        "Janus does not pace, so its bursts queue in the receiver's socket instead, and it loses them when the load grows.",
+        "- Conclave chooses each receiver's layer from its bandwidth estimate (transport-cc): a receiver whose estimate has "
+        "not reached the 720p layer's rate gets 360p (the heights column of results.json); Janus forwards the substream "
+        "asked for, whatever the link.",
+        "- 10x10: each subscriber takes ten publishers (about 26 Mbit/s); Janus spreads them over its threads.",
+        "",
         "## Results",
         "",
         *table(res),
@@ -214,8 +228,66 @@ def section(res: dict, pngs: list[str], img_dir: str) -> str:
     lines.append("")
     if pngs:
         lines += ["## Plots", ""] + [f"![{p}]({img_dir}/{p})" for p in pngs] + [""]
+    lines += bwe_section(img_dir)
     lines.append(END)
     return "\n".join(lines) + "\n"
+
+
+# bwe.py's outputs: (results, plot, what the link does besides its cap).
+BWE_RUNS = (
+    ("bwe.json", "sfu_bwe_layers.png"),
+    ("bwe-delay-only.json", "sfu_bwe_layers_delay_only.png"),
+)
+
+
+def bwe_summary(series: list[dict], settle: int) -> tuple[str, str, int, str]:
+    """Over the samples after `settle` s: the layer sent most, the share of
+    seconds on it, the seconds without a frame, median fps (low-high)."""
+    tail = series[settle:]
+    if not tail:
+        return "–", "–", 0, "–"
+    heights = [p["height"] for p in tail]
+    common = max(set(heights), key=heights.count)
+    fps = sorted(p["frames"] for p in tail)
+    frozen = sum(1 for p in tail if p["frames"] == 0)
+    return f"{common}p", f"{100 * heights.count(common) // len(heights)}%", frozen, f"{fps[len(fps) // 2]} ({fps[0]}–{fps[-1]})"
+
+
+def bwe_section(img_dir: str) -> list[str]:
+    lines: list[str] = []
+    for name, png in BWE_RUNS:
+        path = HERE / name
+        if not path.exists():
+            continue
+        r = json.loads(path.read_text())
+        settle = r.get("settle_s", 10)
+        if not lines:
+            lines += [
+                "## Bandwidth estimation on constrained links (`bench/sfu/bwe.py`, Conclave)",
+                "",
+                "One 720p simulcast publisher (the recording above: 180p ≈ 280, 360p ≈ 790, 720p ≈ 2380 kbit/s on the "
+                "wire, audio ≈ 37) and one sfu-load receiver per link, each in a network namespace behind a veth pair "
+                "whose bridge side is capped by `tc tbf` (200 ms queue). This kernel has no netem, so the delay and the "
+                "random loss are applied by the receiving sfu-load to each datagram as it arrives, behind the cap. "
+                "Janus is not in this test: its VideoRoom forwards the substream a subscriber asks for and has no "
+                "estimate of its own to compare.",
+                "",
+            ]
+        lines += [
+            f"### {r.get('delay_ms', 0):g} ms delay, {100 * r.get('loss', 0):g}% loss, {r['secs']:g} s",
+            "",
+            f"After the first {settle} s:",
+            "",
+            "| link | layer sent most | share of seconds | seconds without a frame | fps, median (low–high) |",
+            "|---|---|---|---|---|",
+        ]
+        for kbps, series in r["receivers"].items():
+            layer, share, frozen, fps = bwe_summary(series, settle)
+            lines.append(f"| {int(kbps) / 1000:g} Mbit/s | {layer} | {share} | {frozen} | {fps} |")
+        lines.append("")
+        if (HERE / "plots" / png).exists():
+            lines += [f"![{png}]({img_dir}/{png})", ""]
+    return lines
 
 
 def splice(doc: str, sec: str) -> str:

@@ -1007,6 +1007,7 @@ impl Worker {
                 if let Some(ep) = self.ep(idx)
                     && (ep.estimate_twcc || estimate != INITIAL_ESTIMATE)
                 {
+                    tracing::trace!(endpoint = %ep.key.endpoint, bps = estimate.as_f64(), "estimate");
                     ep.estimate = Some(estimate.as_f64());
                     ep.estimate_twcc = true;
                 }

@@ -18,7 +18,7 @@ use str0m::config::DtlsCert;
 use crate::latency::Histogram;
 use crate::publish::{self, Mapping, Publisher};
 use crate::recording::Recording;
-use crate::subscriber::Subscriber;
+use crate::subscriber::{Impairment, Subscriber};
 use crate::sys::{self, Batch};
 
 const STDIN: Token = Token(0);
@@ -30,6 +30,8 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 const TIMER_SLACK: Duration = Duration::from_micros(500);
 /// Refuse more than this many subscribers (each is a socket and an Rtc).
 const MAX_SUBSCRIBERS: usize = 2000;
+/// Longest link delay a subscriber may be given.
+const MAX_DELAY_MS: f64 = 10_000.0;
 /// Longest command line accepted (SDP offers with many sources are long).
 const MAX_LINE: usize = 4 << 20;
 
@@ -51,6 +53,12 @@ struct Command {
     /// be this host's own, since Janus never gathers on loopback.
     #[serde(default)]
     ip: Option<IpAddr>,
+    /// A bad link in front of a subscriber: added delay in ms.
+    #[serde(default)]
+    delay_ms: Option<f64>,
+    /// ...and the share of its datagrams lost, 0 to 1.
+    #[serde(default)]
+    loss: Option<f64>,
 }
 
 struct Slot {
@@ -298,6 +306,18 @@ impl State {
             SocketAddr::new(ip, 0),
             Instant::now(),
         )?;
+        let delay_ms = cmd.delay_ms.unwrap_or(0.0);
+        let loss = cmd.loss.unwrap_or(0.0);
+        if !(0.0..=MAX_DELAY_MS).contains(&delay_ms) {
+            return Err(format!("delay_ms must be 0 to {MAX_DELAY_MS}"));
+        }
+        if !(0.0..=1.0).contains(&loss) {
+            return Err("loss must be 0 to 1".into());
+        }
+        sub.impair(Impairment {
+            delay: Duration::from_secs_f64(delay_ms / 1000.0),
+            loss,
+        });
         let answer = sub.accept(&offer, &mut self.hist)?;
         let idx = self.free.pop().unwrap_or(self.slots.len());
         self.poll

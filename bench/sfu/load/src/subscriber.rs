@@ -3,6 +3,7 @@
 //! feedback a browser would (receiver reports, NACK, transport-cc), and
 //! counts what it receives instead of decoding it.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -67,13 +68,36 @@ pub struct Counters {
     pub frames: u64,
 }
 
+/// A bad link in front of this receiver, applied as its datagrams arrive:
+/// the kernel here has no netem, so delay and random loss are made in the
+/// receiver, behind whatever rate cap the kernel applies (tc tbf).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Impairment {
+    pub delay: Duration,
+    /// The share of datagrams dropped, 0 to 1.
+    pub loss: f64,
+}
+
+/// A datagram held back by `Impairment::delay`.
+struct Delayed {
+    due: Instant,
+    source: SocketAddr,
+    data: Vec<u8>,
+}
+
 pub struct Subscriber {
     pub id: String,
     pub socket: mio::net::UdpSocket,
     local: SocketAddr,
     rtc: Rtc,
-    /// When str0m next wants `Input::Timeout`.
+    /// When this endpoint next needs `on_timeout`: str0m's own deadline or
+    /// the next delayed datagram's, whichever is first.
     pub deadline: Instant,
+    rtc_deadline: Instant,
+    impairment: Impairment,
+    delayed: VecDeque<Delayed>,
+    /// xorshift64 state for the loss draw: reproducible per subscriber.
+    rng: u64,
     counters: Counters,
     incoming: Vec<Incoming>,
     /// Cumulative NACKs per (mid, rid), as str0m's stats last said.
@@ -117,6 +141,10 @@ impl Subscriber {
             local,
             rtc,
             deadline: now,
+            rtc_deadline: now,
+            impairment: Impairment::default(),
+            delayed: VecDeque::new(),
+            rng: 0x9e37_79b9_7f4a_7c15,
             counters: Counters::default(),
             incoming: Vec::new(),
             nacks: Vec::new(),
@@ -125,6 +153,21 @@ impl Subscriber {
         };
         sub.drain(None, &mut Histogram::default());
         Ok(sub)
+    }
+
+    pub fn impair(&mut self, impairment: Impairment) {
+        self.impairment = impairment;
+    }
+
+    /// Whether the link loses this datagram.
+    fn lose(&mut self) -> bool {
+        if self.impairment.loss <= 0.0 {
+            return false;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 11) as f64 / (1u64 << 53) as f64 <= self.impairment.loss
     }
 
     /// Answers an offer, the first or a renegotiation.
@@ -167,11 +210,22 @@ impl Subscriber {
                 if self.failed {
                     continue;
                 }
+                if self.impairment != Impairment::default() {
+                    if !self.lose() {
+                        self.delayed.push_back(Delayed {
+                            due: now + self.impairment.delay,
+                            source,
+                            data: data.to_vec(),
+                        });
+                    }
+                    continue;
+                }
                 if let Err(e) = self.rtc.handle_input(Input::Receive(now, r)) {
                     eprintln!("sfu-load: {}: input: {e}", self.id);
                 }
                 self.drain(Some(wall), hist);
             }
+            self.deliver_delayed(now, hist);
             // epoll reports every datagram that arrives after this read,
             // so a short batch means the queue was empty: skip the EAGAIN call.
             if n < crate::sys::BATCH {
@@ -184,10 +238,37 @@ impl Subscriber {
         if self.failed {
             return;
         }
+        self.deliver_delayed(now, hist);
+        // Early is harmless: str0m does what is due and names its next time.
         if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
             eprintln!("sfu-load: {}: timeout: {e}", self.id);
         }
         self.drain(None, hist);
+    }
+
+    /// Hands str0m the delayed datagrams now due (a constant delay keeps
+    /// the queue in arrival order).
+    fn deliver_delayed(&mut self, now: Instant, hist: &mut Histogram) {
+        while let Some(d) = self.delayed.front() {
+            if d.due > now || self.failed {
+                break;
+            }
+            let d = self.delayed.pop_front().expect("front was Some");
+            if let Ok(r) = Receive::new(Protocol::Udp, d.source, self.local, &d.data)
+                && let Err(e) = self.rtc.handle_input(Input::Receive(now, r))
+            {
+                eprintln!("sfu-load: {}: input: {e}", self.id);
+            }
+            self.drain(Some(crate::wall_ns()), hist);
+        }
+        self.set_deadline();
+    }
+
+    fn set_deadline(&mut self) {
+        self.deadline = match self.delayed.front() {
+            Some(d) => d.due.min(self.rtc_deadline),
+            None => self.rtc_deadline,
+        };
     }
 
     /// Runs str0m until it wants time to pass: the one loop all its output
@@ -200,13 +281,15 @@ impl Subscriber {
                     eprintln!("sfu-load: {}: str0m failed: {e}", self.id);
                     self.failed = true;
                     self.counters.connected = false;
-                    self.deadline = Instant::now() + Duration::from_secs(3600);
+                    self.rtc_deadline = Instant::now() + Duration::from_secs(3600);
+                    self.set_deadline();
                     return;
                 }
             };
             match out {
                 Output::Timeout(t) => {
-                    self.deadline = t;
+                    self.rtc_deadline = t;
+                    self.set_deadline();
                     return;
                 }
                 Output::Transmit(t) => {

@@ -9,11 +9,11 @@ a token bucket with a queue, as a real bottleneck). The bridge binds the
 address on the root side of the pairs; the publisher (one 720p simulcast
 replay) and the signalling stay on loopback. Needs root (ip netns, tc).
 
-The issue's link is netem's (a cap, 2% loss, 100 ms delay), but this
-kernel has no netem (CONFIG_NET_SCH_NETEM is off). The cap is the kernel's
-(tbf); the delay and the loss are made by the receiving sfu-load as each
-datagram arrives, behind the cap, which is where netem on the same
-interface would put them. `--loss 0 --delay-ms 0` leaves the cap alone.
+The link is a cap (tbf) with delay and random loss behind it (netem, as
+a child of the tbf). Where the kernel has no netem (this one:
+CONFIG_NET_SCH_NETEM is off), the receiving sfu-load delays and drops
+each datagram as it arrives instead, which is the same place on the path.
+`--loss 0 --delay-ms 0` leaves the cap alone.
 
     bwe.py                      # 300 kbit/s, 1 Mbit/s, 3 Mbit/s, each with 2% loss and 100 ms; 60 s; results in bwe.json
     bwe.py --check              # also fail unless each receiver ends on the layer that fits, frames flowing
@@ -73,7 +73,15 @@ class Link:
         # The bottleneck: bridge -> receiver. Burst of 10 ms at the rate
         # (at least two packets), a queue of up to 200 ms.
         burst = max(3000, self.kbps * 1000 // 8 // 100)
-        sh("tc", "qdisc", "add", "dev", self.outer, "root", "tbf", "rate", f"{self.kbps}kbit", "burst", str(burst), "latency", "200ms")
+        sh("tc", "qdisc", "add", "dev", self.outer, "root", "handle", "1:", "tbf", "rate", f"{self.kbps}kbit", "burst", str(burst), "latency", "200ms")
+
+    def netem(self, delay_ms: float, loss: float) -> bool:
+        """Delay and loss behind the cap, by netem where the kernel has it."""
+        r = subprocess.run(
+            ["tc", "qdisc", "add", "dev", self.outer, "parent", "1:1", "handle", "10:", "netem", "delay", f"{delay_ms:g}ms", "loss", f"{100 * loss:g}%"],
+            capture_output=True,
+        )
+        return r.returncode == 0
 
     def down(self) -> None:
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
@@ -91,8 +99,15 @@ async def run(args) -> dict:
     sh("ip", "addr", "add", f"{BRIDGE_IP}/32", "dev", "lo")
     for link in links:
         link.up()
+    # Where netem exists it makes the bad link; else each receiver does.
+    by_netem = all(link.netem(args.delay_ms, args.loss) for link in links) if (args.delay_ms or args.loss) else True
+    impair = None if by_netem else {"delay_ms": args.delay_ms, "loss": args.loss}
+    if not by_netem:
+        for link in links:
+            subprocess.run(["tc", "qdisc", "del", "dev", link.outer, "parent", "1:1"], capture_output=True)
     srv = Conclave(None, overrides={"meetings.bind": BRIDGE_IP})
     out: dict = {"caps_kbps": list(args.caps), "secs": args.secs, "settle_s": SETTLE_S, "delay_ms": args.delay_ms, "loss": args.loss, "receivers": {}}
+    out["impairment"] = "netem" if impair is None else "sfu-load (no netem in this kernel)"
     loads: list[LoadClient] = []
     try:
         srv.start()
@@ -103,7 +118,7 @@ async def run(args) -> dict:
         for link in links:
             load = await LoadClient.start(None, prefix=["ip", "netns", "exec", link.ns])
             loads.append(load)
-            sid = await srv.add_subscriber(load, ip=link.peer, link={"delay_ms": args.delay_ms, "loss": args.loss})
+            sid = await srv.add_subscriber(load, ip=link.peer, link=impair)
             subs.append((link, load, sid))
         series = {link.kbps: [] for link in links}
         for _, load, _ in subs:

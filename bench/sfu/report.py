@@ -267,8 +267,9 @@ def bwe_section(img_dir: str) -> list[str]:
                 "",
                 "One 720p simulcast publisher (the recording above: 180p ≈ 280, 360p ≈ 790, 720p ≈ 2380 kbit/s on the "
                 "wire, audio ≈ 37) and one sfu-load receiver per link, each in a network namespace behind a veth pair "
-                "whose bridge side is capped by `tc tbf` (200 ms queue). This kernel has no netem, so the delay and the "
-                "random loss are applied by the receiving sfu-load to each datagram as it arrives, behind the cap. "
+                "whose bridge side is capped by `tc tbf` (200 ms queue), with delay and random loss behind the cap "
+                f"(made by: {r.get('impairment', 'sfu-load')}; without netem the receiving sfu-load delays and drops each "
+                "datagram as it arrives). "
                 "Janus is not in this test: its VideoRoom forwards the substream a subscriber asks for and has no "
                 "estimate of its own to compare.",
                 "",

@@ -145,15 +145,20 @@ pub const HOLD_FIRST: Duration = Duration::from_secs(4);
 pub const HOLD_MAX: Duration = Duration::from_secs(32);
 pub const HOLD_FORGET: Duration = Duration::from_secs(60);
 
-/// The layer to send a stream up to, from the one sent before (`prev`) and
-/// what this pass of `allocate` affords (`proposed`), with `hold` kept per
-/// receiver and stream. `None` is no layer at all.
+/// The layer to send a stream up to, from the one sent before (`prev`),
+/// the highest the receiver's constraints allow now (`limit`) and what
+/// this pass of `allocate` affords (`proposed`), with `hold` kept per
+/// receiver and stream. `None` is no layer at all. A receiver that asks
+/// for less is not held to it when it asks for more again: only a drop
+/// below what it asks for is bandwidth's.
 pub fn hold_down(
     prev: Option<usize>,
+    limit: usize,
     proposed: Option<usize>,
     hold: &mut Option<Hold>,
     now: Instant,
 ) -> Option<usize> {
+    let prev = prev.map(|p| p.min(limit));
     if let Some(h) = *hold
         && now >= h.until + HOLD_FORGET
     {
@@ -198,40 +203,45 @@ mod tests {
         let t0 = Instant::now();
         let mut hold = None;
         // Up to the top, then the estimate falls: down at once.
-        assert_eq!(hold_down(Some(1), Some(2), &mut hold, t0), Some(2));
-        assert_eq!(hold_down(Some(2), Some(1), &mut hold, t0), Some(1));
+        assert_eq!(hold_down(Some(1), 2, Some(2), &mut hold, t0), Some(2));
+        assert_eq!(hold_down(Some(2), 2, Some(1), &mut hold, t0), Some(1));
         // The top fits again a second later: held at the middle...
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(hold_down(Some(1), Some(2), &mut hold, t1), Some(1));
+        assert_eq!(hold_down(Some(1), 2, Some(2), &mut hold, t1), Some(1));
         // ...but lower still goes down, and that wait is longer.
-        assert_eq!(hold_down(Some(1), Some(0), &mut hold, t1), Some(0));
+        assert_eq!(hold_down(Some(1), 2, Some(0), &mut hold, t1), Some(0));
         let t2 = t1 + HOLD_FIRST + Duration::from_secs(1);
         assert_eq!(
-            hold_down(Some(0), Some(2), &mut hold, t2),
+            hold_down(Some(0), 2, Some(2), &mut hold, t2),
             Some(0),
             "the middle is held now"
         );
         let t3 = t1 + HOLD_FIRST * 2 + Duration::from_millis(1);
         assert_eq!(
-            hold_down(Some(0), Some(2), &mut hold, t3),
+            hold_down(Some(0), 2, Some(2), &mut hold, t3),
             Some(2),
             "the hold is over"
         );
         // Long after, a new drop waits the first time again.
         let t4 = t3 + HOLD_FORGET + HOLD_MAX;
-        assert_eq!(hold_down(Some(2), Some(1), &mut hold, t4), Some(1));
+        assert_eq!(hold_down(Some(2), 2, Some(1), &mut hold, t4), Some(1));
         assert_eq!(
-            hold_down(Some(1), Some(2), &mut hold, t4 + HOLD_FIRST),
+            hold_down(Some(1), 2, Some(2), &mut hold, t4 + HOLD_FIRST),
             Some(2)
         );
         // No layer at all, and back.
         let mut hold = None;
-        assert_eq!(hold_down(Some(0), None, &mut hold, t0), None);
-        assert_eq!(hold_down(None, Some(0), &mut hold, t0), None);
+        assert_eq!(hold_down(Some(0), 2, None, &mut hold, t0), None);
+        assert_eq!(hold_down(None, 2, Some(0), &mut hold, t0), None);
         assert_eq!(
-            hold_down(None, Some(0), &mut hold, t0 + HOLD_FIRST),
+            hold_down(None, 2, Some(0), &mut hold, t0 + HOLD_FIRST),
             Some(0)
         );
+        // The receiver asks for 180p, then for 720p again: no wait.
+        let mut hold = None;
+        assert_eq!(hold_down(Some(2), 0, Some(0), &mut hold, t0), Some(0));
+        assert_eq!(hold_down(Some(0), 2, Some(2), &mut hold, t0), Some(2));
+        assert_eq!(hold, None);
     }
 
     #[test]

@@ -690,15 +690,17 @@ impl Worker {
                     })
                     .collect();
                 let a = allocation::allocate(estimate - audio, &streams, &mut caps);
-                for (&(visible, _, _), &cap) in wanted.iter().zip(&caps) {
+                for (&(visible, limit, _), &cap) in wanted.iter().zip(&caps) {
                     let proj = rec.projections.entry(visible).or_default();
-                    let cap = match proj.cap {
+                    let prev = match proj.cap {
                         // The first estimate: nothing was sent under one.
-                        LayerCap::Any => cap,
-                        LayerCap::UpTo(l) => {
-                            allocation::hold_down(Some(l), cap, &mut proj.hold, now)
-                        }
-                        LayerCap::Nothing => allocation::hold_down(None, cap, &mut proj.hold, now),
+                        LayerCap::Any => None,
+                        LayerCap::UpTo(l) => Some(Some(l)),
+                        LayerCap::Nothing => Some(None),
+                    };
+                    let cap = match prev {
+                        None => cap,
+                        Some(prev) => allocation::hold_down(prev, limit, cap, &mut proj.hold, now),
                     };
                     proj.cap = cap.map_or(LayerCap::Nothing, LayerCap::UpTo);
                 }

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from clients import login, run
+from clients import IqError, login, run
 from harness import _die_with_parent, conclave_bin, free_ports, unique
 from meeting import Participant
 from test_meetings import until
@@ -166,6 +166,15 @@ def test_conferences_go_to_the_least_stressed_bridge_and_media_flows_through_it(
         assert await until(lambda: all(d.stats.get(b) for b in d.bridges)), d.stats
         for s in d.stats.values():
             assert s["drain"] == "false" and s["version"] and float(s["stress_level"]) == 0.0
+        # only the focus drives a bridge; anyone else's colibri2 is refused
+        with pytest.raises(IqError) as e:
+            await d.observer.iq(
+                "set",
+                "<conference-modify xmlns='jitsi:colibri2' meeting-id='x' name='r@conference.localhost' create='true'>"
+                "<endpoint id='e' create='true'/></conference-modify>",
+                to="jvb1.localhost",
+            )
+        assert e.value.iq["error"]["condition"] == "forbidden"
         a1, a2 = await pair(srv, f"{unique('a')}@conference.{srv.domain}")
         try:
             first = d.by_port(a1.bridge_port())

@@ -153,6 +153,16 @@ async def both_ways(a, b, since, timeout=20):
     )
 
 
+async def call(d, prefix):
+    """The observer in the brewery, both bridges seen there, and a call of
+    two whose media flows."""
+    await d.observe()
+    assert await until(lambda: all(d.stats.get(b) for b in d.bridges)), d.stats
+    a1, a2 = await pair(d.server, f"{unique(prefix)}@conference.{d.server.domain}")
+    await both_ways(a1, a2, 0)
+    return a1, a2
+
+
 def test_conferences_go_to_the_least_stressed_bridge_and_media_flows_through_it(deployment):
     """Both bridges appear in the brewery with their stats; conference A
     lands on one, its two participants hear and see each other through it
@@ -210,16 +220,11 @@ def test_a_bridge_killed_mid_call_moves_its_conference_to_another(deployment):
     invites both participants anew on the other bridge, and media
     resumes there."""
     d = deployment
-    srv = d.server
-
     async def scenario():
-        await d.observe()
-        assert await until(lambda: all(d.stats.get(b) for b in d.bridges)), d.stats
-        a1, a2 = await pair(srv, f"{unique('k')}@conference.{srv.domain}")
+        a1, a2 = await call(d, "k")
         try:
             doomed = d.by_port(a1.bridge_port())
             other = next(b for b in d.bridges.values() if b is not doomed)
-            await both_ways(a1, a2, 0)
             doomed.proc.send_signal(signal.SIGKILL)
             killed = time.monotonic()
             assert await until(lambda: d.stats.get(doomed.domain) is None, 10), d.stats
@@ -229,6 +234,35 @@ def test_a_bridge_killed_mid_call_moves_its_conference_to_another(deployment):
                 assert p.bridge_port() == other.udp_port
             await both_ways(a1, a2, killed)
             assert other.metric("conclave_bridge_endpoints") == 2
+        finally:
+            await a1.leave()
+            await a2.leave()
+        d.observer.disconnect()
+
+    run(scenario(), timeout=90)
+
+
+def test_a_conference_left_without_a_bridge_is_invited_again_when_one_comes(deployment):
+    """Both bridges die under a call: the participants' sessions end and
+    they wait (the room stays); a bridge that joins the brewery then takes
+    the conference, both are invited on it and hear and see each other."""
+    d = deployment
+    srv = d.server
+
+    async def scenario():
+        a1, a2 = await call(d, "w")
+        try:
+            for b in d.bridges.values():
+                b.proc.send_signal(signal.SIGKILL)
+            assert await until(lambda: all(d.stats.get(b, 0) is None for b in d.bridges), 10), d.stats
+            assert await until(lambda: a1.pc is None and a2.pc is None, 10)
+            back = BridgeProcess(srv, "jvb2.localhost", "s3cret-two", 3000)
+            d.bridges["jvb2.localhost"].stop()
+            d.bridges["jvb2.localhost"] = back
+            came = time.monotonic()
+            assert await until(lambda: a1.accepted.is_set() and a2.accepted.is_set(), 15)
+            assert a1.bridge_port() == a2.bridge_port() == back.udp_port
+            await both_ways(a1, a2, came)
         finally:
             await a1.leave()
             await a2.leave()

@@ -114,6 +114,25 @@ struct Running {
     roles: HashMap<String, String>,
     moderator_granted: bool,
     ended: bool,
+    /// Occupants with no bridge endpoint, since no bridge could take them
+    /// (their bridge left and none was there): invited when one comes.
+    waiting: Vec<String>,
+}
+
+impl Running {
+    /// Invites `nicks` on the conference's bridge; those it cannot take
+    /// wait for another.
+    async fn invite(&mut self, focus: &Focus, nicks: Vec<String>) -> Vec<Element> {
+        let mut out = Vec::new();
+        for nick in nicks {
+            let (core, mut media) = self.parts(focus);
+            out.extend(core.joined(&nick, &mut media).await);
+            if !core.contains(&nick) && !self.waiting.contains(&nick) {
+                self.waiting.push(nick);
+            }
+        }
+        out
+    }
 }
 
 /// The conference's bridge, whichever it is.
@@ -482,6 +501,7 @@ impl Focus {
             roles: HashMap::new(),
             moderator_granted: false,
             ended: false,
+            waiting: Vec::new(),
         }));
         (running, rx)
     }
@@ -693,15 +713,19 @@ impl Focus {
                 continue;
             };
             let jid = real.domain().as_str().to_owned();
-            if nicks.insert(nick, jid.clone()).is_none() {
-                tracing::info!(bridge = %jid, "bridge joined the brewery");
+            let joined = nicks.insert(nick, jid.clone()).is_none();
+            {
+                let mut bridges = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
+                let b = bridges.entry(jid.clone()).or_insert(RemoteBridge {
+                    stats: stats.clone(),
+                    placed: 0,
+                });
+                b.stats = stats;
             }
-            let mut bridges = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
-            let b = bridges.entry(jid).or_insert(RemoteBridge {
-                stats: stats.clone(),
-                placed: 0,
-            });
-            b.stats = stats;
+            if joined {
+                tracing::info!(bridge = %jid, "bridge joined the brewery");
+                self.bridge_came(&srv).await;
+            }
         }
     }
 
@@ -730,10 +754,39 @@ impl Focus {
                     Placement::Nowhere
                 }
             };
+            let before = r.core.nicks();
             let out = {
                 let (core, mut media) = r.parts(self);
                 core.relocate(&mut media).await
             };
+            for nick in before {
+                if !r.core.contains(&nick) && !r.waiting.contains(&nick) {
+                    r.waiting.push(nick);
+                }
+            }
+            send_all(srv, &r.session, out).await;
+        }
+    }
+
+    /// A bridge joined the brewery: conferences left without one are
+    /// placed again, their participants invited there.
+    async fn bridge_came(&self, srv: &Server) {
+        let running: Vec<_> = self.lock().values().cloned().collect();
+        for running in running {
+            let mut r = running.lock().await;
+            if !matches!(r.placement, Placement::Nowhere) || r.waiting.is_empty() || r.ended {
+                continue;
+            }
+            let Some(bridge) = self.choose(None) else {
+                return;
+            };
+            r.placement = Placement::Remote {
+                bridge,
+                meeting_id: self.meeting_id(),
+                created: false,
+            };
+            let waiting = std::mem::take(&mut r.waiting);
+            let out = r.invite(self, waiting).await;
             send_all(srv, &r.session, out).await;
         }
     }
@@ -862,9 +915,10 @@ async fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element>
             }
             if unavailable {
                 r.roles.remove(&nick);
+                r.waiting.retain(|n| *n != nick);
                 let (core, mut media) = r.parts(focus);
                 let out = core.left(&nick, &mut media);
-                if core.is_empty() {
+                if core.is_empty() && r.waiting.is_empty() {
                     r.ended = true;
                 }
                 return out;
@@ -883,13 +937,10 @@ async fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element>
             else {
                 return Vec::new();
             };
-            if r.core.contains(&nick) {
+            if r.core.contains(&nick) || r.waiting.contains(&nick) {
                 return Vec::new();
             }
-            let mut out = {
-                let (core, mut media) = r.parts(focus);
-                core.joined(&nick, &mut media).await
-            };
+            let mut out = r.invite(focus, vec![nick.clone()]).await;
             let moderates = match focus.settings.moderators {
                 MeetingModerators::First => !r.moderator_granted,
                 MeetingModerators::Authenticated => focus

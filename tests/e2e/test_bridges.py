@@ -319,3 +319,15 @@ def test_a_draining_bridge_takes_no_new_conference_and_exits_after_its_last(depl
         d.observer.disconnect()
 
     run(scenario(), timeout=90)
+
+
+def test_roles_that_cannot_run_are_refused(server_factory):
+    """`serve` always has the XMPP server and an in-process bridge needs
+    the focus; a bridge without its component's domain and secret does not
+    start."""
+    srv = server_factory(start=False)
+    for roles, says in [("focus", "must include xmpp"), ("xmpp,bridge", "needs the focus"), ("xmpp,nothing", "invalid value")]:
+        r = srv.cli("serve", "--roles", roles, timeout=10)
+        assert r.returncode != 0 and says in r.stderr, (roles, r.stderr)
+    r = srv.cli("bridge", timeout=10)
+    assert r.returncode != 0 and "bridge.secret" in r.stderr, r.stderr

@@ -545,10 +545,19 @@ impl Link<'_> {
             Err(e) => return stanza::error_reply(el, "bad-request", Some(&e.to_string())),
         };
         let meeting_id = req.meeting_id.clone();
-        let result = self.host.conferences().apply(&*self.host.bridge, req);
+        let (result, counted) = {
+            let mut c = self.host.conferences();
+            let before = (c.count(), c.endpoints());
+            let r = c.apply(&*self.host.bridge, req);
+            (r, before != (c.count(), c.endpoints()))
+        };
         match result {
             Ok(eps) => {
-                self.host.changed.notify_one();
+                // The brewery hears of new counts at once, of the rest
+                // with the next stats.
+                if counted {
+                    self.host.changed.notify_one();
+                }
                 let mut reply = stanza::iq_result(el);
                 reply.append_child(colibri2::modified(&meeting_id, &eps));
                 reply

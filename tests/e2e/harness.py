@@ -322,13 +322,15 @@ class ConclaveServer(ServerBase):
 
     # Put before the command line (bench/sfu pins the server: taskset).
     prefix: list[str] = []
+    # Put after `serve` (e.g. `--roles xmpp,focus`).
+    serve_args: list[str] = []
 
     def _popen(self) -> subprocess.Popen:
         exe = conclave_bin()
         if not exe.exists():
             raise RuntimeError(f"conclave binary not found at {exe} (build with cargo build -p conclave)")
         return subprocess.Popen(
-            [*self.prefix, str(exe), "serve"],
+            [*self.prefix, str(exe), "serve", *self.serve_args],
             cwd=self.tmp,
             env=self.env(),
             stdin=subprocess.DEVNULL,

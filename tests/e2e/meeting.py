@@ -348,6 +348,12 @@ class Participant:
             if action == "session-initiate":
                 self.offer = Offer(j)
                 await self._negotiate(first=True)
+            elif action == "session-terminate" and self.pc is not None:
+                # the focus ended the session (its bridge went away): a new
+                # session-initiate follows
+                self.accepted.clear()
+                await self.pc.close()
+                self.pc, self.offer = None, None
             elif action in ("source-add", "source-remove") and self.offer is not None:
                 for c in j.findall(q(NS_JINGLE, "content")):
                     d = c.find(q(NS_RTP, "description"))

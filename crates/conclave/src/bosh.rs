@@ -459,6 +459,7 @@ fn open_event(b: &Element) -> Event {
     Event::Frame(Frame::Open(StreamHeader {
         to: b.attr("to").map(str::to_owned),
         from: None,
+        id: None,
         version: Some("1.0".into()),
         lang: None,
         ns: ns::STREAM.into(),

@@ -57,6 +57,9 @@ pub fn router(
     r = r.merge(crate::invite_page::routes(server.clone()));
     if let Some(bridge) = server.extension::<conclave_bridge::Bridge>() {
         r = r.merge(crate::colibri_ws::routes(bridge));
+    }
+    // The meeting page goes with the focus, wherever the bridges run.
+    if server.config.meetings.enabled {
         r = r.merge(crate::meet_page::routes(server.clone()));
     }
     r.with_state(App {
@@ -95,10 +98,15 @@ async fn render_metrics(State(app): State<App>) -> Response {
 /// gauges so that a meeting that ended leaves no series behind. Meetings
 /// are named by an opaque id (see `conclave_bridge::api::ConferenceStats`).
 fn conference_metrics(server: &Server) -> String {
+    match server.extension::<conclave_bridge::Bridge>() {
+        Some(bridge) => bridge_metrics(&bridge),
+        None => String::new(),
+    }
+}
+
+/// The bridge's per-meeting figures (see [`conference_metrics`]).
+pub fn bridge_metrics(bridge: &conclave_bridge::Bridge) -> String {
     use std::fmt::Write;
-    let Some(bridge) = server.extension::<conclave_bridge::Bridge>() else {
-        return String::new();
-    };
     let stats = bridge.conference_stats();
     let mut out = String::new();
     type Pick = fn(&conclave_bridge::api::ConferenceStats) -> [(&'static str, f64); 2];

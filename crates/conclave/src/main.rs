@@ -9,6 +9,7 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bosh;
+mod bridge_role;
 mod c2s;
 mod colibri_ws;
 mod http;
@@ -59,7 +60,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server until SIGTERM or Ctrl-C.
-    Serve,
+    Serve {
+        /// What this process does: `xmpp` (the XMPP server, always),
+        /// `focus` (the conference focus) and `bridge` (the media bridge).
+        /// Without `bridge`, the focus uses bridges run apart (`conclave
+        /// bridge`) that it finds in the brewery room.
+        #[arg(long, value_delimiter = ',', default_value = "xmpp,focus,bridge")]
+        roles: Vec<Role>,
+    },
+    /// Run a media bridge alone: it connects to the server as an XEP-0114
+    /// component (`[bridge]`), joins the brewery room and takes colibri2
+    /// from the focus. SIGUSR1 drains it (it exits after its last
+    /// conference); SIGTERM stops it.
+    Bridge {
+        /// The focus whose requests it takes (default `bridge.focus`, else
+        /// `focus.<first host>`).
+        #[arg(long)]
+        focus: Option<String>,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -91,6 +109,13 @@ enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    Xmpp,
+    Focus,
+    Bridge,
 }
 
 #[derive(Subcommand)]
@@ -142,7 +167,8 @@ fn main() -> ExitCode {
             };
             let result = rt.block_on(async move {
                 match command {
-                    Command::Serve => serve(cfg).await,
+                    Command::Serve { roles } => serve(cfg, &roles).await,
+                    Command::Bridge { focus } => bridge_role::run(cfg, focus).await,
                     Command::Config {
                         command: ConfigCommand::Show,
                     } => toml::to_string(&cfg)
@@ -270,7 +296,43 @@ fn seed_random() -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(cfg: Config) -> Result<(), String> {
+/// The bridge `[meetings]` describes, started; `websocket_base` is where
+/// clients reach its channel.
+async fn start_bridge(
+    meetings: &conclave_server::config::Meetings,
+    websocket_base: String,
+) -> Result<Arc<conclave_bridge::Bridge>, String> {
+    conclave_bridge::Bridge::start(conclave_bridge::BridgeConfig {
+        bind: std::net::SocketAddr::new(meetings.bind, meetings.udp_port),
+        advertise: meetings.advertise,
+        websocket_base,
+        endpoint_timeout: Duration::from_secs(meetings.endpoint_timeout_secs),
+        max_channel_message_bytes: meetings.max_channel_message_bytes,
+        max_receive_bps: (meetings.max_receive_kbps > 0)
+            .then(|| f64::from(meetings.max_receive_kbps) * 1000.0),
+        capacity_pps: f64::from(meetings.capacity_packets_per_second),
+        rtp_ingest: meetings.rtp_ingest,
+    })
+    .await
+    .map_err(|e| {
+        format!(
+            "cannot open the media port {}:{} (`meetings.bind`, `meetings.udp_port`): {e}",
+            meetings.bind, meetings.udp_port
+        )
+    })
+}
+
+async fn serve(mut cfg: Config, roles: &[Role]) -> Result<(), String> {
+    if !roles.contains(&Role::Xmpp) {
+        return Err("`serve --roles` must include xmpp (the focus is a service of the XMPP server; run a bridge alone with `conclave bridge`)".into());
+    }
+    if roles.contains(&Role::Bridge) && !roles.contains(&Role::Focus) {
+        return Err("`serve --roles`: an in-process bridge needs the focus (run a bridge alone with `conclave bridge`)".into());
+    }
+    if !roles.contains(&Role::Focus) {
+        cfg.meetings.enabled = false;
+    }
+    let local_bridge = roles.contains(&Role::Bridge);
     init_logging(&cfg.log.level);
     seed_random()?;
     let store = Arc::new(open_store(&cfg).await?);
@@ -297,25 +359,13 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let public_base = format!("wss://{}:{}", cfg.hosts[0], cfg.http.port);
     let server = Server::with_services(cfg, store.clone(), &[&conclave_focus::SERVICE]);
     if meetings.enabled {
-        let bridge = conclave_bridge::Bridge::start(conclave_bridge::BridgeConfig {
-            bind: std::net::SocketAddr::new(meetings.bind, meetings.udp_port),
-            advertise: meetings.advertise,
-            websocket_base: public_base,
-            endpoint_timeout: Duration::from_secs(meetings.endpoint_timeout_secs),
-            max_channel_message_bytes: meetings.max_channel_message_bytes,
-            max_receive_bps: (meetings.max_receive_kbps > 0)
-                .then(|| f64::from(meetings.max_receive_kbps) * 1000.0),
-            capacity_pps: f64::from(meetings.capacity_packets_per_second),
-            rtp_ingest: meetings.rtp_ingest,
-        })
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot open the media port {}:{} (`meetings.bind`, `meetings.udp_port`): {e}",
-                meetings.bind, meetings.udp_port
-            )
-        })?;
-        server.set_extension(bridge.clone());
+        let bridge = if local_bridge {
+            let bridge = start_bridge(&meetings, public_base).await?;
+            server.set_extension(bridge.clone());
+            Some(bridge)
+        } else {
+            None
+        };
         conclave_focus::install(
             &server,
             bridge,
@@ -323,6 +373,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
                 max_sources: meetings.max_sources_per_participant,
                 moderators: meetings.moderators,
                 hosts: server.config.hosts.clone(),
+                brewery_room: server.config.brewery_room(),
             },
         );
     }

@@ -19,16 +19,27 @@ use xmpp_core::stanza::{self, ElementExt};
 
 use crate::jingle::{self, Action, JingleError, NS_JINGLE};
 
-/// What the conference asks of the bridge.
+/// What the conference asks of the bridge: the one in this process, or
+/// one that runs apart (colibri2). Only what needs the bridge's answer
+/// (a transport to offer) waits for it; the rest is sent in order and
+/// not waited for.
 pub trait Media {
-    fn allocate(&mut self, key: &EndpointKey) -> LocalTransport;
+    /// A new endpoint and the transport to offer it; `None` when the
+    /// bridge could not make one (it went away, or refused).
+    fn allocate(
+        &mut self,
+        key: &EndpointKey,
+    ) -> impl Future<Output = Option<LocalTransport>> + Send;
     fn connect(&mut self, key: &EndpointKey, remote: RemoteTransport);
     fn set_sources(&mut self, key: &EndpointKey, sources: EndpointSources);
     fn mute(&mut self, key: &EndpointKey, kind: MediaKind, muted: bool);
     fn expire(&mut self, key: &EndpointKey);
     /// New ICE credentials for the endpoint (its media goes on over the
     /// old ones until the client's answer).
-    fn restart_ice(&mut self, key: &EndpointKey) -> LocalTransport;
+    fn restart_ice(
+        &mut self,
+        key: &EndpointKey,
+    ) -> impl Future<Output = Option<LocalTransport>> + Send;
 }
 
 /// Namespaces of Jitsi's remote mute (`<mute>` in an IQ set).
@@ -115,12 +126,15 @@ impl Conference {
     }
 
     /// `nick` joined the room: invite it, with everyone else's sources.
-    pub fn joined(&mut self, nick: &str, media: &mut dyn Media) -> Vec<Element> {
+    /// Nothing is sent if the bridge could not allocate it an endpoint.
+    pub async fn joined<M: Media + Send>(&mut self, nick: &str, media: &mut M) -> Vec<Element> {
         if self.participants.contains_key(nick) {
             return Vec::new();
         }
         let key = self.key(nick);
-        let transport = media.allocate(&key);
+        let Some(transport) = media.allocate(&key).await else {
+            return Vec::new();
+        };
         let sid = self.id("s");
         let others: Vec<(String, EndpointSources)> = self
             .participants
@@ -144,6 +158,31 @@ impl Conference {
         vec![self.iq_set(nick, offer)]
     }
 
+    /// The conference's bridge is gone: everyone's session ends and each
+    /// is invited anew on `media` (Jicofo's re-invite after a bridge
+    /// failure). The old endpoints are not expired: their bridge is gone.
+    /// Sources reach the others again as each new session is accepted.
+    pub async fn relocate<M: Media + Send>(&mut self, media: &mut M) -> Vec<Element> {
+        let mut nicks: Vec<String> = self.participants.keys().cloned().collect();
+        nicks.sort();
+        let mut out = Vec::new();
+        for nick in &nicks {
+            if let Some(p) = self.participants.remove(nick) {
+                let end = jingle::session_terminate(&p.sid, "success", "bridge failure");
+                out.push(self.iq_set(nick, end));
+            }
+        }
+        for nick in &nicks {
+            out.extend(self.joined(nick, media).await);
+        }
+        out
+    }
+
+    /// The participants, by nick.
+    pub fn nicks(&self) -> Vec<String> {
+        self.participants.keys().cloned().collect()
+    }
+
     /// Whether any of `sources` is already another participant's.
     fn sent_by_another(&self, nick: &str, sources: &EndpointSources) -> bool {
         self.participants
@@ -159,7 +198,7 @@ impl Conference {
 
     /// `nick` left the room (or its media expired): the others stop
     /// receiving what it sent.
-    pub fn left(&mut self, nick: &str, media: &mut dyn Media) -> Vec<Element> {
+    pub fn left<M: Media>(&mut self, nick: &str, media: &mut M) -> Vec<Element> {
         let Some(p) = self.participants.remove(nick) else {
             return Vec::new();
         };
@@ -219,7 +258,12 @@ impl Conference {
 
     /// A Jingle IQ set from `nick`. The answer (result or error) comes
     /// first in what is returned.
-    pub fn jingle(&mut self, nick: &str, iq: &Element, media: &mut dyn Media) -> Vec<Element> {
+    pub async fn jingle<M: Media + Send>(
+        &mut self,
+        nick: &str,
+        iq: &Element,
+        media: &mut M,
+    ) -> Vec<Element> {
         let Some(el) = iq.get_child("jingle", NS_JINGLE) else {
             return vec![stanza::error_reply(iq, "bad-request", None)];
         };
@@ -336,7 +380,7 @@ impl Conference {
                 // Jicofo's re-invite: the others saw its sources go, and
                 // see them again once the new session is accepted.
                 if j.restart {
-                    out.extend(self.joined(nick, media));
+                    out.extend(self.joined(nick, media).await);
                 }
             }
             Action::SessionInfo if j.ice_restart => {
@@ -346,8 +390,10 @@ impl Conference {
                 if p.state != State::Active {
                     return vec![out_of_order(iq)];
                 }
-                let t = media.restart_ice(&key);
                 let sid = p.sid.clone();
+                let Some(t) = media.restart_ice(&key).await else {
+                    return vec![stanza::error_reply(iq, "service-unavailable", None)];
+                };
                 let generation = match self.participants.get_mut(nick) {
                     Some(p) => {
                         p.ufrag = t.ufrag.clone();
@@ -370,11 +416,11 @@ impl Conference {
     /// A moderator's `<mute>` IQ for `target`: the bridge stops forwarding
     /// the target's audio or video, and the target is told (Jitsi clients
     /// then mute themselves). Unmuting others is refused, as in Jitsi.
-    pub fn mute(
+    pub fn mute<M: Media>(
         &mut self,
         iq: &Element,
         from_is_moderator: bool,
-        media: &mut dyn Media,
+        media: &mut M,
     ) -> Vec<Element> {
         let Some((m, kind)) = iq.children().find_map(|c| {
             if c.is("mute", NS_MUTE_AUDIO) {
@@ -452,11 +498,14 @@ mod tests {
     }
 
     impl Media for Fake {
-        fn allocate(&mut self, key: &EndpointKey) -> LocalTransport {
+        fn allocate(
+            &mut self,
+            key: &EndpointKey,
+        ) -> impl Future<Output = Option<LocalTransport>> + Send {
             self.calls.push(format!("allocate {}", key.endpoint));
             let mut t = crate::jingle::tests::transport();
             t.ufrag = format!("uf{}", self.calls.len());
-            t
+            std::future::ready(Some(t))
         }
         fn connect(&mut self, key: &EndpointKey, remote: RemoteTransport) {
             self.calls
@@ -474,12 +523,34 @@ mod tests {
         fn expire(&mut self, key: &EndpointKey) {
             self.calls.push(format!("expire {}", key.endpoint));
         }
-        fn restart_ice(&mut self, key: &EndpointKey) -> LocalTransport {
+        fn restart_ice(
+            &mut self,
+            key: &EndpointKey,
+        ) -> impl Future<Output = Option<LocalTransport>> + Send {
             self.calls.push(format!("restart {}", key.endpoint));
             let mut t = crate::jingle::tests::transport();
             t.ufrag = format!("re{}", self.calls.len());
             t.websocket_url.clear();
-            t
+            std::future::ready(Some(t))
+        }
+    }
+
+    /// Runs a future that the fake bridge never makes wait.
+    fn now<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the fake bridge does not wait"),
+        }
+    }
+
+    impl Conference {
+        fn joined_now(&mut self, nick: &str, m: &mut Fake) -> Vec<Element> {
+            now(self.joined(nick, m))
+        }
+        fn jingle_now(&mut self, nick: &str, iq: &Element, m: &mut Fake) -> Vec<Element> {
+            now(self.jingle(nick, iq, m))
         }
     }
 
@@ -524,10 +595,10 @@ mod tests {
     fn two_in_session() -> (Fake, Conference, String, String) {
         let mut m = Fake::default();
         let mut c = Conference::new(ROOM, 20);
-        let a_sid = sid_of(&c.joined("a", &mut m));
-        c.jingle("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
-        let b_sid = sid_of(&c.joined("b", &mut m));
-        c.jingle("b", &iq("b", "session-accept", &b_sid, &[22]), &mut m);
+        let a_sid = sid_of(&c.joined_now("a", &mut m));
+        c.jingle_now("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
+        let b_sid = sid_of(&c.joined_now("b", &mut m));
+        c.jingle_now("b", &iq("b", "session-accept", &b_sid, &[22]), &mut m);
         (m, c, a_sid, b_sid)
     }
 
@@ -566,22 +637,22 @@ mod tests {
     fn a_joiner_is_offered_the_others_sources_and_they_are_told_of_its_own() {
         let mut m = Fake::default();
         let mut c = Conference::new(ROOM, 20);
-        let a = c.joined("a", &mut m);
+        let a = c.joined_now("a", &mut m);
         assert_eq!(
             actions(&a),
             [(format!("{ROOM}/a"), "session-initiate".into())]
         );
         let a_sid = sid_of(&a);
-        let out = c.jingle("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
+        let out = c.jingle_now("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
         assert_eq!(out[0].attr("type"), Some("result"));
         assert_eq!(m.calls, ["allocate a", "connect a cuf", "sources a [11]"]);
 
         // b is offered a's source; b's own comes to a by source-add
-        let b = c.joined("b", &mut m);
+        let b = c.joined_now("b", &mut m);
         let offer = b[0].get_child("jingle", NS_JINGLE).unwrap();
         assert!(stanza::to_string(offer).contains("ssrc='11'"));
         let b_sid = sid_of(&b);
-        let out = c.jingle("b", &iq("b", "session-accept", &b_sid, &[22]), &mut m);
+        let out = c.jingle_now("b", &iq("b", "session-accept", &b_sid, &[22]), &mut m);
         assert_eq!(
             actions(&out),
             [
@@ -590,7 +661,7 @@ mod tests {
             ]
         );
         // a second session-accept is out of order and changes nothing
-        let again = c.jingle("b", &iq("b", "session-accept", &b_sid, &[23]), &mut m);
+        let again = c.jingle_now("b", &iq("b", "session-accept", &b_sid, &[23]), &mut m);
         assert_eq!(again.len(), 1);
         assert_eq!(
             error_condition(&again[0]).as_deref(),
@@ -603,14 +674,14 @@ mod tests {
     fn source_changes_wait_for_a_session_that_is_not_accepted_yet() {
         let mut m = Fake::default();
         let mut c = Conference::new(ROOM, 20);
-        let a_sid = sid_of(&c.joined("a", &mut m));
-        c.jingle("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
-        let b_sid = sid_of(&c.joined("b", &mut m));
+        let a_sid = sid_of(&c.joined_now("a", &mut m));
+        c.jingle_now("a", &iq("a", "session-accept", &a_sid, &[11]), &mut m);
+        let b_sid = sid_of(&c.joined_now("b", &mut m));
         // a adds a source while b's offer is in flight: b hears of it
         // only with its own session-accept, after the result
-        let out = c.jingle("a", &iq("a", "source-add", &a_sid, &[12]), &mut m);
+        let out = c.jingle_now("a", &iq("a", "source-add", &a_sid, &[12]), &mut m);
         assert_eq!(actions(&out), [(format!("{ROOM}/a"), "result".into())]);
-        let out = c.jingle("b", &iq("b", "session-accept", &b_sid, &[]), &mut m);
+        let out = c.jingle_now("b", &iq("b", "session-accept", &b_sid, &[]), &mut m);
         assert_eq!(
             actions(&out),
             [
@@ -624,14 +695,14 @@ mod tests {
     fn nobody_can_add_or_remove_another_participants_sources() {
         let (mut m, mut c, _, b_sid) = two_in_session();
         // b claims a's ssrc
-        let out = c.jingle("b", &iq("b", "source-add", &b_sid, &[11]), &mut m);
+        let out = c.jingle_now("b", &iq("b", "source-add", &b_sid, &[11]), &mut m);
         assert_eq!(out.len(), 1);
         assert_eq!(error_condition(&out[0]).as_deref(), Some("bad-request"));
         // b removes a's ssrc: acknowledged, but nobody is told anything
-        let out = c.jingle("b", &iq("b", "source-remove", &b_sid, &[11]), &mut m);
+        let out = c.jingle_now("b", &iq("b", "source-remove", &b_sid, &[11]), &mut m);
         assert_eq!(actions(&out), [(format!("{ROOM}/b"), "result".into())]);
         // its own goes out to a
-        let out = c.jingle("b", &iq("b", "source-remove", &b_sid, &[22]), &mut m);
+        let out = c.jingle_now("b", &iq("b", "source-remove", &b_sid, &[22]), &mut m);
         assert_eq!(
             actions(&out)[1],
             (format!("{ROOM}/a"), "source-remove".into())
@@ -643,15 +714,15 @@ mod tests {
     fn unknown_sessions_and_actions_are_refused() {
         let mut m = Fake::default();
         let mut c = Conference::new(ROOM, 20);
-        let sid = sid_of(&c.joined("a", &mut m));
-        let out = c.jingle("a", &iq("a", "session-accept", "other", &[]), &mut m);
+        let sid = sid_of(&c.joined_now("a", &mut m));
+        let out = c.jingle_now("a", &iq("a", "session-accept", "other", &[]), &mut m);
         assert_eq!(error_condition(&out[0]).as_deref(), Some("item-not-found"));
-        let out = c.jingle("a", &iq("a", "content-add", &sid, &[]), &mut m);
+        let out = c.jingle_now("a", &iq("a", "content-add", &sid, &[]), &mut m);
         assert_eq!(
             error_condition(&out[0]).as_deref(),
             Some("feature-not-implemented")
         );
-        let out = c.jingle("nobody", &iq("nobody", "source-add", &sid, &[]), &mut m);
+        let out = c.jingle_now("nobody", &iq("nobody", "source-add", &sid, &[]), &mut m);
         assert_eq!(error_condition(&out[0]).as_deref(), Some("item-not-found"));
     }
 
@@ -669,7 +740,7 @@ mod tests {
         .unwrap();
         let before = c.participants["b"].ufrag.clone();
         for generation in ["1", "2"] {
-            let out = c.jingle("b", &info, &mut m);
+            let out = c.jingle_now("b", &info, &mut m);
             assert_eq!(
                 actions(&out),
                 [
@@ -691,7 +762,7 @@ mod tests {
         assert_eq!(c.media_ended("b", &before), None);
 
         m.calls.clear();
-        let out = c.jingle("b", &restart_request("b", &b_sid), &mut m);
+        let out = c.jingle_now("b", &restart_request("b", &b_sid), &mut m);
         assert_eq!(
             actions(&out),
             [
@@ -704,9 +775,9 @@ mod tests {
         let new_sid = sid_of(&out[2..]);
         assert_ne!(new_sid, b_sid);
         // The old session is gone; the new one carries on as the first did.
-        let out = c.jingle("b", &iq("b", "source-add", &b_sid, &[23]), &mut m);
+        let out = c.jingle_now("b", &iq("b", "source-add", &b_sid, &[23]), &mut m);
         assert_eq!(error_condition(&out[0]).as_deref(), Some("item-not-found"));
-        let out = c.jingle("b", &iq("b", "session-accept", &new_sid, &[22]), &mut m);
+        let out = c.jingle_now("b", &iq("b", "session-accept", &new_sid, &[22]), &mut m);
         assert_eq!(
             actions(&out),
             [
@@ -715,7 +786,7 @@ mod tests {
             ]
         );
         // A plain session-terminate ends it for good.
-        let out = c.jingle("b", &iq("b", "session-terminate", &new_sid, &[]), &mut m);
+        let out = c.jingle_now("b", &iq("b", "session-terminate", &new_sid, &[]), &mut m);
         assert_eq!(
             actions(&out),
             [
@@ -736,9 +807,9 @@ mod tests {
             [(format!("{ROOM}/a"), "source-remove".into())]
         );
         // Nothing but ending the session is taken on it now.
-        let out = c.jingle("b", &iq("b", "source-add", &b_sid, &[23]), &mut m);
+        let out = c.jingle_now("b", &iq("b", "source-add", &b_sid, &[23]), &mut m);
         assert_eq!(error_condition(&out[0]).as_deref(), Some("item-not-found"));
-        let out = c.jingle("b", &restart_request("b", &b_sid), &mut m);
+        let out = c.jingle_now("b", &restart_request("b", &b_sid), &mut m);
         assert_eq!(
             actions(&out),
             [
@@ -778,7 +849,7 @@ mod tests {
     fn only_a_moderator_mutes_and_nobody_unmutes_others() {
         let mut m = Fake::default();
         let mut c = Conference::new(ROOM, 20);
-        c.joined("a", &mut m);
+        c.joined_now("a", &mut m);
         let mute = |v: &str| -> Element {
             format!(
                 "<iq xmlns='jabber:client' type='set' id='m' from='{ROOM}/b'>\
@@ -798,5 +869,42 @@ mod tests {
             m.calls.last().map(String::as_str),
             Some("mute a Audio true")
         );
+    }
+
+    #[test]
+    fn a_conference_moved_to_another_bridge_is_invited_anew_there() {
+        let (m, mut c, a_sid, b_sid) = two_in_session();
+        let mut other = Fake::default();
+        let out = now(c.relocate(&mut other));
+        // both sessions end, then each is offered a new one, with nobody's
+        // sources yet: those come as each accepts
+        assert_eq!(
+            actions(&out),
+            [
+                (format!("{ROOM}/a"), "session-terminate".into()),
+                (format!("{ROOM}/b"), "session-terminate".into()),
+                (format!("{ROOM}/a"), "session-initiate".into()),
+                (format!("{ROOM}/b"), "session-initiate".into()),
+            ]
+        );
+        assert_eq!(other.calls, ["allocate a", "allocate b"]);
+        // the dead bridge is asked nothing more
+        let before = m.calls.len();
+        let new_a = sid_of(&out[2..]);
+        let new_b = sid_of(&out[3..]);
+        assert!(new_a != a_sid && new_b != b_sid);
+        let out = c.jingle_now("a", &iq("a", "session-accept", &new_a, &[11]), &mut other);
+        assert_eq!(actions(&out), [(format!("{ROOM}/a"), "result".into())]);
+        let out = c.jingle_now("b", &iq("b", "session-accept", &new_b, &[22]), &mut other);
+        // b hears of a's source queued while its offer was out; a of b's
+        assert_eq!(
+            actions(&out),
+            [
+                (format!("{ROOM}/b"), "result".into()),
+                (format!("{ROOM}/b"), "source-add".into()),
+                (format!("{ROOM}/a"), "source-add".into()),
+            ]
+        );
+        assert_eq!(m.calls.len(), before);
     }
 }

@@ -75,7 +75,7 @@ impl std::fmt::Display for JingleError {
 
 impl std::error::Error for JingleError {}
 
-fn bad(why: impl Into<String>) -> JingleError {
+pub(crate) fn bad(why: impl Into<String>) -> JingleError {
     JingleError::BadRequest(why.into())
 }
 
@@ -133,7 +133,7 @@ pub struct Jingle {
     pub restart: bool,
 }
 
-fn kind_name(kind: MediaKind) -> &'static str {
+pub(crate) fn kind_name(kind: MediaKind) -> &'static str {
     match kind {
         MediaKind::Audio => "audio",
         MediaKind::Video => "video",
@@ -141,7 +141,7 @@ fn kind_name(kind: MediaKind) -> &'static str {
 }
 
 /// An element with attributes, for the builders below.
-fn elem(name: &str, ns: &str, attrs: &[(&str, &str)]) -> Element {
+pub(crate) fn elem(name: &str, ns: &str, attrs: &[(&str, &str)]) -> Element {
     attrs
         .iter()
         .fold(Element::bare(name, ns), |el, (k, v)| el.with(k, v))
@@ -195,7 +195,12 @@ fn payload_types(kind: MediaKind, desc: &mut Element) {
 
 /// Appends the sources and groups of one kind; the owner goes in
 /// `<ssrc-info>` because receivers map tracks to participants by it.
-fn append_sources(desc: &mut Element, kind: MediaKind, owner: &str, s: &EndpointSources) {
+pub(crate) fn append_sources(
+    desc: &mut Element,
+    kind: MediaKind,
+    owner: &str,
+    s: &EndpointSources,
+) {
     for src in s.sources.iter().filter(|x| x.kind == kind) {
         let ssrc = src.ssrc.to_string();
         let mut attrs = vec![("ssrc", ssrc.as_str())];
@@ -225,39 +230,44 @@ fn append_sources(desc: &mut Element, kind: MediaKind, owner: &str, s: &Endpoint
     }
 }
 
-fn transport_el(content: &str, t: &LocalTransport) -> Element {
+pub(crate) fn fingerprint_el(fp: &Fingerprint) -> Element {
+    let mut el = elem(
+        "fingerprint",
+        NS_DTLS,
+        &[("hash", &fp.hash), ("setup", &fp.setup)],
+    );
+    el.append_text_node(fp.value.clone());
+    el
+}
+
+pub(crate) fn candidate_el(c: &Candidate, id: &str) -> Element {
+    elem(
+        "candidate",
+        NS_ICE_UDP,
+        &[
+            ("component", &c.component.to_string()),
+            ("foundation", &c.foundation),
+            ("generation", &c.generation.to_string()),
+            ("id", id),
+            ("ip", &c.ip.to_string()),
+            ("port", &c.port.to_string()),
+            ("priority", &c.priority.to_string()),
+            ("protocol", &c.protocol),
+            ("type", &c.typ),
+            ("network", "0"),
+        ],
+    )
+}
+
+pub(crate) fn transport_el(content: &str, t: &LocalTransport) -> Element {
     let mut tr = elem(
         "transport",
         NS_ICE_UDP,
         &[("ufrag", &t.ufrag), ("pwd", &t.pwd)],
     );
-    let mut fp = elem(
-        "fingerprint",
-        NS_DTLS,
-        &[
-            ("hash", &t.fingerprint.hash),
-            ("setup", &t.fingerprint.setup),
-        ],
-    );
-    fp.append_text_node(t.fingerprint.value.clone());
-    tr.append_child(fp);
+    tr.append_child(fingerprint_el(&t.fingerprint));
     for (i, c) in t.candidates.iter().enumerate() {
-        tr.append_child(elem(
-            "candidate",
-            NS_ICE_UDP,
-            &[
-                ("component", &c.component.to_string()),
-                ("foundation", &c.foundation),
-                ("generation", &c.generation.to_string()),
-                ("id", &format!("{content}-c{i}")),
-                ("ip", &c.ip.to_string()),
-                ("port", &c.port.to_string()),
-                ("priority", &c.priority.to_string()),
-                ("protocol", &c.protocol),
-                ("type", &c.typ),
-                ("network", "0"),
-            ],
-        ));
+        tr.append_child(candidate_el(c, &format!("{content}-c{i}")));
     }
     if !t.websocket_url.is_empty() {
         tr.append_child(elem("web-socket", NS_COLIBRI, &[("url", &t.websocket_url)]));
@@ -393,6 +403,21 @@ pub fn source_remove(sid: &str, owner: &str, sources: &EndpointSources) -> Eleme
     source_change("source-remove", sid, owner, sources)
 }
 
+/// Ends a session from the focus's side (XEP-0166 §6.7): `reason` is a
+/// condition of §7.4 (`success`, `gone`, ...).
+pub fn session_terminate(sid: &str, reason: &str, text: &str) -> Element {
+    let mut j = elem(
+        "jingle",
+        NS_JINGLE,
+        &[("action", "session-terminate"), ("sid", sid)],
+    );
+    let mut r = Element::bare("reason", NS_JINGLE);
+    r.append_child(Element::bare(reason, NS_JINGLE));
+    r.append_child(Element::bare("text", NS_JINGLE).with_text(text));
+    j.append_child(r);
+    j
+}
+
 fn req<'a>(el: &'a Element, attr: &'a str) -> Result<&'a str, JingleError> {
     el.attr(attr)
         .ok_or_else(|| bad(format!("<{}> without {attr}", el.name())))
@@ -432,7 +457,7 @@ fn parse_candidate(c: &Element) -> Result<Option<Candidate>, JingleError> {
     }))
 }
 
-fn parse_transport(t: &Element, into: &mut RemoteTransport) -> Result<(), JingleError> {
+pub(crate) fn parse_transport(t: &Element, into: &mut RemoteTransport) -> Result<(), JingleError> {
     if into.ufrag.is_empty()
         && let Some(u) = t.attr("ufrag")
     {
@@ -466,7 +491,7 @@ fn parse_transport(t: &Element, into: &mut RemoteTransport) -> Result<(), Jingle
     Ok(())
 }
 
-fn parse_description(
+pub(crate) fn parse_description(
     d: &Element,
     kind: MediaKind,
     into: &mut EndpointSources,
@@ -562,7 +587,7 @@ pub fn parse(el: &Element, max_sources: usize) -> Result<Jingle, JingleError> {
 
 /// The consistency the bridge relies on: SSRCs unique, groups only over
 /// announced SSRCs, and a bound on the count.
-fn check_sources(s: &EndpointSources, max: usize) -> Result<(), JingleError> {
+pub(crate) fn check_sources(s: &EndpointSources, max: usize) -> Result<(), JingleError> {
     if s.sources.len() > max {
         return Err(JingleError::TooManySources { max });
     }

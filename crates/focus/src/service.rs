@@ -8,7 +8,9 @@
 //! that is how MUC presence and occupants' IQs reach the focus.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use conclave_bridge::Bridge;
 use conclave_bridge::api::{
@@ -23,6 +25,7 @@ use minidom::Element;
 use xmpp_core::ns;
 use xmpp_core::stanza::{self, ElementExt};
 
+use crate::colibri2::{self, BridgeStats, ConferenceModify, EndpointModify, NS_COLIBRI2};
 use crate::conference::{Conference, Media, NS_MUTE_AUDIO, NS_MUTE_VIDEO};
 use crate::jingle::{NS_FOCUS, NS_JINGLE};
 
@@ -48,67 +51,281 @@ pub struct FocusSettings {
     pub moderators: MeetingModerators,
     /// The hosts whose users have accounts (`hosts`): "authenticated".
     pub hosts: Vec<String>,
+    /// `meetings.brewery_room`: where bridges that run apart are found
+    /// (used when this process has no bridge of its own).
+    pub brewery_room: String,
 }
+
+/// How long the focus waits for a bridge's colibri2 answer.
+const COLIBRI2_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The focus's state, kept by the server (`Server::extension`).
 pub struct Focus {
     server: Weak<Server>,
-    bridge: Arc<Bridge>,
+    /// The bridge in this process, if any; else conferences go to bridges
+    /// in the brewery room.
+    bridge: Option<Arc<Bridge>>,
     settings: FocusSettings,
     conferences: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Running>>>>,
+    /// Bridges in the brewery room, by their component domain.
+    bridges: Mutex<HashMap<String, RemoteBridge>>,
+    /// Colibri2 requests awaiting their answer, by IQ id: the bridge asked
+    /// and where its answer goes.
+    pending: Mutex<HashMap<String, Pending>>,
+    next_id: AtomicU64,
+}
+
+type Pending = (String, tokio::sync::oneshot::Sender<Element>);
+
+fn error_condition(iq: &Element) -> Option<String> {
+    iq.get_child("error", ns::CLIENT)
+        .and_then(|e| e.children().next())
+        .map(|c| c.name().to_owned())
+}
+
+/// A bridge as its brewery presence describes it.
+#[derive(Debug, Clone)]
+pub struct RemoteBridge {
+    pub stats: BridgeStats,
+    /// Conferences this focus has on it now.
+    pub placed: usize,
+}
+
+/// Where a conference's media is.
+enum Placement {
+    Local,
+    /// A bridge that runs apart, by its component domain, and the
+    /// conference's colibri2 meeting id there.
+    Remote {
+        bridge: String,
+        meeting_id: String,
+        created: bool,
+    },
+    /// No bridge could take it.
+    Nowhere,
 }
 
 struct Running {
     core: Conference,
+    room: String,
+    placement: Placement,
     session: Session,
     /// Occupants' roles, from their presence.
     roles: HashMap<String, String>,
     moderator_granted: bool,
     ended: bool,
+    /// Occupants with no bridge endpoint, since no bridge could take them
+    /// (their bridge left and none was there): invited when one comes.
+    waiting: Vec<String>,
 }
 
-struct BridgeMedia<'a>(&'a Bridge);
+impl Running {
+    /// Invites `nicks` on the conference's bridge; those it cannot take
+    /// wait for another.
+    async fn invite(&mut self, focus: &Focus, nicks: Vec<String>) -> Vec<Element> {
+        let mut out = Vec::new();
+        for nick in nicks {
+            let (core, mut media) = self.parts(focus);
+            out.extend(core.joined(&nick, &mut media).await);
+            if !core.contains(&nick) && !self.waiting.contains(&nick) {
+                self.waiting.push(nick);
+            }
+        }
+        out
+    }
+}
 
-impl Media for BridgeMedia<'_> {
-    fn allocate(&mut self, key: &EndpointKey) -> LocalTransport {
-        self.0.allocate(key)
+/// The conference's bridge, whichever it is.
+enum AnyMedia<'a> {
+    Local(&'a Bridge),
+    Remote(RemoteMedia<'a>),
+    Nowhere,
+}
+
+/// A bridge that runs apart, driven by colibri2 IQs sent from the
+/// conference's focus session.
+struct RemoteMedia<'a> {
+    focus: &'a Focus,
+    session: &'a Session,
+    bridge: &'a str,
+    meeting_id: &'a str,
+    room: &'a str,
+    created: &'a mut bool,
+}
+
+impl RemoteMedia<'_> {
+    fn request(&self, endpoints: Vec<EndpointModify>, expire: bool) -> Element {
+        colibri2::modify(&ConferenceModify {
+            meeting_id: self.meeting_id.to_owned(),
+            name: self.room.to_owned(),
+            create: !*self.created,
+            expire,
+            endpoints,
+        })
+    }
+
+    /// Sends a change whose answer nobody waits for (a refusal is logged
+    /// when it comes).
+    fn tell(&self, e: EndpointModify) {
+        let payload = self.request(vec![e], false);
+        self.focus.send_colibri2(self.session, self.bridge, payload);
+    }
+
+    /// Sends a change that makes a transport, and waits for it.
+    async fn transport_of(&mut self, e: EndpointModify) -> Option<LocalTransport> {
+        let id = e.id.clone();
+        let payload = self.request(vec![e], false);
+        let answer = self
+            .focus
+            .ask_colibri2(self.session, self.bridge, payload)
+            .await?;
+        *self.created = true;
+        let modified = answer.get_child("conference-modified", NS_COLIBRI2)?;
+        match colibri2::parse_modified(modified) {
+            Ok(eps) => eps.into_iter().find(|e| e.id == id)?.transport,
+            Err(e) => {
+                tracing::warn!(bridge = self.bridge, error = %e, "bridge's colibri2 answer unreadable");
+                None
+            }
+        }
+    }
+}
+
+impl Media for AnyMedia<'_> {
+    async fn allocate(&mut self, key: &EndpointKey) -> Option<LocalTransport> {
+        match self {
+            AnyMedia::Local(b) => Some(b.allocate(key)),
+            AnyMedia::Remote(r) => {
+                r.transport_of(EndpointModify {
+                    id: key.endpoint.clone(),
+                    create: true,
+                    ..Default::default()
+                })
+                .await
+            }
+            AnyMedia::Nowhere => None,
+        }
     }
     fn connect(&mut self, key: &EndpointKey, remote: RemoteTransport) {
-        self.0.connect(key, remote)
+        match self {
+            AnyMedia::Local(b) => b.connect(key, remote),
+            AnyMedia::Remote(r) => r.tell(EndpointModify {
+                id: key.endpoint.clone(),
+                transport: Some(remote),
+                ..Default::default()
+            }),
+            AnyMedia::Nowhere => {}
+        }
     }
     fn set_sources(&mut self, key: &EndpointKey, sources: EndpointSources) {
-        self.0.set_sources(key, sources)
+        match self {
+            AnyMedia::Local(b) => b.set_sources(key, sources),
+            AnyMedia::Remote(r) => r.tell(EndpointModify {
+                id: key.endpoint.clone(),
+                sources: Some(sources),
+                ..Default::default()
+            }),
+            AnyMedia::Nowhere => {}
+        }
     }
     fn mute(&mut self, key: &EndpointKey, kind: MediaKind, muted: bool) {
-        self.0.mute(key, kind, muted)
+        match self {
+            AnyMedia::Local(b) => b.mute(key, kind, muted),
+            AnyMedia::Remote(r) => r.tell(EndpointModify {
+                id: key.endpoint.clone(),
+                force_mute: vec![(kind, muted)],
+                ..Default::default()
+            }),
+            AnyMedia::Nowhere => {}
+        }
     }
     fn expire(&mut self, key: &EndpointKey) {
-        self.0.expire(key)
+        match self {
+            AnyMedia::Local(b) => b.expire(key),
+            AnyMedia::Remote(r) => r.tell(EndpointModify {
+                id: key.endpoint.clone(),
+                expire: true,
+                ..Default::default()
+            }),
+            AnyMedia::Nowhere => {}
+        }
     }
-    fn restart_ice(&mut self, key: &EndpointKey) -> LocalTransport {
-        self.0.restart_ice(key)
+    async fn restart_ice(&mut self, key: &EndpointKey) -> Option<LocalTransport> {
+        match self {
+            AnyMedia::Local(b) => Some(b.restart_ice(key)),
+            AnyMedia::Remote(r) => {
+                r.transport_of(EndpointModify {
+                    id: key.endpoint.clone(),
+                    ice_restart: true,
+                    ..Default::default()
+                })
+                .await
+            }
+            AnyMedia::Nowhere => None,
+        }
+    }
+}
+
+impl Running {
+    /// The conference's state and its bridge, borrowed apart.
+    fn parts<'a>(&'a mut self, focus: &'a Focus) -> (&'a mut Conference, AnyMedia<'a>) {
+        let media = match &mut self.placement {
+            Placement::Local => match &focus.bridge {
+                Some(b) => AnyMedia::Local(b),
+                None => AnyMedia::Nowhere,
+            },
+            Placement::Remote {
+                bridge,
+                meeting_id,
+                created,
+            } => AnyMedia::Remote(RemoteMedia {
+                focus,
+                session: &self.session,
+                bridge,
+                meeting_id,
+                room: &self.room,
+                created,
+            }),
+            Placement::Nowhere => AnyMedia::Nowhere,
+        };
+        (&mut self.core, media)
     }
 }
 
 /// Puts the focus into `server` and starts listening to the bridge.
-pub fn install(server: &Arc<Server>, bridge: Arc<Bridge>, settings: FocusSettings) {
+/// Puts the focus into `server`. With a bridge in this process it uses
+/// that one; without (`serve --roles xmpp,focus`), it joins the brewery
+/// room and places each new conference on the least stressed bridge
+/// there.
+pub fn install(server: &Arc<Server>, bridge: Option<Arc<Bridge>>, settings: FocusSettings) {
     let focus = Arc::new(Focus {
         server: Arc::downgrade(server),
         bridge: bridge.clone(),
         settings,
         conferences: Mutex::new(HashMap::new()),
+        bridges: Mutex::new(HashMap::new()),
+        pending: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(0),
     });
     server.set_extension(focus.clone());
-    let events = bridge.events();
-    tokio::spawn(async move {
-        while let Ok(e) = events.recv_async().await {
-            match e {
-                BridgeEvent::EndpointExpired { key, ufrag, reason } => {
-                    focus.expired(key, &ufrag, reason).await
+    match bridge {
+        Some(bridge) => {
+            let events = bridge.events();
+            tokio::spawn(async move {
+                while let Ok(e) = events.recv_async().await {
+                    match e {
+                        BridgeEvent::EndpointExpired { key, ufrag, reason } => {
+                            focus.expired(key, &ufrag, reason).await
+                        }
+                    }
                 }
-            }
+            });
         }
-    });
+        None => {
+            let srv = server.clone();
+            tokio::spawn(async move { focus.brewery(srv).await });
+        }
+    }
 }
 
 fn handle<'a>(srv: &'a Server, s: &'a Session, to: Jid, el: Element) -> HandlerFuture<'a> {
@@ -117,6 +334,10 @@ fn handle<'a>(srv: &'a Server, s: &'a Session, to: Jid, el: Element) -> HandlerF
             return s.bounce(&el, "service-unavailable");
         };
         if el.name() != "iq" {
+            return;
+        }
+        if matches!(el.attr("type"), Some("result" | "error")) {
+            focus.answered(el);
             return;
         }
         match el.get_child("conference", NS_FOCUS) {
@@ -207,7 +428,11 @@ impl Focus {
                 match map.get(room) {
                     Some(r) => (r.clone(), None),
                     None => {
-                        let (r, rx) = self.conference(srv, focus_domain, room);
+                        let Some(placement) = self.place() else {
+                            tracing::warn!(%room, "no bridge for a new conference");
+                            return Err("service-unavailable");
+                        };
+                        let (r, rx) = self.conference(srv, focus_domain, room, placement);
                         map.insert(room.to_owned(), r.clone());
                         (r, Some(rx))
                     }
@@ -262,37 +487,308 @@ impl Focus {
         srv: &Server,
         focus_domain: &str,
         room: &str,
+        placement: Placement,
     ) -> (
         Arc<tokio::sync::Mutex<Running>>,
         conclave_server::router::OutRx,
     ) {
-        let (tx, rx) = conclave_server::router::queue();
-        let handle = Arc::new(SessionHandle {
-            id: srv.router.next_id(),
-            full: format!("{focus_domain}/{NICK}"),
-            bare: focus_domain.to_owned(),
-            tx,
-            state: std::sync::Mutex::new(PresenceState {
-                available: true,
-                ..Default::default()
-            }),
-            inactive: Default::default(),
-            flow: Arc::new(Flow::new(srv.config.limits.queue())),
-        });
-        let session = Session {
-            handle,
-            user: String::new(),
-            host: focus_domain.to_owned(),
-            anonymous: false,
-        };
+        let (session, rx) = focus_session(srv, focus_domain);
         let running = Arc::new(tokio::sync::Mutex::new(Running {
             core: Conference::new(room, self.settings.max_sources),
+            room: room.to_owned(),
+            placement,
             session,
             roles: HashMap::new(),
             moderator_granted: false,
             ended: false,
+            waiting: Vec::new(),
         }));
         (running, rx)
+    }
+
+    /// Where a new conference goes: this process's bridge, else the least
+    /// stressed bridge in the brewery that is not draining (fewest
+    /// conferences from this focus breaks ties, since stats lag).
+    fn place(&self) -> Option<Placement> {
+        if self.bridge.is_some() {
+            return Some(Placement::Local);
+        }
+        let bridge = self.choose(None)?;
+        Some(Placement::Remote {
+            bridge,
+            meeting_id: self.meeting_id(),
+            created: false,
+        })
+    }
+
+    fn choose(&self, except: Option<&str>) -> Option<String> {
+        let mut bridges = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
+        let (jid, b) = bridges
+            .iter_mut()
+            .filter(|(j, b)| !b.stats.drain && Some(j.as_str()) != except)
+            .min_by(|(ja, a), (jb, b)| {
+                a.stats
+                    .stress
+                    .total_cmp(&b.stats.stress)
+                    .then(a.placed.cmp(&b.placed))
+                    .then(ja.cmp(jb))
+            })?;
+        b.placed += 1;
+        tracing::info!(bridge = %jid, stress = b.stats.stress, "conference placed");
+        Some(jid.clone())
+    }
+
+    fn meeting_id(&self) -> String {
+        format!(
+            "{:x}-{}",
+            xmpp_core::time::now_unix(),
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// The conference is over: its bridge hears so and counts it no more.
+    fn unplace(&self, r: &mut Running) {
+        if let Placement::Remote {
+            bridge,
+            meeting_id,
+            created,
+        } = std::mem::replace(&mut r.placement, Placement::Nowhere)
+        {
+            if created {
+                let payload = colibri2::modify(&ConferenceModify {
+                    meeting_id,
+                    name: r.room.clone(),
+                    create: false,
+                    expire: true,
+                    endpoints: Vec::new(),
+                });
+                self.send_colibri2(&r.session, &bridge, payload);
+            }
+            self.release(&bridge);
+        }
+    }
+
+    fn release(&self, bridge: &str) {
+        let mut bridges = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = bridges.get_mut(bridge) {
+            b.placed = b.placed.saturating_sub(1);
+        }
+    }
+
+    /// The bridges in the brewery room now, by component domain.
+    pub fn bridges(&self) -> HashMap<String, RemoteBridge> {
+        self.bridges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn colibri2_iq(&self, session: &Session, bridge: &str, payload: Element) -> (String, Element) {
+        let id = format!("colibri2-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let mut iq = Element::bare("iq", ns::CLIENT)
+            .with("type", "set")
+            .with("id", &id)
+            .with("from", session.full())
+            .with("to", bridge);
+        iq.append_child(payload);
+        (id, iq)
+    }
+
+    /// Sends a colibri2 request to `bridge` without waiting for the answer.
+    fn send_colibri2(&self, session: &Session, bridge: &str, payload: Element) {
+        let Some(srv) = self.server.upgrade() else {
+            return;
+        };
+        let (_, iq) = self.colibri2_iq(session, bridge, payload);
+        if let Some(slot) = srv.component(bridge) {
+            slot.deliver(session, &iq);
+        }
+    }
+
+    /// Sends a colibri2 request and waits for its result; `None` on an
+    /// error, no answer in time, or a bridge not connected.
+    async fn ask_colibri2(
+        &self,
+        session: &Session,
+        bridge: &str,
+        payload: Element,
+    ) -> Option<Element> {
+        let srv = self.server.upgrade()?;
+        let slot = srv.component(bridge)?;
+        slot.connection()?;
+        let (id, iq) = self.colibri2_iq(session, bridge, payload);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), (bridge.to_owned(), tx));
+        slot.deliver(session, &iq);
+        let answer = tokio::time::timeout(COLIBRI2_TIMEOUT, rx).await;
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        match answer {
+            Ok(Ok(a)) if a.attr("type") == Some("result") => Some(a),
+            Ok(Ok(a)) => {
+                tracing::warn!(%bridge, error = ?error_condition(&a), "bridge refused a colibri2 request");
+                None
+            }
+            _ => {
+                tracing::warn!(%bridge, "no colibri2 answer from the bridge");
+                None
+            }
+        }
+    }
+
+    /// An IQ answer addressed to the focus: a bridge's, to a colibri2
+    /// request.
+    fn answered(&self, el: Element) {
+        let Some(id) = el.attr("id") else { return };
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let from_bridge = |b: &str| el.attr("from") == Some(b);
+        if pending.get(id).is_some_and(|(b, _)| from_bridge(b)) {
+            if let Some((_, tx)) = pending.remove(id) {
+                let _ = tx.send(el);
+            }
+        } else if el.attr("type") == Some("error") && id.starts_with("colibri2-") {
+            tracing::warn!(from = ?el.attr("from"), error = ?error_condition(&el), "a colibri2 request was refused");
+        }
+    }
+
+    /// Joins the brewery room and follows the bridges' presence there
+    /// until the server stops.
+    async fn brewery(self: Arc<Self>, srv: Arc<Server>) {
+        let room = self.settings.brewery_room.clone();
+        let Some(host) = self.settings.hosts.first() else {
+            return;
+        };
+        let focus_domain = format!("{}.{host}", SERVICE.subdomain);
+        let (session, rx) = focus_session(&srv, &focus_domain);
+        let mut join = Element::bare("presence", ns::CLIENT).with("to", &format!("{room}/{NICK}"));
+        join.append_child(Element::bare("x", ns::MUC));
+        if let Err(e) = srv.handle_stanza(&session, join).await {
+            tracing::warn!(error = e, %room, "focus could not join the brewery room");
+            return;
+        }
+        let iq = colibri2::brewery_config(&room, "focus-brewery-config");
+        let _ = srv.handle_stanza(&session, iq).await;
+        tracing::info!(%room, "focus in the brewery room");
+        let flow = session.handle.flow.clone();
+        // Occupant nick -> the bridge's component domain.
+        let mut nicks: HashMap<String, String> = HashMap::new();
+        drop(srv);
+        while let Some((srv, el)) = next_stanza(&self, &rx, &flow).await {
+            if el.name() != "presence" {
+                continue;
+            }
+            let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
+                continue;
+            };
+            let Some(nick) = from.resource().map(|r| r.as_str().to_owned()) else {
+                continue;
+            };
+            if from.to_bare().as_str() != room || nick == NICK {
+                continue;
+            }
+            if el.attr("type") == Some("unavailable") {
+                if let Some(jid) = nicks.remove(&nick) {
+                    self.bridge_gone(&srv, &jid).await;
+                }
+                continue;
+            }
+            let real = el
+                .get_child("x", ns::MUC_USER)
+                .and_then(|x| x.get_child("item", ns::MUC_USER))
+                .and_then(|i| i.attr("jid"))
+                .and_then(|j| Jid::new(j).ok());
+            // Only a configured component, which proved its secret, is a
+            // bridge; anyone else in the room is ignored.
+            let Some(real) =
+                real.filter(|j| j.node().is_none() && srv.component(j.domain().as_str()).is_some())
+            else {
+                continue;
+            };
+            let Some(stats) = colibri2::parse_stats(&el) else {
+                continue;
+            };
+            let jid = real.domain().as_str().to_owned();
+            let joined = nicks.insert(nick, jid.clone()).is_none();
+            {
+                let mut bridges = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
+                let b = bridges.entry(jid.clone()).or_insert(RemoteBridge {
+                    stats: stats.clone(),
+                    placed: 0,
+                });
+                b.stats = stats;
+            }
+            if joined {
+                tracing::info!(bridge = %jid, "bridge joined the brewery");
+                self.bridge_came(&srv).await;
+            }
+        }
+    }
+
+    /// A bridge left the brewery (its connection ended): each conference
+    /// on it is moved to another, everyone invited anew there.
+    async fn bridge_gone(&self, srv: &Server, jid: &str) {
+        self.bridges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(jid);
+        tracing::warn!(bridge = %jid, "bridge left the brewery");
+        let running: Vec<_> = self.lock().values().cloned().collect();
+        for running in running {
+            let mut r = running.lock().await;
+            if !matches!(&r.placement, Placement::Remote { bridge, .. } if bridge == jid) {
+                continue;
+            }
+            r.placement = match self.choose(Some(jid)) {
+                Some(bridge) => Placement::Remote {
+                    bridge,
+                    meeting_id: self.meeting_id(),
+                    created: false,
+                },
+                None => {
+                    tracing::warn!(room = %r.room, "no bridge left for a conference");
+                    Placement::Nowhere
+                }
+            };
+            let before = r.core.nicks();
+            let out = {
+                let (core, mut media) = r.parts(self);
+                core.relocate(&mut media).await
+            };
+            for nick in before {
+                if !r.core.contains(&nick) && !r.waiting.contains(&nick) {
+                    r.waiting.push(nick);
+                }
+            }
+            send_all(srv, &r.session, out).await;
+        }
+    }
+
+    /// A bridge joined the brewery: conferences left without one are
+    /// placed again, their participants invited there.
+    async fn bridge_came(&self, srv: &Server) {
+        let running: Vec<_> = self.lock().values().cloned().collect();
+        for running in running {
+            let mut r = running.lock().await;
+            if !matches!(r.placement, Placement::Nowhere) || r.waiting.is_empty() || r.ended {
+                continue;
+            }
+            let Some(bridge) = self.choose(None) else {
+                return;
+            };
+            r.placement = Placement::Remote {
+                bridge,
+                meeting_id: self.meeting_id(),
+                created: false,
+            };
+            let waiting = std::mem::take(&mut r.waiting);
+            let out = r.invite(self, waiting).await;
+            send_all(srv, &r.session, out).await;
+        }
     }
 
     /// The bridge gave up on an endpoint: the others stop expecting its
@@ -351,25 +847,12 @@ async fn drain(
     rx: conclave_server::router::OutRx,
 ) {
     let flow = running.lock().await.session.handle.flow.clone();
-    while let Ok(item) = rx.recv_async().await {
-        flow.taken(item.weight());
-        let bytes = match item {
-            Outbound::Stanza(b) | Outbound::ToSelf(b) | Outbound::Deferrable(b) => b,
-            Outbound::Close(_) => break,
-            _ => continue,
-        };
-        let Some(srv) = focus.server.upgrade() else {
-            return;
-        };
-        // The hub serialised it; it parses within the server's own limits.
-        let Ok(el) = xmpp_core::framing::parse_element(&bytes, srv.config.limits.max_stanza_bytes)
-        else {
-            continue;
-        };
+    while let Some((srv, el)) = next_stanza(&focus, &rx, &flow).await {
         let mut r = running.lock().await;
-        let out = on_stanza(&focus, &mut r, &el);
+        let out = on_stanza(&focus, &mut r, &el).await;
         send_all(&srv, &r.session, out).await;
         if r.ended {
+            focus.unplace(&mut r);
             let room = r.core.room().to_owned();
             let leave = Element::bare("presence", ns::CLIENT)
                 .with("to", &format!("{room}/{NICK}"))
@@ -385,8 +868,33 @@ async fn drain(
     }
 }
 
+/// The next stanza the hub delivered to one of the focus's sessions;
+/// `None` once it is closed (or the server is gone).
+async fn next_stanza(
+    focus: &Focus,
+    rx: &conclave_server::router::OutRx,
+    flow: &Flow,
+) -> Option<(Arc<Server>, Element)> {
+    while let Ok(item) = rx.recv_async().await {
+        flow.taken(item.weight());
+        let bytes = match item {
+            Outbound::Stanza(b) | Outbound::ToSelf(b) | Outbound::Deferrable(b) => b,
+            Outbound::Close(_) => return None,
+            _ => continue,
+        };
+        let srv = focus.server.upgrade()?;
+        // The hub serialised it; it parses within the server's own limits.
+        if let Ok(el) =
+            xmpp_core::framing::parse_element(&bytes, srv.config.limits.max_stanza_bytes)
+        {
+            return Some((srv, el));
+        }
+    }
+    None
+}
+
 /// One stanza the room delivered to the focus.
-fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element> {
+async fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element> {
     let Some(from) = el.attr("from").and_then(|f| Jid::new(f).ok()) else {
         return Vec::new();
     };
@@ -395,7 +903,6 @@ fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element> {
         Some(n) if from.to_bare().as_str() == room => n.as_str().to_owned(),
         _ => return Vec::new(),
     };
-    let media = &mut BridgeMedia(&focus.bridge);
     match el.name() {
         "presence" => {
             let unavailable = el.attr("type") == Some("unavailable");
@@ -408,8 +915,10 @@ fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element> {
             }
             if unavailable {
                 r.roles.remove(&nick);
-                let out = r.core.left(&nick, media);
-                if r.core.is_empty() {
+                r.waiting.retain(|n| *n != nick);
+                let (core, mut media) = r.parts(focus);
+                let out = core.left(&nick, &mut media);
+                if core.is_empty() && r.waiting.is_empty() {
                     r.ended = true;
                 }
                 return out;
@@ -428,10 +937,10 @@ fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element> {
             else {
                 return Vec::new();
             };
-            if r.core.contains(&nick) {
+            if r.core.contains(&nick) || r.waiting.contains(&nick) {
                 return Vec::new();
             }
-            let mut out = r.core.joined(&nick, media);
+            let mut out = r.invite(focus, vec![nick.clone()]).await;
             let moderates = match focus.settings.moderators {
                 MeetingModerators::First => !r.moderator_granted,
                 MeetingModerators::Authenticated => focus
@@ -448,12 +957,14 @@ fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element> {
         }
         "iq" if matches!(el.attr("type"), Some("set" | "get")) => {
             if el.get_child("jingle", NS_JINGLE).is_some() {
-                r.core.jingle(&nick, el, media)
+                let (core, mut media) = r.parts(focus);
+                core.jingle(&nick, el, &mut media).await
             } else if el.get_child("mute", NS_MUTE_AUDIO).is_some()
                 || el.get_child("mute", NS_MUTE_VIDEO).is_some()
             {
                 let moderator = r.roles.get(&nick).is_some_and(|x| x == "moderator");
-                r.core.mute(el, moderator, media)
+                let (core, mut media) = r.parts(focus);
+                core.mute(el, moderator, &mut media)
             } else {
                 vec![stanza::error_reply(el, "feature-not-implemented", None)]
             }
@@ -478,4 +989,29 @@ fn grant_owner(room: &str, real_bare: &str) -> Element {
         .with("id", "focus-owner");
     iq.append_child(q);
     iq
+}
+
+/// A session of the focus's own (`focus.<host>/focus`), outside the
+/// router: the hub delivers what a room sends it to the queue returned.
+fn focus_session(srv: &Server, focus_domain: &str) -> (Session, conclave_server::router::OutRx) {
+    let (tx, rx) = conclave_server::router::queue();
+    let handle = Arc::new(SessionHandle {
+        id: srv.router.next_id(),
+        full: format!("{focus_domain}/{NICK}"),
+        bare: focus_domain.to_owned(),
+        tx,
+        state: std::sync::Mutex::new(PresenceState {
+            available: true,
+            ..Default::default()
+        }),
+        inactive: Default::default(),
+        flow: Arc::new(Flow::new(srv.config.limits.queue())),
+    });
+    let session = Session {
+        handle,
+        user: String::new(),
+        host: focus_domain.to_owned(),
+        anonymous: false,
+    };
+    (session, rx)
 }

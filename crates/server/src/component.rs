@@ -92,6 +92,8 @@ pub fn run<T: Transport>(server: Arc<Server>, t: T) -> impl Future<Output = ()> 
         )
         .await;
         drop(reader);
+        // The rooms it joined as itself see it go.
+        crate::modules::presence::went_offline(&server, &session).await;
         slot.detach(session.handle.id);
         session.handle.close(None);
         let _ = writer.join(Duration::from_secs(5)).await;

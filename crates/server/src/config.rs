@@ -34,6 +34,7 @@ pub struct Config {
     pub turn: Turn,
     pub upload: Upload,
     pub components: Components,
+    pub bridge: BridgeRole,
     pub storage: Storage,
     pub log: Log,
 }
@@ -286,6 +287,10 @@ pub struct Meetings {
     /// address, as if from whichever participant announced its SSRC: for
     /// benchmarks, as Janus's remote publishers. Off by default.
     pub rtp_ingest: Option<std::net::SocketAddr>,
+    /// The MUC room where bridges that run apart (`conclave bridge`)
+    /// publish their load and the focus finds them (Jitsi's brewery);
+    /// empty means `jvbbrewery@conference.<first host>`.
+    pub brewery_room: String,
 }
 
 /// `meetings.moderators`.
@@ -312,6 +317,7 @@ impl Default for Meetings {
             max_receive_kbps: 0,
             capacity_packets_per_second: 50_000,
             rtp_ingest: None,
+            brewery_room: String::new(),
         }
     }
 }
@@ -410,6 +416,63 @@ impl Default for Components {
     }
 }
 
+/// `conclave bridge`: a media bridge run apart from the server, which
+/// connects to it as an XEP-0114 component, joins the brewery room
+/// (`meetings.brewery_room`) and takes colibri2 from the focus. Its media
+/// settings are `[meetings]`'s.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeRole {
+    /// The server's component port (`components.port`), host:port.
+    pub server: String,
+    /// The component domain the bridge connects as: one of the server's
+    /// `components.list`, a different one per bridge.
+    pub domain: String,
+    /// That component's secret.
+    pub secret: String,
+    /// The focus whose colibri2 requests it takes (`--focus`); empty means
+    /// `focus.<first host>`.
+    pub focus: String,
+    /// How often its presence in the brewery carries fresh stats.
+    pub stats_interval_secs: u64,
+    /// Where its plain-HTTP interface listens: `/metrics`, `/health` and
+    /// the bridge channel (`/colibri-ws/…`); port 0 disables it.
+    pub http_bind: IpAddr,
+    pub http_port: u16,
+    /// The base URL clients reach the bridge channel at (a TLS proxy's in
+    /// production); empty means `ws://<http_bind>:<http_port>`.
+    pub public_url: String,
+}
+
+impl Default for BridgeRole {
+    fn default() -> Self {
+        BridgeRole {
+            server: "127.0.0.1:5347".into(),
+            domain: String::new(),
+            secret: String::new(),
+            focus: String::new(),
+            stats_interval_secs: 5,
+            http_bind: IpAddr::from([127, 0, 0, 1]),
+            http_port: 8080,
+            public_url: String::new(),
+        }
+    }
+}
+
+impl Config {
+    /// `meetings.brewery_room`, or its default.
+    pub fn brewery_room(&self) -> String {
+        if self.meetings.brewery_room.is_empty() {
+            format!(
+                "jvbbrewery@conference.{}",
+                self.hosts.first().map_or("localhost", String::as_str)
+            )
+        } else {
+            self.meetings.brewery_room.clone()
+        }
+    }
+}
+
 /// The SQLite store's connections.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -462,6 +525,7 @@ impl Default for Config {
             turn: Turn::default(),
             upload: Upload::default(),
             components: Components::default(),
+            bridge: BridgeRole::default(),
             storage: Storage::default(),
             log: Log::default(),
         }
@@ -998,6 +1062,10 @@ capacity_packets_per_second = 50000
 # as if from whichever participant announced its SSRC, as Janus's remote
 # publishers. Unencrypted and unauthenticated, so off unless set.
 # rtp_ingest = "127.0.0.1:10001"
+# Where bridges run apart (`conclave bridge`) publish their load and the focus
+# finds them: a hidden members-only room the focus keeps, Jitsi's brewery.
+# Empty: jvbbrewery@conference.<first host>.
+brewery_room = ""
 
 [pep]
 # Personal eventing (XEP-0163) on every account: OMEMO keys, avatars (0084),
@@ -1057,6 +1125,33 @@ port = 5347
 #   domain = "bot.localhost"
 #   secret = "a long random string"
 list = []
+
+[bridge]
+# `conclave bridge --focus focus.<host>`: a media bridge in a process (or on a
+# machine) of its own, for `conclave serve --roles xmpp,focus`. It logs in to
+# the server as an XEP-0114 component (one of [[components.list]] above, one
+# domain per bridge), joins the brewery room (meetings.brewery_room) with its
+# stats in presence, and takes the focus's colibri2 requests. Its media
+# settings (udp_port, bind, advertise, capacity_packets_per_second, ...) are
+# [meetings]'. SIGUSR1 drains it: no new conferences, and it exits when its
+# last one ends.
+# The server's component port, host:port.
+server = "127.0.0.1:5347"
+# The component domain it connects as, and that component's secret.
+domain = ""
+secret = ""
+# The focus it takes colibri2 from (--focus); empty: focus.<first host>.
+focus = ""
+# How often its brewery presence carries fresh stats (stress, conferences,
+# endpoints, drain).
+stats_interval_secs = 5
+# Its plain-HTTP interface: /metrics (Prometheus), /health and the bridge
+# channel (/colibri-ws/...). Port 0 disables it.
+http_bind = "127.0.0.1"
+http_port = 8080
+# The base URL browsers reach the bridge channel at (a TLS proxy's, in
+# production); empty: ws://<http_bind>:<http_port>.
+public_url = ""
 
 [storage]
 # Connections to the SQLite store for writes and most reads. SQLite writes

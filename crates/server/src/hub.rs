@@ -561,9 +561,14 @@ impl Server {
                 return Ok(());
             }
             // In-process services know their users by session; a component
-            // speaks for many addresses through one, so they are not its.
-            Some(Domain::Service(_)) => {
-                if kind != Kind::Presence {
+            // speaks for many addresses through one, so only what it says
+            // as itself (its bare domain, the session's own address)
+            // reaches them: a bridge joining the brewery room, answering
+            // the focus.
+            Some(Domain::Service(svc)) => {
+                if from == c.host {
+                    (svc.handle)(self, c, to, el).await;
+                } else if kind != Kind::Presence {
                     c.bounce(&el, "service-unavailable");
                 }
                 return Ok(());

@@ -269,7 +269,9 @@ async fn component_stanzas_are_routed_and_confined_to_its_domain() {
     }
     assert!(recv(&mut arx).is_none());
 
-    // No `to`: bad-request. Services are not a component's.
+    // No `to`: bad-request. Services are not for the addresses a
+    // component speaks for; only the component itself (its domain, as a
+    // bridge in the brewery room) reaches them.
     let iq = el(
         "<iq xmlns='jabber:client' type='get' id='a' from='b@bot.localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
     );
@@ -279,13 +281,19 @@ async fn component_stanzas_are_routed_and_confined_to_its_domain() {
         Some("bad-request")
     );
     let iq = el(
-        "<iq xmlns='jabber:client' type='get' id='b' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+        "<iq xmlns='jabber:client' type='get' id='b' from='b@bot.localhost' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
     );
     e.server.handle_component_stanza(&bot, iq).await.unwrap();
     assert_eq!(
         condition(&recv(&mut rx).unwrap()).as_deref(),
         Some("service-unavailable")
     );
+    let iq = el(
+        "<iq xmlns='jabber:client' type='get' id='b2' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+    );
+    e.server.handle_component_stanza(&bot, iq).await.unwrap();
+    let r = recv(&mut rx).unwrap();
+    assert_eq!((r.attr("type"), r.attr("id")), (Some("result"), Some("b2")));
 
     // Read-only questions to the server are answered; account business is not its.
     let iq = el(

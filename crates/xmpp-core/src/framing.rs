@@ -31,6 +31,9 @@ pub enum Frame {
 pub struct StreamHeader {
     pub to: Option<String>,
     pub from: Option<String>,
+    /// The stream id, which the receiving side's header carries (a
+    /// component hashes it into its handshake).
+    pub id: Option<String>,
     pub version: Option<String>,
     pub lang: Option<String>,
     /// The element's namespace: `http://etherx.jabber.org/streams` on TCP,
@@ -282,6 +285,7 @@ impl Assembly {
                     match (p.as_deref(), n.as_str()) {
                         (None, "to") => h.to = Some(v),
                         (None, "from") => h.from = Some(v),
+                        (None, "id") => h.id = Some(v),
                         (None, "version") => h.version = Some(v),
                         (Some("xml"), "lang") => h.lang = Some(v),
                         _ => {}
@@ -312,6 +316,7 @@ fn header_of(root: &Element) -> StreamHeader {
     StreamHeader {
         to: get("to"),
         from: get("from"),
+        id: get("id"),
         version: get("version"),
         lang: root
             .attrs()

@@ -80,9 +80,10 @@ class Deployment:
     """The split: a focus-only server and two bridges, and an observer in
     the brewery room that records each bridge's latest stats."""
 
-    def __init__(self, server_factory):
+    def __init__(self, server_factory, overrides=None):
         secrets = {"jvb1.localhost": "s3cret-one", "jvb2.localhost": "s3cret-two"}
         self.server = server_factory(start=False, name="focus", components=secrets)
+        self.server.overrides.update(overrides or {})
         self.server.serve_args = ["--roles", "xmpp,focus"]
         self.server.start()
         self.bridges = {d: BridgeProcess(self.server, d, s, 3000) for d, s in secrets.items()}
@@ -319,6 +320,53 @@ def test_a_draining_bridge_takes_no_new_conference_and_exits_after_its_last(depl
         d.observer.disconnect()
 
     run(scenario(), timeout=90)
+
+
+def test_a_conference_too_big_for_one_bridge_cascades_and_everyone_sees_and_hears_everyone(server_factory):
+    """With `meetings.max_participants_per_bridge = 1` the second
+    participant goes on the other bridge, which the focus links to the first
+    with a relay (colibri2 `<relay>`, ICE/DTLS-SRTP between the bridges):
+    the two hear and see each other across it. A third, with both bridges
+    full, joins the first; each of the three hears and sees the other two,
+    two of them through the relay, and each bridge's /metrics shows one
+    relay carrying packets both ways."""
+    d = Deployment(server_factory, {"meetings.max_participants_per_bridge": 1})
+    srv = d.server
+
+    async def scenario():
+        await d.observe()
+        assert await until(lambda: all(d.stats.get(b) for b in d.bridges)), d.stats
+        room = f"{unique('c')}@conference.{srv.domain}"
+        a, b = await pair(srv, room)
+        ps = [a, b]
+        try:
+            assert a.bridge_port() != b.bridge_port()
+            await both_ways(a, b, 0)
+            for br in d.bridges.values():
+                assert br.metric("conclave_bridge_endpoints") == 1
+                assert br.metric("conclave_bridge_relays") == 1
+            c = await Participant(srv, room).join()
+            ps.append(c)
+            await asyncio.wait_for(c.accepted.wait(), 15)
+            assert c.bridge_port() == a.bridge_port()
+            await both_ways(c, a, 0)
+            await both_ways(c, b, 0)
+            near, far = d.by_port(a.bridge_port()), d.by_port(b.bridge_port())
+            assert near.metric("conclave_bridge_endpoints") == 2
+            assert far.metric("conclave_bridge_endpoints") == 1
+            for br in (near, far):
+                for direction in ("in", "out"):
+                    name = f'conclave_bridge_relay_packets_total{{direction="{direction}"}}'
+                    assert await until(lambda: br.metric(name) > 0, 5), br.get("/metrics")[1]
+        finally:
+            for p in ps:
+                await p.leave()
+        d.observer.disconnect()
+
+    try:
+        run(scenario(), timeout=60)
+    finally:
+        d.close()
 
 
 def test_roles_that_cannot_run_are_refused(server_factory):

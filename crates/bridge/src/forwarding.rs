@@ -35,6 +35,10 @@ pub struct Conference {
     /// An opaque id for `/metrics` (see `api::ConferenceStats`).
     pub id: u64,
     pub endpoints: Vec<usize>,
+    /// Those of `endpoints` that are relays to other bridges (cascading):
+    /// they send what the other bridge's endpoints send, and are sent
+    /// every local stream whole.
+    relays: Vec<usize>,
     routes: HashMap<u32, Route>,
     /// Each endpoint's streams, as last signalled.
     streams: HashMap<usize, Vec<StreamDesc>>,
@@ -62,8 +66,52 @@ impl Conference {
         }
     }
 
+    /// A relay to another bridge joins (see `relays`).
+    pub fn join_relay(&mut self, ep: usize) {
+        self.join(ep);
+        if !self.relays.contains(&ep) {
+            self.relays.push(ep);
+        }
+    }
+
+    pub fn is_relay(&self, ep: usize) -> bool {
+        self.relays.contains(&ep)
+    }
+
+    /// The relays among the endpoints.
+    pub fn relays(&self) -> &[usize] {
+        &self.relays
+    }
+
+    /// Who may be sent what `from` sends: every other endpoint, but no
+    /// relay when `from` is one (what came from one bridge never goes on
+    /// to another, so relays cannot loop).
+    pub fn receivers(&self, from: usize) -> impl Iterator<Item = usize> + '_ {
+        let from_relay = self.is_relay(from);
+        self.endpoints
+            .iter()
+            .copied()
+            .filter(move |&e| e != from && !(from_relay && self.relays.contains(&e)))
+    }
+
+    /// The SSRCs `ep` is sent streams under, with their RTX partners: a
+    /// participant one per stream (its first layer, under which the
+    /// layer chosen is projected); a relay every layer under its own SSRC,
+    /// of local senders only.
+    pub fn tx_ssrcs(&self, ep: usize) -> Vec<(u32, Option<u32>, MediaKind)> {
+        let relay = self.is_relay(ep);
+        self.streams_for(ep)
+            .filter(|(owner, _)| !(relay && self.relays.contains(owner)))
+            .flat_map(|(_, s)| {
+                let n = if relay { s.layers.len() } else { 1 };
+                s.layers.iter().take(n).map(|l| (l.ssrc, l.rtx, s.kind))
+            })
+            .collect()
+    }
+
     pub fn leave(&mut self, ep: usize) {
         self.endpoints.retain(|&e| e != ep);
+        self.relays.retain(|&e| e != ep);
         self.set_streams(ep, Vec::new());
         self.speakers.forget(ep);
     }
@@ -361,6 +409,37 @@ mod tests {
         assert_eq!(active, [false, false, false]);
         assert_eq!(c.streams_for(2).count(), 1);
         assert_eq!(c.streams_for(1).count(), 0);
+    }
+
+    #[test]
+    fn relays_get_every_local_layer_and_nothing_goes_from_relay_to_relay() {
+        let mut c = Conference::default();
+        // 1 and 2 are local participants, 8 and 9 relays to two bridges
+        c.join(1);
+        c.join(2);
+        c.join_relay(8);
+        c.join_relay(9);
+        c.set_streams(1, vec![video(&[10, 20, 30])]);
+        c.set_streams(8, vec![video(&[80, 81])]);
+        let mut r: Vec<usize> = c.receivers(1).collect();
+        r.sort();
+        assert_eq!(r, [2, 8, 9], "a local sender goes to everyone");
+        let mut r: Vec<usize> = c.receivers(8).collect();
+        r.sort();
+        assert_eq!(r, [1, 2], "what a relay brings goes to participants only");
+        // a participant: one SSRC per stream, the first layer's
+        let mut tx: Vec<u32> = c.tx_ssrcs(2).into_iter().map(|t| t.0).collect();
+        tx.sort();
+        assert_eq!(tx, [10, 80]);
+        // a relay: every layer of local streams, none of another relay's
+        let tx: Vec<u32> = c.tx_ssrcs(9).into_iter().map(|t| t.0).collect();
+        assert_eq!(tx, [10, 20, 30]);
+        assert!(c.tx_ssrcs(8).iter().all(|t| t.0 != 80));
+        // a relay's streams route like anyone's
+        assert_eq!(c.route(81).map(|r| (r.owner, r.visible)), Some((8, 80)));
+        c.leave(9);
+        assert!(!c.is_relay(9) && c.is_relay(8));
+        assert_eq!(c.relays(), [8]);
     }
 
     #[test]

@@ -85,6 +85,17 @@ pub fn encode_path(s: &str) -> String {
     out
 }
 
+/// The key of a conference's relay to the bridge `relay` (its id, as
+/// the focus names it): among the conference's endpoints, but no
+/// participant's nick can be it (XMPP addresses hold no control
+/// characters, nor does XML).
+pub fn relay_key(conference: &str, relay: &str) -> EndpointKey {
+    EndpointKey {
+        conference: conference.to_owned(),
+        endpoint: format!("\u{1}relay:{relay}"),
+    }
+}
+
 impl Bridge {
     /// Binds the media socket and starts the worker on the current runtime.
     pub async fn start(config: BridgeConfig) -> std::io::Result<Arc<Bridge>> {
@@ -192,6 +203,22 @@ impl Bridge {
         let _ = self.commands.send(Command::Allocate {
             key: key.clone(),
             creds,
+            relay: None,
+        });
+        t
+    }
+
+    /// Creates (or recreates) a relay to another bridge (cascading, keyed
+    /// by [`relay_key`]) and returns the transport the other bridge
+    /// connects to. Both sides run full ICE; `controlling` says which
+    /// side this is (the focus picks one). A relay has no bridge channel.
+    pub fn allocate_relay(&self, key: &EndpointKey, controlling: bool) -> LocalTransport {
+        let creds = new_creds();
+        let t = self.transport(&creds, String::new());
+        let _ = self.commands.send(Command::Allocate {
+            key: key.clone(),
+            creds,
+            relay: Some(controlling),
         });
         t
     }

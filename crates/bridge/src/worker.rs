@@ -34,6 +34,8 @@ pub(crate) enum Command {
     Allocate {
         key: EndpointKey,
         creds: IceCreds,
+        /// A relay to another bridge, and whether it is ICE-controlling.
+        relay: Option<bool>,
     },
     Connect {
         key: EndpointKey,
@@ -71,6 +73,10 @@ pub(crate) struct Settings {
 
 struct Endpoint {
     key: EndpointKey,
+    /// A relay to another bridge (cascading): it sends what that bridge's
+    /// endpoints send, is sent every local layer as it came (no
+    /// projection, no bandwidth allocation), and has no bridge channel.
+    relay: bool,
     rtc: Rtc,
     ufrag: String,
     next: Instant,
@@ -261,6 +267,16 @@ fn skind(k: MediaKind) -> SKind {
     match k {
         MediaKind::Audio => SKind::Audio,
         MediaKind::Video => SKind::Video,
+    }
+}
+
+/// The gauge counting endpoints of one kind: participants, or relays to
+/// other bridges.
+fn endpoint_gauge(relay: bool) -> &'static str {
+    if relay {
+        "conclave_bridge_relays"
+    } else {
+        "conclave_bridge_endpoints"
     }
 }
 
@@ -573,6 +589,7 @@ impl Worker {
                 self.endpoints
                     .get(i)
                     .and_then(Option::as_ref)
+                    .filter(|e| !e.relay)
                     .map(|e| e.key.endpoint.clone())
             };
             let Some(dominant) = name(d) else { continue };
@@ -608,6 +625,9 @@ impl Worker {
                 let Some(rec) = endpoints.get_mut(idx).and_then(Option::as_mut) else {
                     continue;
                 };
+                if rec.relay {
+                    continue;
+                }
                 // The estimate, within the configured cap; the cap alone
                 // for a receiver that gives no estimate yet, and no limit
                 // with neither. str0m is still told what the receiver
@@ -729,6 +749,10 @@ impl Worker {
                 let Some(ep) = self.endpoints.get(idx).and_then(Option::as_ref) else {
                     continue;
                 };
+                // A relay is no participant: nobody hears of it.
+                if ep.relay {
+                    continue;
+                }
                 // Connectivity: media within MEDIA_IDLE, once it has sent any.
                 if let Some(last) = ep.last_media {
                     let active = now.saturating_duration_since(last) < MEDIA_IDLE;
@@ -835,7 +859,7 @@ impl Worker {
         for c in self.conferences.values() {
             let mut s = ConferenceStats {
                 id: c.id,
-                endpoints: c.endpoints.len(),
+                endpoints: c.endpoints.len().saturating_sub(c.relays().len()),
                 bitrate_in: 0.0,
                 bitrate_out: 0.0,
                 packets_in: 0.0,
@@ -852,8 +876,11 @@ impl Worker {
                 s.bitrate_out += ep.bitrate.1;
                 s.packets_in += ep.packets_in as f64 / secs;
                 s.packets_out += ep.packets_out as f64 / secs;
-                s.loss_in += ep.loss.0;
-                s.loss_out += ep.loss.1;
+                // Loss is a mean over participants.
+                if !ep.relay {
+                    s.loss_in += ep.loss.0;
+                    s.loss_out += ep.loss.1;
+                }
                 ep.packets_in = 0;
                 ep.packets_out = 0;
                 if let Some(e) = ep.estimate {
@@ -1048,6 +1075,10 @@ impl Worker {
         if let Some(e) = self.endpoints.get_mut(from).and_then(Option::as_mut) {
             e.packets_in += 1;
             e.last_media = Some(p.timestamp);
+            if e.relay {
+                metrics::counter!("conclave_bridge_relay_packets_total", "direction" => "in")
+                    .increment(1);
+            }
         }
         if let Some(level) = p.audio_level {
             conf.speakers.level(from, level);
@@ -1055,8 +1086,7 @@ impl Worker {
         // The sender's place among recent speakers (for receivers' last-N).
         let speaker_rank = conf.speakers.rank(from);
         self.receivers.clear();
-        self.receivers
-            .extend(conf.endpoints.iter().copied().filter(|&e| e != from));
+        self.receivers.extend(conf.receivers(from));
         // Video: which layers are coming, and is this packet a keyframe.
         let video = if route.kind == MediaKind::Video {
             let codec = CODECS
@@ -1132,6 +1162,33 @@ impl Worker {
             let Some(rec) = self.endpoints.get_mut(to).and_then(Option::as_mut) else {
                 continue;
             };
+            if rec.relay {
+                // The other bridge gets every layer as it came, under its
+                // own SSRC, and chooses for its receivers itself.
+                if !rec.connected || !rec.tx.contains(&ssrc) {
+                    continue;
+                }
+                let mut api = rec.rtc.direct_api();
+                let Some(tx) = api.stream_tx(&Ssrc::from(ssrc)) else {
+                    continue;
+                };
+                let w = RtpWrite::new(
+                    Pt::from(p.pt),
+                    p.seq,
+                    p.rtp_time,
+                    p.timestamp,
+                    p.payload.clone(),
+                )
+                .marker(p.marker)
+                .ext_vals(exts.clone())
+                .nackable(route.kind == MediaKind::Video);
+                tx.write_rtp(w);
+                rec.packets_out += 1;
+                metrics::counter!("conclave_bridge_relay_packets_total", "direction" => "out")
+                    .increment(1);
+                self.drain(to);
+                continue;
+            }
             if !rec.connected || !rec.tx.contains(&route.visible) {
                 continue;
             }
@@ -1233,8 +1290,9 @@ impl Worker {
         }
     }
 
-    /// A receiver asked for a keyframe of the stream it knows as `visible`:
-    /// the sender is asked for one of the layer being forwarded.
+    /// A receiver asked for a keyframe of the stream it knows as `visible`
+    /// (a relay: of the layer it is sent as `visible`): the sender is asked
+    /// for one on that SSRC.
     fn ask_keyframe(&mut self, receiver: usize, visible: u32, kind: KeyframeRequestKind) {
         let Some(rec) = self.endpoints.get(receiver).and_then(Option::as_ref) else {
             return;
@@ -1275,7 +1333,7 @@ impl Worker {
 
     fn command(&mut self, c: Command) {
         match c {
-            Command::Allocate { key, creds } => self.allocate(key, creds),
+            Command::Allocate { key, creds, relay } => self.allocate(key, creds, relay),
             Command::Connect { key, remote } => {
                 let Some(&idx) = self.by_key.get(&key) else {
                     return;
@@ -1353,23 +1411,32 @@ impl Worker {
         }
     }
 
-    fn allocate(&mut self, key: EndpointKey, creds: IceCreds) {
+    fn allocate(&mut self, key: EndpointKey, creds: IceCreds, relay: Option<bool>) {
         if let Some(&old) = self.by_key.get(&key) {
             self.remove(old);
         }
         let now = Instant::now();
-        let mut rtc = rtc_config(&self.settings.cert).build(now);
+        let mut cfg = rtc_config(&self.settings.cert);
+        if relay.is_some() {
+            // A relay carries every layer as it comes: no estimate, and
+            // so no pacer holding packets back to one.
+            cfg = cfg.enable_bwe(None);
+        }
+        let mut rtc = cfg.build(now);
         if let Ok(c) = SCandidate::host(self.local, "udp") {
             rtc.add_local_candidate(c);
         }
         {
             let mut api = rtc.direct_api();
             api.set_local_ice_credentials(creds.clone());
-            api.set_ice_controlling(true);
+            // The bridge controls ICE with clients; of a relay's two
+            // bridges, the one the focus says.
+            api.set_ice_controlling(relay.unwrap_or(true));
             api.enable_twcc_feedback();
         }
         let ep = Endpoint {
             key: key.clone(),
+            relay: relay.is_some(),
             rtc,
             ufrag: creds.ufrag.clone(),
             next: now,
@@ -1415,15 +1482,20 @@ impl Worker {
         self.by_key.insert(key.clone(), idx);
         self.by_ufrag.insert(creds.ufrag, idx);
         let next = &mut self.next_conference;
-        self.conferences
+        let conf = self
+            .conferences
             .entry(key.conference.clone())
             .or_insert_with(|| {
                 *next += 1;
                 Conference::new(*next)
-            })
-            .join(idx);
+            });
+        if relay.is_some() {
+            conf.join_relay(idx);
+        } else {
+            conf.join(idx);
+        }
         self.sync_tx(idx);
-        metrics::gauge!("conclave_bridge_endpoints").increment(1.0);
+        metrics::gauge!(endpoint_gauge(relay.is_some())).increment(1.0);
     }
 
     /// The endpoint's transport: the first time (session-accept) its ICE
@@ -1559,10 +1631,7 @@ impl Worker {
         let Some(conf) = self.conferences.get(&conference) else {
             return;
         };
-        let wanted: Vec<(u32, Option<u32>, MediaKind)> = conf
-            .streams_for(idx)
-            .filter_map(|(_, s)| s.layers.first().map(|l| (l.ssrc, l.rtx, s.kind)))
-            .collect();
+        let wanted = conf.tx_ssrcs(idx);
         let Some(ep) = self.ep(idx) else { return };
         let keep: HashSet<u32> = wanted.iter().map(|w| w.0).collect();
         let mut api = ep.rtc.direct_api();
@@ -1598,7 +1667,7 @@ impl Worker {
         self.pending.retain(|(i, _)| *i != idx);
         self.by_ingest_ssrc.retain(|_, s| s.endpoint != idx);
         self.channels.remove(&ep.key);
-        metrics::gauge!("conclave_bridge_endpoints").decrement(1.0);
+        metrics::gauge!(endpoint_gauge(ep.relay)).decrement(1.0);
         let mut members = Vec::new();
         if let Some(conf) = self.conferences.get_mut(&ep.key.conference) {
             conf.leave(idx);

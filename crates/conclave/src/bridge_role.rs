@@ -20,9 +20,10 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use conclave_bridge::Bridge;
-use conclave_bridge::api::{BridgeEvent, EndpointKey, Expiry};
+use conclave_bridge::api::{BridgeEvent, EndpointKey, EndpointSources, Expiry};
+use conclave_bridge::relay_key;
 use conclave_focus::colibri2::{
-    self, BridgeStats, ConferenceModify, EndpointModified, NS_COLIBRI2,
+    self, BridgeStats, ConferenceModify, EndpointModified, Modified, NS_COLIBRI2,
 };
 use conclave_server::Config;
 use conclave_server::config::BridgeRole;
@@ -48,12 +49,35 @@ pub struct Conferences {
 struct Conf {
     name: String,
     endpoints: HashSet<String>,
+    /// Relays to other bridges (cascading), by the id the focus gave
+    /// them, with the endpoints behind each and what they send: the relay
+    /// sends all of that here.
+    relays: HashMap<String, HashMap<String, EndpointSources>>,
+}
+
+impl Conf {
+    fn expire_all(self, api: &dyn Api) {
+        for id in self.endpoints {
+            api.expire(&EndpointKey {
+                conference: self.name.clone(),
+                endpoint: id,
+            });
+        }
+        for id in self.relays.keys() {
+            api.expire(&relay_key(&self.name, id));
+        }
+    }
 }
 
 /// What the bridge is asked to do, as [`Bridge`] does it (a fake in
 /// tests).
 pub trait Api {
     fn allocate(&self, key: &EndpointKey) -> conclave_bridge::api::LocalTransport;
+    fn allocate_relay(
+        &self,
+        key: &EndpointKey,
+        controlling: bool,
+    ) -> conclave_bridge::api::LocalTransport;
     fn connect(&self, key: &EndpointKey, t: conclave_bridge::api::RemoteTransport);
     fn set_sources(&self, key: &EndpointKey, s: conclave_bridge::api::EndpointSources);
     fn mute(&self, key: &EndpointKey, kind: conclave_bridge::api::MediaKind, muted: bool);
@@ -64,6 +88,13 @@ pub trait Api {
 impl Api for Bridge {
     fn allocate(&self, key: &EndpointKey) -> conclave_bridge::api::LocalTransport {
         Bridge::allocate(self, key)
+    }
+    fn allocate_relay(
+        &self,
+        key: &EndpointKey,
+        controlling: bool,
+    ) -> conclave_bridge::api::LocalTransport {
+        Bridge::allocate_relay(self, key, controlling)
     }
     fn connect(&self, key: &EndpointKey, t: conclave_bridge::api::RemoteTransport) {
         Bridge::connect(self, key, t)
@@ -96,11 +127,7 @@ impl Conferences {
 
     /// Carries out one `<conference-modify>`: checked whole first, so a
     /// refused request changes nothing.
-    pub fn apply(
-        &mut self,
-        api: &dyn Api,
-        req: ConferenceModify,
-    ) -> Result<Vec<EndpointModified>, Refusal> {
+    pub fn apply(&mut self, api: &dyn Api, req: ConferenceModify) -> Result<Modified, Refusal> {
         if !self.by_meeting.contains_key(&req.meeting_id) {
             if !req.create {
                 return Err(("item-not-found", "no such conference".into()));
@@ -109,17 +136,17 @@ impl Conferences {
                 return Err(("conflict", "that room has a conference here already".into()));
             }
         }
-        let known = |id: &str| {
-            self.by_meeting
-                .get(&req.meeting_id)
-                .is_some_and(|c| c.endpoints.contains(id))
-        };
-        if let Some(e) = req
-            .endpoints
-            .iter()
-            .find(|e| !e.create && !e.expire && !known(&e.id))
-        {
+        // Anything named that is not created here must exist already.
+        let existing = self.by_meeting.get(&req.meeting_id);
+        if let Some(e) = req.endpoints.iter().find(|e| {
+            !e.create && !e.expire && !existing.is_some_and(|c| c.endpoints.contains(&e.id))
+        }) {
             return Err(("item-not-found", format!("no endpoint {:?}", e.id)));
+        }
+        if let Some(r) = req.relays.iter().find(|r| {
+            !r.create && !r.expire && !existing.is_some_and(|c| c.relays.contains_key(&r.id))
+        }) {
+            return Err(("item-not-found", format!("no relay {:?}", r.id)));
         }
         let conf = self
             .by_meeting
@@ -127,6 +154,7 @@ impl Conferences {
             .or_insert_with(|| Conf {
                 name: req.name.clone(),
                 endpoints: HashSet::new(),
+                relays: HashMap::new(),
             });
         let mut out = Vec::new();
         for e in req.endpoints {
@@ -162,17 +190,55 @@ impl Conferences {
                 transport,
             });
         }
+        let mut relays = Vec::new();
+        for r in req.relays {
+            let key = relay_key(&conf.name, &r.id);
+            if r.expire {
+                if conf.relays.remove(&r.id).is_some() {
+                    api.expire(&key);
+                }
+                continue;
+            }
+            let mut transport = None;
+            if r.create {
+                transport = Some(api.allocate_relay(&key, r.ice_controlling));
+                conf.relays.insert(r.id.clone(), HashMap::new());
+            }
+            if let Some(t) = r.transport {
+                api.connect(&key, t);
+            }
+            if let Some(behind) = conf.relays.get_mut(&r.id)
+                && !r.endpoints.is_empty()
+            {
+                for e in r.endpoints {
+                    if e.expire {
+                        behind.remove(&e.id);
+                    } else if let Some(s) = e.sources {
+                        behind.insert(e.id, s);
+                    }
+                }
+                // The relay sends what every endpoint behind it sends.
+                let mut all = EndpointSources::default();
+                for s in behind.values() {
+                    all.sources.extend(s.sources.iter().cloned());
+                    all.groups.extend(s.groups.iter().cloned());
+                }
+                api.set_sources(&key, all);
+            }
+            relays.push(EndpointModified {
+                id: r.id,
+                transport,
+            });
+        }
         if req.expire
             && let Some(conf) = self.by_meeting.remove(&req.meeting_id)
         {
-            for id in conf.endpoints {
-                api.expire(&EndpointKey {
-                    conference: conf.name.clone(),
-                    endpoint: id,
-                });
-            }
+            conf.expire_all(api);
         }
-        Ok(out)
+        Ok(Modified {
+            endpoints: out,
+            relays,
+        })
     }
 
     /// The bridge dropped an endpoint on its own (it went silent); a
@@ -191,12 +257,7 @@ impl Conferences {
     /// the focus moved them elsewhere when the old one ended.
     fn clear(&mut self, api: &dyn Api) {
         for (_, c) in self.by_meeting.drain() {
-            for id in c.endpoints {
-                api.expire(&EndpointKey {
-                    conference: c.name.clone(),
-                    endpoint: id,
-                });
-            }
+            c.expire_all(api);
         }
     }
 }
@@ -619,6 +680,12 @@ mod tests {
                 .push(format!("allocate {}", key.endpoint));
             transport("a")
         }
+        fn allocate_relay(&self, key: &EndpointKey, controlling: bool) -> LocalTransport {
+            self.0
+                .borrow_mut()
+                .push(format!("relay {} {controlling}", key.endpoint));
+            transport("rl")
+        }
         fn connect(&self, key: &EndpointKey, _: RemoteTransport) {
             self.0
                 .borrow_mut()
@@ -652,6 +719,7 @@ mod tests {
             create,
             expire,
             endpoints,
+            relays: Vec::new(),
         }
     }
 
@@ -683,7 +751,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            out[0].transport.as_ref().map(|t| t.ufrag.as_str()),
+            out.endpoints[0]
+                .transport
+                .as_ref()
+                .map(|t| t.ufrag.as_str()),
             Some("a")
         );
         assert_eq!((c.count(), c.endpoints()), (1, 1));
@@ -724,7 +795,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            out[0].transport.as_ref().map(|t| t.ufrag.as_str()),
+            out.endpoints[0]
+                .transport
+                .as_ref()
+                .map(|t| t.ufrag.as_str()),
             Some("r")
         );
         // the conference ends with its expiry
@@ -739,6 +813,73 @@ mod tests {
                 "sources a 0",
                 "mute a Audio true",
                 "expire a"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_relay_sends_what_every_endpoint_behind_it_sends() {
+        use conclave_bridge::api::Source;
+        use conclave_focus::colibri2::{RelayEndpoint, RelayModify};
+        let api = Fake::default();
+        let mut c = Conferences::default();
+        let sources = |ssrc| EndpointSources {
+            sources: vec![Source {
+                ssrc,
+                kind: MediaKind::Audio,
+                name: None,
+                msid: None,
+                video_type: None,
+            }],
+            groups: Vec::new(),
+        };
+        let behind = |id: &str, ssrc: Option<u32>| RelayEndpoint {
+            id: id.into(),
+            expire: ssrc.is_none(),
+            sources: ssrc.map(sources),
+        };
+        // a relay to a bridge the conference has not been told of is no
+        // relay, and is refused
+        let mut r = req(true, false, Vec::new());
+        r.relays = vec![RelayModify {
+            id: "jvb2".into(),
+            ..Default::default()
+        }];
+        assert_eq!(c.apply(&api, r).unwrap_err().0, "item-not-found");
+        let mut r = req(true, false, Vec::new());
+        r.relays = vec![RelayModify {
+            id: "jvb2".into(),
+            create: true,
+            ice_controlling: true,
+            transport: Some(RemoteTransport::default()),
+            endpoints: vec![behind("x", Some(1)), behind("y", Some(2))],
+            ..Default::default()
+        }];
+        let out = c.apply(&api, r).unwrap();
+        assert_eq!(out.relays[0].id, "jvb2");
+        assert_eq!(
+            out.relays[0].transport.as_ref().map(|t| t.ufrag.as_str()),
+            Some("rl")
+        );
+        // relays are no participants
+        assert_eq!((c.count(), c.endpoints()), (1, 0));
+        let mut r = req(false, false, Vec::new());
+        r.relays = vec![RelayModify {
+            id: "jvb2".into(),
+            endpoints: vec![behind("x", None)],
+            ..Default::default()
+        }];
+        c.apply(&api, r).unwrap();
+        c.apply(&api, req(false, true, Vec::new())).unwrap();
+        let relay = "\u{1}relay:jvb2";
+        assert_eq!(
+            *api.0.borrow(),
+            [
+                format!("relay {relay} true"),
+                format!("connect {relay}"),
+                format!("sources {relay} 2"),
+                format!("sources {relay} 1"),
+                format!("expire {relay}"),
             ]
         );
     }

@@ -374,6 +374,7 @@ async fn serve(mut cfg: Config, roles: &[Role]) -> Result<(), String> {
                 moderators: meetings.moderators,
                 hosts: server.config.hosts.clone(),
                 brewery_room: server.config.brewery_room(),
+                max_per_bridge: meetings.max_participants_per_bridge,
             },
         );
     }

@@ -10,6 +10,13 @@
 //! `<conference-modified>`, carries the bridge's transport of each endpoint
 //! created or restarted. The media elements are Jingle's (XEP-0176/0320/
 //! 0339), built and read by [`crate::jingle`]'s helpers.
+//!
+//! Cascading (Jitsi's relays): `<relay id create expire>` links the
+//! conference to the same conference on another bridge (`id` names that
+//! bridge): `<transport ice-controlling>` with the other side's ICE-UDP
+//! transport once known, and `<endpoints>`, one `<endpoint id expire>`
+//! with its `<sources>` per endpoint that lives there. The answer carries
+//! each relay's transport as it does an endpoint's.
 
 use std::net::IpAddr;
 
@@ -60,6 +67,38 @@ pub struct ConferenceModify {
     pub create: bool,
     pub expire: bool,
     pub endpoints: Vec<EndpointModify>,
+    pub relays: Vec<RelayModify>,
+}
+
+/// `<relay>`: changes to the conference's link to another bridge.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RelayModify {
+    /// The other bridge, as the focus names it.
+    pub id: String,
+    pub create: bool,
+    pub expire: bool,
+    /// Set at creation: this side controls ICE (the other does not).
+    pub ice_controlling: bool,
+    /// The other bridge's transport for the relay.
+    pub transport: Option<RemoteTransport>,
+    /// Endpoints of the other bridge that came, changed or went.
+    pub endpoints: Vec<RelayEndpoint>,
+}
+
+/// One endpoint behind a relay: what it sends, or that it is gone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RelayEndpoint {
+    pub id: String,
+    pub expire: bool,
+    pub sources: Option<EndpointSources>,
+}
+
+/// `<conference-modified>`: the bridge's transports, of endpoints and of
+/// relays.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Modified {
+    pub endpoints: Vec<EndpointModified>,
+    pub relays: Vec<EndpointModified>,
 }
 
 /// `<endpoint>`: changes to one endpoint.
@@ -77,8 +116,8 @@ pub struct EndpointModify {
     pub force_mute: Vec<(MediaKind, bool)>,
 }
 
-/// One endpoint in `<conference-modified>`: the bridge's transport for an
-/// endpoint created or restarted.
+/// One endpoint (or relay) in `<conference-modified>`: the bridge's
+/// transport for one created or restarted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointModified {
     pub id: String,
@@ -127,24 +166,7 @@ pub fn modify(c: &ConferenceModify) -> Element {
             ep.append_child(t);
         }
         if let Some(s) = &e.sources {
-            let mut sources = Element::bare("sources", NS_COLIBRI2);
-            for kind in [MediaKind::Audio, MediaKind::Video] {
-                if !s.sources.iter().any(|x| x.kind == kind) {
-                    continue;
-                }
-                let suffix = if kind == MediaKind::Audio { "a0" } else { "v0" };
-                let mut m = elem(
-                    "media-source",
-                    NS_COLIBRI2,
-                    &[
-                        ("type", kind_name(kind)),
-                        ("id", &format!("{}-{suffix}", e.id)),
-                    ],
-                );
-                append_sources(&mut m, kind, &e.id, s);
-                sources.append_child(m);
-            }
-            ep.append_child(sources);
+            ep.append_child(sources_el(&e.id, s));
         }
         for (kind, muted) in &e.force_mute {
             ep.append_child(elem(
@@ -155,7 +177,109 @@ pub fn modify(c: &ConferenceModify) -> Element {
         }
         el.append_child(ep);
     }
+    for r in &c.relays {
+        let mut relay = elem("relay", NS_COLIBRI2, &[("id", &r.id)]);
+        set_flag(&mut relay, "create", r.create);
+        set_flag(&mut relay, "expire", r.expire);
+        if r.create || r.transport.is_some() {
+            let mut t = Element::bare("transport", NS_COLIBRI2);
+            set_flag(&mut t, "ice-controlling", r.ice_controlling);
+            if let Some(remote) = &r.transport {
+                t.append_child(remote_transport_el(remote));
+            }
+            relay.append_child(t);
+        }
+        if !r.endpoints.is_empty() {
+            let mut eps = Element::bare("endpoints", NS_COLIBRI2);
+            for e in &r.endpoints {
+                let mut ep = elem("endpoint", NS_COLIBRI2, &[("id", &e.id)]);
+                set_flag(&mut ep, "expire", e.expire);
+                if let Some(s) = &e.sources {
+                    ep.append_child(sources_el(&e.id, s));
+                }
+                eps.append_child(ep);
+            }
+            relay.append_child(eps);
+        }
+        el.append_child(relay);
+    }
     el
+}
+
+/// `<sources>`: everything endpoint `id` sends, a `<media-source>` per kind.
+fn sources_el(id: &str, s: &EndpointSources) -> Element {
+    let mut sources = Element::bare("sources", NS_COLIBRI2);
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        if !s.sources.iter().any(|x| x.kind == kind) {
+            continue;
+        }
+        let suffix = if kind == MediaKind::Audio { "a0" } else { "v0" };
+        let mut m = elem(
+            "media-source",
+            NS_COLIBRI2,
+            &[("type", kind_name(kind)), ("id", &format!("{id}-{suffix}"))],
+        );
+        append_sources(&mut m, kind, id, s);
+        sources.append_child(m);
+    }
+    sources
+}
+
+fn parse_sources(el: &Element, max_sources: usize) -> Result<EndpointSources, Colibri2Error> {
+    let mut s = EndpointSources::default();
+    for m in el.children().filter(|m| m.is("media-source", NS_COLIBRI2)) {
+        let kind =
+            kind_of(req(m, "type")?).ok_or_else(|| bad("media-source neither audio nor video"))?;
+        parse_description(m, kind, &mut s)?;
+    }
+    check_sources(&s, max_sources)?;
+    Ok(s)
+}
+
+fn parse_remote_transport(el: &Element) -> Result<Option<RemoteTransport>, Colibri2Error> {
+    match el.get_child("transport", NS_ICE_UDP) {
+        Some(t) => {
+            let mut r = RemoteTransport::default();
+            parse_transport(t, &mut r)?;
+            Ok(Some(r))
+        }
+        None => Ok(None),
+    }
+}
+
+fn parse_relay(el: &Element, max_sources: usize) -> Result<RelayModify, Colibri2Error> {
+    let mut r = RelayModify {
+        id: req(el, "id")?.to_owned(),
+        create: flag(el, "create"),
+        expire: flag(el, "expire"),
+        ..Default::default()
+    };
+    for child in el.children() {
+        if child.is("transport", NS_COLIBRI2) {
+            r.ice_controlling = flag(child, "ice-controlling");
+            r.transport = parse_remote_transport(child)?;
+        } else if child.is("endpoints", NS_COLIBRI2) {
+            for ep in child.children().filter(|e| e.is("endpoint", NS_COLIBRI2)) {
+                if r.endpoints.len() == MAX_ENDPOINTS {
+                    return Err(bad("too many endpoints behind a relay"));
+                }
+                let id = req(ep, "id")?.to_owned();
+                if r.endpoints.iter().any(|o| o.id == id) {
+                    return Err(bad(format!("relayed endpoint {id:?} named twice")));
+                }
+                let sources = match ep.get_child("sources", NS_COLIBRI2) {
+                    Some(s) => Some(parse_sources(s, max_sources)?),
+                    None => None,
+                };
+                r.endpoints.push(RelayEndpoint {
+                    id,
+                    expire: flag(ep, "expire"),
+                    sources,
+                });
+            }
+        }
+    }
+    Ok(r)
 }
 
 fn remote_transport_el(r: &RemoteTransport) -> Element {
@@ -218,7 +342,18 @@ pub fn parse_modify(el: &Element, max_sources: usize) -> Result<ConferenceModify
         create: flag(el, "create"),
         expire: flag(el, "expire"),
         endpoints: Vec::new(),
+        relays: Vec::new(),
     };
+    for r in el.children().filter(|e| e.is("relay", NS_COLIBRI2)) {
+        if c.relays.len() == MAX_ENDPOINTS {
+            return Err(bad("too many relays"));
+        }
+        let r = parse_relay(r, max_sources)?;
+        if c.relays.iter().any(|o| o.id == r.id) {
+            return Err(bad(format!("relay {:?} named twice", r.id)));
+        }
+        c.relays.push(r);
+    }
     if c.create && c.name.is_empty() {
         return Err(bad("a conference is created with a name"));
     }
@@ -238,23 +373,9 @@ pub fn parse_modify(el: &Element, max_sources: usize) -> Result<ConferenceModify
         for child in ep.children() {
             if child.is("transport", NS_COLIBRI2) {
                 e.ice_restart = flag(child, "ice-restart");
-                if let Some(t) = child.get_child("transport", NS_ICE_UDP) {
-                    let mut r = RemoteTransport::default();
-                    parse_transport(t, &mut r)?;
-                    e.transport = Some(r);
-                }
+                e.transport = parse_remote_transport(child)?;
             } else if child.is("sources", NS_COLIBRI2) {
-                let mut s = EndpointSources::default();
-                for m in child
-                    .children()
-                    .filter(|m| m.is("media-source", NS_COLIBRI2))
-                {
-                    let kind = kind_of(req(m, "type")?)
-                        .ok_or_else(|| bad("media-source neither audio nor video"))?;
-                    parse_description(m, kind, &mut s)?;
-                }
-                check_sources(&s, max_sources)?;
-                e.sources = Some(s);
+                e.sources = Some(parse_sources(child, max_sources)?);
             } else if child.is("force-mute", NS_COLIBRI2) {
                 for kind in [MediaKind::Audio, MediaKind::Video] {
                     match child.attr(kind_name(kind)) {
@@ -272,44 +393,52 @@ pub fn parse_modify(el: &Element, max_sources: usize) -> Result<ConferenceModify
 }
 
 /// The answer element.
-pub fn modified(meeting_id: &str, endpoints: &[EndpointModified]) -> Element {
+pub fn modified(meeting_id: &str, m: &Modified) -> Element {
     let mut el = elem(
         "conference-modified",
         NS_COLIBRI2,
         &[("meeting-id", meeting_id)],
     );
-    for e in endpoints {
-        let mut ep = elem("endpoint", NS_COLIBRI2, &[("id", &e.id)]);
-        if let Some(t) = &e.transport {
-            let mut outer = Element::bare("transport", NS_COLIBRI2);
-            outer.append_child(transport_el(&e.id, t));
-            ep.append_child(outer);
+    for (name, list) in [("endpoint", &m.endpoints), ("relay", &m.relays)] {
+        for e in list {
+            let mut ep = elem(name, NS_COLIBRI2, &[("id", &e.id)]);
+            if let Some(t) = &e.transport {
+                let mut outer = Element::bare("transport", NS_COLIBRI2);
+                outer.append_child(transport_el(&e.id, t));
+                ep.append_child(outer);
+            }
+            el.append_child(ep);
         }
-        el.append_child(ep);
     }
     el
 }
 
-/// Reads an answer: the bridge's transport per endpoint.
-pub fn parse_modified(el: &Element) -> Result<Vec<EndpointModified>, Colibri2Error> {
+/// Reads an answer: the bridge's transport per endpoint and relay.
+pub fn parse_modified(el: &Element) -> Result<Modified, Colibri2Error> {
     if !el.is("conference-modified", NS_COLIBRI2) {
         return Err(bad("not a conference-modified"));
     }
-    let mut out = Vec::new();
-    for ep in el.children().filter(|e| e.is("endpoint", NS_COLIBRI2)) {
-        let transport = match ep
-            .get_child("transport", NS_COLIBRI2)
-            .and_then(|t| t.get_child("transport", NS_ICE_UDP))
-        {
-            Some(t) => Some(local_transport(t)?),
-            None => None,
-        };
-        out.push(EndpointModified {
-            id: req(ep, "id")?.to_owned(),
-            transport,
-        });
-    }
-    Ok(out)
+    let read = |name: &str| -> Result<Vec<EndpointModified>, Colibri2Error> {
+        let mut out = Vec::new();
+        for ep in el.children().filter(|e| e.is(name, NS_COLIBRI2)) {
+            let transport = match ep
+                .get_child("transport", NS_COLIBRI2)
+                .and_then(|t| t.get_child("transport", NS_ICE_UDP))
+            {
+                Some(t) => Some(local_transport(t)?),
+                None => None,
+            };
+            out.push(EndpointModified {
+                id: req(ep, "id")?.to_owned(),
+                transport,
+            });
+        }
+        Ok(out)
+    };
+    Ok(Modified {
+        endpoints: read("endpoint")?,
+        relays: read("relay")?,
+    })
 }
 
 fn local_transport(t: &Element) -> Result<LocalTransport, Colibri2Error> {
@@ -411,18 +540,22 @@ mod tests {
     use conclave_bridge::api::{Candidate, Fingerprint, Source, SsrcGroup};
 
     fn sources() -> EndpointSources {
-        let src = |ssrc, kind, name: &str| Source {
+        sources_of("ep")
+    }
+
+    fn sources_of(ep: &str) -> EndpointSources {
+        let src = |ssrc, kind, name: String| Source {
             ssrc,
             kind,
-            name: Some(name.into()),
+            name: Some(name),
             msid: Some("m t".into()),
             video_type: None,
         };
         EndpointSources {
             sources: vec![
-                src(1, MediaKind::Audio, "ep-a0"),
-                src(2, MediaKind::Video, "ep-v0"),
-                src(3, MediaKind::Video, "ep-v0"),
+                src(1, MediaKind::Audio, format!("{ep}-a0")),
+                src(2, MediaKind::Video, format!("{ep}-v0")),
+                src(3, MediaKind::Video, format!("{ep}-v0")),
             ],
             groups: vec![SsrcGroup {
                 kind: MediaKind::Video,
@@ -482,6 +615,41 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            relays: vec![
+                RelayModify {
+                    id: "jvb2.localhost".into(),
+                    create: true,
+                    ice_controlling: true,
+                    endpoints: vec![
+                        RelayEndpoint {
+                            id: "far".into(),
+                            expire: false,
+                            sources: Some(sources_of("far")),
+                        },
+                        RelayEndpoint {
+                            id: "quiet".into(),
+                            expire: false,
+                            sources: None,
+                        },
+                    ],
+                    ..Default::default()
+                },
+                RelayModify {
+                    id: "jvb3.localhost".into(),
+                    transport: Some(remote()),
+                    endpoints: vec![RelayEndpoint {
+                        id: "gone".into(),
+                        expire: true,
+                        sources: None,
+                    }],
+                    ..Default::default()
+                },
+                RelayModify {
+                    id: "jvb4.localhost".into(),
+                    expire: true,
+                    ..Default::default()
+                },
+            ],
         };
         let el = modify(&c);
         // over the wire and back
@@ -503,19 +671,28 @@ mod tests {
             candidates: remote().candidates,
             websocket_url: "ws://127.0.0.1:8080/colibri-ws/x/r/ep?pwd=bp".into(),
         };
-        let eps = vec![
-            EndpointModified {
-                id: "ep".into(),
-                transport: Some(t),
-            },
-            EndpointModified {
-                id: "other".into(),
-                transport: None,
-            },
-        ];
-        let text = xmpp_core::stanza::to_string(&modified("m1", &eps));
+        let m = Modified {
+            endpoints: vec![
+                EndpointModified {
+                    id: "ep".into(),
+                    transport: Some(t.clone()),
+                },
+                EndpointModified {
+                    id: "other".into(),
+                    transport: None,
+                },
+            ],
+            relays: vec![EndpointModified {
+                id: "jvb2.localhost".into(),
+                transport: Some(LocalTransport {
+                    websocket_url: String::new(),
+                    ..t
+                }),
+            }],
+        };
+        let text = xmpp_core::stanza::to_string(&modified("m1", &m));
         let back: Element = text.parse().unwrap();
-        assert_eq!(parse_modified(&back).unwrap(), eps);
+        assert_eq!(parse_modified(&back).unwrap(), m);
     }
 
     fn parse(xml: &str) -> Result<ConferenceModify, Colibri2Error> {
@@ -555,6 +732,23 @@ mod tests {
             ),
             format!(
                 "<conference-modify xmlns='{ns}' meeting-id='m'><endpoint id='a'><force-mute audio='maybe'/></endpoint></conference-modify>"
+            ),
+            // a relay without an id, twice, or with bad endpoints behind it
+            format!("<conference-modify xmlns='{ns}' meeting-id='m'><relay/></conference-modify>"),
+            format!(
+                "<conference-modify xmlns='{ns}' meeting-id='m'><relay id='b'/><relay id='b'/></conference-modify>"
+            ),
+            format!(
+                "<conference-modify xmlns='{ns}' meeting-id='m'><relay id='b'><endpoints><endpoint/></endpoints></relay></conference-modify>"
+            ),
+            format!(
+                "<conference-modify xmlns='{ns}' meeting-id='m'><relay id='b'><endpoints><endpoint id='x'/><endpoint id='x'/></endpoints></relay></conference-modify>"
+            ),
+            format!(
+                "<conference-modify xmlns='{ns}' meeting-id='m'><relay id='b'><endpoints><endpoint id='x'><sources><media-source type='audio'><source xmlns='urn:xmpp:jingle:apps:rtp:ssma:0' ssrc='-1'/></media-source></sources></endpoint></endpoints></relay></conference-modify>"
+            ),
+            format!(
+                "<conference-modify xmlns='{ns}' meeting-id='m'><relay id='b'><transport><transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='u' pwd='p'><candidate component='1' foundation='1' ip='x' port='1' priority='1' protocol='udp' type='host'/></transport></transport></relay></conference-modify>"
             ),
             // not colibri2 at all
             "<conference-modify xmlns='urn:other' meeting-id='m'/>".to_owned(),

@@ -663,7 +663,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn src(ssrc: u32, kind: MediaKind, name: &str) -> Source {
+    pub(crate) fn src(ssrc: u32, kind: MediaKind, name: &str) -> Source {
         Source {
             ssrc,
             kind,

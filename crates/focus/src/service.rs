@@ -7,7 +7,7 @@
 //! `focus.<host>/focus`, outside the router) whose queue a task drains:
 //! that is how MUC presence and occupants' IQs reach the focus.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -25,7 +25,10 @@ use minidom::Element;
 use xmpp_core::ns;
 use xmpp_core::stanza::{self, ElementExt};
 
-use crate::colibri2::{self, BridgeStats, ConferenceModify, EndpointModify, NS_COLIBRI2};
+use crate::cascade::{Cascade, RelayChange};
+use crate::colibri2::{
+    self, BridgeStats, ConferenceModify, EndpointModify, Modified, NS_COLIBRI2, RelayModify,
+};
 use crate::conference::{Conference, Media, NS_MUTE_AUDIO, NS_MUTE_VIDEO};
 use crate::jingle::{NS_FOCUS, NS_JINGLE};
 
@@ -54,6 +57,9 @@ pub struct FocusSettings {
     /// `meetings.brewery_room`: where bridges that run apart are found
     /// (used when this process has no bridge of its own).
     pub brewery_room: String,
+    /// `meetings.max_participants_per_bridge`: a conference with this many
+    /// on each of its bridges cascades to another (0: never).
+    pub max_per_bridge: usize,
 }
 
 /// How long the focus waits for a bridge's colibri2 answer.
@@ -72,7 +78,19 @@ pub struct Focus {
     /// Colibri2 requests awaiting their answer, by IQ id: the bridge asked
     /// and where its answer goes.
     pending: Mutex<HashMap<String, Pending>>,
+    /// Pairs of bridges a relay links (ordered): a pair carries one
+    /// conference's relay at a time, since each side knows the other by
+    /// its one media address.
+    links: Mutex<HashSet<(String, String)>>,
     next_id: AtomicU64,
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    if a <= b {
+        (a.to_owned(), b.to_owned())
+    } else {
+        (b.to_owned(), a.to_owned())
+    }
 }
 
 type Pending = (String, tokio::sync::oneshot::Sender<Element>);
@@ -94,15 +112,20 @@ pub struct RemoteBridge {
 /// Where a conference's media is.
 enum Placement {
     Local,
-    /// A bridge that runs apart, by its component domain, and the
-    /// conference's colibri2 meeting id there.
-    Remote {
-        bridge: String,
-        meeting_id: String,
-        created: bool,
-    },
+    /// Bridges that run apart (one, or several cascaded).
+    Remote(Remote),
     /// No bridge could take it.
     Nowhere,
+}
+
+/// A conference on bridges that run apart.
+struct Remote {
+    /// Its colibri2 meeting id, the same on each bridge.
+    meeting_id: String,
+    /// Its bridges, by component domain, and who is on each.
+    cascade: Cascade,
+    /// The bridges where it was created.
+    created: HashSet<String>,
 }
 
 struct Running {
@@ -142,52 +165,138 @@ enum AnyMedia<'a> {
     Nowhere,
 }
 
-/// A bridge that runs apart, driven by colibri2 IQs sent from the
+/// Bridges that run apart, driven by colibri2 IQs sent from the
 /// conference's focus session.
 struct RemoteMedia<'a> {
     focus: &'a Focus,
     session: &'a Session,
-    bridge: &'a str,
-    meeting_id: &'a str,
     room: &'a str,
-    created: &'a mut bool,
+    remote: &'a mut Remote,
 }
 
 impl RemoteMedia<'_> {
-    fn request(&self, endpoints: Vec<EndpointModify>, expire: bool) -> Element {
+    fn request(
+        &self,
+        bridge: &str,
+        endpoints: Vec<EndpointModify>,
+        relays: Vec<RelayModify>,
+    ) -> Element {
         colibri2::modify(&ConferenceModify {
-            meeting_id: self.meeting_id.to_owned(),
+            meeting_id: self.remote.meeting_id.clone(),
             name: self.room.to_owned(),
-            create: !*self.created,
-            expire,
+            create: !self.remote.created.contains(bridge),
+            expire: false,
             endpoints,
+            relays,
         })
     }
 
-    /// Sends a change whose answer nobody waits for (a refusal is logged
-    /// when it comes).
+    /// Sends a change to the endpoint's bridge, whose answer nobody waits
+    /// for (a refusal is logged when it comes).
     fn tell(&self, e: EndpointModify) {
-        let payload = self.request(vec![e], false);
-        self.focus.send_colibri2(self.session, self.bridge, payload);
+        let Some(bridge) = self.remote.cascade.bridge_of(&e.id) else {
+            return;
+        };
+        let payload = self.request(bridge, vec![e], Vec::new());
+        self.focus.send_colibri2(self.session, bridge, payload);
     }
 
-    /// Sends a change that makes a transport, and waits for it.
-    async fn transport_of(&mut self, e: EndpointModify) -> Option<LocalTransport> {
-        let id = e.id.clone();
-        let payload = self.request(vec![e], false);
+    /// Sends relay changes to their bridges.
+    fn tell_relays(&self, changes: Vec<RelayChange>) {
+        for (bridge, relay) in changes {
+            let payload = self.request(&bridge, Vec::new(), vec![relay]);
+            self.focus.send_colibri2(self.session, &bridge, payload);
+        }
+    }
+
+    /// Sends a change and waits for the bridge's answer.
+    async fn ask(
+        &mut self,
+        bridge: &str,
+        endpoints: Vec<EndpointModify>,
+        relays: Vec<RelayModify>,
+    ) -> Option<Modified> {
+        let payload = self.request(bridge, endpoints, relays);
         let answer = self
             .focus
-            .ask_colibri2(self.session, self.bridge, payload)
+            .ask_colibri2(self.session, bridge, payload)
             .await?;
-        *self.created = true;
+        self.remote.created.insert(bridge.to_owned());
         let modified = answer.get_child("conference-modified", NS_COLIBRI2)?;
         match colibri2::parse_modified(modified) {
-            Ok(eps) => eps.into_iter().find(|e| e.id == id)?.transport,
+            Ok(m) => Some(m),
             Err(e) => {
-                tracing::warn!(bridge = self.bridge, error = %e, "bridge's colibri2 answer unreadable");
+                tracing::warn!(%bridge, error = %e, "bridge's colibri2 answer unreadable");
                 None
             }
         }
+    }
+
+    /// Sends a change that makes an endpoint's transport, and waits for it.
+    async fn transport_of(&mut self, bridge: &str, e: EndpointModify) -> Option<LocalTransport> {
+        let id = e.id.clone();
+        let m = self.ask(bridge, vec![e], Vec::new()).await?;
+        m.endpoints.into_iter().find(|e| e.id == id)?.transport
+    }
+
+    /// Sends a relay change and waits for that side's transport.
+    async fn relay_transport(&mut self, bridge: &str, r: RelayModify) -> Option<LocalTransport> {
+        let id = r.id.clone();
+        let m = self.ask(bridge, Vec::new(), vec![r]).await?;
+        m.relays.into_iter().find(|r| r.id == id)?.transport
+    }
+
+    /// A new endpoint on the bridge the cascade chooses; a bridge new to
+    /// the conference is linked with each of its others.
+    async fn allocate(&mut self, key: &EndpointKey) -> Option<LocalTransport> {
+        let focus = self.focus;
+        let ranked = focus.ranked(None);
+        let bridge = self
+            .remote
+            .cascade
+            .choose(&ranked, |a, b| focus.linked(a, b))?;
+        let new = !self.remote.cascade.bridges().any(|b| b == bridge);
+        let t = self
+            .transport_of(
+                &bridge,
+                EndpointModify {
+                    id: key.endpoint.clone(),
+                    create: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if new {
+            focus.took(&bridge);
+            tracing::info!(room = %self.room, %bridge, "conference cascades to another bridge");
+        }
+        for other in self.remote.cascade.add(&key.endpoint, &bridge) {
+            if !self.link(&other, &bridge).await {
+                tracing::warn!(room = %self.room, a = %other, b = %bridge, "no relay between the bridges");
+            }
+        }
+        Some(t)
+    }
+
+    /// Makes the relay between `a` (controlling) and `b`, in three steps
+    /// (see `cascade`).
+    async fn link(&mut self, a: &str, b: &str) -> bool {
+        let open = self.remote.cascade.open(b);
+        let Some(ta) = self.relay_transport(a, open).await else {
+            return false;
+        };
+        let answer = self.remote.cascade.answer(a, &ta);
+        let Some(tb) = self.relay_transport(b, answer).await else {
+            return false;
+        };
+        let done = self.remote.cascade.complete(a, b, &tb);
+        self.tell_relays(vec![(a.to_owned(), done)]);
+        self.focus
+            .links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pair(a, b));
+        true
     }
 }
 
@@ -195,14 +304,7 @@ impl Media for AnyMedia<'_> {
     async fn allocate(&mut self, key: &EndpointKey) -> Option<LocalTransport> {
         match self {
             AnyMedia::Local(b) => Some(b.allocate(key)),
-            AnyMedia::Remote(r) => {
-                r.transport_of(EndpointModify {
-                    id: key.endpoint.clone(),
-                    create: true,
-                    ..Default::default()
-                })
-                .await
-            }
+            AnyMedia::Remote(r) => r.allocate(key).await,
             AnyMedia::Nowhere => None,
         }
     }
@@ -220,11 +322,15 @@ impl Media for AnyMedia<'_> {
     fn set_sources(&mut self, key: &EndpointKey, sources: EndpointSources) {
         match self {
             AnyMedia::Local(b) => b.set_sources(key, sources),
-            AnyMedia::Remote(r) => r.tell(EndpointModify {
-                id: key.endpoint.clone(),
-                sources: Some(sources),
-                ..Default::default()
-            }),
+            AnyMedia::Remote(r) => {
+                let relays = r.remote.cascade.set_sources(&key.endpoint, &sources);
+                r.tell(EndpointModify {
+                    id: key.endpoint.clone(),
+                    sources: Some(sources),
+                    ..Default::default()
+                });
+                r.tell_relays(relays);
+            }
             AnyMedia::Nowhere => {}
         }
     }
@@ -242,11 +348,15 @@ impl Media for AnyMedia<'_> {
     fn expire(&mut self, key: &EndpointKey) {
         match self {
             AnyMedia::Local(b) => b.expire(key),
-            AnyMedia::Remote(r) => r.tell(EndpointModify {
-                id: key.endpoint.clone(),
-                expire: true,
-                ..Default::default()
-            }),
+            AnyMedia::Remote(r) => {
+                r.tell(EndpointModify {
+                    id: key.endpoint.clone(),
+                    expire: true,
+                    ..Default::default()
+                });
+                let relays = r.remote.cascade.remove(&key.endpoint);
+                r.tell_relays(relays);
+            }
             AnyMedia::Nowhere => {}
         }
     }
@@ -254,11 +364,15 @@ impl Media for AnyMedia<'_> {
         match self {
             AnyMedia::Local(b) => Some(b.restart_ice(key)),
             AnyMedia::Remote(r) => {
-                r.transport_of(EndpointModify {
-                    id: key.endpoint.clone(),
-                    ice_restart: true,
-                    ..Default::default()
-                })
+                let bridge = r.remote.cascade.bridge_of(&key.endpoint)?.to_owned();
+                r.transport_of(
+                    &bridge,
+                    EndpointModify {
+                        id: key.endpoint.clone(),
+                        ice_restart: true,
+                        ..Default::default()
+                    },
+                )
                 .await
             }
             AnyMedia::Nowhere => None,
@@ -274,17 +388,11 @@ impl Running {
                 Some(b) => AnyMedia::Local(b),
                 None => AnyMedia::Nowhere,
             },
-            Placement::Remote {
-                bridge,
-                meeting_id,
-                created,
-            } => AnyMedia::Remote(RemoteMedia {
+            Placement::Remote(remote) => AnyMedia::Remote(RemoteMedia {
                 focus,
                 session: &self.session,
-                bridge,
-                meeting_id,
                 room: &self.room,
-                created,
+                remote,
             }),
             Placement::Nowhere => AnyMedia::Nowhere,
         };
@@ -305,6 +413,7 @@ pub fn install(server: &Arc<Server>, bridge: Option<Arc<Bridge>>, settings: Focu
         conferences: Mutex::new(HashMap::new()),
         bridges: Mutex::new(HashMap::new()),
         pending: Mutex::new(HashMap::new()),
+        links: Mutex::new(HashSet::new()),
         next_id: AtomicU64::new(0),
     });
     server.set_extension(focus.clone());
@@ -513,29 +622,59 @@ impl Focus {
         if self.bridge.is_some() {
             return Some(Placement::Local);
         }
-        let bridge = self.choose(None)?;
-        Some(Placement::Remote {
-            bridge,
+        self.remote_placement(None)
+    }
+
+    /// A conference's placement on the best bridge but `except`, if any.
+    fn remote_placement(&self, except: Option<&str>) -> Option<Placement> {
+        let home = self.choose(except)?;
+        Some(Placement::Remote(Remote {
             meeting_id: self.meeting_id(),
-            created: false,
-        })
+            cascade: Cascade::new(&home, self.settings.max_per_bridge),
+            created: HashSet::new(),
+        }))
+    }
+
+    /// The bridges that take new work (not draining, not `except`), best
+    /// first: least stressed, then fewest conferences from this focus
+    /// (stats lag).
+    fn ranked(&self, except: Option<&str>) -> Vec<String> {
+        let bridges = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ok: Vec<(&String, &RemoteBridge)> = bridges
+            .iter()
+            .filter(|(j, b)| !b.stats.drain && Some(j.as_str()) != except)
+            .collect();
+        ok.sort_by(|(ja, a), (jb, b)| {
+            a.stats
+                .stress
+                .total_cmp(&b.stats.stress)
+                .then(a.placed.cmp(&b.placed))
+                .then(ja.cmp(jb))
+        });
+        ok.into_iter().map(|(j, _)| j.clone()).collect()
     }
 
     fn choose(&self, except: Option<&str>) -> Option<String> {
+        let jid = self.ranked(except).into_iter().next()?;
+        self.took(&jid);
+        tracing::info!(bridge = %jid, "conference placed");
+        Some(jid)
+    }
+
+    /// One more conference from this focus is on `bridge`.
+    fn took(&self, bridge: &str) {
         let mut bridges = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
-        let (jid, b) = bridges
-            .iter_mut()
-            .filter(|(j, b)| !b.stats.drain && Some(j.as_str()) != except)
-            .min_by(|(ja, a), (jb, b)| {
-                a.stats
-                    .stress
-                    .total_cmp(&b.stats.stress)
-                    .then(a.placed.cmp(&b.placed))
-                    .then(ja.cmp(jb))
-            })?;
-        b.placed += 1;
-        tracing::info!(bridge = %jid, stress = b.stats.stress, "conference placed");
-        Some(jid.clone())
+        if let Some(b) = bridges.get_mut(bridge) {
+            b.placed += 1;
+        }
+    }
+
+    /// Whether a relay links `a` and `b` (for some conference).
+    fn linked(&self, a: &str, b: &str) -> bool {
+        self.links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&pair(a, b))
     }
 
     fn meeting_id(&self) -> String {
@@ -546,25 +685,32 @@ impl Focus {
         )
     }
 
-    /// The conference is over: its bridge hears so and counts it no more.
-    fn unplace(&self, r: &mut Running) {
-        if let Placement::Remote {
-            bridge,
-            meeting_id,
-            created,
-        } = std::mem::replace(&mut r.placement, Placement::Nowhere)
+    /// The conference is over: its bridges (but `gone`, which left) hear
+    /// so and count it no more, and their relays are undone.
+    fn unplace(&self, r: &mut Running, gone: Option<&str>) {
+        let Placement::Remote(remote) = std::mem::replace(&mut r.placement, Placement::Nowhere)
+        else {
+            return;
+        };
         {
-            if created {
+            let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+            for l in remote.cascade.links() {
+                links.remove(&l);
+            }
+        }
+        for bridge in remote.cascade.bridges() {
+            if remote.created.contains(bridge) && Some(bridge) != gone {
                 let payload = colibri2::modify(&ConferenceModify {
-                    meeting_id,
+                    meeting_id: remote.meeting_id.clone(),
                     name: r.room.clone(),
                     create: false,
                     expire: true,
                     endpoints: Vec::new(),
+                    relays: Vec::new(),
                 });
-                self.send_colibri2(&r.session, &bridge, payload);
+                self.send_colibri2(&r.session, bridge, payload);
             }
-            self.release(&bridge);
+            self.release(bridge);
         }
     }
 
@@ -740,20 +886,17 @@ impl Focus {
         let running: Vec<_> = self.lock().values().cloned().collect();
         for running in running {
             let mut r = running.lock().await;
-            if !matches!(&r.placement, Placement::Remote { bridge, .. } if bridge == jid) {
+            if !matches!(&r.placement, Placement::Remote(remote) if remote.cascade.bridges().any(|b| b == jid))
+            {
                 continue;
             }
-            r.placement = match self.choose(Some(jid)) {
-                Some(bridge) => Placement::Remote {
-                    bridge,
-                    meeting_id: self.meeting_id(),
-                    created: false,
-                },
-                None => {
-                    tracing::warn!(room = %r.room, "no bridge left for a conference");
-                    Placement::Nowhere
-                }
-            };
+            // Everyone moves, from every bridge of the conference: the
+            // others end it, and it starts anew (cascading as it fills).
+            self.unplace(&mut r, Some(jid));
+            r.placement = self.remote_placement(Some(jid)).unwrap_or_else(|| {
+                tracing::warn!(room = %r.room, "no bridge left for a conference");
+                Placement::Nowhere
+            });
             let before = r.core.nicks();
             let out = {
                 let (core, mut media) = r.parts(self);
@@ -777,14 +920,10 @@ impl Focus {
             if !matches!(r.placement, Placement::Nowhere) || r.waiting.is_empty() || r.ended {
                 continue;
             }
-            let Some(bridge) = self.choose(None) else {
+            let Some(placement) = self.remote_placement(None) else {
                 return;
             };
-            r.placement = Placement::Remote {
-                bridge,
-                meeting_id: self.meeting_id(),
-                created: false,
-            };
+            r.placement = placement;
             let waiting = std::mem::take(&mut r.waiting);
             let out = r.invite(self, waiting).await;
             send_all(srv, &r.session, out).await;
@@ -852,7 +991,7 @@ async fn drain(
         let out = on_stanza(&focus, &mut r, &el).await;
         send_all(&srv, &r.session, out).await;
         if r.ended {
-            focus.unplace(&mut r);
+            focus.unplace(&mut r, None);
             let room = r.core.room().to_owned();
             let leave = Element::bare("presence", ns::CLIENT)
                 .with("to", &format!("{room}/{NICK}"))

@@ -291,6 +291,11 @@ pub struct Meetings {
     /// publish their load and the focus finds them (Jitsi's brewery);
     /// empty means `jvbbrewery@conference.<first host>`.
     pub brewery_room: String,
+    /// With bridges that run apart: once each bridge of a conference has
+    /// this many of its participants, the next goes on another bridge,
+    /// linked to the others by relays (cascading). 0: no limit, never
+    /// cascade.
+    pub max_participants_per_bridge: usize,
 }
 
 /// `meetings.moderators`.
@@ -318,6 +323,7 @@ impl Default for Meetings {
             capacity_packets_per_second: 50_000,
             rtp_ingest: None,
             brewery_room: String::new(),
+            max_participants_per_bridge: 0,
         }
     }
 }
@@ -1066,6 +1072,12 @@ capacity_packets_per_second = 50000
 # finds them: a hidden members-only room the focus keeps, Jitsi's brewery.
 # Empty: jvbbrewery@conference.<first host>.
 brewery_room = ""
+# With bridges run apart: once each bridge of a conference carries this many
+# of its participants, the next goes on another bridge (the least stressed
+# that is not draining), and the bridges forward each other what their
+# participants need over relays (ICE/DTLS-SRTP, as Jitsi's cascading).
+# 0: no limit, a conference stays on one bridge.
+max_participants_per_bridge = 0
 
 [pep]
 # Personal eventing (XEP-0163) on every account: OMEMO keys, avatars (0084),

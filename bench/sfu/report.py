@@ -278,6 +278,14 @@ def bwe_section(img_dir: str) -> list[str]:
                 "Janus is not in this test: its VideoRoom forwards the substream a subscriber asks for and has no "
                 "estimate of its own to compare.",
                 "",
+                "Reading it: with the bridge's upgrade headroom (0.9), 720p plus audio needs an estimate of about "
+                "2.7 Mbit/s, 90% of the 3 Mbit/s link, and 360p plus audio about 0.92 Mbit/s on the 1 Mbit/s link: "
+                "both links sit at a threshold, so runs differ (here, the lossy 3 Mbit/s link held 720p and the "
+                "loss-free one mostly 360p; an earlier run had it the other way round). Each retry of the higher layer "
+                "costs a keyframe burst and a few slow seconds; the hold-down (4 s, doubling to 32 s) keeps retries "
+                "rare. The 300 kbit/s link is below even the lowest layer (≈ 314 kbit/s with audio): the bridge keeps "
+                "sending it, and frames are lost in the link's queue (about 24 fps arrive).",
+                "",
             ]
         lines += [
             f"### {r.get('delay_ms', 0):g} ms delay, {100 * r.get('loss', 0):g}% loss, {r['secs']:g} s",

@@ -170,6 +170,10 @@ pub(crate) struct Worker {
     /// The conferences' figures, read by `/metrics`.
     stats: Arc<std::sync::Mutex<Vec<ConferenceStats>>>,
     next_conference: u64,
+    /// RTP packets in and out over relays since start: counted here per
+    /// packet, handed to `/metrics` by `figures`, so the hot path does no
+    /// metrics-registry lookup.
+    relay_packets: [u64; 2],
 }
 
 /// One stream on the plain-RTP ingest: its sender and last sequence
@@ -414,6 +418,7 @@ impl Worker {
             keyframe_asked: HashMap::new(),
             stats,
             next_conference: 0,
+            relay_packets: [0; 2],
         })
     }
 
@@ -855,6 +860,10 @@ impl Worker {
     /// The conferences' figures for `/metrics` (per second over `every`).
     fn figures(&mut self, every: Duration) {
         let secs = every.as_secs_f64();
+        for (dir, n) in ["in", "out"].into_iter().zip(self.relay_packets) {
+            metrics::counter!("conclave_bridge_relay_packets_total", "direction" => dir)
+                .absolute(n);
+        }
         let mut out = Vec::with_capacity(self.conferences.len());
         for c in self.conferences.values() {
             let mut s = ConferenceStats {
@@ -1076,8 +1085,7 @@ impl Worker {
             e.packets_in += 1;
             e.last_media = Some(p.timestamp);
             if e.relay {
-                metrics::counter!("conclave_bridge_relay_packets_total", "direction" => "in")
-                    .increment(1);
+                self.relay_packets[0] += 1;
             }
         }
         if let Some(level) = p.audio_level {
@@ -1184,8 +1192,7 @@ impl Worker {
                 .nackable(route.kind == MediaKind::Video);
                 tx.write_rtp(w);
                 rec.packets_out += 1;
-                metrics::counter!("conclave_bridge_relay_packets_total", "direction" => "out")
-                    .increment(1);
+                self.relay_packets[1] += 1;
                 self.drain(to);
                 continue;
             }

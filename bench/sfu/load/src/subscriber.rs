@@ -204,9 +204,6 @@ impl Subscriber {
                 let Some((source, data)) = batch.get(i) else {
                     continue;
                 };
-                let Ok(r) = Receive::new(Protocol::Udp, source, self.local, data) else {
-                    continue;
-                };
                 if self.failed {
                     continue;
                 }
@@ -220,6 +217,9 @@ impl Subscriber {
                     }
                     continue;
                 }
+                let Ok(r) = Receive::new(Protocol::Udp, source, self.local, data) else {
+                    continue;
+                };
                 if let Err(e) = self.rtc.handle_input(Input::Receive(now, r)) {
                     eprintln!("sfu-load: {}: input: {e}", self.id);
                 }

@@ -196,7 +196,13 @@ def test_conferences_go_to_the_least_stressed_bridge_and_media_flows_through_it(
             assert first.get("/health")[0] == 200
             assert first.metric("conclave_bridge_endpoints") == 2
             assert first.metric("conclave_bridge_colibri2_conferences") == 1
-            for m in ("conclave_bridge_stress", "conclave_bridge_packet_rate", "conclave_bridge_bitrate_bps"):
+            for m in (
+                "conclave_bridge_stress",
+                "conclave_bridge_packet_rate",
+                "conclave_bridge_bitrate_bps",
+                "conclave_bridge_packets_in_total",
+                "conclave_bridge_packets_out_total",
+            ):
                 assert await until(lambda: first.metric(m) > 0, 10), first.get("/metrics")[1]
             _, body = first.get("/metrics")
             assert 'conclave_bridge_loss_ratio{direction="in"}' in body

@@ -170,10 +170,18 @@ pub(crate) struct Worker {
     /// The conferences' figures, read by `/metrics`.
     stats: Arc<std::sync::Mutex<Vec<ConferenceStats>>>,
     next_conference: u64,
-    /// RTP packets in and out over relays since start: counted here per
-    /// packet, handed to `/metrics` by `figures`, so the hot path does no
-    /// metrics-registry lookup.
-    relay_packets: [u64; 2],
+    /// Packet counts since start, handed to `/metrics` by `figures`, so the
+    /// hot path does no metrics-registry lookup.
+    counts: Counts,
+}
+
+/// Packets since start: RTP into the forwarder and datagrams sent, in all
+/// and over relays.
+#[derive(Default)]
+struct Counts {
+    packets_in: u64,
+    packets_out: u64,
+    relay: [u64; 2],
 }
 
 /// One stream on the plain-RTP ingest: its sender and last sequence
@@ -418,7 +426,7 @@ impl Worker {
             keyframe_asked: HashMap::new(),
             stats,
             next_conference: 0,
-            relay_packets: [0; 2],
+            counts: Counts::default(),
         })
     }
 
@@ -860,7 +868,9 @@ impl Worker {
     /// The conferences' figures for `/metrics` (per second over `every`).
     fn figures(&mut self, every: Duration) {
         let secs = every.as_secs_f64();
-        for (dir, n) in ["in", "out"].into_iter().zip(self.relay_packets) {
+        metrics::counter!("conclave_bridge_packets_in_total").absolute(self.counts.packets_in);
+        metrics::counter!("conclave_bridge_packets_out_total").absolute(self.counts.packets_out);
+        for (dir, n) in ["in", "out"].into_iter().zip(self.counts.relay) {
             metrics::counter!("conclave_bridge_relay_packets_total", "direction" => dir)
                 .absolute(n);
         }
@@ -974,7 +984,7 @@ impl Worker {
                     if self.socket.try_send_to(&t.contents, t.destination).is_err() {
                         dropped("send-failed");
                     } else {
-                        metrics::counter!("conclave_bridge_packets_out_total").increment(1);
+                        self.counts.packets_out += 1;
                     }
                 }
                 Ok(Output::Event(e)) => self.pending.push((idx, e)),
@@ -1062,7 +1072,7 @@ impl Worker {
     }
 
     fn forward(&mut self, from: usize, p: Incoming) {
-        metrics::counter!("conclave_bridge_packets_in_total").increment(1);
+        self.counts.packets_in += 1;
         let Some(ep) = self.endpoints.get(from).and_then(Option::as_ref) else {
             return;
         };
@@ -1085,7 +1095,7 @@ impl Worker {
             e.packets_in += 1;
             e.last_media = Some(p.timestamp);
             if e.relay {
-                self.relay_packets[0] += 1;
+                self.counts.relay[0] += 1;
             }
         }
         if let Some(level) = p.audio_level {
@@ -1192,7 +1202,7 @@ impl Worker {
                 .nackable(route.kind == MediaKind::Video);
                 tx.write_rtp(w);
                 rec.packets_out += 1;
-                self.relay_packets[1] += 1;
+                self.counts.relay[1] += 1;
                 self.drain(to);
                 continue;
             }

@@ -423,7 +423,8 @@ def test_senders_are_told_what_is_wanted_and_receivers_what_they_get(server):
 
 def test_last_n_keeps_video_to_the_speakers_and_selected_sources(server):
     """A receiver with lastN 1 gets video only from the dominant speaker
-    (audio from everyone); a source it selects comes too."""
+    (audio from everyone); a source it selects comes too; with lastN 2 a
+    silent participant comes as well."""
     r = room(server)
 
     async def scenario():
@@ -446,6 +447,13 @@ def test_last_n_keeps_video_to_the_speakers_and_selected_sources(server):
             assert frames("audio", b.nick, t) > 0, "last-N cut audio"
             await ch.send({"colibriClass": "ReceiverVideoConstraints", "lastN": 1, "selectedSources": [f"{b.nick}-v0"]})
             assert await until(lambda: frames("video", b.nick, time.monotonic() - 0.5) > 0, 10), c.received()
+            # Those who never spoke count too, in join order, and the
+            # receiver does not count itself: last-N 2 is a and b.
+            await ch.send({"colibriClass": "ReceiverVideoConstraints", "lastN": 2})
+            def both():
+                t = time.monotonic() - 0.5
+                return frames("video", a.nick, t) > 0 and frames("video", b.nick, t) > 0
+            assert await until(both, 10), c.received(time.monotonic() - 0.5)
         finally:
             if ch is not None:
                 await ch.close()

@@ -64,6 +64,7 @@ impl Conference {
         if !self.endpoints.contains(&ep) {
             self.endpoints.push(ep);
         }
+        self.speakers.join(ep);
     }
 
     /// A relay to another bridge joins (see `relays`).
@@ -294,6 +295,15 @@ pub struct SpeakerDetector {
     dominant: Option<usize>,
     previous: Vec<usize>,
     challenger: Option<(usize, Instant)>,
+    /// Every endpoint in the order last-N takes them, as Jitsi Videobridge
+    /// ranks them: the dominant speaker, then the others by how lately
+    /// they were dominant, then those never dominant in join order. In a
+    /// large meeting most never speak, and a receiver's last-N 20 still
+    /// shows 20 of them.
+    order: Vec<usize>,
+    /// `order` inverted, indexed by endpoint (`u32::MAX`: not in it), so
+    /// that the forwarding path finds a rank without a search.
+    ranks: Vec<u32>,
 }
 
 /// How long a challenger must stay loudest before it takes over.
@@ -309,11 +319,31 @@ impl SpeakerDetector {
         *l = *l * 0.9 + loud * 0.1;
     }
 
+    /// `ep` joins, ranked after everyone already here.
+    pub fn join(&mut self, ep: usize) {
+        if !self.order.contains(&ep) {
+            self.order.push(ep);
+            self.rerank();
+        }
+    }
+
     pub fn forget(&mut self, ep: usize) {
         self.loudness.remove(&ep);
         self.previous.retain(|&e| e != ep);
         if self.dominant == Some(ep) {
             self.dominant = None;
+        }
+        self.order.retain(|&e| e != ep);
+        self.rerank();
+    }
+
+    fn rerank(&mut self) {
+        self.ranks.clear();
+        for (rank, &ep) in self.order.iter().enumerate() {
+            if self.ranks.len() <= ep {
+                self.ranks.resize(ep + 1, u32::MAX);
+            }
+            self.ranks[ep] = u32::try_from(rank).unwrap_or(u32::MAX);
         }
     }
 
@@ -351,6 +381,9 @@ impl SpeakerDetector {
             self.previous.truncate(10);
         }
         self.challenger = None;
+        self.order.retain(|&e| e != loudest);
+        self.order.insert(0, loudest);
+        self.rerank();
         Some(loudest)
     }
 
@@ -358,19 +391,28 @@ impl SpeakerDetector {
         &self.previous
     }
 
-    /// `ep`'s place among recent speakers (0: the dominant one), if it
-    /// spoke at all: a receiver with last-N `n` gets video from places
-    /// below `n`.
+    /// `ep`'s place in the last-N order (0: the dominant speaker).
     pub fn rank(&self, ep: usize) -> Option<usize> {
-        self.dominant
-            .iter()
-            .chain(&self.previous)
-            .position(|&e| e == ep)
+        self.ranks
+            .get(ep)
+            .filter(|&&r| r != u32::MAX)
+            .map(|&r| r as usize)
     }
 
-    pub fn in_last_n(&self, ep: usize, n: usize) -> bool {
-        self.rank(ep).is_some_and(|r| r < n)
+    /// Whether `receiver`, with last-N `n`, gets video from `ep`.
+    pub fn in_last_n(&self, ep: usize, receiver: usize, n: usize) -> bool {
+        rank_seen_by(self.rank(ep), self.rank(receiver)).is_some_and(|r| r < n)
     }
+}
+
+/// A sender's rank as one receiver counts it: the receiver does not count
+/// itself, so a last-N of 20 means 20 others.
+pub fn rank_seen_by(sender: Option<usize>, receiver: Option<usize>) -> Option<usize> {
+    let s = sender?;
+    Some(match receiver {
+        Some(r) if r < s => s - 1,
+        _ => s,
+    })
 }
 
 #[cfg(test)]
@@ -472,9 +514,48 @@ mod tests {
         assert_eq!(s.tick(t0 + Duration::from_millis(100)), None);
         assert_eq!(s.tick(t0 + Duration::from_millis(600)), Some(2));
         assert_eq!(s.previous(), &[1]);
-        assert!(s.in_last_n(2, 1) && !s.in_last_n(1, 1));
-        assert!(s.in_last_n(1, 2) && !s.in_last_n(3, 2));
-        assert!(!s.in_last_n(2, 0));
+    }
+
+    #[test]
+    fn last_n_takes_speakers_by_recency_then_the_silent_in_join_order_and_never_counts_the_receiver()
+     {
+        let t0 = Instant::now();
+        let mut s = SpeakerDetector::default();
+        for ep in [1, 2, 3, 4] {
+            s.join(ep);
+        }
+        // Nobody has spoken: join order.
+        assert_eq!((s.rank(1), s.rank(4), s.rank(9)), (Some(0), Some(3), None));
+        assert!(s.in_last_n(1, 4, 2) && s.in_last_n(2, 4, 2) && !s.in_last_n(3, 4, 2));
+        // 1 receives: it does not take a place of its own.
+        assert!(s.in_last_n(2, 1, 2) && s.in_last_n(3, 1, 2) && !s.in_last_n(4, 1, 2));
+        assert!(!s.in_last_n(2, 1, 0));
+        // 3 speaks and goes first; then 4, and 3 is second.
+        for _ in 0..50 {
+            s.level(3, 10);
+        }
+        assert_eq!(s.tick(t0), Some(3));
+        assert_eq!(
+            (s.rank(3), s.rank(1), s.rank(2), s.rank(4)),
+            (Some(0), Some(1), Some(2), Some(3))
+        );
+        for _ in 0..80 {
+            s.level(4, 5);
+            s.level(3, 120);
+        }
+        assert_eq!(s.tick(t0 + Duration::from_millis(10)), None);
+        assert_eq!(s.tick(t0 + Duration::from_millis(600)), Some(4));
+        assert_eq!(
+            (s.rank(4), s.rank(3), s.rank(1), s.rank(2)),
+            (Some(0), Some(1), Some(2), Some(3))
+        );
+        s.forget(3);
+        assert_eq!(
+            (s.rank(4), s.rank(3), s.rank(1), s.rank(2)),
+            (Some(0), None, Some(1), Some(2))
+        );
+        s.join(3);
+        assert_eq!(s.rank(3), Some(3));
     }
 }
 

@@ -24,8 +24,8 @@ use crate::api::{
 use crate::channel::Channels;
 use crate::demux;
 use crate::forwarding::{
-    Conference, LayerCap, LayerPacket, Projection, VideoCodec, layer_for_height, starts_keyframe,
-    target_layer,
+    Conference, LayerCap, LayerPacket, Projection, VideoCodec, layer_for_height, rank_seen_by,
+    starts_keyframe, target_layer,
 };
 use crate::ingest;
 use crate::svc::{self, av1_layer, vp9_layer};
@@ -162,7 +162,8 @@ pub(crate) struct Worker {
     events: flume::Sender<BridgeEvent>,
     /// Events that need more than the endpoint that raised them.
     pending: Vec<(usize, Event)>,
-    receivers: Vec<usize>,
+    /// A packet's receivers, with their last-N ranks (reused buffer).
+    receivers: Vec<(usize, Option<usize>)>,
     /// Scratch: which layers of the stream being forwarded are active.
     active: Vec<bool>,
     /// When each sender layer was last asked for a keyframe.
@@ -672,7 +673,7 @@ impl Worker {
                         continue;
                     }
                     let selected = s.name.as_ref().is_some_and(|n| rec.selected.contains(n));
-                    let rank = c.speakers.rank(owner);
+                    let rank = rank_seen_by(c.speakers.rank(owner), c.speakers.rank(idx));
                     if !selected && rec.last_n.is_some_and(|n| rank.is_none_or(|r| r >= n)) {
                         continue;
                     }
@@ -1101,10 +1102,13 @@ impl Worker {
         if let Some(level) = p.audio_level {
             conf.speakers.level(from, level);
         }
-        // The sender's place among recent speakers (for receivers' last-N).
+        // The sender's place in the last-N order, and each receiver's (a
+        // receiver does not count itself).
         let speaker_rank = conf.speakers.rank(from);
         self.receivers.clear();
-        self.receivers.extend(conf.receivers(from));
+        let speakers = &conf.speakers;
+        self.receivers
+            .extend(conf.receivers(from).map(|r| (r, speakers.rank(r))));
         // Video: which layers are coming, and is this packet a keyframe.
         let video = if route.kind == MediaKind::Video {
             let codec = CODECS
@@ -1149,7 +1153,7 @@ impl Worker {
             // Per-source constraints name the stream (`<endpoint>-v0`);
             // the name is copied only when some receiver has such constraints.
             let endpoints = &self.endpoints;
-            let named = self.receivers.iter().any(|&r| {
+            let named = self.receivers.iter().any(|&(r, _)| {
                 endpoints
                     .get(r)
                     .and_then(Option::as_ref)
@@ -1176,7 +1180,7 @@ impl Worker {
         let receivers = std::mem::take(&mut self.receivers);
         // Layers some receiver waits for (a bit each).
         let mut wanted: u32 = 0;
-        for &to in &receivers {
+        for &(to, own_rank) in &receivers {
             let Some(rec) = self.endpoints.get_mut(to).and_then(Option::as_mut) else {
                 continue;
             };
@@ -1214,7 +1218,7 @@ impl Worker {
                 None => (p.seq, p.rtp_time, None),
                 Some((lp, _, name, svc)) => {
                     let beyond_last_n = rec.last_n.is_some_and(|n| {
-                        speaker_rank.is_none_or(|r| r >= n)
+                        rank_seen_by(speaker_rank, own_rank).is_none_or(|r| r >= n)
                             && !name.as_ref().is_some_and(|nm| rec.selected.contains(nm))
                     });
                     let max = rec.max_layer(self.active.len(), name.as_deref());

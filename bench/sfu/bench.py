@@ -38,6 +38,17 @@ class Shape:
     subscribers: int
     # Steps of a ramp: subscriber counts measured in turn without a restart.
     ramp: tuple[int, ...] = ()
+    # Publishers that also send audio (None: all); the others are muted.
+    audio_publishers: int | None = None
+    # What each subscriber asks for: at most this many videos (Jitsi's
+    # last-N), each at most this tall (a tile). Janus has no last-N: its
+    # subscribers subscribe to that many feeds, on the matching substream.
+    last_n: int | None = None
+    max_height: int | None = None
+
+    @property
+    def members(self) -> int:
+        return self.publishers + max((self.subscribers, *self.ramp))
 
 
 SHAPES = {
@@ -47,6 +58,12 @@ SHAPES = {
     "1x200": Shape("1x200", 1, 200),
     "10x10": Shape("10x10", 10, 10),
     "ramp": Shape("ramp", 1, 0, ramp=(50, 100, 200, 300, 400, 500, 600, 800)),
+    # One conference of up to 200, as a large meeting is: 30 cameras on,
+    # two people unmuted, and watchers of a grid with last-N 20 of 180p
+    # tiles, added step by step up to 170 (each takes about 700 packets/s).
+    "200-lastN20": Shape(
+        "200-lastN20", 30, 0, ramp=(10, 25, 50, 100, 170), audio_publishers=2, last_n=20, max_height=180
+    ),
 }
 SMOKE = ["1x10"]
 LOSS_LIMIT = 0.01
@@ -139,11 +156,11 @@ async def measure(srv, load: LoadClient, secs: float, subscribers: int, rss_base
     }
 
 
-async def join_subscribers(srv, load: LoadClient, n: int) -> None:
+async def join_subscribers(srv, load: LoadClient, n: int, shape: Shape) -> None:
     left = n
     while left > 0:
         k = min(JOIN_BATCH, left)
-        await asyncio.gather(*(srv.add_subscriber(load) for _ in range(k)))
+        await asyncio.gather(*(srv.add_subscriber(load, last_n=shape.last_n, max_height=shape.max_height) for _ in range(k)))
         left -= k
 
 
@@ -152,10 +169,13 @@ async def run_shape(server: str, shape: Shape, args) -> dict:
     srv.start()
     load = await LoadClient.start(args.load_core)
     out: dict = {"server": server, "shape": shape.name, "publishers": shape.publishers}
+    if shape.last_n is not None:
+        out.update(members=shape.members, audio_publishers=shape.audio_publishers, last_n=shape.last_n, max_height=shape.max_height)
     try:
         out["version"] = srv.version()
-        for _ in range(shape.publishers):
-            await srv.add_publisher(load, args.recording)
+        for i in range(shape.publishers):
+            audio = shape.audio_publishers is None or i < shape.audio_publishers
+            await srv.add_publisher(load, args.recording, audio=audio)
         await asyncio.sleep(1.0)
         rss_base = proc_rss_kb(srv.pid)
         steps = shape.ramp or (shape.subscribers,)
@@ -163,7 +183,7 @@ async def run_shape(server: str, shape: Shape, args) -> dict:
         out["steps"] = []
         for n in steps:
             t = time.monotonic()
-            await join_subscribers(srv, load, n - joined)
+            await join_subscribers(srv, load, n - joined, shape)
             joined = n
             try:
                 # A ramp step stands with 1% of its newcomers not connected
@@ -265,7 +285,7 @@ def smoke_problems(results: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--servers", default="conclave,janus")
-    ap.add_argument("--shapes", default="1x1,1x10,1x50,1x200,10x10,ramp")
+    ap.add_argument("--shapes", default="1x1,1x10,1x50,1x200,10x10,ramp,200-lastN20")
     ap.add_argument("--secs", type=float, default=10.0, help="measurement window per step")
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--server-core", default="0")

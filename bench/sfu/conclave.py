@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 import harness  # noqa: E402
 from loadctl import LoadError  # noqa: E402
-from meeting import NS_RTP, NS_SSMA, Participant, PlainPublisher, accept_jingle, q  # noqa: E402
+from meeting import NS_RTP, NS_SSMA, Channel, Participant, PlainPublisher, accept_jingle, q  # noqa: E402
 
 # The recording's SSRCs (bench/sfu/record.sh): three VP8 layers and Opus.
 REC_VIDEO = (1, 2, 3)
@@ -33,11 +33,14 @@ class LoadSubscriber(Participant):
     sends nothing, so its session-accept announces no sources (else every
     other subscriber would get a source-add for it)."""
 
-    def __init__(self, server, room, load, ip=None, link=None, **kw):
+    def __init__(self, server, room, load, ip=None, link=None, constraints=None, **kw):
         super().__init__(server, room, send=False, **kw)
         self.load = load
         self.ip = ip
         self.link = link
+        # ReceiverVideoConstraints sent on the bridge channel once accepted.
+        self.constraints = constraints
+        self.channel = None
 
     async def _negotiate(self, first):
         if not first:
@@ -86,23 +89,41 @@ class Conclave:
     def version(self) -> str:
         return self.srv.cli("--version").stdout.strip()
 
-    async def add_publisher(self, load, recording: Path) -> None:
+    async def add_publisher(self, load, recording: Path, audio: bool = True) -> None:
         pub = await PlainPublisher(self.srv, self.room, layers=3).join()
         await asyncio.wait_for(pub.accepted.wait(), 30)
         self.members.append(pub)
         mapping = {r: (s, VP8_PT) for r, s in zip(REC_VIDEO, pub.ssrcs["video"])}
-        mapping[REC_AUDIO] = (pub.ssrcs["audio"], OPUS_PT)
+        if audio:
+            mapping[REC_AUDIO] = (pub.ssrcs["audio"], OPUS_PT)
         await load.publish(pub.nick, recording, f"127.0.0.1:{self.ingest_port}", mapping)
 
-    async def add_subscriber(self, load, ip: str | None = None, link: dict | None = None) -> str:
-        sub = await LoadSubscriber(self.srv, self.room, load, ip=ip, link=link).join()
+    async def add_subscriber(
+        self,
+        load,
+        ip: str | None = None,
+        link: dict | None = None,
+        last_n: int | None = None,
+        max_height: int | None = None,
+    ) -> str:
+        sub = LoadSubscriber(self.srv, self.room, load, ip=ip, link=link)
+        await sub.join()
         await asyncio.wait_for(sub.accepted.wait(), 60)
         self.members.append(sub)
+        if last_n is not None or max_height is not None:
+            # As Jitsi Meet's tile view asks, on the bridge channel.
+            msg: dict = {"colibriClass": "ReceiverVideoConstraints", "lastN": -1 if last_n is None else last_n}
+            if max_height is not None:
+                msg["defaultConstraints"] = {"maxHeight": max_height}
+            sub.channel = await Channel(sub.offer.ws).open()
+            await sub.channel.send(msg)
         return sub.nick
 
     async def stop(self) -> None:
         for m in self.members:
             try:
+                if getattr(m, "channel", None) is not None:
+                    await m.channel.close()
                 m.c.disconnect()
             except Exception:
                 pass

@@ -207,13 +207,27 @@ def offer_ip(sdp):
     raise JanusError("Janus's offer has no IPv4 host candidate")
 
 
-def subscribe(session, room, feeds, load, sid):
-    """A subscriber to every stream of `feeds`, answered by the load client
-    endpoint `sid`. Returns its handle once Janus has taken the answer."""
+# The recording's simulcast layers, lowest first (bench/sfu/record.sh).
+LAYER_HEIGHTS = (180, 360, 720)
+
+
+def substream_for(max_height):
+    """The highest substream no taller than `max_height` (None: the top)."""
+    if max_height is None:
+        return TOP_SUBSTREAM
+    return max([i for i, h in enumerate(LAYER_HEIGHTS) if h <= max_height] or [0])
+
+
+def subscribe(session, room, feeds, load, sid, video=None, substream=TOP_SUBSTREAM):
+    """A subscriber to the audio of `feeds` and the video of `video` (all
+    of `feeds` when None), answered by the load client endpoint `sid`.
+    Returns its handle once Janus has taken the answer."""
     h = session.attach()
     streams = []
+    video = feeds if video is None else video
     for f in feeds:
-        streams.append({"feed": f, "mid": str(VIDEO_MINDEX), "substream": TOP_SUBSTREAM, "temporal": TOP_TEMPORAL})
+        if f in video:
+            streams.append({"feed": f, "mid": str(VIDEO_MINDEX), "substream": substream, "temporal": TOP_TEMPORAL})
         streams.append({"feed": f, "mid": str(AUDIO_MINDEX)})
     tx = h.message({"request": "join", "ptype": "subscriber", "room": room, "streams": streams})
     _, jsep = h.wait(tx)

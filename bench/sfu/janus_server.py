@@ -66,17 +66,22 @@ class Janus:
         info = J.info()
         return f"Janus {info.get('version_string', '?')} (Debian {dpkg_version('janus')})"
 
-    async def add_publisher(self, load, recording: Path) -> None:
+    async def add_publisher(self, load, recording: Path, audio: bool = True) -> None:
         feed, port = await asyncio.to_thread(J.add_remote_publisher, self.admin, ROOM, f"replay{len(self.feeds)}")
         self.feeds.append(feed)
         mapping = {r: (s, VP8_PT) for r, s in zip(REC_VIDEO, J.VIDEO_SSRCS)}
-        mapping[REC_AUDIO] = (J.AUDIO_SSRC, OPUS_PT)
+        if audio:
+            mapping[REC_AUDIO] = (J.AUDIO_SSRC, OPUS_PT)
         await load.publish(f"pub{feed}", recording, f"127.0.0.1:{port}", mapping)
 
-    async def add_subscriber(self, load) -> str:
+    async def add_subscriber(self, load, last_n: int | None = None, max_height: int | None = None) -> str:
         sid = f"sub{next(self.ids)}"
         sync = _SyncLoad(load, asyncio.get_running_loop())
-        h = await asyncio.to_thread(J.subscribe, self.session, ROOM, list(self.feeds), sync, sid)
+        # VideoRoom has no last-N: the first last_n feeds' video, and
+        # every feed's audio, on the substream a tile that tall needs.
+        video = self.feeds if last_n is None or last_n < 0 else self.feeds[:last_n]
+        substream = J.substream_for(max_height)
+        h = await asyncio.to_thread(J.subscribe, self.session, ROOM, list(self.feeds), sync, sid, video, substream)
         self.handles.append(h)
         return sid
 

@@ -71,21 +71,29 @@ def table(res: dict) -> list[str]:
     shapes = [s for s in dict.fromkeys(r["shape"] for r in res["runs"]) if s != "ramp"]
     for shape in shapes:
         rs = runs(res, shape)
-        c = last_step(rs.get("conclave"))
+        # Steps by subscriber count, to compare the servers at the same one.
+        c_steps = {s["subscribers"]: s for s in (rs.get("conclave") or {}).get("steps", [])}
         for name, r in rs.items():
-            s = last_step(r)
-            if s is None:
+            if not r.get("steps"):
                 out.append(f"| {shape} | {name} | failed: {r.get('error', '?')[:80]} |||||||||||")
                 continue
-            lat = s["latency_us"]
-            rel = ratio(c["cpu_us_per_packet"] if c else None, s["cpu_us_per_packet"]) if name == "janus" else ""
-            out.append(
-                f"| {shape} | {name} | {s['subscribers']} | {num(s['forwarded_pps'], 0)} | {num(s['forwarded_mbps'])} | "
-                f"{num(s['cpu_us_per_packet'], 2)} | {num(s['user_us_per_packet'], 2)} | {rel} | "
-                f"{num(lat.get('p50'), 0)} / {num(lat.get('p99'), 0)} | {num((s['loss'] or 0) * 100, 2, '%')} | "
-                f"{num(s['rss_kb_per_subscriber'])} | {s['server_cpu_share'] * 100:.0f}% | {s['load_cpu_share'] * 100:.0f}% |"
-            )
+            for s in r["steps"]:
+                out.append(row(shape, name, s, c_steps.get(s["subscribers"])))
+            if r.get("stopped"):
+                out.append(f"| {shape} | {name} | stopped: {r['stopped'][:100]} |||||||||||")
     return out
+
+
+def row(shape: str, name: str, s: dict, c: dict | None) -> str:
+    """One step of a run; `c` is Conclave's step with as many subscribers."""
+    lat = s["latency_us"]
+    rel = ratio(c["cpu_us_per_packet"] if c else None, s["cpu_us_per_packet"]) if name == "janus" else ""
+    return (
+        f"| {shape} | {name} | {s['subscribers']} | {num(s['forwarded_pps'], 0)} | {num(s['forwarded_mbps'])} | "
+        f"{num(s['cpu_us_per_packet'], 2)} | {num(s['user_us_per_packet'], 2)} | {rel} | "
+        f"{num(lat.get('p50'), 0)} / {num(lat.get('p99'), 0)} | {num((s['loss'] or 0) * 100, 2, '%')} | "
+        f"{num(s['rss_kb_per_subscriber'])} | {s['server_cpu_share'] * 100:.0f}% | {s['load_cpu_share'] * 100:.0f}% |"
+    )
 
 
 def ramp_table(res: dict) -> list[str]:
@@ -207,6 +215,11 @@ def section(res: dict, pngs: list[str], img_dir: str) -> str:
         "not reached the 720p layer's rate gets 360p (the heights column of results.json); Janus forwards the substream "
         "asked for, whatever the link.",
         "- 10x10: each subscriber takes ten publishers (about 26 Mbit/s); Janus spreads them over its threads.",
+        "- 200-lastN20: each subscriber has 60 streams (30 publishers' video and audio) and takes 20 videos at 180p, "
+        "about 700 packets/s. Conclave's cost per packet grows with the streams a receiver has: str0m's pacer looks at "
+        "every one of a receiver's send streams each time it lets a packet out (perf: its queue snapshots and "
+        "`send_queue_states` are the largest part of the server's time). Janus's does not, so it is ahead here; "
+        "the way out is a pacer that keeps only the non-empty queues in view (in str0m) or Conclave's own media egress.",
         "",
         "## Results",
         "",
@@ -280,8 +293,8 @@ def bwe_section(img_dir: str) -> list[str]:
                 "",
                 "Reading it: with the bridge's upgrade headroom (0.9), 720p plus audio needs an estimate of about "
                 "2.7 Mbit/s, 90% of the 3 Mbit/s link, and 360p plus audio about 0.92 Mbit/s on the 1 Mbit/s link: "
-                "both links sit at a threshold, so runs differ (here, the lossy 3 Mbit/s link held 720p and the "
-                "loss-free one mostly 360p; an earlier run had it the other way round). Each retry of the higher layer "
+                "both links sit at a threshold, so which of the two layers a link holds most differs from run to run "
+                "(and between the two tables below). Each retry of the higher layer "
                 "costs a keyframe burst and a few slow seconds; the hold-down (4 s, doubling to 32 s) keeps retries "
                 "rare. The 300 kbit/s link is below even the lowest layer (≈ 314 kbit/s with audio): the bridge keeps "
                 "sending it, and frames are lost in the link's queue (about 24 fps arrive).",

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
+use str0m::change::DirectApi;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind as SKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -1105,6 +1106,11 @@ impl Worker {
         // The sender's place in the last-N order, and each receiver's (a
         // receiver does not count itself).
         let speaker_rank = conf.speakers.rank(from);
+        // The RTX partner of what receivers are sent, for `declare_tx`.
+        let tx_rtx = conf
+            .stream(route.visible)
+            .and_then(|s| s.layers.first())
+            .and_then(|l| l.rtx);
         self.receivers.clear();
         let speakers = &conf.speakers;
         self.receivers
@@ -1177,6 +1183,7 @@ impl Worker {
             exts.user_values.set(d.clone());
         }
         let tx_ssrc = Ssrc::from(route.visible);
+
         let receivers = std::mem::take(&mut self.receivers);
         // Layers some receiver waits for (a bit each).
         let mut wanted: u32 = 0;
@@ -1267,6 +1274,9 @@ impl Worker {
                 }
             };
             let mut api = rec.rtc.direct_api();
+            if api.stream_tx(&tx_ssrc).is_none() {
+                declare_tx(&mut api, route.visible, tx_rtx, route.kind);
+            }
             let Some(tx) = api.stream_tx(&tx_ssrc) else {
                 continue;
             };
@@ -1643,7 +1653,16 @@ impl Worker {
             }
         }
     }
+}
 
+/// Declares the send stream `ssrc` (with its RTX partner) to str0m.
+fn declare_tx(api: &mut DirectApi<'_>, ssrc: u32, rtx: Option<u32>, kind: MediaKind) {
+    let mid = tx_mid(ssrc);
+    api.declare_media(mid, skind(kind));
+    api.declare_stream_tx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
+}
+
+impl Worker {
     /// Makes what `idx` is sent match the other endpoints' streams.
     fn sync_tx(&mut self, idx: usize) {
         let Some(conference) = self.ep(idx).map(|e| e.key.conference.clone()) else {
@@ -1664,9 +1683,14 @@ impl Worker {
             if ep.tx.contains(ssrc) {
                 continue;
             }
-            let mid = tx_mid(*ssrc);
-            api.declare_media(mid, skind(*kind));
-            api.declare_stream_tx(Ssrc::from(*ssrc), rtx.map(Ssrc::from), mid, None);
+            // A participant's streams are declared to str0m when the first
+            // packet goes (`declare_tx`): its pacer walks every declared
+            // stream for each packet it lets out, and in a large meeting
+            // most sources (muted microphones, cameras beyond last-N) send
+            // a receiver nothing. A relay gets every layer, so all at once.
+            if ep.relay {
+                declare_tx(&mut api, *ssrc, *rtx, *kind);
+            }
             added = true;
         }
         ep.tx = keep;

@@ -91,6 +91,11 @@ if ! command -v chromium >/dev/null 2>&1; then
   log "installing chromium (Debian)"
   apt_install --no-install-recommends chromium || log "WARNING: chromium could not be installed; the browser test will fail and say so"
 fi
+# The emoji of reactions, as a person's system draws them, in the screenshots.
+if [ ! -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; then
+  log "installing fonts-noto-color-emoji (Debian)"
+  apt_install --no-install-recommends fonts-noto-color-emoji || log "WARNING: no emoji font; reactions show as boxes in screenshots"
+fi
 
 # --- a command-line client for a smoke test -----------------------------------
 if ! command -v go-sendxmpp >/dev/null 2>&1; then

@@ -4,6 +4,8 @@ import { defineConfig } from 'vitest/config';
 // so assets are addressed from the root (/assets/...), never relatively.
 export default defineConfig({
   base: '/',
+  // Preact's automatic JSX runtime, without a plugin.
+  oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
   resolve: {
     // Only used by DNS resolution, which a ws(s):// service never reaches.
     alias: { 'node:dns': '/src/shims/empty.ts' },

@@ -15,6 +15,7 @@ fn main() {
     let dist = out.join("web");
     for p in [
         "src",
+        "public",
         "index.html",
         "package.json",
         "package-lock.json",

@@ -8,66 +8,18 @@ import { existsSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 import { httpsGet, startServer, TARGET, withTimeout } from "./lib/server.mjs";
+import { ARGS, CHROMIUM, audioEnergy, join, playingRemoteVideos, until } from "./lib/browser.mjs";
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-
-// As a person would start it, but headless, with fake devices, and no
-// background traffic to Google. No flag for loopback ICE candidates or
-// local-network access: a page served by the server itself, on the
-// server's own machine, needs neither (the bridge learns each browser's
-// address from its connectivity checks).
-const ARGS = [
-  "--use-fake-device-for-media-stream",
-  "--use-fake-ui-for-media-stream",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-async function join(browser, origin, room, name, outside, query = "") {
-  // A new context is a fresh profile: no cookies, storage or permissions.
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, permissions: ["camera", "microphone"] });
-  await ctx.route("**/*", (route) => {
-    const url = route.request().url();
-    if (url.startsWith(origin) || url.startsWith("data:") || url.startsWith("blob:")) return route.continue();
-    outside.push(url);
-    return route.abort();
-  });
-  const page = await ctx.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
-  await page.goto(`${origin}/${room}?name=${name}${query}`);
-  await page.waitForFunction(() => window.conclave !== undefined, null, { timeout: 15000 });
-  await page.evaluate(() => window.conclave.ready.then(() => undefined));
-  return { ctx, page, errors };
-}
-
-/** Remote <video> elements with a picture whose time advances. */
-async function playingRemoteVideos(page) {
-  return page.evaluate(async () => {
-    const vids = [...document.querySelectorAll("video[data-endpoint]")].filter((v) => !v.closest("[data-local]"));
-    const t0 = vids.map((v) => v.currentTime);
-    await new Promise((r) => setTimeout(r, 700));
-    return vids.filter((v, i) => v.videoWidth > 0 && v.currentTime > t0[i]).map((v) => v.dataset.endpoint);
-  });
-}
-
-/** Inbound audio with energy, from the peer connection's statistics. */
-async function audioEnergy(page) {
-  return page.evaluate(async () => {
-    const pc = window.conclave.conference.peerConnection;
-    if (!pc) return 0;
-    let e = 0;
-    (await pc.getStats()).forEach((s) => {
-      if (s.type === "inbound-rtp" && s.kind === "audio") e += s.totalAudioEnergy || 0;
-    });
-    return e;
-  });
+/**
+ * Replaces what the page asks the bridge for (its own asks follow the
+ * size of each tile) with one height for every source.
+ */
+function askFor(page, maxHeight) {
+  return page.evaluate(
+    (maxHeight) =>
+      window.conclave.conference.setReceiverConstraints({ lastN: -1, defaultConstraints: { maxHeight }, constraints: {} }),
+    maxHeight,
+  );
 }
 
 /** The height of `id`'s picture in `page`, or -1 if it is not moving. */
@@ -93,16 +45,6 @@ function sentLayers(page) {
   });
 }
 
-async function until(fn, ms, what) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    last = await fn();
-    if (last) return last;
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  assert.fail(`${what}: not within ${ms} ms (last: ${JSON.stringify(last)})`);
-}
 
 /**
  * Alice and Bob join one room from fresh profiles in one Chromium, against
@@ -159,22 +101,19 @@ test(
 
       // Simulcast: Alice sends three layers; Bob asks for small pictures,
       // then large ones, and Alice's video keeps moving across each switch.
+      await askFor(b.page, 720);
       const layers = await sentLayers(a.page);
       assert.ok(layers.length >= 2, `Alice sends ${layers.length} video layers`);
       const full = await until(async () => {
         const h = await heightOf(b.page, ids[0]);
         return h >= 540 && h;
       }, 20000, "Bob gets Alice's top layer");
-      await b.page.evaluate(() =>
-        window.conclave.conference.setReceiverConstraints({ defaultConstraints: { maxHeight: 180 } }),
-      );
+      await askFor(b.page, 180);
       const small = await until(async () => {
         const h = await heightOf(b.page, ids[0]);
         return h > 0 && h <= 360 && h;
       }, 20000, "Bob's picture of Alice gets small when he asks for 180p");
-      await b.page.evaluate(() =>
-        window.conclave.conference.setReceiverConstraints({ defaultConstraints: { maxHeight: 720 } }),
-      );
+      await askFor(b.page, 720);
       await until(async () => (await heightOf(b.page, ids[0])) === full, 20000, "and large again");
       assert.ok(small < full);
       // The bridge estimates what it can send each browser (from their
@@ -225,10 +164,11 @@ test(
   // 150 kbit/s: room for Alice's smallest layer (her audio takes some)
   () =>
     twoInAMeeting({ "meetings.max_receive_kbps": 150 }, async ({ a, b, ids }) => {
+      await until(async () => (await heightOf(b.page, ids[0])) > 0, 30000, "Bob sees Alice");
       // Bob asks for no limit, and Alice sends her 720p layer...
+      await askFor(b.page, 720);
       await until(async () => (await sentLayers(a.page)).some((h) => h >= 540), 30000, "Alice sending 720p");
       // ...but what Bob gets of her fits his 150 kbit/s, and moves.
-      await until(async () => (await heightOf(b.page, ids[0])) > 0, 30000, "Bob sees Alice");
       await until(async () => {
         const h = await heightOf(b.page, ids[0]);
         return h > 0 && h <= 240;
@@ -271,11 +211,13 @@ test(
         return st.length === 1 && st[0] === "L3T3_KEY" && st;
       }, 30000, `Alice sending one ${codec} stream with three spatial layers`);
       assert.deepEqual(svc, ["L3T3_KEY"]);
-      // Bob asks for small pictures, Carol for everything: the bridge
-      // sends each what they asked for, out of the one stream.
-      await b.page.evaluate(() =>
-        window.conclave.conference.setReceiverConstraints({ defaultConstraints: { maxHeight: 180 } }),
-      );
+      // Both see Alice in the tile their page sized; then Bob asks for
+      // small pictures, Carol for everything: the bridge sends each what
+      // they asked for, out of the one stream.
+      await until(async () => (await heightOf(b.page, alice)) > 0, 20000, "Bob sees Alice");
+      await until(async () => (await heightOf(c.page, alice)) > 0, 20000, "Carol sees Alice");
+      await askFor(c.page, 720);
+      await askFor(b.page, 180);
       await until(async () => {
         const h = await heightOf(b.page, alice);
         return h > 0 && h <= 240 && h;
@@ -286,9 +228,7 @@ test(
         assert.ok(hb > 0 && hb <= 240 && hc >= 540, `Bob sees ${hb}, Carol ${hc}`);
       }
       // Bob asks for everything again
-      await b.page.evaluate(() =>
-        window.conclave.conference.setReceiverConstraints({ defaultConstraints: { maxHeight: 720 } }),
-      );
+      await askFor(b.page, 720);
       await until(async () => (await heightOf(b.page, alice)) >= 540, 20000, "Bob gets the top layer back");
       assert.deepEqual(outside, [], "the page fetched something from outside the server");
       assert.deepEqual([...a.errors, ...b.errors, ...c.errors], []);

@@ -29,6 +29,8 @@ describe('meet config and room names', () => {
     expect(() => parseMeetConfig([])).toThrow();
     expect(parseMeetConfig({ ...cfg, guestDomain: 'guest.localhost' }).guestDomain).toBe('guest.localhost');
     expect(() => parseMeetConfig({ ...cfg, guestDomain: 3 })).toThrow(/guestDomain/);
+    expect(parseMeetConfig({ ...cfg, installable: true }).installable).toBe(true);
+    expect(parseMeetConfig({ ...cfg, installable: 'yes' }).installable).toBeUndefined();
   });
 
   it('takes the first path segment, decoded and lowercased', () => {
@@ -76,6 +78,7 @@ describe('MUC presence', () => {
         sources: { 'a1b2c3d4-a0': { muted: false }, 'a1b2c3d4-v0': { muted: true, videoType: 'camera' } },
         audioMuted: false,
         videoMuted: true,
+        properties: { raisedHand: '1764950400000' },
       },
       true,
     );
@@ -88,6 +91,7 @@ describe('MUC presence', () => {
       'a1b2c3d4-v0': { muted: true, videoType: 'camera' },
     });
     expect(back.getChildText('videomuted')).toBe('true');
+    expect(back.getChildText('jitsi_participant_raisedHand')).toBe('1764950400000');
     const update = occupantPresence(`${ROOM}/a1b2c3d4`, { displayName: 'A', sources: {}, audioMuted: false, videoMuted: false }, false);
     expect(update.getChild('x')).toBeUndefined();
     expect(leavePresence(`${ROOM}/a1b2c3d4`).toString()).toBe(`<presence to="${ROOM}/a1b2c3d4" type="unavailable"/>`);
@@ -98,6 +102,7 @@ describe('MUC presence', () => {
       parseXml(`<presence from='${ROOM}/b0b0b0b0' to='me@localhost/r'>
         <nick xmlns='http://jabber.org/protocol/nick'>Bob</nick>
         <SourceInfo>{"b0b0b0b0-a0":{"muted":true},"b0b0b0b0-v0":{"muted":false,"videoType":"camera"},"bad":3}</SourceInfo>
+        <jitsi_participant_raisedHand>1764950400000</jitsi_participant_raisedHand>
         <x xmlns='http://jabber.org/protocol/muc#user'><item jid='anon1@localhost/xyz' role='participant' affiliation='none'/><status code='100'/></x>
       </presence>`),
       ROOM,
@@ -111,6 +116,7 @@ describe('MUC presence', () => {
       affiliation: 'none',
       statuses: [100],
       sources: { 'b0b0b0b0-a0': { muted: true }, 'b0b0b0b0-v0': { muted: false, videoType: 'camera' } },
+      properties: { raisedHand: '1764950400000' },
       destroyed: false,
     });
     expect(parseOccupantPresence(parseXml("<presence from='other@conference.localhost/x'/>"), ROOM)).toBeNull();
@@ -139,6 +145,7 @@ describe('MUC presence', () => {
       type: 'available' as const,
       statuses: [],
       sources: {},
+      properties: {},
       destroyed: false,
       ...(jid !== undefined ? { realJid: jid } : {}),
     });
@@ -170,12 +177,14 @@ describe('chat', () => {
       `<message to="${ROOM}" type="groupchat" id="m1"><body>hi &amp; bye</body></message>`,
     );
     expect(chatMessage(`${ROOM}/b0b0b0b0`, 'psst', true, 'm2').attrs.type).toBe('chat');
+    expect(chatMessage(ROOM, 'hi', false, 'm3', 'Alice').getChildText('nick', 'http://jabber.org/protocol/nick')).toBe('Alice');
     const m = parseChatMessage(
       parseXml(`<message from='${ROOM}/b0b0b0b0' type='groupchat' id='x'><body>hello</body>
+        <nick xmlns='http://jabber.org/protocol/nick'>Bob</nick>
         <delay xmlns='urn:xmpp:delay' stamp='2026-01-01T00:00:00Z'/></message>`),
       ROOM,
     );
-    expect(m).toEqual({ from: 'b0b0b0b0', text: 'hello', private: false, delayed: true, stamp: '2026-01-01T00:00:00Z', id: 'x' });
+    expect(m).toEqual({ from: 'b0b0b0b0', text: 'hello', private: false, delayed: true, stamp: '2026-01-01T00:00:00Z', id: 'x', nick: 'Bob' });
     expect(parseChatMessage(parseXml(`<message from='${ROOM}' type='groupchat'><subject>s</subject></message>`), ROOM)).toBeNull();
     expect(parseChatMessage(parseXml(`<message from='${ROOM}/x' type='error'><body>e</body></message>`), ROOM)).toBeNull();
   });

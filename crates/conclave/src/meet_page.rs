@@ -1,7 +1,8 @@
-//! The meeting page: the web client (`web/`, built by build.rs and
-//! embedded) at `/` and `/<room>`, its hashed assets, and
-//! `/meet-config.json`, which tells it where this server's XMPP, rooms and
-//! focus are. Everything the page loads comes from here.
+//! The web client (`web/`, built by build.rs and embedded): its page at `/`
+//! and at every `/<room>`, its hashed assets, the files of its root (the
+//! PWA manifest, the service worker, icons), and `/meet-config.json`, which
+//! tells it where this server's XMPP, rooms and focus are. Everything the
+//! page loads comes from here.
 
 use std::sync::Arc;
 
@@ -42,7 +43,8 @@ fn content_type(path: &str) -> &'static str {
         Some("html") => "text/html; charset=utf-8",
         Some("js") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
-        Some("json" | "webmanifest") => "application/json",
+        Some("json") => "application/json",
+        Some("webmanifest") => "application/manifest+json",
         Some("svg") => "image/svg+xml",
         Some("png") => "image/png",
         Some("ico") => "image/x-icon",
@@ -68,7 +70,7 @@ async fn page() -> Response {
 }
 
 /// A room name as a path segment: what a MUC room's localpart may be and
-/// a person would type. Anything else is not a meeting page.
+/// a person would type.
 fn is_room_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
@@ -77,11 +79,28 @@ fn is_room_name(s: &str) -> bool {
         && !s.starts_with('.')
 }
 
+/// A file of the client's root (`public/` in web/), or the page. A segment
+/// that cannot name a room still gets the page (with a 404), which tells
+/// a person what is wrong with the name instead of a bare "not found";
+/// dot-files get nothing, as no person types those.
 async fn room(Path(name): Path<String>) -> Response {
-    if !is_room_name(&name) {
+    let path = format!("/{name}");
+    if name.starts_with('.') {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
-    page().await
+    match file(&path) {
+        Some(b) if path != "/index.html" => (
+            [
+                (header::CONTENT_TYPE, content_type(&path)),
+                // Not hashed: a new version must be seen at once.
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            b,
+        )
+            .into_response(),
+        _ if is_room_name(&name) => page().await,
+        _ => (StatusCode::NOT_FOUND, page().await).into_response(),
+    }
 }
 
 async fn asset(Path(name): Path<String>) -> Response {
@@ -121,6 +140,11 @@ async fn config(State(server): State<Arc<Server>>, headers: HeaderMap) -> Respon
         "muc": format!("conference.{host}"),
         "focus": format!("focus.{host}"),
         "websocket": format!("wss://{authority}{}", cfg.http.websocket_path),
+        // Browsers refuse a service worker from a self-signed certificate
+        // (and log an error in every page that tries): the page registers
+        // it, and becomes installable, only under a certificate of the
+        // operator's.
+        "installable": !cfg.tls.cert.is_empty(),
     });
     if !cfg.guest_host.is_empty() {
         body["guestDomain"] = serde_json::Value::String(cfg.guest_host.clone());
@@ -157,5 +181,21 @@ mod tests {
         for bad in ["", ".env", "a/b", "a b", "%2e%2e", "x?y"] {
             assert!(!is_room_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_root_holds_what_makes_it_installable() {
+        for f in [
+            "/manifest.webmanifest",
+            "/sw.js",
+            "/icon-192.png",
+            "/icon-512.png",
+        ] {
+            assert!(file(f).is_some(), "{f}");
+        }
+        assert_eq!(
+            content_type("/manifest.webmanifest"),
+            "application/manifest+json"
+        );
     }
 }

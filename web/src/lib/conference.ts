@@ -36,6 +36,8 @@ export interface Participant {
   affiliation?: string;
   /** Source name → muted/videoType, from the participant's SourceInfo. */
   sources: SourceInfo;
+  /** Jitsi participant properties (`raisedHand`: when, in ms since 1970). */
+  properties: Record<string, string>;
 }
 
 export interface ConferenceEvents {
@@ -130,6 +132,9 @@ export class Conference extends Emitter<ConferenceEvents> {
   private joined = false;
   private leaving = false;
   private presence = { displayName: '', audioMuted: false, videoMuted: false };
+  private readonly properties = new Map<string, string>();
+  /** What our video source shows: a camera, or a screen being shared. */
+  private videoType: 'camera' | 'desktop' = 'camera';
   private readonly participants = new Map<string, Participant>();
   private session: JingleSession | null = null;
   private sessionPeer = '';
@@ -243,6 +248,21 @@ export class Conference extends Emitter<ConferenceEvents> {
     return this.presence.videoMuted;
   }
 
+  /** What our video source shows now. */
+  get localVideoType(): 'camera' | 'desktop' {
+    return this.videoType;
+  }
+
+  /**
+   * Sets (or, with null, removes) one of our participant properties, which
+   * Jitsi clients read from presence: `raisedHand` holds the time it went up.
+   */
+  setLocalProperty(name: string, value: string | null): void {
+    if (value === null) this.properties.delete(name);
+    else this.properties.set(name, value);
+    void this.sendPresence();
+  }
+
   setDisplayName(name: string): void {
     this.presence.displayName = name;
     void this.sendPresence();
@@ -252,8 +272,9 @@ export class Conference extends Emitter<ConferenceEvents> {
    * Replaces our local stream (e.g. a new camera); sources that appear or
    * disappear are signalled to the focus.
    */
-  async setLocalStream(stream: MediaStream | null): Promise<void> {
+  async setLocalStream(stream: MediaStream | null, videoType: 'camera' | 'desktop' = 'camera'): Promise<void> {
     this.localStream = stream;
+    this.videoType = videoType;
     this.applyMute();
     const s = this.session;
     if (s) {
@@ -277,11 +298,17 @@ export class Conference extends Emitter<ConferenceEvents> {
     this.bridge?.setReceiverConstraints(c);
   }
 
-  /** A room message, or a private one to `to` (an endpoint id). */
-  async sendChat(text: string, to?: string): Promise<void> {
+  /**
+   * A room message, or a private one to `to` (an endpoint id). Resolves to
+   * the message's id, which the room's history keeps, so that a client that
+   * rejoins can tell its own earlier messages.
+   */
+  async sendChat(text: string, to?: string): Promise<string> {
     if (!this.xmpp || !this.joined) throw new Error('not in the room');
     const target = to === undefined ? this.roomJid : `${this.roomJid}/${to}`;
-    await this.xmpp.send(chatMessage(target, text, to !== undefined, randomId()));
+    const id = randomId();
+    await this.xmpp.send(chatMessage(target, text, to !== undefined, id, this.presence.displayName));
+    return id;
   }
 
   /**
@@ -325,7 +352,7 @@ export class Conference extends Emitter<ConferenceEvents> {
     const s: SourceInfo = {};
     if (this.localStream?.getAudioTracks()[0]) s[`${this.endpointId}-a0`] = { muted: this.presence.audioMuted };
     if (this.localStream?.getVideoTracks()[0]) {
-      s[`${this.endpointId}-v0`] = { muted: this.presence.videoMuted, videoType: 'camera' };
+      s[`${this.endpointId}-v0`] = { muted: this.presence.videoMuted, videoType: this.videoType };
     }
     return s;
   }
@@ -338,7 +365,11 @@ export class Conference extends Emitter<ConferenceEvents> {
   private async sendPresence(join = false): Promise<void> {
     if (!this.xmpp || (!join && !this.joined)) return;
     await this.xmpp.send(
-      occupantPresence(this.occupantJid, { ...this.presence, sources: this.localSources() }, join),
+      occupantPresence(
+        this.occupantJid,
+        { ...this.presence, sources: this.localSources(), properties: Object.fromEntries(this.properties) },
+        join,
+      ),
     );
   }
 
@@ -402,7 +433,7 @@ export class Conference extends Emitter<ConferenceEvents> {
     } else if (el.is('message')) {
       const m = parseChatMessage(el, this.roomJid);
       if (m && m.from !== this.endpointId) {
-        const displayName = this.participants.get(m.from)?.displayName;
+        const displayName = this.participants.get(m.from)?.displayName ?? m.nick;
         this.emit('chat', displayName !== undefined ? { ...m, displayName } : m);
       }
     }
@@ -434,7 +465,7 @@ export class Conference extends Emitter<ConferenceEvents> {
       }
       return;
     }
-    const participant: Participant = { endpointId: p.nick, sources: p.sources };
+    const participant: Participant = { endpointId: p.nick, sources: p.sources, properties: p.properties };
     if (p.displayName !== undefined) participant.displayName = p.displayName;
     if (p.realJid !== undefined) participant.jid = p.realJid;
     if (p.role !== undefined) participant.role = p.role;

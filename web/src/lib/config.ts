@@ -13,6 +13,12 @@ export interface MeetConfig {
    * `domain` (Conclave's `guest_host`, Jitsi's `hosts.anonymousdomain`).
    */
   guestDomain?: string;
+  /**
+   * Whether the page may register its service worker (and so be installed
+   * as an app): false under a self-signed certificate, which browsers
+   * refuse service workers from.
+   */
+  installable?: boolean;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -33,6 +39,7 @@ export function parseMeetConfig(v: unknown): MeetConfig {
     if (typeof v.guestDomain !== 'string' || v.guestDomain === '') throw new Error('meet-config.json: guestDomain is not a domain');
     cfg.guestDomain = v.guestDomain;
   }
+  if (typeof v.installable === 'boolean') cfg.installable = v.installable;
   if (!/^wss?:\/\//.test(cfg.websocket)) throw new Error('meet-config.json: websocket is not a ws(s) URL');
   return cfg;
 }

@@ -5,3 +5,4 @@ export { loadMeetConfig, parseMeetConfig, roomFromPath } from './config';
 export type { MeetConfig } from './config';
 export type { ReceiverVideoConstraints } from './bridge-channel';
 export { Emitter } from './emitter';
+export type { VideoCodec } from './jingle-session';

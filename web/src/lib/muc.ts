@@ -16,7 +16,14 @@ export interface LocalPresence {
   sources: SourceInfo;
   audioMuted: boolean;
   videoMuted: boolean;
+  /**
+   * Jitsi's participant properties (`<jitsi_participant_NAME>value`), e.g.
+   * `raisedHand` with the time it went up; absent ones are not sent.
+   */
+  properties?: Record<string, string>;
 }
+
+const PROPERTY_PREFIX = 'jitsi_participant_';
 
 /** A fresh endpoint id: 8 random lowercase hex characters (the MUC nick). */
 export function newEndpointId(): string {
@@ -35,6 +42,7 @@ export function occupantPresence(occupantJid: string, p: LocalPresence, join: bo
     xml('SourceInfo', {}, JSON.stringify(p.sources)),
     xml('audiomuted', {}, String(p.audioMuted)),
     xml('videomuted', {}, String(p.videoMuted)),
+    ...Object.entries(p.properties ?? {}).map(([k, v]) => xml(`${PROPERTY_PREFIX}${k}`, {}, v)),
   );
 }
 
@@ -52,6 +60,8 @@ export interface OccupantPresence {
   affiliation?: string;
   statuses: number[];
   sources: SourceInfo;
+  /** Jitsi participant properties (`raisedHand`, ...), by name. */
+  properties: Record<string, string>;
   /** For type=error: the stanza error condition. */
   error?: string;
   /** Room destroyed (`<destroy/>` in an unavailable presence). */
@@ -95,8 +105,15 @@ export function parseOccupantPresence(stanza: Element, roomJid: string): Occupan
     type: type === 'unavailable' ? 'unavailable' : type === 'error' ? 'error' : 'available',
     statuses: [],
     sources: parseSourceInfo(stanza.getChildText('SourceInfo')),
+    properties: {},
     destroyed: false,
   };
+  for (const c of stanza.getChildElements()) {
+    const name = c.getName();
+    if (name.startsWith(PROPERTY_PREFIX) && name.length > PROPERTY_PREFIX.length) {
+      p.properties[name.slice(PROPERTY_PREFIX.length)] = c.getText();
+    }
+  }
   if (type !== undefined && type !== 'unavailable' && type !== 'error') return null;
   const nick = stanza.getChildText('nick', NS_NICK);
   if (nick !== null) p.displayName = nick;
@@ -169,10 +186,21 @@ export interface ChatMessage {
   delayed: boolean;
   stamp?: string;
   id?: string;
+  /** The display name the sender put in the message (XEP-0172). */
+  nick?: string;
 }
 
-export function chatMessage(to: string, text: string, isPrivate: boolean, id: string): Element {
-  return xml('message', { to, type: isPrivate ? 'chat' : 'groupchat', id }, xml('body', {}, text));
+/**
+ * A chat message; it carries our display name (XEP-0172, as Jitsi Meet
+ * sends it) so that the room's history still names us after we left.
+ */
+export function chatMessage(to: string, text: string, isPrivate: boolean, id: string, nick = ''): Element {
+  return xml(
+    'message',
+    { to, type: isPrivate ? 'chat' : 'groupchat', id },
+    xml('body', {}, text),
+    nick !== '' ? xml('nick', { xmlns: NS_NICK }, nick) : null,
+  );
 }
 
 /** Reads a room chat message; null for anything else (subjects, errors, other senders). */
@@ -194,5 +222,7 @@ export function parseChatMessage(stanza: Element, roomJid: string): ChatMessage 
   };
   if (delay?.attrs.stamp !== undefined) m.stamp = delay.attrs.stamp;
   if (stanza.attrs.id !== undefined) m.id = stanza.attrs.id;
+  const nick = stanza.getChildText('nick', NS_NICK);
+  if (nick !== null && nick !== '') m.nick = nick;
   return m;
 }

@@ -1,0 +1,244 @@
+// The web client as people use it, in Debian's Chromium against the real
+// server: the home page, the pre-join screen, a meeting of three with chat,
+// private messages, hands, reactions and a screen share, and what it says
+// when something is wrong. Every main screen is checked with axe-core and
+// photographed at desktop size and at 360 px (target/screenshots/).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { startServer, TARGET, withTimeout } from "./lib/server.mjs";
+import {
+  audioEnergy,
+  axeViolations,
+  join,
+  launch,
+  openPage,
+  playingRemoteVideos,
+  screenshots,
+  until,
+} from "./lib/browser.mjs";
+
+const skip = TARGET !== "conclave" && "the web client is Conclave's";
+
+async function noViolations(page, screen) {
+  const v = await axeViolations(page);
+  assert.deepEqual(v, [], `axe on the ${screen}`);
+  assert.equal(await screenshots(page, screen), 0, `the ${screen} is wider than a 360 px phone`);
+}
+
+test("web client: home page, pre-join screen, bad room names, a refused camera, a server that is down", { skip }, async () => {
+  const srv = await startServer();
+  const browser = await launch();
+  const strict = await launch([], { askUser: true });
+  const outside = [];
+  const origin = `https://localhost:${srv.http_port}`;
+  let stopped = false;
+  try {
+    // A stranger opens the server's address.
+    const home = await openPage(browser, origin, "/", outside);
+    await home.page.getByRole("heading", { name: "Start a meeting" }).waitFor();
+    await noViolations(home.page, "home");
+    // A name that cannot be a room is refused on the spot, with why.
+    await home.page.getByLabel("Meeting name or link").fill("lunch@noon");
+    await home.page.getByRole("button", { name: "Join", exact: true }).click();
+    const alert = await home.page.getByRole("alert").textContent();
+    assert.match(alert, /can't contain/);
+    assert.equal(new URL(home.page.url()).pathname, "/");
+    // Starting a meeting goes to a fresh, hard-to-guess name.
+    await home.page.getByRole("button", { name: "Start a new meeting" }).click();
+    await home.page.waitForURL(/\/[0-9a-z]{4}(-[0-9a-z]{4}){3}$/);
+    const room = new URL(home.page.url()).pathname.slice(1);
+
+    // The pre-join screen: own camera moving, devices listed, the level meter moving.
+    const pre = home.page;
+    await pre.getByRole("heading", { name: `Join ${room}` }).waitFor();
+    await until(
+      () => pre.evaluate(() => document.querySelector("video")?.videoWidth > 0),
+      15000,
+      "the camera preview",
+    );
+    await pre.getByLabel("Camera", { exact: true }).waitFor();
+    await pre.getByLabel("Microphone", { exact: true }).waitFor();
+    await until(
+      () => pre.evaluate(() => Number(document.querySelector("meter")?.value ?? 0) > 0.05),
+      15000,
+      "the microphone level meter moving",
+    );
+    await pre.getByLabel("Your name").fill("Zoë");
+    await noViolations(pre, "prejoin");
+
+    // An address that cannot be a meeting says so, with a way on.
+    const bad = await openPage(browser, origin, "/lunch%20at%20noon", outside);
+    await bad.page.getByRole("heading", { name: "This meeting name can't be used" }).waitFor();
+    assert.match(await bad.page.textContent("main"), /“lunch at noon”/);
+    await noViolations(bad.page, "bad-room");
+
+    // A refused camera: explained, and joining with the microphone alone works.
+    const refused = await openPage(strict, origin, `/${room}?name=Yann`, outside, { permissions: ["microphone"] });
+    const why = refused.page.getByRole("alert");
+    await why.waitFor({ timeout: 15000 });
+    assert.match(await why.textContent(), /Access to your camera is blocked/);
+    assert.match(await why.textContent(), /You can still join/);
+    await refused.page.getByRole("button", { name: "Join meeting" }).click();
+    await refused.page.evaluate(() => window.conclave.ready.then(() => undefined));
+    await refused.page.getByRole("navigation", { name: "Meeting controls" }).waitFor();
+    assert.equal(
+      await refused.page.getByRole("button", { name: "Turn camera off" }).isDisabled(),
+      true,
+      "no camera to turn off",
+    );
+
+    // The server goes down under a waiting pre-join screen: joining says so.
+    const late = await openPage(browser, origin, `/${room}?name=Xavier`, outside);
+    await late.page.getByRole("button", { name: "Join meeting" }).waitFor();
+    assert.deepEqual([...home.errors, ...refused.errors], []);
+    await srv.stop();
+    stopped = true;
+    // Yann, in the meeting, is told the connection is lost and being retried.
+    await refused.page.getByRole("status").filter({ hasText: "Reconnecting" }).waitFor({ timeout: 15000 });
+    await late.page.getByRole("button", { name: "Join meeting" }).click();
+    await late.page.getByRole("heading", { name: "You could not join the meeting" }).waitFor({ timeout: 30000 });
+    await late.page.getByRole("button", { name: "Try again" }).waitFor();
+    await noViolations(late.page, "join-failed");
+
+    assert.deepEqual(outside, [], "the page fetched something from outside the server");
+    // The bad name's page comes with a 404 status, which the browser logs.
+    assert.deepEqual(bad.errors, ["Failed to load resource: the server responded with a status of 404 (Not Found)"]);
+  } finally {
+    await browser.close();
+    await strict.close();
+    if (!stopped) await srv.stop();
+  }
+});
+
+/** Presses or releases a toggle button as needed. */
+async function setPressed(page, name, pressed) {
+  const button = page.getByRole("button", { name, exact: typeof name === "string" });
+  if ((await button.getAttribute("aria-pressed")) !== String(pressed)) await button.click();
+  assert.equal(await button.getAttribute("aria-pressed"), String(pressed));
+}
+
+function chatText(page) {
+  return page.locator(".chat-log").textContent();
+}
+
+test("web client: three in a meeting see and hear each other, chat in the room and privately, raise a hand, react, share a screen; a latecomer gets the history", { skip }, async () => {
+  const srv = await startServer();
+  const browser = await launch(["--auto-select-desktop-capture-source=Entire screen"]);
+  const outside = [];
+  const origin = `https://localhost:${srv.http_port}`;
+  const room = `App${Date.now()}`;
+  try {
+    const a = await withTimeout(join(browser, origin, room, "Alice", outside), 30000, "Alice joining");
+    const b = await withTimeout(join(browser, origin, room, "Bob", outside), 30000, "Bob joining");
+    const c = await withTimeout(join(browser, origin, room, "Carol", outside), 30000, "Carol joining");
+    const ids = await Promise.all([a, b, c].map((p) => p.page.evaluate(() => window.conclave.conference.endpointId)));
+    const [ia, ib, ic] = ids;
+
+    // Each sees the two others' cameras moving, and hears them.
+    for (const [p, others, who] of [
+      [a, [ib, ic], "Alice"],
+      [b, [ia, ic], "Bob"],
+      [c, [ia, ib], "Carol"],
+    ]) {
+      await until(async () => {
+        const playing = await playingRemoteVideos(p.page);
+        return others.every((id) => playing.includes(id));
+      }, 30000, `${who} sees both others`);
+      await until(async () => (await audioEnergy(p.page)) > 0, 15000, `${who} hears the others`);
+    }
+    // Tiles are named.
+    await a.page.getByRole("figure").filter({ hasText: "Bob" }).waitFor();
+
+    // Room chat, both ways; Bob is told there is something unread.
+    await a.page.getByRole("button", { name: "Chat" }).click();
+    await a.page.getByLabel("Message", { exact: true }).fill("Hello from Alice");
+    await a.page.getByLabel("Message", { exact: true }).press("Enter");
+    await b.page.getByRole("button", { name: /Chat.*1 unread message/ }).waitFor({ timeout: 10000 });
+    await b.page.getByRole("button", { name: /Chat/ }).click();
+    await until(async () => (await chatText(b.page)).includes("Hello from Alice"), 10000, "Bob gets Alice's message");
+    assert.match(await chatText(b.page), /Alice.*Hello from Alice/s);
+    await b.page.getByLabel("Message", { exact: true }).fill("Hi Alice, Bob here");
+    await b.page.getByRole("button", { name: "Send", exact: true }).click();
+    await until(async () => (await chatText(a.page)).includes("Hi Alice, Bob here"), 10000, "Alice gets Bob's reply");
+
+    // A private message from Bob to Carol, started from the participants list.
+    await b.page.getByRole("button", { name: "Participants" }).click();
+    await b.page.getByRole("button", { name: "Message Carol privately" }).click();
+    await b.page.getByLabel("Message", { exact: true }).fill("Just between us");
+    await b.page.getByLabel("Message", { exact: true }).press("Enter");
+    await c.page.getByRole("button", { name: /Chat/ }).click();
+    await until(async () => (await chatText(c.page)).includes("Just between us"), 10000, "Carol gets Bob's private message");
+    assert.match(await chatText(c.page), /Private message to you/);
+    assert.match(await chatText(b.page), /Private message to Carol/);
+
+    // Carol raises her hand: the others see it on her tile and in the list.
+    await c.page.getByRole("button", { name: "Raise hand" }).click();
+    await a.page.getByRole("button", { name: "Participants" }).click();
+    const carolRow = a.page.locator(`.people li[data-endpoint="${ic}"]`);
+    await carolRow.getByRole("img", { name: "Hand raised" }).waitFor({ timeout: 10000 });
+    // Raised hands come first.
+    assert.equal(await a.page.locator(".people li").nth(1).getAttribute("data-endpoint"), ic);
+    await noViolations(a.page, "participants");
+
+    // Bob sends a reaction over the bridge channel; Alice sees it with his name.
+    await b.page.getByRole("button", { name: "Send a reaction" }).click();
+    await b.page.getByRole("button", { name: "Thumbs up" }).click();
+    await until(
+      async () => (await a.page.locator(".reactions").textContent()).includes("👍 Bob"),
+      10000,
+      "Alice sees Bob's thumbs up",
+    );
+
+    // Alice shares her screen: it goes on the stage for Bob and Carol.
+    await a.page.getByRole("button", { name: "Share screen" }).click();
+    for (const [p, who] of [
+      [b, "Bob"],
+      [c, "Carol"],
+    ]) {
+      await until(
+        () =>
+          p.page.evaluate((id) => {
+            const v = document.querySelector(`.stage .tile[data-video-type="desktop"] video[data-endpoint="${id}"]`);
+            return v !== null && v.videoWidth > 0;
+          }, ia),
+        20000,
+        `Alice's screen on ${who}'s stage`,
+      );
+    }
+    await noViolations(b.page, "meeting-stage");
+    await a.page.getByRole("button", { name: "Share screen" }).click();
+    await until(
+      () => b.page.evaluate((id) => document.querySelector(`.tile[data-endpoint="${id}"]`)?.dataset.videoType === "camera", ia),
+      10000,
+      "Alice back on camera for Bob",
+    );
+    // Back to tile view, chat open.
+    await setPressed(b.page, "Stage view", false);
+    await setPressed(b.page, /^Chat/, true);
+    await noViolations(b.page, "meeting-chat");
+
+    // A latecomer gets the room's history, but not the private message.
+    const d = await withTimeout(join(browser, origin, room, "Dave", outside, "&media=none"), 30000, "Dave joining");
+    await d.page.getByRole("button", { name: /Chat/ }).click();
+    await until(async () => (await chatText(d.page)).includes("Hi Alice, Bob here"), 10000, "Dave gets the history");
+    const history = await chatText(d.page);
+    assert.match(history, /Alice.*Hello from Alice/s);
+    assert.doesNotMatch(history, /Just between us/);
+
+    // Bob leaves: he is told so, and his tile goes from Alice's view.
+    await b.page.getByRole("button", { name: "Leave" }).click();
+    await b.page.getByRole("heading", { name: "You left the meeting" }).waitFor();
+    await until(
+      () => a.page.evaluate((id) => !document.querySelector(`[data-endpoint="${id}"]`), ib),
+      15000,
+      "Bob's tile removed",
+    );
+
+    assert.deepEqual(outside, [], "the page fetched something from outside the server");
+    assert.deepEqual([...a.errors, ...b.errors, ...c.errors, ...d.errors], []);
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+});

@@ -1,0 +1,114 @@
+// The meeting's chat: the room's messages (with its history on joining)
+// and private ones, which say with whom.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { t } from '../i18n';
+import type { MeetingStore } from './store';
+
+const MAX_MESSAGE = 4000;
+
+function timeOf(d: Date): string {
+  return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+export function ChatPanel({ store }: { store: MeetingStore }) {
+  const entries = store.chat.value;
+  const peers = store.peers.value;
+  const [text, setText] = useState('');
+  const to = store.chatTo.value;
+  const setTo = (id: string) => (store.chatTo.value = id);
+  const [error, setError] = useState('');
+  const log = useRef<HTMLOListElement>(null);
+  const input = useRef<HTMLTextAreaElement>(null);
+
+  useEffect(() => {
+    const el = log.current;
+    if (el) el.scrollTop = el.scrollHeight;
+  }, [entries.length]);
+  useEffect(() => {
+    input.current?.focus();
+  }, []);
+  // Whom a private reply goes to can leave; the message then goes nowhere.
+  useEffect(() => {
+    if (to !== '' && !peers.has(to)) setTo('');
+  }, [peers, to]);
+
+  const send = (ev?: Event) => {
+    ev?.preventDefault();
+    const body = text.trim();
+    if (body === '') return;
+    setText('');
+    store.sendChat(body, to === '' ? undefined : to).catch(() => {
+      setText(body);
+      setError(t('chat.sendFailed'));
+    });
+  };
+
+  return (
+    <section class="panel chat" aria-labelledby="chat-title">
+      <h2 id="chat-title">{t('chat.title')}</h2>
+      <ol ref={log} class="chat-log" aria-live="polite" aria-relevant="additions">
+        {entries.length === 0 && <li class="empty">{t('chat.empty')}</li>}
+        {entries.map((e) => (
+          <li key={e.id} class={`${e.mine ? 'mine' : ''}${e.privateWith !== undefined ? ' private' : ''}`}>
+            <div class="meta">
+              <b>{e.mine ? t('chat.you') : e.fromName !== '' ? e.fromName : t('tile.guest')}</b>
+              <time dateTime={e.at.toISOString()}>{timeOf(e.at)}</time>
+            </div>
+            {e.privateWith !== undefined && (
+              <div class="private-note">
+                {e.mine
+                  ? t('chat.privateTo', { name: e.privateWithName ?? '' })
+                  : t('chat.privateFrom')}
+                {!e.mine && peers.has(e.from) && (
+                  <button type="button" class="link" onClick={() => setTo(e.from)}>
+                    {t('chat.reply')}
+                  </button>
+                )}
+              </div>
+            )}
+            <p class="text">{e.text}</p>
+          </li>
+        ))}
+      </ol>
+      <form class="chat-form" onSubmit={send}>
+        <label for="chat-to">{t('chat.to')}</label>
+        <select id="chat-to" value={to} onChange={(e) => setTo(e.currentTarget.value)}>
+          <option value="">{t('chat.everyone')}</option>
+          {[...peers.values()].map((p) => (
+            <option key={p.id} value={p.id}>
+              {t('chat.privately', { name: p.name !== '' ? p.name : t('tile.guest') })}
+            </option>
+          ))}
+        </select>
+        <label for="chat-input" class="visually-hidden">
+          {t('chat.message')}
+        </label>
+        <div class="row">
+          <textarea
+            ref={input}
+            id="chat-input"
+            rows={2}
+            maxLength={MAX_MESSAGE}
+            value={text}
+            placeholder={to === '' ? t('chat.placeholder') : t('chat.placeholderPrivate', { name: store.nameOf(to) })}
+            onInput={(e) => {
+              setText(e.currentTarget.value);
+              setError('');
+            }}
+            onKeyDown={(e) => {
+              if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) send(e);
+            }}
+          />
+          <button type="submit" class="primary">
+            {t('chat.send')}
+          </button>
+        </div>
+        {error !== '' && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+      </form>
+    </section>
+  );
+}

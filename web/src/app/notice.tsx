@@ -1,0 +1,31 @@
+// A page of its own for a state the user must read: loading, a failure,
+// the end of a meeting. It always offers a way on (the home page at least).
+import type { ComponentChildren } from 'preact';
+import { t } from './i18n';
+
+export function Notice(props: {
+  title: string;
+  body?: string;
+  detail?: string;
+  busy?: boolean;
+  children?: ComponentChildren;
+}) {
+  return (
+    <main class="centered">
+      <section class="card" aria-busy={props.busy === true} aria-labelledby="notice-title">
+        <h1 id="notice-title">{props.title}</h1>
+        {props.busy === true && <div class="spinner" role="status" aria-label={props.title} />}
+        {props.body !== undefined && <p>{props.body}</p>}
+        {props.detail !== undefined && <p class="detail">{props.detail}</p>}
+        <div class="row">
+          {props.children}
+          {props.busy !== true && (
+            <a class="button" href="/">
+              {t('common.home')}
+            </a>
+          )}
+        </div>
+      </section>
+    </main>
+  );
+}

@@ -1,0 +1,49 @@
+// What the address asks for: the home page, a meeting, or a room name that
+// cannot be one (shown as such, never as a blank page).
+import { roomFromPath } from '../lib';
+
+export type Route = { kind: 'home' } | { kind: 'meeting'; room: string } | { kind: 'bad-room'; raw: string };
+
+export function routeOf(pathname: string): Route {
+  const first = pathname.split('/').find((s) => s !== '');
+  if (first === undefined) return { kind: 'home' };
+  const room = roomFromPath(pathname);
+  if (room === null) {
+    let raw = first;
+    try {
+      raw = decodeURIComponent(first);
+    } catch {
+      // Shown as typed.
+    }
+    return { kind: 'bad-room', raw };
+  }
+  return { kind: 'meeting', room };
+}
+
+// Crockford's base32 without look-alikes, lowercase: easy to read aloud.
+const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
+
+/**
+ * A meeting name nobody guesses: 80 random bits in four groups of four
+ * (`k3x9-...`), as many as Jitsi's word triples carry and easier to type.
+ */
+export function newMeetingName(): string {
+  const b = new Uint8Array(16);
+  crypto.getRandomValues(b);
+  const chars = [...b].map((x) => ALPHABET[x & 31] ?? '0');
+  return [0, 4, 8, 12].map((i) => chars.slice(i, i + 4).join('')).join('-');
+}
+
+/** A room name a person typed: spaces become dashes; null if still unusable. */
+export function roomFromInput(text: string): string | null {
+  const cleaned = text.trim().replace(/\s+/g, '-');
+  if (cleaned === '') return null;
+  // A pasted meeting link joins that meeting.
+  let path = cleaned;
+  try {
+    if (/^https?:\/\//i.test(cleaned)) path = new URL(cleaned).pathname;
+  } catch {
+    return null;
+  }
+  return roomFromPath(path.startsWith('/') ? path : `/${encodeURIComponent(path)}`);
+}

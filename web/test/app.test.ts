@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { gridCapacity, gridShape } from '../src/app/meeting/layout';
+import { newMeetingName, roomFromInput, routeOf } from '../src/app/route';
+import en from '../src/app/locales/en.json';
+import { t } from '../src/app/i18n';
+
+describe('routes and meeting names', () => {
+  it('tells the home page, a meeting and an unusable name apart', () => {
+    expect(routeOf('/')).toEqual({ kind: 'home' });
+    expect(routeOf('/Team-Sync')).toEqual({ kind: 'meeting', room: 'team-sync' });
+    expect(routeOf('/a%20b')).toEqual({ kind: 'bad-room', raw: 'a b' });
+    expect(routeOf('/x@y')).toEqual({ kind: 'bad-room', raw: 'x@y' });
+    expect(routeOf('/%E0%A4%A')).toEqual({ kind: 'bad-room', raw: '%E0%A4%A' });
+  });
+
+  it('generates names of 80 random bits that are rooms', () => {
+    const names = new Set(Array.from({ length: 200 }, () => newMeetingName()));
+    expect(names.size).toBe(200);
+    for (const n of names) {
+      expect(n).toMatch(/^[0-9a-hjkmnp-tv-z]{4}(-[0-9a-hjkmnp-tv-z]{4}){3}$/);
+      expect(routeOf(`/${n}`)).toEqual({ kind: 'meeting', room: n });
+    }
+  });
+
+  it('takes what a person types or pastes', () => {
+    expect(roomFromInput('  Weekly Sync ')).toBe('weekly-sync');
+    expect(roomFromInput('https://meet.example.org/BoardMeeting?x=1')).toBe('boardmeeting');
+    expect(roomFromInput('')).toBeNull();
+    expect(roomFromInput('a@b')).toBeNull();
+    expect(roomFromInput('https://meet.example.org/')).toBeNull();
+  });
+});
+
+describe('the tile grid', () => {
+  it('keeps tiles readable: 25 at most, fewer on a phone', () => {
+    expect(gridCapacity(1920, 1000)).toBe(25);
+    expect(gridCapacity(360, 560)).toBe(12);
+    expect(gridCapacity(0, 0)).toBe(4);
+  });
+
+  it('picks the shape giving the largest 16:9 tiles', () => {
+    expect(gridShape(1, 1280, 720)).toEqual({ cols: 1, rows: 1 });
+    expect(gridShape(2, 1280, 720)).toEqual({ cols: 2, rows: 1 });
+    expect(gridShape(2, 360, 600)).toEqual({ cols: 1, rows: 2 });
+    expect(gridShape(9, 1280, 720)).toEqual({ cols: 3, rows: 3 });
+  });
+});
+
+describe('the string catalogue', () => {
+  it('has every string, with plurals', () => {
+    expect(t('meeting.count', { count: 1 })).toBe('1 participant');
+    expect(t('meeting.count', { count: 3 })).toBe('3 participants');
+    expect(t('prejoin.problem.denied', { device: t('prejoin.deviceWord.camera') })).toContain('your camera is blocked');
+    expect(Object.keys(en).length).toBeGreaterThan(10);
+  });
+});

@@ -242,3 +242,74 @@ test("web client: three in a meeting see and hear each other, chat in the room a
     await srv.stop();
   }
 });
+
+/**
+ * Alice and Bob meet; Bob's XMPP WebSocket runs through the test, which cuts
+ * it once both see each other. `after` gets them once Bob is back.
+ */
+async function dropBobsConnection(overrides, after) {
+  const srv = await startServer([], overrides);
+  const browser = await launch();
+  const outside = [];
+  const origin = `https://localhost:${srv.http_port}`;
+  const room = `Drop${Date.now()}`;
+  const sockets = [];
+  const routeXmpp = (page) =>
+    page.routeWebSocket(/\/xmpp-websocket$/, (ws) => {
+      sockets.push({ ws, server: ws.connectToServer() });
+    });
+  try {
+    const a = await withTimeout(join(browser, origin, room, "Alice", outside), 30000, "Alice joining");
+    const b = await withTimeout(join(browser, origin, room, "Bob", outside, "", routeXmpp), 30000, "Bob joining");
+    const ids = await Promise.all([a, b].map((p) => p.page.evaluate(() => window.conclave.conference.endpointId)));
+    await until(async () => (await playingRemoteVideos(a.page)).includes(ids[1]), 30000, "Alice sees Bob");
+    await a.page.getByRole("button", { name: "Chat" }).click();
+    await b.page.getByRole("button", { name: "Chat" }).click();
+    await b.page.getByLabel("Message", { exact: true }).fill("before the drop");
+    await b.page.getByLabel("Message", { exact: true }).press("Enter");
+    await until(async () => (await chatText(a.page)).includes("before the drop"), 10000, "Alice gets Bob's message");
+    assert.equal(sockets.length, 1);
+
+    // The network drops Bob's connection: both ends see it close.
+    const loads = [];
+    b.page.on("framenavigated", (f) => f === b.page.mainFrame() && loads.push(f.url()));
+    sockets[0].server.close();
+    await sockets[0].ws.close();
+    await b.page.getByRole("status").filter({ hasText: "Reconnecting" }).waitFor({ timeout: 10000 });
+    await until(() => b.page.evaluate(() => window.conclave.store.phase.value === "joined"), 30000, "Bob back in");
+    assert.equal(await b.page.getByRole("status").filter({ hasText: "Reconnecting" }).count(), 0);
+    assert.deepEqual(loads, [], "the page was not reloaded");
+    await after({ a, b, ids, sockets });
+    // Whatever happened, Bob's message shows once on each side.
+    for (const p of [a, b]) assert.equal((await chatText(p.page)).split("before the drop").length - 1, 1);
+    assert.deepEqual(outside, []);
+    assert.deepEqual([...a.errors, ...b.errors].filter((e) => !e.includes("WebSocket")), []);
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+}
+
+test("web client: a dropped connection is resumed (XEP-0198) without a reload: same participant, media on, chat on", { skip }, () =>
+  dropBobsConnection({}, async ({ a, b, ids, sockets }) => {
+    assert.equal(await b.page.evaluate(() => window.conclave.conference.endpointId), ids[1], "the same endpoint");
+    assert.equal(sockets.length, 2, "one new WebSocket, which resumed the stream");
+    await until(async () => (await playingRemoteVideos(a.page)).includes(ids[1]), 15000, "Alice still sees Bob");
+    await until(async () => (await playingRemoteVideos(b.page)).includes(ids[0]), 15000, "Bob still sees Alice");
+    await b.page.getByLabel("Message", { exact: true }).fill("after the drop");
+    await b.page.getByLabel("Message", { exact: true }).press("Enter");
+    await until(async () => (await chatText(a.page)).includes("after the drop"), 10000, "Bob's chat works again");
+  }),
+);
+
+test("web client: where the server cannot resume, the participant rejoins by itself as a new endpoint, and the old one goes", { skip }, () =>
+  dropBobsConnection({ "c2s.sm_resume_timeout_secs": 0 }, async ({ a, b, ids, sockets }) => {
+    // One to try resuming, one for the new meeting session.
+    assert.equal(sockets.length, 3);
+    const bob2 = await b.page.evaluate(() => window.conclave.conference.endpointId);
+    assert.notEqual(bob2, ids[1]);
+    await until(async () => (await playingRemoteVideos(a.page)).includes(bob2), 30000, "Alice sees Bob again");
+    await until(async () => (await playingRemoteVideos(b.page)).includes(ids[0]), 30000, "Bob sees Alice again");
+    await until(async () => (await a.page.locator(`[data-endpoint="${ids[1]}"]`).count()) === 0, 15000, "Bob's old tile gone");
+  }),
+);

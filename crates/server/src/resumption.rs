@@ -93,6 +93,29 @@ enum Lookup {
     Unknown,
 }
 
+/// Who may resume a session.
+#[derive(Clone, Copy)]
+pub(crate) enum Claimant<'a> {
+    /// A stream authenticated as this account: its own sessions only.
+    Account(&'a str),
+    /// A guest (SASL ANONYMOUS) on this host. Each login is a new random
+    /// account, so a guest whose connection dropped comes back as someone
+    /// else: the resumption id, a 144-bit secret only the session's client
+    /// was told, is what proves it is the same guest (as Jitsi's
+    /// mod_auth_jitsi-anonymous lets a guest resume, so that a meeting
+    /// survives a dropped WebSocket).
+    GuestOn(&'a str),
+}
+
+impl Claimant<'_> {
+    fn owns(self, bare: &str) -> bool {
+        match self {
+            Claimant::Account(b) => b == bare,
+            Claimant::GuestOn(host) => bare.rsplit_once('@').is_some_and(|(_, h)| h == host),
+        }
+    }
+}
+
 impl Registry {
     /// Grants resumption to a session of `bare`. The id is the only thing
     /// that lets a stream of the same account take the session over, so it
@@ -114,15 +137,15 @@ impl Registry {
         Some(Ticket { id, takeover: rx })
     }
 
-    fn lookup(&self, id: &str, bare: &str) -> Lookup {
+    fn lookup(&self, id: &str, who: Claimant<'_>) -> Lookup {
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = live.get(id).filter(|e| e.bare == bare) {
+        if let Some(e) = live.get(id).filter(|e| who.owns(&e.bare)) {
             return Lookup::Live(e.takeover.clone());
         }
         drop(live);
         let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
         match ended.get(id) {
-            Some(e) if e.bare == bare && e.until > Instant::now() => Lookup::Ended(e.h),
+            Some(e) if who.owns(&e.bare) && e.until > Instant::now() => Lookup::Ended(e.h),
             _ => Lookup::Unknown,
         }
     }
@@ -332,15 +355,19 @@ pub(crate) async fn hibernate(server: &Server, mut d: Detached, held: Vec<bytes:
     finish(server, p.session, p.sm, Some(p.rx), Vec::new()).await;
 }
 
-/// A `<resume/>` from a stream authenticated as `bare`: the session, taken
+/// A `<resume/>` from a stream authenticated as `who`: the session, taken
 /// from its task and with the client's `h` applied, or the `<failed/>` to
 /// send.
-pub(crate) async fn claim(server: &Server, bare: &str, el: &Element) -> Result<Detached, String> {
+pub(crate) async fn claim(
+    server: &Server,
+    who: Claimant<'_>,
+    el: &Element,
+) -> Result<Detached, String> {
     let previd = el.attr("previd").unwrap_or("");
     let Some(h) = sm::h(el) else {
         return Err(sm::failed("bad-request", None));
     };
-    let takeover = match server.resumption.lookup(previd, bare) {
+    let takeover = match server.resumption.lookup(previd, who) {
         Lookup::Live(tx) => tx,
         Lookup::Ended(handled) => return Err(sm::failed("item-not-found", Some(handled))),
         Lookup::Unknown => return Err(sm::failed("item-not-found", None)),
@@ -439,4 +466,18 @@ pub(crate) async fn finish(
     }
     metrics::gauge!("conclave_sessions").decrement(1.0);
     tracing::info!(session = handle.id, "session ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Claimant;
+
+    #[test]
+    fn accounts_resume_their_own_sessions_and_guests_any_guest_session_of_their_host() {
+        assert!(Claimant::Account("alice@localhost").owns("alice@localhost"));
+        assert!(!Claimant::Account("alice@localhost").owns("bob@localhost"));
+        assert!(Claimant::GuestOn("guest.localhost").owns("a1b2@guest.localhost"));
+        assert!(!Claimant::GuestOn("guest.localhost").owns("alice@localhost"));
+        assert!(!Claimant::GuestOn("guest.localhost").owns("x@evil.guest.localhost"));
+    }
 }

@@ -1069,7 +1069,12 @@ async fn bind_phase<T: Transport>(
         let el = next_element(t).await?;
         if el.is("resume", xmpp_core::ns::SM) {
             let bare = format!("{user}@{host}");
-            match Box::pin(resumption::claim(server, &bare, &el)).await {
+            let who = if anonymous {
+                resumption::Claimant::GuestOn(&host)
+            } else {
+                resumption::Claimant::Account(&bare)
+            };
+            match Box::pin(resumption::claim(server, who, &el)).await {
                 Ok(d) => return Ok(Outcome::Resume(Box::new(d))),
                 // XEP-0198 §5: the client may still bind a new session.
                 Err(failed) => send(t, failed.as_bytes()).await?,

@@ -34,7 +34,7 @@ export const ARGS = [
  * elsewhere is refused and listed in `outside`, every page error and
  * console error in the returned `errors`.
  */
-export async function openPage(browser, origin, path, outside, { permissions = ["camera", "microphone"], viewport } = {}) {
+export async function openPage(browser, origin, path, outside, { permissions = ["camera", "microphone"], viewport, setup } = {}) {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, permissions, ...(viewport ? { viewport } : {}) });
   await ctx.route("**/*", (route) => {
     const url = route.request().url();
@@ -46,12 +46,14 @@ export async function openPage(browser, origin, path, outside, { permissions = [
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  if (setup) await setup(page);
   await page.goto(`${origin}${path}`);
   return { ctx, page, errors };
 }
 
-export async function join(browser, origin, room, name, outside, query = "") {
-  const { ctx, page, errors } = await openPage(browser, origin, `/${room}?name=${name}${query}`, outside);
+/** Opens `/<room>` and joins through the pre-join screen; `setup(page)` runs before it loads. */
+export async function join(browser, origin, room, name, outside, query = "", setup = undefined) {
+  const { ctx, page, errors } = await openPage(browser, origin, `/${room}?name=${name}${query}`, outside, { setup });
   // Through the pre-join screen, as a person joins: the name is filled in
   // from the link, the button waits for the devices.
   await page.getByRole("button", { name: "Join meeting" }).click({ timeout: 15000 });

@@ -63,6 +63,10 @@ export interface ConferenceEvents {
   'ice-state': { state: RTCIceConnectionState };
   'focus-left': Record<string, never>;
   'conference-failed': { reason: string; error?: unknown };
+  /** The XMPP connection dropped; it is being re-established (media goes on). */
+  'connection-interrupted': Record<string, never>;
+  /** The dropped stream was resumed: nothing was lost. */
+  'connection-restored': Record<string, never>;
   kicked: { actor?: string; reason?: string };
   left: { reason: string };
 }
@@ -189,12 +193,22 @@ export class Conference extends Emitter<ConferenceEvents> {
 
     const xmpp = client({ service: opts.config.websocket, domain: opts.config.guestDomain ?? opts.config.domain });
     this.xmpp = xmpp;
-    // A meeting does not survive a reconnect (new JID, new session): no silent retries.
-    xmpp.reconnect.stop();
+    // A dropped connection is reconnected and its stream resumed (XEP-0198,
+    // as lib-jitsi-meet's ResumeTask does): the JID, the room and the media
+    // session survive, and media never stopped meanwhile. A reconnect that
+    // could not resume is a new session, in which this meeting is gone.
     xmpp.on('error', (err) => console.warn('xmpp error', err));
     xmpp.on('stanza', (el) => this.onStanza(el));
     xmpp.on('offline', () => this.onOffline());
-    xmpp.on('disconnect', () => this.onOffline());
+    xmpp.on('disconnect', () => {
+      if (this.joined && !this.leaving) this.emit('connection-interrupted', {});
+    });
+    xmpp.streamManagement.on('resumed', () => {
+      if (this.joined && !this.leaving) this.emit('connection-restored', {});
+    });
+    xmpp.on('online', () => {
+      if (this.joined) this.onOffline();
+    });
     xmpp.iqCallee.set(NS_JINGLE, 'jingle', (ctx) => this.onJingleIq(ctx));
 
     try {

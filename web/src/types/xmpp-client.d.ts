@@ -95,6 +95,8 @@ declare module '@xmpp/client' {
       get(ns: string, name: string, handler: (ctx: IncomingContext) => unknown): void;
     };
     reconnect: { stop(): void };
+    /** XEP-0198: `resumed` fires when a dropped stream was resumed (no new `online`). */
+    streamManagement: { id: string; on(event: 'resumed', cb: () => void): void };
   }
 
   export function client(options: XmppClientOptions): XmppClient;

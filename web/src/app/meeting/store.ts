@@ -211,6 +211,12 @@ export class MeetingStore {
       });
     });
     c.on('endpoint-message', (m) => mine() && this.onEndpointMessage(m.from, m.payload));
+    c.on('connection-interrupted', () => {
+      if (mine() && this.phase.value === 'joined') this.phase.value = 'reconnecting';
+    });
+    c.on('connection-restored', () => {
+      if (mine() && this.phase.value === 'reconnecting') this.phase.value = 'joined';
+    });
     c.on('kicked', (k) => {
       if (!mine()) return;
       this.failure.value = k.reason ?? '';

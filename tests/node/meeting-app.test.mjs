@@ -11,6 +11,7 @@ import {
   audioEnergy,
   axeViolations,
   join,
+  knockAt,
   launch,
   openPage,
   playingRemoteVideos,
@@ -313,3 +314,92 @@ test("web client: where the server cannot resume, the participant rejoins by its
     await until(async () => (await a.page.locator(`[data-endpoint="${ids[1]}"]`).count()) === 0, 15000, "Bob's old tile gone");
   }),
 );
+
+/** How much audio energy `page` receives over `ms`. */
+async function energyOver(page, ms = 1500) {
+  const e0 = await audioEnergy(page);
+  await new Promise((r) => setTimeout(r, ms));
+  return (await audioEnergy(page)) - e0;
+}
+
+test("web client: the moderator mutes someone (who can unmute), keeps a lobby, admits and turns away, locks with a password, removes someone, ends the meeting", { skip }, async () => {
+  const srv = await startServer();
+  const browser = await launch();
+  const outside = [];
+  const origin = `https://localhost:${srv.http_port}`;
+  const room = `Mod${Date.now()}`;
+  const pages = [];
+  try {
+    // Alice, first in, is the moderator (the focus's default).
+    const a = await withTimeout(join(browser, origin, room, "Alice", outside), 30000, "Alice joining");
+    const b = await withTimeout(join(browser, origin, room, "Bob", outside), 30000, "Bob joining");
+    pages.push(a, b);
+    const bob = await b.page.evaluate(() => window.conclave.conference.endpointId);
+    await a.page.getByRole("button", { name: "Participants" }).click();
+    await a.page.getByRole("heading", { name: "Moderator controls" }).waitFor({ timeout: 10000 });
+    assert.equal(await b.page.getByRole("heading", { name: "Moderator controls" }).count(), 0);
+    await until(async () => (await energyOver(a.page, 700)) > 0, 15000, "Alice hears Bob");
+
+    // Muted by the moderator: Bob is told, his button says so, Alice hears nothing.
+    await a.page.getByRole("button", { name: "Mute Bob" }).click();
+    await b.page.getByRole("status").filter({ hasText: "A moderator muted your microphone" }).waitFor({ timeout: 10000 });
+    assert.equal(await b.page.getByRole("button", { name: "Mute microphone" }).getAttribute("aria-pressed"), "true");
+    await a.page.locator(`.people li[data-endpoint="${bob}"]`).getByRole("img", { name: "Microphone muted" }).waitFor();
+    await until(async () => (await energyOver(a.page)) === 0, 10000, "Bob silent for Alice");
+    // Bob may unmute himself: the bridge forwards him again.
+    await b.page.getByRole("button", { name: "Mute microphone" }).click();
+    await until(async () => (await energyOver(a.page, 700)) > 0, 15000, "Alice hears Bob again");
+
+    // The lobby: Carol waits, Alice is told and lets her in; Dave is turned away.
+    await a.page.getByRole("button", { name: "Lobby", exact: true }).click();
+    await until(
+      async () => (await a.page.getByRole("button", { name: "Lobby", exact: true }).getAttribute("aria-pressed")) === "true",
+      10000,
+      "the lobby on",
+    );
+    await a.page.getByRole("button", { name: "Chat" }).click();
+    const c = await knockAt(browser, origin, room, "Carol", outside, "&media=none");
+    pages.push(c);
+    await c.page.getByRole("heading", { name: "Waiting to be let in" }).waitFor({ timeout: 15000 });
+    await noViolations(c.page, "lobby-waiting");
+    await a.page.getByRole("status").filter({ hasText: "Carol is waiting in the lobby." }).waitFor({ timeout: 10000 });
+    await a.page.getByRole("button", { name: "Show" }).click();
+    await noViolations(a.page, "moderator");
+    await a.page.getByRole("button", { name: "Let Carol in" }).click();
+    await c.page.evaluate(() => window.conclave.ready.then(() => undefined));
+    await c.page.getByRole("navigation", { name: "Meeting controls" }).waitFor();
+    const d = await knockAt(browser, origin, room, "Dave", outside, "&media=none");
+    pages.push(d);
+    await a.page.getByRole("button", { name: "Turn Dave away" }).click({ timeout: 15000 });
+    await d.page.getByRole("heading", { name: "You were not let in" }).waitFor({ timeout: 10000 });
+
+    // Lobby off, a password on: Erin must give it (a wrong one is refused).
+    await a.page.getByRole("button", { name: "Lobby", exact: true }).click();
+    await a.page.getByLabel("Password").fill("s3cret");
+    await a.page.getByRole("button", { name: "Lock the meeting" }).click();
+    await a.page.getByText("The meeting is locked with a password.").waitFor({ timeout: 10000 });
+    const e = await knockAt(browser, origin, room, "Erin", outside, "&media=none");
+    pages.push(e);
+    await e.page.getByRole("heading", { name: "This meeting is locked" }).waitFor({ timeout: 15000 });
+    await e.page.getByLabel("Password").fill("guess");
+    await e.page.getByRole("button", { name: "Join", exact: true }).click();
+    await e.page.getByRole("alert").filter({ hasText: "not the right one" }).waitFor({ timeout: 10000 });
+    await noViolations(e.page, "password");
+    await e.page.getByLabel("Password").fill("s3cret");
+    await e.page.getByRole("button", { name: "Join", exact: true }).click();
+    await e.page.evaluate(() => window.conclave.ready.then(() => undefined));
+
+    // Bob removed; then the meeting ended for Carol and Erin.
+    await a.page.getByRole("button", { name: "Remove Bob" }).click();
+    await b.page.getByRole("heading", { name: "You were removed from the meeting" }).waitFor({ timeout: 10000 });
+    await a.page.getByRole("button", { name: "End meeting for everyone" }).click();
+    for (const p of [c, e, a]) {
+      await p.page.getByRole("heading", { name: "The meeting has ended" }).waitFor({ timeout: 10000 });
+    }
+    assert.deepEqual(outside, []);
+    assert.deepEqual(pages.flatMap((p) => p.errors), []);
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+});

@@ -413,12 +413,15 @@ impl Conference {
         out
     }
 
-    /// A moderator's `<mute>` IQ for `target`: the bridge stops forwarding
-    /// the target's audio or video, and the target is told (Jitsi clients
-    /// then mute themselves). Unmuting others is refused, as in Jitsi.
+    /// A `<mute>` IQ from the participant `from` for `target`. A moderator's
+    /// mute: the bridge stops forwarding the target's audio or video, and
+    /// the target is told (Jitsi clients then mute themselves). Unmuting is
+    /// for oneself only, as in Jitsi: it lifts a moderator's mute, so the
+    /// bridge forwards again what the participant sends once unmuted.
     pub fn mute<M: Media>(
         &mut self,
         iq: &Element,
+        from: &str,
         from_is_moderator: bool,
         media: &mut M,
     ) -> Vec<Element> {
@@ -433,17 +436,23 @@ impl Conference {
         }) else {
             return vec![stanza::error_reply(iq, "bad-request", None)];
         };
-        if !from_is_moderator {
-            return vec![stanza::error_reply(iq, "forbidden", None)];
-        }
         let mute = m.text().trim() == "true";
-        if !mute {
-            return vec![stanza::error_reply(iq, "not-allowed", None)];
-        }
         let target = m
             .attr("jid")
             .and_then(|j| j.strip_prefix(&format!("{}/", self.room)))
             .map(str::to_owned);
+        if !mute {
+            if target.as_deref() != Some(from) {
+                return vec![stanza::error_reply(iq, "not-allowed", None)];
+            }
+            if self.participants.contains_key(from) {
+                media.mute(&self.key(from), kind, false);
+            }
+            return vec![stanza::iq_result(iq)];
+        }
+        if !from_is_moderator {
+            return vec![stanza::error_reply(iq, "forbidden", None)];
+        }
         let Some(target) = target.filter(|t| self.participants.contains_key(t)) else {
             return vec![stanza::error_reply(iq, "item-not-found", None)];
         };
@@ -846,7 +855,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_moderator_mutes_and_nobody_unmutes_others() {
+    fn only_a_moderator_mutes_and_only_oneself_unmutes() {
         let mut m = Fake::default();
         let mut c = Conference::new(ROOM, 20);
         c.joined_now("a", &mut m);
@@ -858,16 +867,23 @@ mod tests {
             .parse()
             .unwrap()
         };
-        let out = c.mute(&mute("true"), false, &mut m);
+        let out = c.mute(&mute("true"), "b", false, &mut m);
         assert_eq!(error_condition(&out[0]).as_deref(), Some("forbidden"));
-        let out = c.mute(&mute("false"), true, &mut m);
+        let out = c.mute(&mute("false"), "b", true, &mut m);
         assert_eq!(error_condition(&out[0]).as_deref(), Some("not-allowed"));
-        let out = c.mute(&mute("true"), true, &mut m);
+        let out = c.mute(&mute("true"), "b", true, &mut m);
         assert_eq!(out[0].attr("type"), Some("result"));
         assert_eq!(out[1].attr("to"), Some(&*format!("{ROOM}/a")));
         assert_eq!(
             m.calls.last().map(String::as_str),
             Some("mute a Audio true")
+        );
+        // a, muted, unmutes itself: the bridge forwards its audio again
+        let out = c.mute(&mute("false"), "a", false, &mut m);
+        assert_eq!(out[0].attr("type"), Some("result"));
+        assert_eq!(
+            m.calls.last().map(String::as_str),
+            Some("mute a Audio false")
         );
     }
 

@@ -1103,7 +1103,7 @@ async fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element>
             {
                 let moderator = r.roles.get(&nick).is_some_and(|x| x == "moderator");
                 let (core, mut media) = r.parts(focus);
-                core.mute(el, moderator, &mut media)
+                core.mute(el, &nick, moderator, &mut media)
             } else {
                 vec![stanza::error_reply(el, "feature-not-implemented", None)]
             }

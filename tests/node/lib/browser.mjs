@@ -51,12 +51,20 @@ export async function openPage(browser, origin, path, outside, { permissions = [
   return { ctx, page, errors };
 }
 
+/**
+ * Opens `/<room>` and presses "Join meeting" on the pre-join screen, as a
+ * person does (the name filled in from the link; the button waits for the
+ * devices), without waiting to be in: a lobby or a password may come first.
+ */
+export async function knockAt(browser, origin, room, name, outside, query = "", setup = undefined) {
+  const opened = await openPage(browser, origin, `/${room}?name=${name}${query}`, outside, { setup });
+  await opened.page.getByRole("button", { name: "Join meeting" }).click({ timeout: 15000 });
+  return opened;
+}
+
 /** Opens `/<room>` and joins through the pre-join screen; `setup(page)` runs before it loads. */
 export async function join(browser, origin, room, name, outside, query = "", setup = undefined) {
-  const { ctx, page, errors } = await openPage(browser, origin, `/${room}?name=${name}${query}`, outside, { setup });
-  // Through the pre-join screen, as a person joins: the name is filled in
-  // from the link, the button waits for the devices.
-  await page.getByRole("button", { name: "Join meeting" }).click({ timeout: 15000 });
+  const { ctx, page, errors } = await knockAt(browser, origin, room, name, outside, query, setup);
   await page.waitForFunction(() => window.conclave !== undefined, null, { timeout: 15000 });
   await page.evaluate(() => window.conclave.ready.then(() => undefined));
   return { ctx, page, errors };

@@ -15,6 +15,8 @@ import {
   leavePresence,
   newEndpointId,
   occupantPresence,
+  isConfigChange,
+  isInvitation,
   ownerConfigQuery,
   parseChatMessage,
   parseOccupantPresence,
@@ -22,9 +24,55 @@ import {
   type OccupantPresence,
   type SourceInfo,
 } from './muc';
-import { NS_JINGLE, NS_JINGLE_ERRORS, NS_STANZAS } from './ns';
+import {
+  adminItem,
+  destroyRoom,
+  discoInfo,
+  invite,
+  muteRequest,
+  parseMuteNotice,
+  parseRoomState,
+  passwordConfig,
+  roomConfig,
+  type MediaKind,
+} from './moderation';
+import { NS_JINGLE, NS_JINGLE_ERRORS, NS_MUTE_AUDIO, NS_MUTE_VIDEO, NS_STANZAS } from './ns';
 
 export type { RemoteTrack } from './jingle-session';
+export type { MediaKind } from './moderation';
+
+/**
+ * Why the room did not let us in. `registration-required` with a
+ * `lobbyRoom`: the meeting has its lobby on (`knock()`); `not-authorized`:
+ * it is locked (`retryJoin(password)`). Either way the connection stays
+ * open for the next step; `leave()` closes it.
+ */
+export class JoinError extends Error {
+  constructor(
+    readonly condition: string,
+    readonly lobbyRoom?: string,
+  ) {
+    super(`joining the room failed: ${condition}`);
+    this.name = 'JoinError';
+  }
+
+  get needsPassword(): boolean {
+    return this.condition === 'not-authorized';
+  }
+
+  get lobby(): boolean {
+    return this.condition === 'registration-required' && this.lobbyRoom !== undefined;
+  }
+}
+
+/** Someone waiting in the lobby, as its moderators see them. */
+export interface Knocker {
+  /** Their nick in the lobby room. */
+  id: string;
+  displayName: string;
+  /** Their full JID: an admission is an invitation to it. */
+  jid: string;
+}
 export type { ChatMessage, SourceInfo } from './muc';
 
 export interface Participant {
@@ -63,6 +111,14 @@ export interface ConferenceEvents {
   'ice-state': { state: RTCIceConnectionState };
   'focus-left': Record<string, never>;
   'conference-failed': { reason: string; error?: unknown };
+  /** Our own role or affiliation changed (e.g. made a moderator). */
+  'role-changed': { role: string; affiliation: string };
+  /** A moderator muted us through the focus; we muted ourselves. */
+  'muted-by-moderator': { kind: MediaKind; actor?: string };
+  /** Who waits in the lobby now (moderators only). */
+  'lobby-changed': { knockers: Knocker[] };
+  /** The room's lock and lobby, after a moderator changed either. */
+  'room-state': { locked: boolean; lobby: boolean };
   /** The XMPP connection dropped; it is being re-established (media goes on). */
   'connection-interrupted': Record<string, never>;
   /** The dropped stream was resumed: nothing was lost. */
@@ -86,6 +142,8 @@ export interface JoinOptions {
   receiverConstraints?: ReceiverVideoConstraints;
   /** The video codec to send: VP8 simulcast (default), or VP9 or AV1 SVC. */
   videoCodec?: VideoCodec;
+  /** The room's password, when it is locked. */
+  password?: string;
   /** For tests. */
   webSocketFactory?: WebSocketFactory;
 }
@@ -137,6 +195,15 @@ export class Conference extends Emitter<ConferenceEvents> {
   private leaving = false;
   private presence = { displayName: '', audioMuted: false, videoMuted: false };
   private readonly properties = new Map<string, string>();
+  private password = '';
+  private role = '';
+  private affiliation = '';
+  private readonly forceMuted = { audio: false, video: false };
+  /** The lobby room, once the room named one (to knock at, or to watch). */
+  private lobbyJid = '';
+  private watchingLobby = false;
+  private readonly knockers = new Map<string, Knocker>();
+  private knockWaiter: { resolve: () => void; reject: (e: Error) => void } | null = null;
   /** What our video source shows: a camera, or a screen being shared. */
   private videoType: 'camera' | 'desktop' = 'camera';
   private readonly participants = new Map<string, Participant>();
@@ -188,6 +255,7 @@ export class Conference extends Emitter<ConferenceEvents> {
       videoMuted: opts.videoMuted ?? false,
     };
     this.applyMute();
+    this.password = opts.password ?? '';
     this.roomJid = `${opts.room.toLowerCase()}@${opts.config.muc}`;
     this.endpointId = newEndpointId();
 
@@ -210,6 +278,8 @@ export class Conference extends Emitter<ConferenceEvents> {
       if (this.joined) this.onOffline();
     });
     xmpp.iqCallee.set(NS_JINGLE, 'jingle', (ctx) => this.onJingleIq(ctx));
+    xmpp.iqCallee.set(NS_MUTE_AUDIO, 'mute', (ctx) => this.onMuteIq(ctx));
+    xmpp.iqCallee.set(NS_MUTE_VIDEO, 'mute', (ctx) => this.onMuteIq(ctx));
 
     try {
       const jid = await xmpp.start();
@@ -218,10 +288,168 @@ export class Conference extends Emitter<ConferenceEvents> {
       await this.requestConference();
       await this.joinRoom();
     } catch (err) {
+      // Locked, or behind the lobby: the caller may give a password or knock.
+      if (err instanceof JoinError && (err.needsPassword || err.lobby)) {
+        if (err.lobbyRoom !== undefined) this.lobbyJid = err.lobbyRoom;
+        throw err;
+      }
       this.emit('conference-failed', { reason: err instanceof Error ? err.message : String(err), error: err });
       await this.teardown();
       throw err;
     }
+  }
+
+  /** After a `JoinError` that needs a password: tries again with it. */
+  async retryJoin(password: string): Promise<void> {
+    this.password = password;
+    await this.joinRoom();
+  }
+
+  /**
+   * After a `JoinError` naming the lobby: waits there under our display
+   * name until a moderator admits us (then we are in the meeting), denies
+   * us (rejects with 'denied') or turns the lobby off (we go in).
+   */
+  async knock(): Promise<void> {
+    const xmpp = this.xmpp;
+    if (!xmpp || this.lobbyJid === '') throw new Error('no lobby to knock at');
+    const admitted = new Promise<void>((resolve, reject) => {
+      this.knockWaiter = { resolve, reject };
+    });
+    await xmpp.send(occupantPresence(`${this.lobbyJid}/${this.endpointId}`, { ...this.presence, sources: {} }, true));
+    try {
+      await admitted;
+    } finally {
+      this.knockWaiter = null;
+    }
+    await xmpp.send(leavePresence(`${this.lobbyJid}/${this.endpointId}`)).catch(() => undefined);
+    await this.joinRoom();
+  }
+
+  // ------------------------------------------------------------ moderation
+
+  get isModerator(): boolean {
+    return this.role === 'moderator';
+  }
+
+  /** Mutes another participant (moderators), through the focus's occupant. */
+  async muteParticipant(endpointId: string, kind: MediaKind = 'audio'): Promise<void> {
+    await this.sendIq(this.focusOccupant, muteRequest(`${this.roomJid}/${endpointId}`, kind, true));
+  }
+
+  /** Where mute requests go, as lib-jitsi-meet sends them: the focus in the room. */
+  private get focusOccupant(): string {
+    return `${this.roomJid}/focus`;
+  }
+
+  /** Mutes everyone else, one request each, as lib-jitsi-meet does. */
+  async muteAll(kind: MediaKind = 'audio'): Promise<void> {
+    await Promise.all(this.getParticipants().map((p) => this.muteParticipant(p.endpointId, kind)));
+  }
+
+  /** Removes a participant from the meeting (XEP-0045 kick). */
+  async kick(endpointId: string, reason = ''): Promise<void> {
+    await this.sendIq(this.roomJid, adminItem({ nick: endpointId, role: 'none' }, reason));
+  }
+
+  /** Makes a participant a moderator: owner of the room, as Jicofo grants it. */
+  async grantModerator(endpointId: string): Promise<void> {
+    const jid = this.participants.get(endpointId)?.jid;
+    const item: Record<string, string> =
+      jid !== undefined ? { jid: bareJid(jid), affiliation: 'owner' } : { nick: endpointId, role: 'moderator' };
+    await this.sendIq(this.roomJid, adminItem(item));
+  }
+
+  /** Locks the meeting with a password, or unlocks it with ''. */
+  async setPassword(password: string): Promise<void> {
+    await this.sendIq(this.roomJid, passwordConfig(password));
+    this.password = password;
+  }
+
+  /**
+   * Turns the lobby on (those present become members, then the room
+   * members-only, and we watch the lobby for knockers) or off (whoever
+   * waits goes in), as lib-jitsi-meet's Lobby does.
+   */
+  async setLobby(on: boolean): Promise<void> {
+    if (on) {
+      // Those already in stay in; owners and admins are left as they are.
+      const present = [...this.participants.values()].flatMap((p) =>
+        p.jid !== undefined && (p.affiliation ?? 'none') === 'none' ? [bareJid(p.jid)] : [],
+      );
+      for (const jid of present) {
+        await this.sendIq(this.roomJid, adminItem({ jid, affiliation: 'member' })).catch(() => undefined);
+      }
+    }
+    await this.sendIq(this.roomJid, roomConfig({ 'muc#roomconfig_membersonly': on ? 'true' : 'false' }));
+    if (on) await this.watchLobby();
+  }
+
+  /** Lets a knocker in: an invitation through the room, which makes them a member. */
+  async admit(knockerId: string): Promise<void> {
+    const k = this.knockers.get(knockerId);
+    if (!k || !this.xmpp) throw new Error('nobody knocks under that id');
+    await this.xmpp.send(invite(this.roomJid, k.jid));
+  }
+
+  /** Turns a knocker away: a kick from the lobby room. */
+  async deny(knockerId: string): Promise<void> {
+    if (this.lobbyJid === '') return;
+    await this.sendIq(this.lobbyJid, adminItem({ nick: knockerId, role: 'none' }));
+  }
+
+  /** Ends the meeting for everyone: the room is destroyed. */
+  async endForAll(reason = ''): Promise<void> {
+    await this.sendIq(this.roomJid, destroyRoom(reason));
+  }
+
+  /** The room's lock and lobby now (disco#info), also sent as `room-state`. */
+  async refreshRoomState(): Promise<{ locked: boolean; lobby: boolean }> {
+    if (!this.xmpp) throw new Error('not connected');
+    const state = parseRoomState(
+      await this.xmpp.iqCaller.request(xml('iq', { type: 'get', to: this.roomJid }, discoInfo()), IQ_TIMEOUT_MS),
+    );
+    this.emit('room-state', state);
+    if (state.lobby && this.isModerator) await this.watchLobby().catch(() => undefined);
+    return state;
+  }
+
+  /** Moderators join the lobby room to see who knocks (its owners see real JIDs). */
+  private async watchLobby(): Promise<void> {
+    if (this.watchingLobby || !this.xmpp) return;
+    if (this.lobbyJid === '') {
+      const info = await this.xmpp.iqCaller.request(xml('iq', { type: 'get', to: this.roomJid }, discoInfo()), IQ_TIMEOUT_MS);
+      const field = info
+        .getChild('query')
+        ?.getChild('x')
+        ?.getChildren('field')
+        .find((f) => f.attrs.var === 'muc#roominfo_lobbyroom');
+      this.lobbyJid = field?.getChildText('value') ?? '';
+      if (this.lobbyJid === '') return;
+    }
+    this.watchingLobby = true;
+    await this.xmpp.send(occupantPresence(`${this.lobbyJid}/${this.endpointId}`, { ...this.presence, sources: {} }, true));
+  }
+
+  private onLobbyPresence(p: OccupantPresence): void {
+    if (p.nick === this.endpointId) {
+      // Our own presence there: denied (kicked) or the lobby closed.
+      if (p.type === 'unavailable') {
+        this.watchingLobby = false;
+        this.knockers.clear();
+        if (p.statuses.includes(307)) this.knockWaiter?.reject(new Error('denied'));
+        else if (p.destroyed) this.knockWaiter?.resolve();
+      } else if (p.type === 'error') {
+        this.knockWaiter?.reject(new Error(`the lobby refused us: ${p.error ?? 'error'}`));
+      }
+      return;
+    }
+    if (!this.watchingLobby) return;
+    if (p.type === 'unavailable') this.knockers.delete(p.nick);
+    else if (p.type === 'available' && p.role !== 'moderator' && p.realJid !== undefined) {
+      this.knockers.set(p.nick, { id: p.nick, displayName: p.displayName ?? '', jid: p.realJid });
+    }
+    this.emit('lobby-changed', { knockers: [...this.knockers.values()] });
   }
 
   /** Ends the media session, leaves the room, disconnects. */
@@ -243,12 +471,14 @@ export class Conference extends Emitter<ConferenceEvents> {
   }
 
   setAudioMuted(muted: boolean): void {
+    this.liftForceMute('audio', muted);
     this.presence.audioMuted = muted;
     this.applyMute();
     void this.sendPresence();
   }
 
   setVideoMuted(muted: boolean): void {
+    this.liftForceMute('video', muted);
     this.presence.videoMuted = muted;
     this.applyMute();
     void this.sendPresence();
@@ -383,6 +613,7 @@ export class Conference extends Emitter<ConferenceEvents> {
         this.occupantJid,
         { ...this.presence, sources: this.localSources(), properties: Object.fromEntries(this.properties) },
         join,
+        this.password,
       ),
     );
   }
@@ -444,6 +675,14 @@ export class Conference extends Emitter<ConferenceEvents> {
     if (el.is('presence')) {
       const p = parseOccupantPresence(el, this.roomJid);
       if (p) this.onOccupantPresence(p);
+      else if (this.lobbyJid !== '') {
+        const l = parseOccupantPresence(el, this.lobbyJid);
+        if (l) this.onLobbyPresence(l);
+      }
+    } else if (isInvitation(el, this.roomJid)) {
+      this.knockWaiter?.resolve();
+    } else if (isConfigChange(el, this.roomJid)) {
+      void this.refreshRoomState().catch(() => undefined);
     } else if (el.is('message')) {
       const m = parseChatMessage(el, this.roomJid);
       if (m && m.from !== this.endpointId) {
@@ -490,8 +729,14 @@ export class Conference extends Emitter<ConferenceEvents> {
 
   private onSelfPresence(p: OccupantPresence): void {
     if (p.type === 'error') {
-      this.joinWaiter?.reject(new Error(`joining the room failed: ${p.error ?? 'error'}`));
+      this.joinWaiter?.reject(new JoinError(p.error ?? 'undefined-condition', p.lobbyRoom));
       return;
+    }
+    if (p.type === 'available' && (p.role !== this.role || p.affiliation !== this.affiliation)) {
+      this.role = p.role ?? '';
+      this.affiliation = p.affiliation ?? '';
+      this.emit('role-changed', { role: this.role, affiliation: this.affiliation });
+      if (this.isModerator && this.joined) void this.refreshRoomState().catch(() => undefined);
     }
     if (p.type === 'unavailable') {
       if (this.leaving) return;
@@ -527,6 +772,35 @@ export class Conference extends Emitter<ConferenceEvents> {
     if (from === undefined) return false;
     if (from.toLowerCase() === `${this.roomJid}/focus`) return this.focusOccupantSeen;
     return this.focusJid !== undefined && bareJid(from) === bareJid(this.focusJid);
+  }
+
+  /**
+   * Unmuting after a moderator's mute: the bridge forwards our media again
+   * only once the focus hears it from us (Jitsi lets one unmute oneself).
+   */
+  private liftForceMute(kind: MediaKind, muted: boolean): void {
+    if (muted || !this.forceMuted[kind]) return;
+    this.forceMuted[kind] = false;
+    void this.sendIq(this.focusOccupant, muteRequest(this.occupantJid, kind, false)).catch((err: unknown) =>
+      console.warn('unmute refused by the focus', err),
+    );
+  }
+
+  /** The focus tells us a moderator muted us: we mute ourselves. */
+  private onMuteIq(ctx: IncomingContext): unknown {
+    if (!this.isFromFocus(ctx.stanza.attrs.from)) {
+      return errorElement('cancel', 'not-authorized', undefined, 'mute is only accepted from the focus');
+    }
+    const m = parseMuteNotice(ctx.element);
+    if (!m) return errorElement('modify', 'bad-request');
+    if (m.muted) {
+      this.forceMuted[m.kind] = true;
+      this.presence[m.kind === 'audio' ? 'audioMuted' : 'videoMuted'] = true;
+      this.applyMute();
+      void this.sendPresence();
+      this.emit('muted-by-moderator', m.actor !== undefined ? { kind: m.kind, actor: m.actor } : { kind: m.kind });
+    }
+    return true;
   }
 
   private onJingleIq(ctx: IncomingContext): unknown {
@@ -725,6 +999,7 @@ export class Conference extends Emitter<ConferenceEvents> {
     this.bridge = null;
     this.joined = false;
     this.joinWaiter?.reject(new Error('left'));
+    this.knockWaiter?.reject(new Error('left'));
     const xmpp = this.xmpp;
     this.xmpp = null;
     if (xmpp && xmpp.status !== 'offline') await xmpp.stop().catch(() => undefined);

@@ -1,6 +1,6 @@
 // Conclave's browser meeting library.
-export { Conference } from './conference';
-export type { ConferenceEvents, JoinOptions, Participant, RemoteTrack, ChatMessage, SourceInfo } from './conference';
+export { Conference, JoinError } from './conference';
+export type { Knocker, MediaKind, ConferenceEvents, JoinOptions, Participant, RemoteTrack, ChatMessage, SourceInfo } from './conference';
 export { loadMeetConfig, parseMeetConfig, roomFromPath } from './config';
 export type { MeetConfig } from './config';
 export type { ReceiverVideoConstraints } from './bridge-channel';

@@ -1,7 +1,8 @@
 // XEP-0045 as the meeting uses it: join/update presence with Jitsi's
 // payload, reading occupants' presence, the owner form, chat messages.
 import { xml, type Element } from '@xmpp/client';
-import { NS_DATA, NS_DELAY, NS_MUC, NS_MUC_OWNER, NS_MUC_USER, NS_NICK } from './ns';
+import { roomConfig } from './moderation';
+import { NS_DELAY, NS_JITMEET, NS_MUC, NS_MUC_USER, NS_NICK } from './ns';
 
 export interface SourceState {
   muted: boolean;
@@ -32,12 +33,15 @@ export function newEndpointId(): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
 }
 
-/** The presence that joins (join=true) or updates our occupant. */
-export function occupantPresence(occupantJid: string, p: LocalPresence, join: boolean): Element {
+/**
+ * The presence that joins (join=true, with the room's password if it has
+ * one) or updates our occupant.
+ */
+export function occupantPresence(occupantJid: string, p: LocalPresence, join: boolean, password = ''): Element {
   return xml(
     'presence',
     { to: occupantJid },
-    join ? xml('x', { xmlns: NS_MUC }) : null,
+    join ? xml('x', { xmlns: NS_MUC }, password !== '' ? xml('password', {}, password) : null) : null,
     xml('nick', { xmlns: NS_NICK }, p.displayName),
     xml('SourceInfo', {}, JSON.stringify(p.sources)),
     xml('audiomuted', {}, String(p.audioMuted)),
@@ -64,6 +68,8 @@ export interface OccupantPresence {
   properties: Record<string, string>;
   /** For type=error: the stanza error condition. */
   error?: string;
+  /** For registration-required: the lobby room to knock at (Jitsi's `<lobbyroom>`). */
+  lobbyRoom?: string;
   /** Room destroyed (`<destroy/>` in an unavailable presence). */
   destroyed: boolean;
   actor?: string;
@@ -137,8 +143,11 @@ export function parseOccupantPresence(stanza: Element, roomJid: string): Occupan
     if (x.getChild('destroy')) p.destroyed = true;
   }
   if (p.type === 'error') {
-    const cond = stanza.getChild('error')?.getChildElements()[0];
+    const err = stanza.getChild('error');
+    const cond = err?.getChildElements().find((c) => c.attrs.xmlns === 'urn:ietf:params:xml:ns:xmpp-stanzas');
     p.error = cond?.getName() ?? 'undefined-condition';
+    const lobby = err?.getChildText('lobbyroom', NS_JITMEET);
+    if (lobby !== null && lobby !== undefined && lobby !== '') p.lobbyRoom = lobby;
   }
   return p;
 }
@@ -163,17 +172,7 @@ export function isFocusOccupant(p: OccupantPresence, focusJid: string | undefine
  * show real JIDs to everyone, which Jitsi clients rely on to trust the focus.
  */
 export function ownerConfigQuery(): Element {
-  const field = (v: string, value: string) => xml('field', { var: v }, xml('value', {}, value));
-  return xml(
-    'query',
-    { xmlns: NS_MUC_OWNER },
-    xml(
-      'x',
-      { xmlns: NS_DATA, type: 'submit' },
-      field('FORM_TYPE', 'http://jabber.org/protocol/muc#roomconfig'),
-      field('muc#roomconfig_whois', 'anyone'),
-    ),
-  );
+  return roomConfig({ 'muc#roomconfig_whois': 'anyone' });
 }
 
 export interface ChatMessage {
@@ -225,4 +224,16 @@ export function parseChatMessage(stanza: Element, roomJid: string): ChatMessage 
   const nick = stanza.getChildText('nick', NS_NICK);
   if (nick !== null && nick !== '') m.nick = nick;
   return m;
+}
+
+/** A mediated invitation from `roomJid` (how a knocker is admitted), or null. */
+export function isInvitation(stanza: Element, roomJid: string): boolean {
+  if (!stanza.is('message') || (stanza.attrs.from ?? '').toLowerCase() !== roomJid.toLowerCase()) return false;
+  return stanza.getChild('x', NS_MUC_USER)?.getChild('invite') !== undefined;
+}
+
+/** Status 104: the room's configuration changed (lock, lobby). */
+export function isConfigChange(stanza: Element, roomJid: string): boolean {
+  if (!stanza.is('message') || (stanza.attrs.from ?? '').toLowerCase() !== roomJid.toLowerCase()) return false;
+  return (stanza.getChild('x', NS_MUC_USER)?.getChildren('status') ?? []).some((s) => s.attrs.code === '104');
 }

@@ -21,3 +21,8 @@ export const NS_NICK = 'http://jabber.org/protocol/nick';
 export const NS_DATA = 'jabber:x:data';
 export const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 export const NS_DELAY = 'urn:xmpp:delay';
+export const NS_MUC_ADMIN = 'http://jabber.org/protocol/muc#admin';
+export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
+/** Jitsi's force-mute IQs, between moderator, focus and participant. */
+export const NS_MUTE_AUDIO = 'http://jitsi.org/jitmeet/audio';
+export const NS_MUTE_VIDEO = 'http://jitsi.org/jitmeet/video';

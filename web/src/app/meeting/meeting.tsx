@@ -108,6 +108,22 @@ export function Meeting({ store, room }: { store: MeetingStore; room: string }) 
           {t('meeting.reconnecting')}
         </p>
       )}
+      {store.notice.value !== '' && (
+        <p class="banner" role="status">
+          {store.notice.value}{' '}
+          <button type="button" class="link" onClick={() => (store.notice.value = '')}>
+            {t('common.dismiss')}
+          </button>
+        </p>
+      )}
+      {store.isModerator.value && store.knockers.value.length > 0 && panel !== 'participants' && (
+        <div class="banner" role="status">
+          {t('lobby.knocking', { name: store.knockers.value[0]?.displayName || t('tile.guest'), count: store.knockers.value.length })}{' '}
+          <button type="button" class="small" onClick={() => store.openPanel('participants')}>
+            {t('lobby.show')}
+          </button>
+        </div>
+      )}
       {shareError !== '' && (
         <p class="banner warn" role="alert">
           {shareError}

@@ -1,8 +1,8 @@
 // `/<room>`: the server's settings, then the pre-join screen, then the
 // meeting. Every way this can fail ends on a page that says what happened
 // and what to do, never a blank one.
-import { useEffect, useState } from 'preact/hooks';
-import { loadMeetConfig, type Conference, type MeetConfig } from '../../lib';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { JoinError, loadMeetConfig, type Conference, type MeetConfig } from '../../lib';
 import { t } from '../i18n';
 import { stopStream } from '../media';
 import { Notice } from '../notice';
@@ -23,6 +23,9 @@ type State =
   | { kind: 'prejoin'; config: MeetConfig }
   | { kind: 'joining'; store: MeetingStore }
   | { kind: 'failed'; detail: string; config: MeetConfig }
+  | { kind: 'password'; store: MeetingStore; wrong: boolean }
+  | { kind: 'lobby'; store: MeetingStore }
+  | { kind: 'denied' }
   | { kind: 'in'; store: MeetingStore };
 
 export function MeetingPage({ room }: { room: string }) {
@@ -46,7 +49,10 @@ export function MeetingPage({ room }: { room: string }) {
     const asked = new URLSearchParams(location.search).get('codec')?.toUpperCase();
     const videoCodec = asked === 'VP9' || asked === 'AV1' ? asked : 'VP8';
     const store = new MeetingStore({ config, room, ...r, videoCodec });
-    const ready = store.start().then(() => store.conference);
+    let admitted: (c: Conference) => void = () => undefined;
+    const ready = new Promise<Conference>((resolve) => {
+      admitted = resolve;
+    });
     window.conclave = {
       get conference() {
         return store.conference;
@@ -55,14 +61,33 @@ export function MeetingPage({ room }: { room: string }) {
       store,
     };
     setState({ kind: 'joining', store });
-    ready.then(
-      () => setState({ kind: 'in', store }),
-      (err: unknown) => {
-        stopStream(r.stream);
-        setState({ kind: 'failed', detail: err instanceof Error ? err.message : String(err), config });
-      },
-    );
+    const settle = (p: Promise<void>, wrongPassword = false): void => {
+      p.then(
+        () => {
+          admitted(store.conference);
+          setState({ kind: 'in', store });
+        },
+        (err: unknown) => {
+          if (err instanceof JoinError && err.needsPassword) {
+            setState({ kind: 'password', store, wrong: wrongPassword });
+          } else if (err instanceof JoinError && err.lobby) {
+            setState({ kind: 'lobby', store });
+            settle(store.knock());
+          } else if (err instanceof Error && err.message === 'denied') {
+            void store.leave();
+            setState({ kind: 'denied' });
+          } else {
+            void store.leave();
+            stopStream(r.stream);
+            setState({ kind: 'failed', detail: err instanceof Error ? err.message : String(err), config });
+          }
+        },
+      );
+    };
+    retry.current = (password: string) => settle(store.retryJoin(password), true);
+    settle(store.start());
   };
+  const retry = useRef<(password: string) => void>(() => undefined);
 
   switch (state.kind) {
     case 'loading':
@@ -89,5 +114,59 @@ export function MeetingPage({ room }: { room: string }) {
       );
     case 'in':
       return <Meeting store={state.store} room={room} />;
+    case 'password':
+      return <PasswordPrompt wrong={state.wrong} onSubmit={(pw) => retry.current(pw)} />;
+    case 'lobby':
+      return (
+        <Notice title={t('lobby.waitingTitle')} body={t('lobby.waitingBody')} busy>
+          <button type="button" onClick={() => void state.store.leave().then(() => setState({ kind: 'denied' }))}>
+            {t('lobby.cancel')}
+          </button>
+        </Notice>
+      );
+    case 'denied':
+      return <Notice title={t('lobby.deniedTitle')} body={t('lobby.deniedBody')} />;
   }
+}
+
+function PasswordPrompt(props: { wrong: boolean; onSubmit: (password: string) => void }) {
+  const [password, setPassword] = useState('');
+  return (
+    <main class="centered">
+      <form
+        class="card"
+        aria-labelledby="password-title"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (password !== '') props.onSubmit(password);
+        }}
+      >
+        <h1 id="password-title">{t('password.title')}</h1>
+        <p>{t('password.body')}</p>
+        <label for="room-password">{t('password.label')}</label>
+        <div class="row">
+          <input
+            id="room-password"
+            type="password"
+            autocomplete="off"
+            value={password}
+            aria-invalid={props.wrong}
+            aria-describedby={props.wrong ? 'password-wrong' : undefined}
+            onInput={(e) => setPassword(e.currentTarget.value)}
+          />
+          <button type="submit" class="primary">
+            {t('password.join')}
+          </button>
+          <a class="button" href="/">
+            {t('common.home')}
+          </a>
+        </div>
+        {props.wrong && (
+          <p id="password-wrong" class="error" role="alert">
+            {t('password.wrong')}
+          </p>
+        )}
+      </form>
+    </main>
+  );
 }

@@ -3,7 +3,15 @@
 // listen to the protocol. It also owns what outlives one Conference: the
 // local media, the chat log, and the rejoin after a dropped connection.
 import { batch, computed, signal } from '@preact/signals';
-import { Conference, type MeetConfig, type Participant, type ReceiverVideoConstraints, type VideoCodec } from '../../lib';
+import {
+  Conference,
+  type Knocker,
+  type MeetConfig,
+  type Participant,
+  type ReceiverVideoConstraints,
+  type VideoCodec,
+} from '../../lib';
+import { t } from '../i18n';
 import { stopStream } from '../media';
 
 export type VideoType = 'camera' | 'desktop';
@@ -113,6 +121,12 @@ export class MeetingStore {
   readonly localStream = signal<MediaStream | null>(null);
   readonly displayName = signal('');
   readonly localId = signal('');
+  readonly isModerator = signal(false);
+  readonly locked = signal(false);
+  readonly lobbyOn = signal(false);
+  readonly knockers = signal<readonly Knocker[]>([]);
+  /** Something to tell the user once (muted by a moderator, ...); '' for nothing. */
+  readonly notice = signal('');
   /** Remote endpoints' ids the bridge says are forwarded to us now. */
   readonly forwarded = signal<ReadonlySet<string>>(new Set());
 
@@ -135,6 +149,7 @@ export class MeetingStore {
   private statsTimer: ReturnType<typeof setInterval> | undefined;
   private lastStats = { lost: 0, received: 0 };
   private polls = 0;
+  private password = '';
   private stopped = false;
   private constraintsKey = '';
 
@@ -148,16 +163,33 @@ export class MeetingStore {
     this.conference = new Conference();
   }
 
-  /** Joins; resolves once in the room, rejects with the reason it could not. */
+  /**
+   * Joins; resolves once in the room, rejects with the reason it could not
+   * (a `JoinError` for a locked meeting or its lobby: then `retryJoin` or
+   * `knock`).
+   */
   async start(): Promise<void> {
     await this.joinOnce(this.conference);
-    this.statsTimer = setInterval(() => void this.pollStats(), STATS_INTERVAL_MS);
+  }
+
+  /** A locked meeting: in with its password, or a JoinError again. */
+  async retryJoin(password: string): Promise<void> {
+    await this.conference.retryJoin(password);
+    this.password = password;
+    await this.afterJoin(this.conference);
+  }
+
+  /** Behind the lobby: resolves once a moderator lets us in, rejects if denied. */
+  async knock(): Promise<void> {
+    await this.conference.knock();
+    await this.afterJoin(this.conference);
   }
 
   private async joinOnce(conference: Conference): Promise<void> {
     this.wire(conference);
     this.phase.value = 'joining';
     await conference.join({
+      password: this.password,
       config: this.opts.config,
       room: this.opts.room,
       displayName: this.displayName.value,
@@ -167,12 +199,19 @@ export class MeetingStore {
       receiverConstraints: { lastN: -1, defaultConstraints: { maxHeight: 0 } },
       ...(this.opts.videoCodec !== undefined ? { videoCodec: this.opts.videoCodec } : {}),
     });
+    await this.afterJoin(conference);
+  }
+
+  private async afterJoin(conference: Conference): Promise<void> {
     if (this.screen) await conference.setLocalStream(this.localStream.value, 'desktop');
     if (this.handRaised.value) conference.setLocalProperty('raisedHand', String(Date.now()));
     batch(() => {
       this.localId.value = conference.endpointId;
+      this.isModerator.value = conference.isModerator;
       this.phase.value = 'joined';
     });
+    this.statsTimer ??= setInterval(() => void this.pollStats(), STATS_INTERVAL_MS);
+    void conference.refreshRoomState().catch(() => undefined);
   }
 
   private wire(c: Conference): void {
@@ -211,6 +250,24 @@ export class MeetingStore {
       });
     });
     c.on('endpoint-message', (m) => mine() && this.onEndpointMessage(m.from, m.payload));
+    c.on('role-changed', (r) => mine() && (this.isModerator.value = r.role === 'moderator'));
+    c.on('room-state', (r) => {
+      if (!mine()) return;
+      batch(() => {
+        this.locked.value = r.locked;
+        this.lobbyOn.value = r.lobby;
+        if (!r.lobby) this.knockers.value = [];
+      });
+    });
+    c.on('lobby-changed', (l) => mine() && (this.knockers.value = l.knockers));
+    c.on('muted-by-moderator', (m) => {
+      if (!mine()) return;
+      batch(() => {
+        if (m.kind === 'audio') this.audioMuted.value = true;
+        else this.videoMuted.value = true;
+        this.notice.value = m.kind === 'audio' ? t('moderation.mutedYou') : t('moderation.stoppedYourCamera');
+      });
+    });
     c.on('connection-interrupted', () => {
       if (mine() && this.phase.value === 'joined') this.phase.value = 'reconnecting';
     });
@@ -491,6 +548,47 @@ export class MeetingStore {
     next.splice(i, 1);
     next.splice(visibleCount - 1, 0, id);
     this.order.value = next;
+  }
+
+  // ------------------------------------------------------- moderation
+
+  muteParticipant(id: string): Promise<void> {
+    return this.conference.muteParticipant(id, 'audio');
+  }
+
+  muteAll(): Promise<void> {
+    return this.conference.muteAll('audio');
+  }
+
+  kick(id: string): Promise<void> {
+    return this.conference.kick(id);
+  }
+
+  grantModerator(id: string): Promise<void> {
+    return this.conference.grantModerator(id);
+  }
+
+  async setPassword(password: string): Promise<void> {
+    await this.conference.setPassword(password);
+    this.password = password;
+    this.locked.value = password !== '';
+  }
+
+  async setLobby(on: boolean): Promise<void> {
+    await this.conference.setLobby(on);
+    this.lobbyOn.value = on;
+  }
+
+  admit(id: string): Promise<void> {
+    return this.conference.admit(id);
+  }
+
+  deny(id: string): Promise<void> {
+    return this.conference.deny(id);
+  }
+
+  endForAll(): Promise<void> {
+    return this.conference.endForAll();
   }
 
   async leave(): Promise<void> {

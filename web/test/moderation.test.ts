@@ -47,8 +47,10 @@ describe('moderation stanzas', () => {
     expect(
       parseRoomState(
         parseXml(`<iq type='result'><query xmlns='http://jabber.org/protocol/disco#info'>
-          <feature var='muc_membersonly'/><feature var='muc_unsecured'/></query></iq>`),
+          <feature var='muc_membersonly'/><feature var='muc_unsecured'/>
+          <x xmlns='jabber:x:data' type='result'><field var='muc#roominfo_lobbyroom'><value>room1@lobby.localhost</value></field></x>
+          </query></iq>`),
       ),
-    ).toEqual({ locked: false, lobby: true });
+    ).toEqual({ locked: false, lobby: true, lobbyRoom: 'room1@lobby.localhost' });
   });
 });

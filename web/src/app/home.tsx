@@ -1,6 +1,7 @@
 // `/`: start a meeting under a name nobody guesses, or join one by name.
 import { useEffect, useState } from 'preact/hooks';
 import { t } from './i18n';
+import { ErrorText } from './notice';
 import { newMeetingName, roomFromInput } from './route';
 
 function go(room: string): void {
@@ -54,11 +55,7 @@ export function Home() {
           />
           <button type="submit">{t('home.join')}</button>
         </form>
-        {error !== '' && (
-          <p id="join-error" class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <ErrorText id="join-error" text={error} />
       </section>
     </main>
   );

@@ -29,3 +29,13 @@ export function Notice(props: {
     </main>
   );
 }
+
+/** A problem to read at once (announced by screen readers); nothing when `text` is ''. */
+export function ErrorText({ text, id, banner = false }: { text: string; id?: string; banner?: boolean }) {
+  if (text === '') return null;
+  return (
+    <p id={id} class={banner ? 'banner warn' : 'error'} role="alert">
+      {text}
+    </p>
+  );
+}

@@ -382,7 +382,8 @@ export class Conference extends Emitter<ConferenceEvents> {
       }
     }
     await this.sendIq(this.roomJid, roomConfig({ 'muc#roomconfig_membersonly': on ? 'true' : 'false' }));
-    if (on) await this.watchLobby();
+    // Learns the lobby room's name, and (on) starts watching it.
+    if (on) await this.refreshRoomState();
   }
 
   /** Lets a knocker in: an invitation through the room, which makes them a member. */
@@ -406,9 +407,10 @@ export class Conference extends Emitter<ConferenceEvents> {
   /** The room's lock and lobby now (disco#info), also sent as `room-state`. */
   async refreshRoomState(): Promise<{ locked: boolean; lobby: boolean }> {
     if (!this.xmpp) throw new Error('not connected');
-    const state = parseRoomState(
+    const { lobbyRoom, ...state } = parseRoomState(
       await this.xmpp.iqCaller.request(xml('iq', { type: 'get', to: this.roomJid }, discoInfo()), IQ_TIMEOUT_MS),
     );
+    if (lobbyRoom !== undefined) this.lobbyJid = lobbyRoom;
     this.emit('room-state', state);
     if (state.lobby && this.isModerator) await this.watchLobby().catch(() => undefined);
     return state;
@@ -416,17 +418,7 @@ export class Conference extends Emitter<ConferenceEvents> {
 
   /** Moderators join the lobby room to see who knocks (its owners see real JIDs). */
   private async watchLobby(): Promise<void> {
-    if (this.watchingLobby || !this.xmpp) return;
-    if (this.lobbyJid === '') {
-      const info = await this.xmpp.iqCaller.request(xml('iq', { type: 'get', to: this.roomJid }, discoInfo()), IQ_TIMEOUT_MS);
-      const field = info
-        .getChild('query')
-        ?.getChild('x')
-        ?.getChildren('field')
-        .find((f) => f.attrs.var === 'muc#roominfo_lobbyroom');
-      this.lobbyJid = field?.getChildText('value') ?? '';
-      if (this.lobbyJid === '') return;
-    }
+    if (this.watchingLobby || !this.xmpp || this.lobbyJid === '') return;
     this.watchingLobby = true;
     await this.xmpp.send(occupantPresence(`${this.lobbyJid}/${this.endpointId}`, { ...this.presence, sources: {} }, true));
   }
@@ -490,11 +482,6 @@ export class Conference extends Emitter<ConferenceEvents> {
 
   get videoMuted(): boolean {
     return this.presence.videoMuted;
-  }
-
-  /** What our video source shows now. */
-  get localVideoType(): 'camera' | 'desktop' {
-    return this.videoType;
   }
 
   /**

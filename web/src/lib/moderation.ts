@@ -66,9 +66,22 @@ export function discoInfo(): Element {
   return xml('query', { xmlns: NS_DISCO_INFO });
 }
 
-/** Whether a room is locked and has its lobby on, from its disco#info. */
-export function parseRoomState(result: Element): { locked: boolean; lobby: boolean } {
+/**
+ * Whether a room is locked and has its lobby on, and the lobby room it
+ * names (`muc#roominfo_lobbyroom`), from its disco#info.
+ */
+export function parseRoomState(result: Element): { locked: boolean; lobby: boolean; lobbyRoom?: string } {
   const q = result.getChild('query', NS_DISCO_INFO);
   const feats = new Set((q?.getChildren('feature') ?? []).map((f) => f.attrs.var));
-  return { locked: feats.has('muc_passwordprotected'), lobby: feats.has('muc_membersonly') };
+  const out: { locked: boolean; lobby: boolean; lobbyRoom?: string } = {
+    locked: feats.has('muc_passwordprotected'),
+    lobby: feats.has('muc_membersonly'),
+  };
+  const field = q
+    ?.getChild('x', 'jabber:x:data')
+    ?.getChildren('field')
+    .find((f) => f.attrs.var === 'muc#roominfo_lobbyroom');
+  const room = field?.getChildText('value');
+  if (room !== null && room !== undefined && room !== '') out.lobbyRoom = room;
+  return out;
 }

@@ -2,6 +2,7 @@
 // and private ones, which say with whom.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { t } from '../i18n';
+import { ErrorText } from '../notice';
 import type { MeetingStore } from './store';
 
 const MAX_MESSAGE = 4000;
@@ -103,11 +104,7 @@ export function ChatPanel({ store }: { store: MeetingStore }) {
             {t('chat.send')}
           </button>
         </div>
-        {error !== '' && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <ErrorText text={error} />
       </form>
     </section>
   );

@@ -15,7 +15,7 @@ import {
 } from 'lucide-preact';
 import { useEffect, useState } from 'preact/hooks';
 import { t } from '../i18n';
-import { Notice } from '../notice';
+import { ErrorText, Notice } from '../notice';
 import { ChatPanel } from './chat';
 import { Grid, Stage } from './layout';
 import { ParticipantsPanel } from './participants';
@@ -124,11 +124,7 @@ export function Meeting({ store, room }: { store: MeetingStore; room: string }) 
           </button>
         </div>
       )}
-      {shareError !== '' && (
-        <p class="banner warn" role="alert">
-          {shareError}
-        </p>
-      )}
+      <ErrorText text={shareError} banner />
       <main class="view" aria-label={t('layout.label')}>
         {layout === 'tile' ? <Grid store={store} local={local} /> : <Stage store={store} local={local} />}
         <ol class="reactions" aria-live="polite">

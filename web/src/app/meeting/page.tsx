@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { JoinError, loadMeetConfig, type Conference, type MeetConfig } from '../../lib';
 import { t } from '../i18n';
 import { stopStream } from '../media';
-import { Notice } from '../notice';
+import { ErrorText, Notice } from '../notice';
 import { PreJoin, type PreJoinResult } from '../prejoin';
 import { Meeting } from './meeting';
 import { MeetingStore } from './store';
@@ -161,11 +161,7 @@ function PasswordPrompt(props: { wrong: boolean; onSubmit: (password: string) =>
             {t('common.home')}
           </a>
         </div>
-        {props.wrong && (
-          <p id="password-wrong" class="error" role="alert">
-            {t('password.wrong')}
-          </p>
-        )}
+        <ErrorText id="password-wrong" text={props.wrong ? t('password.wrong') : ''} />
       </form>
     </main>
   );

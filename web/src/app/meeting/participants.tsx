@@ -3,6 +3,7 @@
 import { Hand, Mic, MicOff, Video, VideoOff } from 'lucide-preact';
 import { useState } from 'preact/hooks';
 import { t } from '../i18n';
+import { ErrorText } from '../notice';
 import { displayName } from './tile';
 import type { MeetingStore, PeerView } from './store';
 
@@ -146,11 +147,7 @@ function ModeratorTools({ store }: { store: MeetingStore }) {
           </button>
         </form>
       )}
-      {error !== '' && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorText text={error} />
     </section>
   );
 }

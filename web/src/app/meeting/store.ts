@@ -127,8 +127,6 @@ export class MeetingStore {
   readonly knockers = signal<readonly Knocker[]>([]);
   /** Something to tell the user once (muted by a moderator, ...); '' for nothing. */
   readonly notice = signal('');
-  /** Remote endpoints' ids the bridge says are forwarded to us now. */
-  readonly forwarded = signal<ReadonlySet<string>>(new Set());
 
   /** Who is on stage in stage view: pinned, else a screen, else the speaker. */
   readonly stageId = computed<string | null>(() => {
@@ -232,10 +230,6 @@ export class MeetingStore {
     c.on('dominant-speaker', (d) => {
       if (!mine() || d.silence) return;
       this.dominant.value = d.endpointId;
-    });
-    c.on('forwarded-sources', (f) => {
-      if (!mine()) return;
-      this.forwarded.value = new Set(f.sources.map((s) => s.replace(/-v\d+$/, '')));
     });
     c.on('chat', (m) => {
       if (!mine()) return;

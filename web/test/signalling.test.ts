@@ -118,6 +118,7 @@ describe('MUC presence', () => {
       sources: { 'b0b0b0b0-a0': { muted: true }, 'b0b0b0b0-v0': { muted: false, videoType: 'camera' } },
       properties: { raisedHand: '1764950400000' },
       destroyed: false,
+      inMeeting: true,
     });
     expect(parseOccupantPresence(parseXml("<presence from='other@conference.localhost/x'/>"), ROOM)).toBeNull();
     expect(parseOccupantPresence(parseXml(`<presence from='${ROOM}/x' type='subscribe'/>`), ROOM)).toBeNull();
@@ -147,6 +148,7 @@ describe('MUC presence', () => {
       sources: {},
       properties: {},
       destroyed: false,
+      inMeeting: false,
       ...(jid !== undefined ? { realJid: jid } : {}),
     });
     expect(isFocusOccupant(focus('focus.localhost/focus'), 'focus.localhost/focus')).toBe(true);
@@ -174,8 +176,15 @@ describe('MUC presence', () => {
 describe('chat', () => {
   it('writes room and private messages and reads them back', () => {
     expect(chatMessage(ROOM, 'hi & bye', false, 'm1').toString()).toBe(
-      `<message to="${ROOM}" type="groupchat" id="m1"><body>hi &amp; bye</body></message>`,
+      `<message to="${ROOM}" type="groupchat" id="m1"><body>hi &amp; bye</body><origin-id xmlns="urn:xmpp:sid:0" id="m1"/></message>`,
     );
+    // A shared file: the body is its URL, repeated as XEP-0066's.
+    const f = chatMessage(ROOM, 'https://h/upload/s/a%20b.png', false, 'm4', '', true);
+    expect(f.getChild('x', 'jabber:x:oob')?.getChildText('url')).toBe('https://h/upload/s/a%20b.png');
+    expect(parseChatMessage(parseXml(`<message from='${ROOM}/b' type='groupchat'>${f.getChild('body')?.toString() ?? ''}${f.getChild('x')?.toString() ?? ''}</message>`), ROOM)?.file).toEqual({
+      url: 'https://h/upload/s/a%20b.png',
+      name: 'a b.png',
+    });
     expect(chatMessage(`${ROOM}/b0b0b0b0`, 'psst', true, 'm2').attrs.type).toBe('chat');
     expect(chatMessage(ROOM, 'hi', false, 'm3', 'Alice').getChildText('nick', 'http://jabber.org/protocol/nick')).toBe('Alice');
     const m = parseChatMessage(

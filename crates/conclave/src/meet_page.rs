@@ -25,6 +25,10 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
 pub fn routes<S: Clone + Send + Sync + 'static>(server: Arc<Server>) -> Router<S> {
     Router::new()
         .route("/", get(page))
+        // The chat (the app's own route; no meeting is named "chat"), with
+        // a conversation's address under it.
+        .route("/chat", get(page))
+        .route("/chat/{*conversation}", get(page))
         .route("/{room}", get(room))
         .route("/assets/{file}", get(asset))
         .route("/meet-config.json", get(config))

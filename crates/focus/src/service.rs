@@ -1076,7 +1076,7 @@ async fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element>
             else {
                 return Vec::new();
             };
-            if r.core.contains(&nick) || r.waiting.contains(&nick) {
+            if r.core.contains(&nick) || r.waiting.contains(&nick) || !in_meeting(el) {
                 return Vec::new();
             }
             let mut out = r.invite(focus, vec![nick.clone()]).await;
@@ -1153,4 +1153,34 @@ fn focus_session(srv: &Server, focus_domain: &str) -> (Session, conclave_server:
         anonymous: false,
     };
     (session, rx)
+}
+
+/// Whether an occupant's presence is a meeting client's: Jitsi clients
+/// (and ours) announce sources, mute state or a stats id; a chat client in
+/// the same room (a group's members, chatting) announces none and is not
+/// called into the meeting.
+fn in_meeting(presence: &Element) -> bool {
+    ["SourceInfo", "audiomuted", "videomuted", "stats-id"]
+        .iter()
+        .any(|n| presence.children().any(|c| c.name() == *n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_meeting_clients_are_called_in() {
+        let p = |inner: &str| -> Element {
+            format!("<presence xmlns='jabber:client'>{inner}</presence>")
+                .parse()
+                .expect("xml")
+        };
+        assert!(in_meeting(&p("<SourceInfo>{}</SourceInfo>")));
+        assert!(in_meeting(&p("<audiomuted>false</audiomuted>")));
+        assert!(!in_meeting(&p(
+            "<x xmlns='http://jabber.org/protocol/muc'/><show>away</show>"
+        )));
+        assert!(!in_meeting(&p("")));
+    }
 }

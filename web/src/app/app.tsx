@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { t } from './i18n';
+import { ChatPage } from './chat/page';
 import { Home } from './home';
 import { MeetingPage } from './meeting/page';
 import { routeOf, type Route } from './route';
@@ -14,6 +15,8 @@ export function App() {
   switch (route.kind) {
     case 'home':
       return <Home />;
+    case 'chat':
+      return <ChatPage conversation={route.conversation} />;
     case 'bad-room':
       return <BadRoom raw={route.raw} />;
     case 'meeting':

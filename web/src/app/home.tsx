@@ -2,7 +2,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { t } from './i18n';
 import { ErrorText } from './notice';
-import { newMeetingName, roomFromInput } from './route';
+import { CHAT_PATH, newMeetingName, roomFromInput } from './route';
 
 function go(room: string): void {
   location.assign(`/${encodeURIComponent(room)}`);
@@ -18,7 +18,8 @@ export function Home() {
     ev.preventDefault();
     const room = roomFromInput(name);
     if (room === null) {
-      setError(name.trim() === '' ? t('home.joinEmpty') : t('home.joinInvalid'));
+      const reserved = name.trim().toLowerCase() === CHAT_PATH;
+      setError(name.trim() === '' ? t('home.joinEmpty') : reserved ? t('home.joinReserved') : t('home.joinInvalid'));
       return;
     }
     go(room);
@@ -56,6 +57,13 @@ export function Home() {
           <button type="submit">{t('home.join')}</button>
         </form>
         <ErrorText id="join-error" text={error} />
+      </section>
+      <section class="card" aria-labelledby="chat-title">
+        <h2 id="chat-title">{t('home.chatTitle')}</h2>
+        <p>{t('home.chatBody')}</p>
+        <a class="button" href="/chat">
+          {t('home.chatSignIn')}
+        </a>
       </section>
     </main>
   );

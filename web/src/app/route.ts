@@ -2,11 +2,27 @@
 // cannot be one (shown as such, never as a blank page).
 import { roomFromPath } from '../lib';
 
-export type Route = { kind: 'home' } | { kind: 'meeting'; room: string } | { kind: 'bad-room'; raw: string };
+export type Route =
+  | { kind: 'home' }
+  | { kind: 'chat'; conversation?: string }
+  | { kind: 'meeting'; room: string }
+  | { kind: 'bad-room'; raw: string };
+
+/** The chat's address; no meeting may be named so. */
+export const CHAT_PATH = 'chat';
 
 export function routeOf(pathname: string): Route {
   const first = pathname.split('/').find((s) => s !== '');
   if (first === undefined) return { kind: 'home' };
+  if (first === CHAT_PATH) {
+    const rest = pathname.split('/').filter((x) => x !== '')[1];
+    if (rest === undefined) return { kind: 'chat' };
+    try {
+      return { kind: 'chat', conversation: decodeURIComponent(rest).toLowerCase() };
+    } catch {
+      return { kind: 'chat' };
+    }
+  }
   const room = roomFromPath(pathname);
   if (room === null) {
     let raw = first;
@@ -45,5 +61,6 @@ export function roomFromInput(text: string): string | null {
   } catch {
     return null;
   }
-  return roomFromPath(path.startsWith('/') ? path : `/${encodeURIComponent(path)}`);
+  const room = roomFromPath(path.startsWith('/') ? path : `/${encodeURIComponent(path)}`);
+  return room === CHAT_PATH ? null : room;
 }

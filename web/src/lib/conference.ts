@@ -1,6 +1,7 @@
 // A meeting: the XMPP connection, the conference request to the focus, the
 // MUC, the Jingle session with the focus and the bridge channel. What
 // lib-jitsi-meet's JitsiConnection + JitsiConference are to Jitsi Meet.
+import { uploadFile } from './upload';
 import { client, xml, type Element, type IncomingContext, type XmppClient } from '@xmpp/client';
 import { BridgeChannel, type BridgeMessage, type ReceiverVideoConstraints, type WebSocketFactory } from './bridge-channel';
 import type { MeetConfig } from './config';
@@ -144,6 +145,11 @@ export interface JoinOptions {
   videoCodec?: VideoCodec;
   /** The room's password, when it is locked. */
   password?: string;
+  /**
+   * Join as this account instead of as a guest (a signed-in chat user):
+   * members-only rooms (groups) let them in, and they may share files.
+   */
+  credentials?: { username: string; password: string };
   /** For tests. */
   webSocketFactory?: WebSocketFactory;
 }
@@ -259,7 +265,10 @@ export class Conference extends Emitter<ConferenceEvents> {
     this.roomJid = `${opts.room.toLowerCase()}@${opts.config.muc}`;
     this.endpointId = newEndpointId();
 
-    const xmpp = client({ service: opts.config.websocket, domain: opts.config.guestDomain ?? opts.config.domain });
+    const xmpp =
+      opts.credentials !== undefined
+        ? client({ service: opts.config.websocket, domain: opts.config.domain, ...opts.credentials })
+        : client({ service: opts.config.websocket, domain: opts.config.guestDomain ?? opts.config.domain });
     this.xmpp = xmpp;
     // A dropped connection is reconnected and its stream resumed (XEP-0198,
     // as lib-jitsi-meet's ResumeTask does): the JID, the room and the media
@@ -534,12 +543,24 @@ export class Conference extends Emitter<ConferenceEvents> {
    * the message's id, which the room's history keeps, so that a client that
    * rejoins can tell its own earlier messages.
    */
-  async sendChat(text: string, to?: string): Promise<string> {
+  async sendChat(text: string, to?: string, file = false): Promise<string> {
     if (!this.xmpp || !this.joined) throw new Error('not in the room');
     const target = to === undefined ? this.roomJid : `${this.roomJid}/${to}`;
     const id = randomId();
-    await this.xmpp.send(chatMessage(target, text, to !== undefined, id, this.presence.displayName));
+    await this.xmpp.send(chatMessage(target, text, to !== undefined, id, this.presence.displayName, file));
     return id;
+  }
+
+  /**
+   * Uploads `file` to the server (XEP-0363), reporting the fraction sent,
+   * then shares its URL in the chat; resolves with the URL and the message
+   * id. Guests may not upload (the server says so; UploadError 'forbidden').
+   */
+  async sendFile(file: File, onProgress: (fraction: number) => void, to?: string, signal?: AbortSignal): Promise<{ url: string; id: string }> {
+    if (!this.xmpp || !this.joined || !this.options) throw new Error('not in the room');
+    const url = await uploadFile(this.xmpp, `upload.${this.options.config.domain}`, file, onProgress, signal);
+    const id = await this.sendChat(url, to, true);
+    return { url, id };
   }
 
   /**
@@ -698,7 +719,7 @@ export class Conference extends Emitter<ConferenceEvents> {
       return;
     }
     const existing = this.participants.get(p.nick);
-    if (p.type === 'unavailable') {
+    if (p.type === 'unavailable' || !p.inMeeting) {
       if (existing) {
         this.participants.delete(p.nick);
         this.emit('participant-left', existing);

@@ -1,6 +1,7 @@
 // XEP-0045 as the meeting uses it: join/update presence with Jitsi's
 // payload, reading occupants' presence, the owner form, chat messages.
 import { xml, type Element } from '@xmpp/client';
+import { NS_OOB, NS_SID, fileOf, type FileRef } from './chat/stanzas';
 import { roomConfig } from './moderation';
 import { NS_DELAY, NS_JITMEET, NS_MUC, NS_MUC_USER, NS_NICK } from './ns';
 
@@ -56,6 +57,11 @@ export function leavePresence(occupantJid: string): Element {
 
 export interface OccupantPresence {
   nick: string;
+  /**
+   * The occupant is in the meeting, not just in the room: a group's room
+   * also holds members who are only chatting, whom no tile shows.
+   */
+  inMeeting: boolean;
   type: 'available' | 'unavailable' | 'error';
   displayName?: string;
   /** The occupant's real JID (muc#user item jid), when the room shows it. */
@@ -97,6 +103,15 @@ function parseSourceInfo(text: string | null): SourceInfo {
 }
 
 /**
+ * Whether a presence is a meeting client's: Jitsi clients (and ours) send
+ * sources, mute state or a stats id; chat clients send none of them. The
+ * focus applies the same rule before it invites anyone.
+ */
+export function takesPartInMeetings(presence: Element): boolean {
+  return ['SourceInfo', 'audiomuted', 'videomuted', 'stats-id'].some((n) => presence.getChild(n) !== undefined);
+}
+
+/**
  * Reads a presence from `room@muc/nick`; null when it is not from an
  * occupant of `roomJid`.
  */
@@ -113,6 +128,7 @@ export function parseOccupantPresence(stanza: Element, roomJid: string): Occupan
     sources: parseSourceInfo(stanza.getChildText('SourceInfo')),
     properties: {},
     destroyed: false,
+    inMeeting: takesPartInMeetings(stanza),
   };
   for (const c of stanza.getChildElements()) {
     const name = c.getName();
@@ -187,18 +203,24 @@ export interface ChatMessage {
   id?: string;
   /** The display name the sender put in the message (XEP-0172). */
   nick?: string;
+  /** A shared file (XEP-0066: the body is its URL). */
+  file?: FileRef;
 }
 
 /**
  * A chat message; it carries our display name (XEP-0172, as Jitsi Meet
  * sends it) so that the room's history still names us after we left.
  */
-export function chatMessage(to: string, text: string, isPrivate: boolean, id: string, nick = ''): Element {
+export function chatMessage(to: string, text: string, isPrivate: boolean, id: string, nick = '', file = false): Element {
   return xml(
     'message',
     { to, type: isPrivate ? 'chat' : 'groupchat', id },
     xml('body', {}, text),
     nick !== '' ? xml('nick', { xmlns: NS_NICK }, nick) : null,
+    // The same id as origin-id: chat clients (ours among them) correct,
+    // retract and react by it.
+    xml('origin-id', { xmlns: NS_SID, id }),
+    file ? xml('x', { xmlns: NS_OOB }, xml('url', {}, text)) : null,
   );
 }
 
@@ -223,6 +245,8 @@ export function parseChatMessage(stanza: Element, roomJid: string): ChatMessage 
   if (stanza.attrs.id !== undefined) m.id = stanza.attrs.id;
   const nick = stanza.getChildText('nick', NS_NICK);
   if (nick !== null && nick !== '') m.nick = nick;
+  const file = fileOf(stanza, body);
+  if (file !== undefined) m.file = file;
   return m;
 }
 

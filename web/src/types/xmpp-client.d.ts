@@ -87,6 +87,7 @@ declare module '@xmpp/client' {
     on(event: 'error', cb: (err: Error) => void): void;
     on(event: 'status', cb: (status: string) => void): void;
     removeAllListeners(event?: string): void;
+    removeListener(event: 'stanza', cb: (el: Element) => void): void;
     iqCaller: {
       request(el: Element, timeout?: number): Promise<Element>;
     };

@@ -1,6 +1,8 @@
 // The meeting's chat: the room's messages (with its history on joining)
 // and private ones, which say with whom.
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { ComposeRow } from '../compose';
+import { DropZone, FileView, UploadProgress } from '../files';
 import { t } from '../i18n';
 import { ErrorText } from '../notice';
 import type { MeetingStore } from './store';
@@ -44,68 +46,69 @@ export function ChatPanel({ store }: { store: MeetingStore }) {
     });
   };
 
+  const sendFiles = (files: File[]) => {
+    for (const f of files) void store.sendFile(f, to === '' ? undefined : to);
+  };
+
   return (
     <section class="panel chat" aria-labelledby="chat-title">
-      <h2 id="chat-title">{t('chat.title')}</h2>
-      <ol ref={log} class="chat-log" aria-live="polite" aria-relevant="additions">
-        {entries.length === 0 && <li class="empty">{t('chat.empty')}</li>}
-        {entries.map((e) => (
-          <li key={e.id} class={`${e.mine ? 'mine' : ''}${e.privateWith !== undefined ? ' private' : ''}`}>
-            <div class="meta">
-              <b>{e.mine ? t('chat.you') : e.fromName !== '' ? e.fromName : t('tile.guest')}</b>
-              <time dateTime={e.at.toISOString()}>{timeOf(e.at)}</time>
-            </div>
-            {e.privateWith !== undefined && (
-              <div class="private-note">
-                {e.mine
-                  ? t('chat.privateTo', { name: e.privateWithName ?? '' })
-                  : t('chat.privateFrom')}
-                {!e.mine && peers.has(e.from) && (
-                  <button type="button" class="link" onClick={() => setTo(e.from)}>
-                    {t('chat.reply')}
-                  </button>
-                )}
+      <DropZone class="drop" onFiles={sendFiles}>
+        <h2 id="chat-title">{t('chat.title')}</h2>
+        <ol ref={log} class="chat-log" aria-live="polite" aria-relevant="additions">
+          {entries.length === 0 && <li class="empty">{t('chat.empty')}</li>}
+          {entries.map((e) => (
+            <li key={e.id} class={`${e.mine ? 'mine' : ''}${e.privateWith !== undefined ? ' private' : ''}`}>
+              <div class="meta">
+                <b>{e.mine ? t('chat.you') : e.fromName !== '' ? e.fromName : t('tile.guest')}</b>
+                <time dateTime={e.at.toISOString()}>{timeOf(e.at)}</time>
               </div>
-            )}
-            <p class="text">{e.text}</p>
-          </li>
-        ))}
-      </ol>
-      <form class="chat-form" onSubmit={send}>
-        <label for="chat-to">{t('chat.to')}</label>
-        <select id="chat-to" value={to} onChange={(e) => setTo(e.currentTarget.value)}>
-          <option value="">{t('chat.everyone')}</option>
-          {[...peers.values()].map((p) => (
-            <option key={p.id} value={p.id}>
-              {t('chat.privately', { name: p.name !== '' ? p.name : t('tile.guest') })}
-            </option>
+              {e.privateWith !== undefined && (
+                <div class="private-note">
+                  {e.mine
+                    ? t('chat.privateTo', { name: e.privateWithName ?? '' })
+                    : t('chat.privateFrom')}
+                  {!e.mine && peers.has(e.from) && (
+                    <button type="button" class="link" onClick={() => setTo(e.from)}>
+                      {t('chat.reply')}
+                    </button>
+                  )}
+                </div>
+              )}
+              {e.file !== undefined ? <FileView file={e.file} /> : <p class="text">{e.text}</p>}
+              {e.progress !== undefined && <UploadProgress name={e.file?.name ?? e.text} progress={e.progress} error={e.error} />}
+            </li>
           ))}
-        </select>
-        <label for="chat-input" class="visually-hidden">
-          {t('chat.message')}
-        </label>
-        <div class="row">
-          <textarea
-            ref={input}
+        </ol>
+        <form class="chat-form" onSubmit={send}>
+          <label for="chat-to">{t('chat.to')}</label>
+          <select id="chat-to" value={to} onChange={(e) => setTo(e.currentTarget.value)}>
+            <option value="">{t('chat.everyone')}</option>
+            {[...peers.values()].map((p) => (
+              <option key={p.id} value={p.id}>
+                {t('chat.privately', { name: p.name !== '' ? p.name : t('tile.guest') })}
+              </option>
+            ))}
+          </select>
+          <label for="chat-input" class="visually-hidden">
+            {t('chat.message')}
+          </label>
+          <ComposeRow
             id="chat-input"
-            rows={2}
-            maxLength={MAX_MESSAGE}
+            inputRef={input}
             value={text}
+            maxLength={MAX_MESSAGE}
             placeholder={to === '' ? t('chat.placeholder') : t('chat.placeholderPrivate', { name: store.nameOf(to) })}
-            onInput={(e) => {
-              setText(e.currentTarget.value);
+            submitLabel={t('chat.send')}
+            onInput={(v) => {
+              setText(v);
               setError('');
             }}
-            onKeyDown={(e) => {
-              if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) send(e);
-            }}
+            onSend={send}
+            onFiles={sendFiles}
           />
-          <button type="submit" class="primary">
-            {t('chat.send')}
-          </button>
-        </div>
-        <ErrorText text={error} />
-      </form>
+          <ErrorText text={error} />
+        </form>
+      </DropZone>
     </section>
   );
 }

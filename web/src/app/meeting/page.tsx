@@ -7,6 +7,7 @@ import { t } from '../i18n';
 import { stopStream } from '../media';
 import { ErrorText, Notice } from '../notice';
 import { PreJoin, type PreJoinResult } from '../prejoin';
+import { savedCredentials } from '../session';
 import { Meeting } from './meeting';
 import { MeetingStore } from './store';
 
@@ -48,7 +49,10 @@ export function MeetingPage({ room }: { room: string }) {
     // ?codec=VP9 or AV1: send that codec (SVC) instead of VP8 simulcast.
     const asked = new URLSearchParams(location.search).get('codec')?.toUpperCase();
     const videoCodec = asked === 'VP9' || asked === 'AV1' ? asked : 'VP8';
-    const store = new MeetingStore({ config, room, ...r, videoCodec });
+    // Signed in to chat in this tab: join as the account (groups' rooms are
+    // members-only, and only accounts may share files).
+    const credentials = savedCredentials();
+    const store = new MeetingStore({ config, room, ...r, videoCodec, ...(credentials !== null ? { credentials } : {}) });
     let admitted: (c: Conference) => void = () => undefined;
     const ready = new Promise<Conference>((resolve) => {
       admitted = resolve;

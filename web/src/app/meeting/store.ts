@@ -5,12 +5,16 @@
 import { batch, computed, signal } from '@preact/signals';
 import {
   Conference,
+  UploadError,
+  type Credentials,
+  type FileRef,
   type Knocker,
   type MeetConfig,
   type Participant,
   type ReceiverVideoConstraints,
   type VideoCodec,
 } from '../../lib';
+import { uploadMessage } from '../files';
 import { t } from '../i18n';
 import { stopStream } from '../media';
 
@@ -43,6 +47,11 @@ export interface ChatEntry {
   privateWith?: string;
   privateWithName?: string;
   at: Date;
+  file?: FileRef;
+  /** Our file being sent: the fraction uploaded (1 when shared). */
+  progress?: number;
+  /** Why our file could not be sent. */
+  error?: string;
 }
 
 export interface Reaction {
@@ -81,6 +90,8 @@ export interface MeetingOptions {
   audioMuted: boolean;
   videoMuted: boolean;
   videoCodec?: VideoCodec;
+  /** A signed-in user's account, to join as (see ../session.ts). */
+  credentials?: Credentials;
 }
 
 function randomKey(): number {
@@ -196,6 +207,7 @@ export class MeetingStore {
       videoMuted: this.videoMuted.value,
       receiverConstraints: { lastN: -1, defaultConstraints: { maxHeight: 0 } },
       ...(this.opts.videoCodec !== undefined ? { videoCodec: this.opts.videoCodec } : {}),
+      ...(this.opts.credentials !== undefined ? { credentials: this.opts.credentials } : {}),
     });
     await this.afterJoin(conference);
   }
@@ -239,6 +251,7 @@ export class MeetingStore {
         fromName: m.displayName ?? m.from,
         text: m.text,
         mine: false,
+        ...(m.file !== undefined ? { file: m.file } : {}),
         ...(m.private ? { privateWith: m.from, privateWithName: m.displayName ?? m.from } : {}),
         at: m.stamp !== undefined ? new Date(m.stamp) : new Date(),
       });
@@ -425,6 +438,33 @@ export class MeetingStore {
       ...(to !== undefined ? { privateWith: to, privateWithName: this.nameOf(to) } : {}),
       at: new Date(),
     });
+  }
+
+  /** Shares a file in the chat (to everyone, or privately), its entry showing the upload's progress. */
+  async sendFile(file: File, to?: string): Promise<void> {
+    const key = `upload-${String(randomKey())}`;
+    const entry: ChatEntry = {
+      id: key,
+      from: '',
+      fromName: this.displayName.value,
+      text: file.name,
+      mine: true,
+      ...(to !== undefined ? { privateWith: to, privateWithName: this.nameOf(to) } : {}),
+      at: new Date(),
+      progress: 0,
+    };
+    this.addChat(entry);
+    const update = (p: Partial<ChatEntry>) => {
+      this.chat.value = this.chat.value.map((e) => (e.id === key ? { ...e, ...p } : e));
+    };
+    try {
+      const { url, id } = await this.conference.sendFile(file, (progress) => update({ progress }), to);
+      // The room echoes it under this id: it shows once.
+      this.seenChat.add(id);
+      update({ progress: 1, file: { url, name: file.name }, text: url });
+    } catch (err) {
+      update({ error: err instanceof UploadError ? uploadMessage(err) : t('files.failed') });
+    }
   }
 
   toggleAudio(): void {

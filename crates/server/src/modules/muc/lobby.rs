@@ -183,7 +183,7 @@ pub(super) async fn enter(srv: &Server, s: &Session, lobby_jid: &str, req: Enter
                             a => r.affiliations.insert(s.bare().to_owned(), a),
                         };
                     }
-                    let result = req.enter(&mut r, s, &el, false, &mut out);
+                    let result = req.enter(&mut r, s, &el, false, false, &mut out);
                     drop(r);
                     entered = Some(shared);
                     result

@@ -327,7 +327,7 @@ async fn presence(srv: &Server, s: &Session, room_jid: &str, nick: Option<String
     let (result, knock) = {
         let mut r = lock(&shared);
         let created = created && r.is_empty();
-        let result = req.enter(&mut r, s, &el, created, &mut out);
+        let result = req.enter(&mut r, s, &el, created, service, &mut out);
         // A stranger refused by a members-only room with a lobby is told
         // where to knock.
         let knock = (result == Err("registration-required"))
@@ -382,6 +382,7 @@ impl Entering {
         s: &Session,
         el: &Element,
         created: bool,
+        trusted: bool,
         out: &mut Vec<Delivery>,
     ) -> Result<(), room::Refusal> {
         if r.nick_of(s.full()).is_some() {
@@ -395,6 +396,7 @@ impl Entering {
                 password: self.password.as_deref(),
                 history: self.history,
                 created,
+                trusted,
             },
             out,
         )

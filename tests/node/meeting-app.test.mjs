@@ -27,7 +27,7 @@ async function noViolations(page, screen) {
   assert.equal(await screenshots(page, screen), 0, `the ${screen} is wider than a 360 px phone`);
 }
 
-test("web client: home page, pre-join screen, bad room names, a refused camera, a server that is down", { skip }, async () => {
+test("web client: home page, pre-join screen, bad room names, a refused camera, no microphone, a server that is down", { skip }, async () => {
   const srv = await startServer();
   const browser = await launch();
   const strict = await launch([], { askUser: true });
@@ -88,6 +88,23 @@ test("web client: home page, pre-join screen, bad room names, a refused camera, 
       true,
       "no camera to turn off",
     );
+
+    // A computer with no microphone (nor camera): said so, and joining to
+    // watch and chat still works.
+    const bare = await launch([], { devices: false });
+    try {
+      const none = await openPage(bare, origin, `/${room}?name=Zoe`, outside);
+      const missing = none.page.getByRole("alert");
+      await missing.waitFor({ timeout: 15000 });
+      assert.match(await missing.textContent(), /No microphone was found\. Plug one in/);
+      assert.match(await missing.textContent(), /You can still join/);
+      await none.page.getByRole("button", { name: "Join meeting" }).click();
+      await none.page.evaluate(() => window.conclave.ready.then(() => undefined));
+      assert.equal(await none.page.getByRole("button", { name: "Mute microphone" }).isDisabled(), true, "no microphone to mute");
+      assert.deepEqual(none.errors, []);
+    } finally {
+      await bare.close();
+    }
 
     // The server goes down under a waiting pre-join screen: joining says so.
     const late = await openPage(browser, origin, `/${room}?name=Xavier`, outside);
@@ -150,6 +167,19 @@ test("web client: three in a meeting see and hear each other, chat in the room a
     }
     // Tiles are named.
     await a.page.getByRole("figure").filter({ hasText: "Bob" }).waitFor();
+
+    // Carol turns her camera off: the device is released (its light goes
+    // out), the others stop drawing her video; on again, they see it move.
+    await c.page.getByRole("button", { name: "Turn camera off" }).click();
+    await until(
+      () => c.page.evaluate(() => window.conclave.store.localStream.value?.getVideoTracks()[0]?.readyState === "ended"),
+      5000,
+      "Carol's camera released",
+    );
+    await until(async () => !(await playingRemoteVideos(a.page)).includes(ic), 10000, "Carol's video gone for Alice");
+    await c.page.getByRole("button", { name: "Turn camera off" }).click();
+    await until(async () => (await playingRemoteVideos(a.page)).includes(ic), 15000, "Carol's video back for Alice");
+    assert.equal(await c.page.evaluate(() => window.conclave.store.localStream.value?.getVideoTracks()[0]?.readyState), "live");
 
     // Room chat, both ways; Bob is told there is something unread.
     await a.page.getByRole("button", { name: "Chat" }).click();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { gridCapacity, gridShape } from '../src/app/meeting/layout';
+import { gridCapacity, gridShape, tracks } from '../src/app/meeting/layout';
 import { newMeetingName, roomFromInput, routeOf } from '../src/app/route';
 import en from '../src/app/locales/en.json';
 import { t } from '../src/app/i18n';
@@ -36,6 +36,12 @@ describe('the tile grid', () => {
     expect(gridCapacity(1920, 1000)).toBe(25);
     expect(gridCapacity(360, 560)).toBe(12);
     expect(gridCapacity(0, 0)).toBe(4);
+  });
+
+  it('sizes every tile 16:9, however wide the space beside a panel', () => {
+    // Two tiles in a wide, short view: as tall as it allows, not stretched.
+    expect(tracks({ cols: 2, rows: 1 }, { w: 2000, h: 396 })).toEqual({ gridTemplateColumns: 'repeat(2, 704.0px)', gridTemplateRows: 'repeat(1, 396.0px)' });
+    expect(tracks({ cols: 2, rows: 1 }, { w: 808, h: 900 })).toEqual({ gridTemplateColumns: 'repeat(2, 400.0px)', gridTemplateRows: 'repeat(1, 225.0px)' });
   });
 
   it('picks the shape giving the largest 16:9 tiles', () => {

@@ -108,11 +108,15 @@ export async function until(fn, ms, what) {
  * Chromium as the suites launch it; fails clearly when it is not installed.
  * With `askUser: false` (the default) every device prompt is accepted; with
  * true, a device the context was not granted is refused, as when a person
- * says no.
+ * says no. With `devices: false`, the browser has no camera or microphone.
  */
-export function launch(extraArgs = [], { askUser = false } = {}) {
+export function launch(extraArgs = [], { askUser = false, devices = true } = {}) {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: scripts/install-test-deps.sh installs Debian's chromium`);
-  const base = askUser ? ARGS.filter((a) => a !== "--use-fake-ui-for-media-stream") : ARGS;
+  // devices: false is a computer without camera or microphone (this test
+  // machine has none of its own: Chromium then finds no device at all).
+  const base = ARGS.filter(
+    (a) => !(askUser && a === "--use-fake-ui-for-media-stream") && !(!devices && a === "--use-fake-device-for-media-stream"),
+  );
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...base, ...extraArgs] });
 }
 

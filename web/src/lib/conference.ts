@@ -525,6 +525,18 @@ export class Conference extends Emitter<ConferenceEvents> {
   }
 
   /**
+   * A new track for a source we already send (a camera turned on again):
+   * no source changes, so nothing is signalled but the unmute.
+   */
+  async replaceLocalTrack(kind: 'audio' | 'video', stream: MediaStream): Promise<void> {
+    const track = kind === 'audio' ? stream.getAudioTracks()[0] : stream.getVideoTracks()[0];
+    if (!track) throw new Error(`no ${kind} track`);
+    this.localStream = stream;
+    this.applyMute();
+    await this.session?.replaceLocalTrack(kind, track, stream);
+  }
+
+  /**
    * Sends JSON to one endpoint, or to all with `to` = '', over the bridge
    * channel. Queued until the channel opens; false if it cannot be.
    */

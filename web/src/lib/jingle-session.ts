@@ -194,6 +194,23 @@ export class JingleSession {
     return this.enqueue(() => this.negotiate({ added: [], removed: [] }, false));
   }
 
+  /**
+   * Sends `track` in place of the one before it, under the same source and
+   * SSRCs, without renegotiating: a camera turned back on after its device
+   * was released.
+   */
+  replaceLocalTrack(kind: MediaKind, track: MediaStreamTrack, stream: MediaStream): Promise<void> {
+    this.localTracks[kind] = track;
+    this.localStream = stream;
+    return this.enqueue(async () => {
+      const t = this.pc?.getTransceivers().find((x) => x.mid === LOCAL_MID[kind]);
+      if (!t) return;
+      await t.sender.replaceTrack(track);
+      if (typeof t.sender.setStreams === 'function') t.sender.setStreams(stream);
+      if (kind === 'video') await this.configureEncodings();
+    });
+  }
+
   /** Lowers (or stops, at 0) what we send for one of our video sources. */
   async applySenderMaxHeight(sourceName: string, maxHeight: number): Promise<void> {
     if (sourceName !== `${this.host.endpointId}-v0`) return;

@@ -43,6 +43,21 @@ export function gridShape(n: number, w: number, h: number): { cols: number; rows
   return { cols: best.cols, rows: best.rows };
 }
 
+const GRID_GAP = 8;
+
+/**
+ * Tracks of exactly one 16:9 tile each, centred: fractions of the width
+ * would stretch two tiles beside an open panel wider than their video.
+ */
+export function tracks(shape: { cols: number; rows: number }, size: { w: number; h: number }): Record<string, string> {
+  if (size.w <= 0 || size.h <= 0) {
+    return { gridTemplateColumns: `repeat(${shape.cols}, minmax(0, 1fr))`, gridTemplateRows: `repeat(${shape.rows}, minmax(0, 1fr))` };
+  }
+  const w = Math.max(0, Math.min((size.w - GRID_GAP * (shape.cols - 1)) / shape.cols, (((size.h - GRID_GAP * (shape.rows - 1)) / shape.rows) * 16) / 9));
+  const h = (w * 9) / 16;
+  return { gridTemplateColumns: `repeat(${shape.cols}, ${w.toFixed(1)}px)`, gridTemplateRows: `repeat(${shape.rows}, ${h.toFixed(1)}px)` };
+}
+
 /** How many tiles fit readable: at most 25, fewer on a small screen. */
 export function gridCapacity(w: number, h: number): number {
   if (w <= 0 || h <= 0) return 4;
@@ -77,7 +92,7 @@ export function Grid({ store, local }: { store: MeetingStore; local: PeerView })
     <div
       ref={ref}
       class="grid"
-      style={{ gridTemplateColumns: `repeat(${shape.cols}, minmax(0, 1fr))`, gridTemplateRows: `repeat(${shape.rows}, minmax(0, 1fr))` }}
+      style={tracks(shape, size)}
     >
       <Tile peer={local} speaking={false} pinned={false} />
       {shown.map((id) => {

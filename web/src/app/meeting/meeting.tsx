@@ -25,7 +25,7 @@ import { RemoteAudio } from './tile';
 /** Jitsi Meet's keys, so its users' fingers already know them. */
 const SHORTCUTS: Record<string, (s: MeetingStore) => void> = {
   m: (s) => s.toggleAudio(),
-  v: (s) => s.toggleVideo(),
+  v: (s) => void s.toggleVideo(),
   r: (s) => s.toggleHand(),
   c: (s) => s.openPanel('chat'),
   p: (s) => s.openPanel('participants'),
@@ -125,6 +125,7 @@ export function Meeting({ store, room }: { store: MeetingStore; room: string }) 
         </div>
       )}
       <ErrorText text={shareError} banner />
+      <ErrorText text={store.mediaError.value} banner />
       <main class="view" aria-label={t('layout.label')}>
         {layout === 'tile' ? <Grid store={store} local={local} /> : <Stage store={store} local={local} />}
         <ol class="reactions" aria-live="polite">
@@ -145,7 +146,7 @@ export function Meeting({ store, room }: { store: MeetingStore; room: string }) 
           {local.audioMuted ? <MicOff aria-hidden="true" /> : <Mic aria-hidden="true" />}
           <span class="label">{t('controls.muteMic')}</span>
         </button>
-        <button type="button" class="mute" aria-pressed={local.videoMuted} aria-keyshortcuts="V" disabled={!hasVideo} onClick={() => store.toggleVideo()}>
+        <button type="button" class="mute" aria-pressed={local.videoMuted} aria-keyshortcuts="V" disabled={!hasVideo} onClick={() => void store.toggleVideo()}>
           {local.videoMuted ? <VideoOff aria-hidden="true" /> : <Video aria-hidden="true" />}
           <span class="label">{t('controls.stopCamera')}</span>
         </button>

@@ -16,7 +16,7 @@ import {
 } from '../../lib';
 import { uploadMessage } from '../files';
 import { t } from '../i18n';
-import { stopStream } from '../media';
+import { classify, stopStream } from '../media';
 
 export type VideoType = 'camera' | 'desktop';
 export type Quality = 'good' | 'fair' | 'poor';
@@ -126,6 +126,8 @@ export class MeetingStore {
   readonly reactions = signal<readonly Reaction[]>([]);
   readonly audioMuted = signal(false);
   readonly videoMuted = signal(false);
+  /** Why a device could not be opened again (the camera, turned back on). */
+  readonly mediaError = signal('');
   readonly sharing = signal(false);
   readonly handRaised = signal(false);
   readonly quality = signal<Quality | null>(null);
@@ -473,10 +475,39 @@ export class MeetingStore {
     this.conference.setAudioMuted(muted);
   }
 
-  toggleVideo(): void {
+  /**
+   * Turns the camera off and on. Off releases the device (its light goes
+   * out, as in Jitsi Meet); on opens it again and sends it under the same
+   * source. A screen being shared is only muted.
+   */
+  async toggleVideo(): Promise<void> {
     const muted = !this.videoMuted.value;
+    const cam = this.camera?.getVideoTracks()[0];
+    if (!muted && cam?.readyState === 'ended' && !this.sharing.value && this.camera) {
+      let fresh: MediaStream;
+      try {
+        const deviceId = cam.getSettings().deviceId;
+        fresh = await navigator.mediaDevices.getUserMedia({ video: deviceId !== undefined && deviceId !== '' ? { deviceId: { exact: deviceId } } : true });
+      } catch (err) {
+        this.mediaError.value = t(`prejoin.problem.${classify(err)}`, { device: t('prejoin.deviceWord.camera') });
+        return;
+      }
+      const track = fresh.getVideoTracks()[0];
+      if (!track) return;
+      const stream = new MediaStream([...this.camera.getAudioTracks(), track]);
+      this.camera = stream;
+      batch(() => {
+        this.localStream.value = stream;
+        this.videoMuted.value = false;
+        this.mediaError.value = '';
+      });
+      this.conference.setVideoMuted(false);
+      await this.conference.replaceLocalTrack('video', stream);
+      return;
+    }
     this.videoMuted.value = muted;
     this.conference.setVideoMuted(muted);
+    if (muted && !this.sharing.value) cam?.stop();
   }
 
   toggleHand(): void {
@@ -538,7 +569,7 @@ export class MeetingStore {
       this.sharing.value = true;
       this.localStream.value = stream;
     });
-    if (this.videoMuted.value) this.toggleVideo();
+    if (this.videoMuted.value) await this.toggleVideo();
     await this.conference.setLocalStream(stream, 'desktop');
   }
 
@@ -546,10 +577,14 @@ export class MeetingStore {
     if (!this.screen) return;
     stopStream(this.screen);
     this.screen = null;
+    // A camera that was off before the share (its device released) stays off.
+    const released = this.camera?.getVideoTracks()[0]?.readyState === 'ended';
     batch(() => {
       this.sharing.value = false;
       this.localStream.value = this.camera;
+      if (released) this.videoMuted.value = true;
     });
+    if (released) this.conference.setVideoMuted(true);
     await this.conference.setLocalStream(this.camera, 'camera');
   }
 

@@ -266,6 +266,33 @@ def test_bad_requests_and_guests(server, user):
     run(scenario())
 
 
+def test_guests_share_one_quota_when_given_one(server_factory):
+    """upload.guest_quota_bytes: guests (meeting participants without an
+    account) may upload, all of them together within it; each guest login
+    is a new account, so a quota per guest would bound nothing."""
+    srv = server_factory({"upload.max_file_bytes": 1000, "upload.guest_quota_bytes": 1500})
+
+    async def scenario():
+        g1 = Client(srv, srv.guest_domain, "")
+        g2 = Client(srv, srv.guest_domain, "")
+        for g in (g1, g2):
+            g.register_plugin("xep_0363")
+            await g.login()
+        try:
+            url, hdrs, _ = await slot(g1, srv, "agenda.txt", 1000, "text/plain")
+            status, _, _ = await put(url, hdrs, b"a" * 1000, "text/plain")
+            assert status == 201
+            # Another guest shares what is left, not a quota of its own.
+            with pytest.raises(IqError) as ei:
+                await slot(g2, srv, "more.txt", 1000)
+            assert ei.value.condition in ("resource-constraint", "not-allowed"), ei.value.iq
+            await slot(g2, srv, "small.txt", 500)
+        finally:
+            await close_all(g1, g2)
+
+    run(scenario())
+
+
 def test_wrong_token_or_size_stores_nothing(server_factory):
     srv = server_factory()
     user = srv.add_user()

@@ -5,6 +5,7 @@
 // photographed at desktop size and at 360 px (target/screenshots/).
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 
 import { startServer, TARGET, withTimeout } from "./lib/server.mjs";
 import {
@@ -88,6 +89,10 @@ test("web client: home page, pre-join screen, bad room names, a refused camera, 
       true,
       "no camera to turn off",
     );
+    // This server takes no files from guests (its default): no button that would fail.
+    await refused.page.getByRole("button", { name: "Chat" }).click();
+    await refused.page.getByLabel("Message", { exact: true }).waitFor();
+    assert.equal(await refused.page.getByRole("button", { name: "Attach a file" }).count(), 0);
 
     // A computer with no microphone (nor camera): said so, and joining to
     // watch and chat still works.
@@ -141,7 +146,7 @@ function chatText(page) {
 }
 
 test("web client: three in a meeting see and hear each other, chat in the room and privately, raise a hand, react, share a screen; a latecomer gets the history", { skip }, async () => {
-  const srv = await startServer();
+  const srv = await startServer([], { "upload.guest_quota_bytes": 1_000_000 });
   const browser = await launch(["--auto-select-desktop-capture-source=Entire screen"]);
   const outside = [];
   const origin = `https://localhost:${srv.http_port}`;
@@ -202,6 +207,16 @@ test("web client: three in a meeting see and hear each other, chat in the room a
     await until(async () => (await chatText(c.page)).includes("Just between us"), 10000, "Carol gets Bob's private message");
     assert.match(await chatText(c.page), /Private message to you/);
     assert.match(await chatText(b.page), /Private message to Carol/);
+
+    // Guests share files where the operator gave them a quota: Carol's
+    // reaches everyone, byte for byte.
+    const agenda = Buffer.from("1. budget\n2. lunch\n".repeat(40));
+    await c.page.locator(".chat input[type=file]").setInputFiles({ name: "agenda.txt", mimeType: "text/plain", buffer: agenda });
+    await c.page.locator(".chat").getByText("Sent").waitFor({ timeout: 15000 });
+    const agendaLink = b.page.locator(".chat").getByRole("link", { name: "Download agenda.txt" });
+    await agendaLink.waitFor({ timeout: 10000 });
+    const [dl] = await Promise.all([b.page.waitForEvent("download"), agendaLink.click()]);
+    assert.deepEqual(readFileSync(await dl.path()), agenda);
 
     // Carol raises her hand: the others see it on her tile and in the list.
     await c.page.getByRole("button", { name: "Raise hand" }).click();

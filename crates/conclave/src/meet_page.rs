@@ -149,6 +149,10 @@ async fn config(State(server): State<Arc<Server>>, headers: HeaderMap) -> Respon
         // it, and becomes installable, only under a certificate of the
         // operator's.
         "installable": !cfg.tls.cert.is_empty(),
+        // Whether guests may share files in meetings (their page hides
+        // the button otherwise); accounts always may, where uploads are on.
+        "uploads": cfg.upload_enabled(),
+        "guestUploads": cfg.upload_enabled() && cfg.upload.guest_quota_bytes > 0,
     });
     if !cfg.guest_host.is_empty() {
         body["guestDomain"] = serde_json::Value::String(cfg.guest_host.clone());

@@ -384,6 +384,11 @@ pub struct Upload {
     pub max_file_bytes: u64,
     /// Bytes one user may have stored and pending at once.
     pub quota_bytes: u64,
+    /// Bytes all guests of a host (meeting participants without an
+    /// account) may have stored at once, together; 0: guests may not
+    /// upload. Each guest login is a new account, so a per-guest quota
+    /// would bound nothing.
+    pub guest_quota_bytes: u64,
     /// How long a slot waits for its PUT to begin.
     pub slot_ttl_secs: u64,
     /// Public base of the upload URLs; empty means
@@ -630,6 +635,7 @@ impl Default for Upload {
             enabled: true,
             max_file_bytes: 100 * 1024 * 1024,
             quota_bytes: 1024 * 1024 * 1024,
+            guest_quota_bytes: 0,
             slot_ttl_secs: 300,
             base_url: String::new(),
         }
@@ -1110,13 +1116,17 @@ ttl_secs = 86400
 
 [upload]
 # XEP-0363 HTTP File Upload on upload.<host>; files are served over the HTTPS
-# port above (so http.port = 0 turns this off too). Only registered users may
-# upload, not guests.
+# port above (so http.port = 0 turns this off too). Registered users may
+# upload; guests (meeting participants without an account) only when
+# guest_quota_bytes is set.
 enabled = true
 # Largest file, in bytes (100 MiB, as Snikket).
 max_file_bytes = 104857600
 # Bytes one user may have stored at once, counting slots not yet used (1 GiB).
 quota_bytes = 1073741824
+# Bytes all guests of a host may have stored at once, together (files shared
+# in meetings by people without an account). 0: guests may not upload.
+guest_quota_bytes = 0
 # How long files are kept is `retention.days`; the retention sweep deletes them.
 # Seconds a client has to begin the PUT after it got the slot.
 slot_ttl_secs = 300

@@ -13,13 +13,14 @@ export function ComposeRow(props: {
   class?: string;
   onInput: (text: string) => void;
   onSend: (ev: Event) => void;
-  onFiles: (files: File[]) => void;
+  /** Without it, no attach button (files are not taken from us here). */
+  onFiles?: ((files: File[]) => void) | undefined;
   /** Keys beyond Enter (editing the last message, cancelling a reply). */
   onKeyDown?: (ev: KeyboardEvent) => void;
 }) {
   return (
     <div class={`row${props.class !== undefined ? ` ${props.class}` : ''}`}>
-      <AttachButton onFiles={props.onFiles} />
+      {props.onFiles !== undefined && <AttachButton onFiles={props.onFiles} />}
       <textarea
         ref={props.inputRef}
         id={props.id}

@@ -19,6 +19,10 @@ export interface MeetConfig {
    * refuse service workers from.
    */
   installable?: boolean;
+  /** Whether the server takes files (XEP-0363) from accounts. */
+  uploads?: boolean;
+  /** Whether it takes them from guests too (`upload.guest_quota_bytes`). */
+  guestUploads?: boolean;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -40,6 +44,8 @@ export function parseMeetConfig(v: unknown): MeetConfig {
     cfg.guestDomain = v.guestDomain;
   }
   if (typeof v.installable === 'boolean') cfg.installable = v.installable;
+  if (typeof v.uploads === 'boolean') cfg.uploads = v.uploads;
+  if (typeof v.guestUploads === 'boolean') cfg.guestUploads = v.guestUploads;
   if (!/^wss?:\/\//.test(cfg.websocket)) throw new Error('meet-config.json: websocket is not a ws(s) URL');
   return cfg;
 }

@@ -321,13 +321,22 @@ fn app_error(iq: &Element, condition: &str, text: &str, app: Element) -> Element
 }
 
 async fn request_slot(srv: &Server, s: &Session, iq: &Element, req: &Element) {
+    let cfg = &srv.config.upload;
     // As Prosody: uploads are for the server's own users. A guest's files
-    // would outlive the guest, with nobody's quota to count against.
-    if s.anonymous {
-        let text = "Guests cannot upload files";
-        s.send(&stanza::error_reply(iq, "forbidden", Some(text)));
-        return;
-    }
+    // outlive the guest, so unless the operator gives guests a quota of
+    // their own, shared by all of them and owned by their host, they have
+    // none.
+    let (owner, quota) = if s.anonymous {
+        if cfg.guest_quota_bytes == 0 {
+            let text = "Guests cannot upload files";
+            s.send(&stanza::error_reply(iq, "forbidden", Some(text)));
+            return;
+        }
+        let host = s.bare().rsplit_once('@').map_or(s.bare(), |(_, d)| d);
+        (host.to_owned(), cfg.guest_quota_bytes)
+    } else {
+        (s.bare().to_owned(), cfg.quota_bytes)
+    };
     let req = match parse_request(req) {
         Ok(r) => r,
         Err(why) => {
@@ -335,7 +344,6 @@ async fn request_slot(srv: &Server, s: &Session, iq: &Element, req: &Element) {
             return;
         }
     };
-    let cfg = &srv.config.upload;
     if req.size > cfg.max_file_bytes {
         let max = cfg.max_file_bytes.to_string();
         let too_large = Element::bare("file-too-large", ns::HTTP_UPLOAD).text_child(
@@ -354,7 +362,7 @@ async fn request_slot(srv: &Server, s: &Session, iq: &Element, req: &Element) {
     let now = time::now_unix();
     let upload = Upload {
         slot,
-        owner: s.bare().to_owned(),
+        owner: owner.clone(),
         filename: req.filename,
         size: req.size,
         content_type: req.content_type,
@@ -363,17 +371,17 @@ async fn request_slot(srv: &Server, s: &Session, iq: &Element, req: &Element) {
         put_deadline: now.saturating_add(cfg.slot_ttl_secs),
         state: UploadState::Pending,
     };
-    match srv.store.create_slot(&upload, cfg.quota_bytes, now).await {
+    match srv.store.create_slot(&upload, quota, now).await {
         Ok(()) => {}
         Err(StoreError::Quota) => {
             let held = srv
                 .store
-                .owner_uploads(s.bare(), now)
+                .owner_uploads(&owner, now)
                 .await
                 .unwrap_or_default();
-            tracing::info!(owner = s.bare(), size = req.size, "upload refused: quota");
+            tracing::info!(owner = %owner, size = req.size, "upload refused: quota");
             let keep = super::retention::keep_secs(&srv.config).unwrap_or(0);
-            let reply = match retry_at(&held, req.size, cfg.quota_bytes, keep) {
+            let reply = match retry_at(&held, req.size, quota, keep) {
                 Some(at) => {
                     let retry =
                         Element::bare("retry", ns::HTTP_UPLOAD).with("stamp", &time::datetime(at));

@@ -52,7 +52,7 @@ export function ChatPanel({ store }: { store: MeetingStore }) {
 
   return (
     <section class="panel chat" aria-labelledby="chat-title">
-      <DropZone class="drop" onFiles={sendFiles}>
+      <DropZone class="drop" onFiles={store.canShareFiles ? sendFiles : () => setError(t('files.forbidden'))}>
         <h2 id="chat-title">{t('chat.title')}</h2>
         <ol ref={log} class="chat-log" aria-live="polite" aria-relevant="additions">
           {entries.length === 0 && <li class="empty">{t('chat.empty')}</li>}
@@ -104,7 +104,7 @@ export function ChatPanel({ store }: { store: MeetingStore }) {
               setError('');
             }}
             onSend={send}
-            onFiles={sendFiles}
+            onFiles={store.canShareFiles ? sendFiles : undefined}
           />
           <ErrorText text={error} />
         </form>

@@ -442,6 +442,12 @@ export class MeetingStore {
     });
   }
 
+  /** Whether we may share files: an account where the server takes files, a guest where it takes theirs. */
+  get canShareFiles(): boolean {
+    const c = this.opts.config;
+    return this.opts.credentials !== undefined ? c.uploads !== false : c.guestUploads === true;
+  }
+
   /** Shares a file in the chat (to everyone, or privately), its entry showing the upload's progress. */
   async sendFile(file: File, to?: string): Promise<void> {
     const key = `upload-${String(randomKey())}`;

@@ -76,6 +76,13 @@ export class ChatStore {
     for (const b of client.bookmarks) store.ensure(b.jid, true);
     // The newest of our archive: which one-to-one conversations there were, and their last words.
     void client.recent().then((page) => store.mergePage(page.events, null));
+    // Each group's last word (a group's messages are in its own archive).
+    for (const b of client.bookmarks) {
+      void client.history(b.jid, true, '', 1).then(
+        (page) => store.mergePage(page.events, null),
+        () => undefined,
+      );
+    }
     return store;
   }
 

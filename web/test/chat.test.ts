@@ -118,6 +118,13 @@ describe('chat stanzas', () => {
     expect(archiveFin(parseXml(`<iq type='result'><fin xmlns='urn:xmpp:mam:2' complete='true'><set xmlns='http://jabber.org/protocol/rsm'><first>a1</first></set></fin></iq>`))).toEqual({ complete: true, first: 'a1' });
   });
 
+  it('takes only web addresses as shared files', () => {
+    const withUrl = (u: string) =>
+      parseChat(parseXml(`<message from='bob@localhost/x' type='chat'><body>${u}</body><x xmlns='jabber:x:oob'><url>${u}</url></x></message>`), ME, NICKS, 0);
+    expect(message(withUrl('https://h/upload/s/cat%20pic.png')).file).toEqual({ url: 'https://h/upload/s/cat%20pic.png', name: 'cat pic.png' });
+    expect(message(withUrl('javascript:alert(1)')).file).toBeUndefined();
+  });
+
   it('reads the roster, bookmarks and invitations', () => {
     expect(parseRosterItems(parseXml(`<query xmlns='jabber:iq:roster'><item jid='Bob@localhost' name='Bob' subscription='both'/><item jid='c@localhost' ask='subscribe'/></query>`))).toEqual([
       { jid: 'bob@localhost', name: 'Bob', subscription: 'both', pending: false },

@@ -92,7 +92,10 @@ export function fileOf(el: Element, body: string): FileRef | undefined {
   // link inside a sentence stays text.
   if (body.trim() !== url) return undefined;
   try {
-    const path = new URL(url).pathname;
+    const u = new URL(url);
+    // Only web addresses: a `javascript:` or `data:` link is no file.
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') return undefined;
+    const path = u.pathname;
     return { url, name: decodeURIComponent(path.slice(path.lastIndexOf('/') + 1)) || url };
   } catch {
     return undefined;

@@ -20,6 +20,7 @@ fn main() {
         "package.json",
         "package-lock.json",
         "vite.config.ts",
+        "vite.embed.config.ts",
         "tsconfig.json",
     ] {
         println!("cargo:rerun-if-changed={}", web.join(p).display());
@@ -68,10 +69,13 @@ fn build(web: &Path, dist: &Path) {
         let _ = fs::write(&stamp, &lock);
     }
     let out = dist.to_str().expect("OUT_DIR is UTF-8");
+    // `npm run build`'s two steps, each told where to write: the app (which
+    // empties the directory), then /external_api.js beside it.
     run(
         web,
-        &["run", "build", "--", "--outDir", out, "--emptyOutDir"],
+        &["run", "build:app", "--", "--outDir", out, "--emptyOutDir"],
     );
+    run(web, &["run", "build:embed", "--", "--outDir", out]);
 }
 
 fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {

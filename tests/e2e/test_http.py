@@ -152,6 +152,8 @@ def test_the_meeting_page_and_its_assets_are_served_from_the_server_itself(serve
         "focus": f"focus.{server.domain}",
         "websocket": f"wss://{LOOPBACK}:{server.http_port}/xmpp-websocket",
         "installable": False,
+        "uploads": True,
+        "guestUploads": False,
     }
     for path in ("/.env", "/a%20b", "/assets/nope.js", "/x/y"):
         assert https_get_full(server.http_port, path)[0] == 404, path

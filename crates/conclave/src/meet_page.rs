@@ -3,12 +3,17 @@
 //! PWA manifest, the service worker, icons), and `/meet-config.json`, which
 //! tells it where this server's XMPP, rooms and focus are. Everything the
 //! page loads comes from here.
+//!
+//! Framing: a meeting page (`/<room>`) may be shown in a frame by the sites
+//! `meetings.embed_origins` names (the embedding API, `/external_api.js`,
+//! served here for any site to load); every other page, the home page and
+//! the signed-in chat first, refuses all framing.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use conclave_server::Server;
@@ -17,10 +22,25 @@ mod assets {
     include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 }
 
-/// Where the page may load from and connect to: this server only.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data: blob:; media-src 'self' blob: mediastream:; \
-    connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+/// Where the page may load from and connect to: this server only; then
+/// who may frame it (`frame-ancestors`' sources).
+macro_rules! csp {
+    ($frame_ancestors:literal) => {
+        concat!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; ",
+            "img-src 'self' data: blob:; media-src 'self' blob: mediastream:; ",
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors ",
+            $frame_ancestors
+        )
+    };
+}
+
+/// No page but a meeting's is ever framed (clickjacking of the chat).
+const NO_FRAMING: &str = "'none'";
+const CSP_NO_FRAMING: &str = csp!("'none'");
+
+/// The embedding API's script, at the root under a fixed name.
+const EXTERNAL_API: &str = "/external_api.js";
 
 pub fn routes<S: Clone + Send + Sync + 'static>(server: Arc<Server>) -> Router<S> {
     Router::new()
@@ -29,6 +49,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(server: Arc<Server>) -> Router<S
         // a conversation's address under it.
         .route("/chat", get(page))
         .route("/chat/{*conversation}", get(page))
+        .route(EXTERNAL_API, get(external_api))
         .route("/{room}", get(room))
         .route("/assets/{file}", get(asset))
         .route("/meet-config.json", get(config))
@@ -58,19 +79,40 @@ fn content_type(path: &str) -> &'static str {
 }
 
 async fn page() -> Response {
-    match file("/index.html") {
-        Some(b) => (
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-cache"),
-                (header::CONTENT_SECURITY_POLICY, CSP),
-                (header::REFERRER_POLICY, "no-referrer"),
-            ],
-            b,
-        )
-            .into_response(),
-        None => (StatusCode::NOT_FOUND, "the web client was not built\n").into_response(),
+    page_framed_by(NO_FRAMING)
+}
+
+/// `frame-ancestors` of a meeting page: `meetings.embed_origins` (checked
+/// at startup to be origins or `*`), or `'none'` when it is empty.
+fn meeting_frame_ancestors(origins: &[String]) -> String {
+    if origins.is_empty() {
+        NO_FRAMING.to_owned()
+    } else {
+        origins.join(" ")
     }
+}
+
+/// The page, which the sites in `frame_ancestors` may frame.
+fn page_framed_by(frame_ancestors: &str) -> Response {
+    let Some(b) = file("/index.html") else {
+        return (StatusCode::NOT_FOUND, "the web client was not built\n").into_response();
+    };
+    // The setting was validated at startup; should a value still not fit
+    // in a header, nobody may frame the page.
+    let csp = HeaderValue::from_str(&format!("{}{frame_ancestors}", csp!("")))
+        .unwrap_or_else(|_| HeaderValue::from_static(CSP_NO_FRAMING));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    (headers, b).into_response()
 }
 
 /// A room name as a path segment: what a MUC room's localpart may be and
@@ -87,7 +129,7 @@ fn is_room_name(s: &str) -> bool {
 /// that cannot name a room still gets the page (with a 404), which tells
 /// a person what is wrong with the name instead of a bare "not found";
 /// dot-files get nothing, as no person types those.
-async fn room(Path(name): Path<String>) -> Response {
+async fn room(State(server): State<Arc<Server>>, Path(name): Path<String>) -> Response {
     let path = format!("/{name}");
     if name.starts_with('.') {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
@@ -102,8 +144,29 @@ async fn room(Path(name): Path<String>) -> Response {
             b,
         )
             .into_response(),
-        _ if is_room_name(&name) => page().await,
+        _ if is_room_name(&name) => page_framed_by(&meeting_frame_ancestors(
+            &server.config.meetings.embed_origins,
+        )),
         _ => (StatusCode::NOT_FOUND, page().await).into_response(),
+    }
+}
+
+/// `/external_api.js`, for other sites' pages to load: any origin may
+/// (it is public, and carries nothing of the visitor's); not hashed, so
+/// revalidated every time.
+async fn external_api() -> Response {
+    match file(EXTERNAL_API) {
+        Some(b) => (
+            [
+                (header::CONTENT_TYPE, content_type(EXTERNAL_API)),
+                (header::CACHE_CONTROL, "no-cache"),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            b,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
 }
 
@@ -180,6 +243,37 @@ mod tests {
                 .iter()
                 .any(|(p, _)| p.starts_with("/assets/") && p.ends_with(".js"))
         );
+    }
+
+    #[test]
+    fn only_meeting_pages_may_be_framed_and_by_whom_the_setting_says() {
+        let csp = |r: &Response| {
+            r.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert!(csp(&page_framed_by(NO_FRAMING)).ends_with("frame-ancestors 'none'"));
+        assert_eq!(meeting_frame_ancestors(&[]), "'none'");
+        assert_eq!(meeting_frame_ancestors(&["*".into()]), "*");
+        let two =
+            meeting_frame_ancestors(&["https://a.example".into(), "https://b.example:8443".into()]);
+        let r = page_framed_by(&two);
+        assert!(
+            csp(&r).ends_with("frame-ancestors https://a.example https://b.example:8443"),
+            "{}",
+            csp(&r)
+        );
+        assert!(csp(&r).starts_with("default-src 'self'; script-src 'self';"));
+        // Never a header that could not be sent: then no framing at all.
+        assert!(csp(&page_framed_by("https://a.example\n")).ends_with("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn the_embedding_api_is_built_in() {
+        let js = std::str::from_utf8(file(EXTERNAL_API).expect("external_api.js")).unwrap();
+        assert!(js.contains("ConclaveMeetExternalAPI"));
+        assert!(js.contains("JitsiMeetExternalAPI"));
     }
 
     #[test]

@@ -296,6 +296,13 @@ pub struct Meetings {
     /// linked to the others by relays (cascading). 0: no limit, never
     /// cascade.
     pub max_participants_per_bridge: usize,
+    /// Sites whose pages may show a meeting page (`/<room>`) in a frame
+    /// (the embedding API, `/external_api.js`): the CSP `frame-ancestors`
+    /// of meeting pages. Each is an origin (`https://example.org`,
+    /// `https://*.example.org:8443`) or `*` for any site (the default, as
+    /// Jitsi Meet allows); empty: none. The home page and the chat are
+    /// never framed, whatever this says.
+    pub embed_origins: Vec<String>,
 }
 
 /// `meetings.moderators`.
@@ -324,6 +331,7 @@ impl Default for Meetings {
             rtp_ingest: None,
             brewery_room: String::new(),
             max_participants_per_bridge: 0,
+            embed_origins: vec!["*".into()],
         }
     }
 }
@@ -655,6 +663,62 @@ impl Default for Log {
 /// the deepest far inside a worker thread's stack.
 pub const MAX_DEPTH_CEILING: usize = xmpp_core::framing::MAX_DEPTH_CEILING;
 
+/// `*`, or `http(s)://host[:port]` with a DNS name (its leftmost label may
+/// be `*`), an IPv4 address or a bracketed IPv6 one: what a CSP
+/// `frame-ancestors` source may be, and nothing that could end the
+/// directive (no spaces, `;` or `,`).
+pub fn is_embed_origin(s: &str) -> bool {
+    if s == "*" {
+        return true;
+    }
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return false;
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => return true,
+            p => match p.strip_prefix(':') {
+                Some(port) => ("", Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if let Some(p) = port
+        && !(p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok_and(|n| n > 0))
+    {
+        return false;
+    }
+    if host.is_empty() {
+        // Only a bracketed IPv6 address leaves it empty.
+        return rest.starts_with('[');
+    }
+    let host = host.strip_prefix("*.").unwrap_or(host);
+    host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 impl Config {
     /// Checks what serde cannot: a bad value is reported with the setting's
     /// name and what to do about it.
@@ -688,6 +752,12 @@ impl Config {
             if m.bind.is_unspecified() && m.advertise.is_none() {
                 return Err("`meetings.bind` is a wildcard address: set `meetings.advertise` to the address browsers should send media to".into());
             }
+        }
+        if let Some(bad) = m.embed_origins.iter().find(|o| !is_embed_origin(o)) {
+            return Err(format!(
+                "`meetings.embed_origins`: {bad:?} is not an origin like \"https://example.org\" \
+                 (scheme://host[:port], no path; \"https://*.example.org\" for its subdomains) or \"*\" (any site)"
+            ));
         }
         if !(2..=MAX_DEPTH_CEILING).contains(&self.limits.max_depth) {
             return Err(format!(
@@ -1084,6 +1154,13 @@ brewery_room = ""
 # participants need over relays (ICE/DTLS-SRTP, as Jitsi's cascading).
 # 0: no limit, a conference stays on one bridge.
 max_participants_per_bridge = 0
+# Sites whose pages may show meetings in a frame (the embedding API at
+# /external_api.js, Jitsi's iframe API): origins such as
+# "https://intranet.example.org" (with :port unless the scheme's default;
+# "https://*.example.org" for its subdomains), or "*" for any site, which is
+# what Jitsi Meet allows by default. []: no site. Only meeting pages (/<room>)
+# may be framed; the home page and the chat never are.
+embed_origins = ["*"]
 
 [pep]
 # Personal eventing (XEP-0163) on every account: OMEMO keys, avatars (0084),
@@ -1226,6 +1303,57 @@ mod tests {
         let mut c = Config::default();
         c.upload.base_url = "files.example.org".into();
         assert!(c.validate().unwrap_err().contains("upload.base_url"));
+    }
+
+    #[test]
+    fn embed_origins_are_origins() {
+        for good in [
+            "*",
+            "https://example.org",
+            "http://127.0.0.1:8080",
+            "https://*.example.org",
+            "https://intranet:8443",
+            "https://[::1]:8443",
+            "https://[2001:db8::1]",
+        ] {
+            assert!(is_embed_origin(good), "{good}");
+        }
+        for bad in [
+            "",
+            "example.org",
+            "https://",
+            "https://example.org/",
+            "https://example.org/path",
+            "https://example.org:0",
+            "https://example.org:99999",
+            "https://example.org:",
+            "https://exa mple.org",
+            "https://example.org; script-src *",
+            "https://a.example, https://b.example",
+            "https://user@example.org",
+            "https://*",
+            "https://a.*.example.org",
+            "ftp://example.org",
+            "'self'",
+            "'none'",
+            "https://[::1",
+            "https://[nope]",
+            "https://-a.example",
+        ] {
+            assert!(!is_embed_origin(bad), "{bad}");
+        }
+        let mut c = Config::default();
+        c.meetings.embed_origins = vec!["https://ok.example".into(), "ok.example".into()];
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.contains("meetings.embed_origins") && err.contains("ok.example"),
+            "{err}"
+        );
+        c.meetings.embed_origins = Vec::new();
+        c.validate().unwrap();
+        let parsed: Config =
+            toml::from_str("[meetings]\nembed_origins = [\"https://a.example\"]\n").unwrap();
+        assert_eq!(parsed.meetings.embed_origins, ["https://a.example"]);
     }
 
     #[test]

@@ -32,13 +32,15 @@ export const ARGS = [
  * A page in a fresh profile (a new context: no cookies, storage or
  * permissions beyond `permissions`) at `origin + path`; every request
  * elsewhere is refused and listed in `outside`, every page error and
- * console error in the returned `errors`.
+ * console error in the returned `errors`. `alsoAllowed`: more origins the
+ * page may reach (an embedding site's page reaching the meeting server).
  */
-export async function openPage(browser, origin, path, outside, { permissions = ["camera", "microphone"], viewport, setup } = {}) {
+export async function openPage(browser, origin, path, outside, { permissions = ["camera", "microphone"], viewport, setup, alsoAllowed = [] } = {}) {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, permissions, ...(viewport ? { viewport } : {}) });
+  const allowed = [origin, ...alsoAllowed, "data:", "blob:"];
   await ctx.route("**/*", (route) => {
     const url = route.request().url();
-    if (url.startsWith(origin) || url.startsWith("data:") || url.startsWith("blob:")) return route.continue();
+    if (allowed.some((o) => url.startsWith(o))) return route.continue();
     outside.push(url);
     return route.abort();
   });

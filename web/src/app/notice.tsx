@@ -1,6 +1,9 @@
 // A page of its own for a state the user must read: loading, a failure,
-// the end of a meeting. It always offers a way on (the home page at least).
+// the end of a meeting. It always offers a way on: the home page at least,
+// except in a meeting another site embeds, where the home page refuses to be
+// framed and the site itself is the way on (it gets readyToClose).
 import type { ComponentChildren } from 'preact';
+import { embedded } from './embed';
 import { t } from './i18n';
 
 export function Notice(props: {
@@ -19,7 +22,7 @@ export function Notice(props: {
         {props.detail !== undefined && <p class="detail">{props.detail}</p>}
         <div class="row">
           {props.children}
-          {props.busy !== true && (
+          {props.busy !== true && embedded() === null && (
             <a class="button" href="/">
               {t('common.home')}
             </a>

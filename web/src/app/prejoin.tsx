@@ -2,6 +2,7 @@
 // level meter that shows the microphone hears something. A refused or
 // missing device is explained, and joining without it stays possible.
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { embedded } from './embed';
 import { t } from './i18n';
 import { LevelMeter, listDevices, openMedia, stopStream, type Devices, type MediaProblem } from './media';
 
@@ -16,7 +17,7 @@ const NAME_KEY = 'conclave.displayName';
 const MAX_NAME = 64;
 
 function storedName(): string {
-  const fromUrl = new URLSearchParams(location.search).get('name');
+  const fromUrl = new URLSearchParams(location.search).get('name') ?? embedded()?.displayName ?? null;
   if (fromUrl !== null) return fromUrl.slice(0, MAX_NAME);
   try {
     return localStorage.getItem(NAME_KEY) ?? '';
@@ -35,8 +36,8 @@ export function PreJoin({ room, onJoin }: { room: string; onJoin: (r: PreJoinRes
   const [name, setName] = useState(storedName);
   // Muting here starts the meeting muted; the devices stay open so that
   // unmuting later needs no new permission.
-  const [audioMuted, setAudioMuted] = useState(false);
-  const [videoMuted, setVideoMuted] = useState(false);
+  const [audioMuted, setAudioMuted] = useState(() => embedded()?.startWithAudioMuted === true);
+  const [videoMuted, setVideoMuted] = useState(() => embedded()?.startWithVideoMuted === true);
   const [audioId, setAudioId] = useState<string | undefined>(undefined);
   const [videoId, setVideoId] = useState<string | undefined>(undefined);
   const [stream, setStream] = useState<MediaStream | null>(null);

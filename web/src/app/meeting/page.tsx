@@ -3,6 +3,7 @@
 // and what to do, never a blank one.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { JoinError, loadMeetConfig, type Conference, type MeetConfig } from '../../lib';
+import { AutoJoin, attachEmbed, embedded, skipsPrejoin } from '../embed';
 import { t } from '../i18n';
 import { stopStream } from '../media';
 import { ErrorText, Notice } from '../notice';
@@ -53,6 +54,7 @@ export function MeetingPage({ room }: { room: string }) {
     // members-only, and only accounts may share files).
     const credentials = savedCredentials();
     const store = new MeetingStore({ config, room, ...r, videoCodec, ...(credentials !== null ? { credentials } : {}) });
+    attachEmbed(store, room);
     let admitted: (c: Conference) => void = () => undefined;
     const ready = new Promise<Conference>((resolve) => {
       admitted = resolve;
@@ -105,6 +107,7 @@ export function MeetingPage({ room }: { room: string }) {
         </Notice>
       );
     case 'prejoin':
+      if (skipsPrejoin()) return <AutoJoin room={room} onJoin={(r) => join(state.config, r)} />;
       return <PreJoin room={room} onJoin={(r) => join(state.config, r)} />;
     case 'joining':
       return <Notice title={t('meeting.joining', { room })} busy />;
@@ -161,9 +164,11 @@ function PasswordPrompt(props: { wrong: boolean; onSubmit: (password: string) =>
           <button type="submit" class="primary">
             {t('password.join')}
           </button>
-          <a class="button" href="/">
-            {t('common.home')}
-          </a>
+          {embedded() === null && (
+            <a class="button" href="/">
+              {t('common.home')}
+            </a>
+          )}
         </div>
         <ErrorText id="password-wrong" text={props.wrong ? t('password.wrong') : ''} />
       </form>

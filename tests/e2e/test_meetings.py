@@ -558,6 +558,29 @@ def test_the_moderator_owns_the_room_locks_it_and_kicks(server):
     run(scenario(), timeout=60)
 
 
+def test_when_the_moderator_leaves_the_longest_present_participant_moderates(server):
+    """As Jicofo's auto-owner: the first participant moderates; when it
+    leaves, the one there longest of those left becomes owner and
+    moderator (a meeting is never left with nobody to lock it or admit
+    from the lobby), and no one else does."""
+    r = room(server)
+
+    async def scenario():
+        a, b, c = await meeting(server, r, 3)
+        try:
+            assert await until(lambda: c.affiliations.get(f"{r}/{a.nick}") == "owner", 5), c.affiliations
+            assert c.role_of(b.nick) != "moderator"
+            await a.leave()
+            assert await until(lambda: c.role_of(b.nick) == "moderator", 5), c.presences
+            assert c.affiliations.get(f"{r}/{b.nick}") == "owner"
+            assert c.role_of(c.nick) != "moderator"
+        finally:
+            await b.leave()
+            await c.leave()
+
+    run(scenario(), timeout=60)
+
+
 def test_with_moderators_authenticated_every_account_moderates_and_guests_do_not(server_factory):
     """meetings.moderators = "authenticated": a guest who joins first is
     not made owner; a participant signed in with an account is."""

@@ -136,6 +136,9 @@ struct Running {
     /// Occupants' roles, from their presence.
     roles: HashMap<String, String>,
     moderator_granted: bool,
+    /// Meeting participants in the order they came, with their bare real
+    /// JIDs: the next moderator when the last one leaves.
+    arrivals: Vec<(String, String)>,
     ended: bool,
     /// Occupants with no bridge endpoint, since no bridge could take them
     /// (their bridge left and none was there): invited when one comes.
@@ -609,6 +612,7 @@ impl Focus {
             session,
             roles: HashMap::new(),
             moderator_granted: false,
+            arrivals: Vec::new(),
             ended: false,
             waiting: Vec::new(),
         }));
@@ -1055,8 +1059,12 @@ async fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element>
             if unavailable {
                 r.roles.remove(&nick);
                 r.waiting.retain(|n| *n != nick);
+                r.arrivals.retain(|(n, _)| *n != nick);
+                let next_owner = next_moderator(focus.settings.moderators, &r.arrivals, &r.roles)
+                    .map(|real| grant_owner(&room, real));
                 let (core, mut media) = r.parts(focus);
-                let out = core.left(&nick, &mut media);
+                let mut out = core.left(&nick, &mut media);
+                out.extend(next_owner);
                 if core.is_empty() && r.waiting.is_empty() {
                     r.ended = true;
                 }
@@ -1080,6 +1088,8 @@ async fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element>
                 return Vec::new();
             }
             let mut out = r.invite(focus, vec![nick.clone()]).await;
+            r.arrivals
+                .push((nick.clone(), real.to_bare().as_str().to_owned()));
             let moderates = match focus.settings.moderators {
                 MeetingModerators::First => !r.moderator_granted,
                 MeetingModerators::Authenticated => focus
@@ -1110,6 +1120,25 @@ async fn on_stanza(focus: &Focus, r: &mut Running, el: &Element) -> Vec<Element>
         }
         _ => Vec::new(),
     }
+}
+
+/// Whom to make moderator now that someone left, as Jicofo's auto-owner
+/// does: where the first participant moderates and no one still in the
+/// meeting does, the one who has been there longest (so a meeting is never
+/// left without anyone who can lock it, mute or admit from the lobby).
+fn next_moderator<'a>(
+    policy: MeetingModerators,
+    arrivals: &'a [(String, String)],
+    roles: &HashMap<String, String>,
+) -> Option<&'a str> {
+    if policy != MeetingModerators::First
+        || arrivals
+            .iter()
+            .any(|(n, _)| roles.get(n).is_some_and(|r| r == "moderator"))
+    {
+        return None;
+    }
+    arrivals.first().map(|(_, real)| real.as_str())
 }
 
 /// A participant who moderates is made an owner of the room, as Jicofo
@@ -1182,5 +1211,27 @@ mod tests {
             "<x xmlns='http://jabber.org/protocol/muc'/><show>away</show>"
         )));
         assert!(!in_meeting(&p("")));
+    }
+
+    #[test]
+    fn when_the_last_moderator_leaves_the_longest_present_moderates() {
+        let arrivals = vec![
+            ("b".to_owned(), "bob@h".to_owned()),
+            ("c".to_owned(), "carol@h".to_owned()),
+        ];
+        let mut roles = HashMap::from([
+            ("b".to_owned(), "participant".to_owned()),
+            ("c".to_owned(), "participant".to_owned()),
+        ]);
+        let first = MeetingModerators::First;
+        assert_eq!(next_moderator(first, &arrivals, &roles), Some("bob@h"));
+        // Someone still moderates: nobody new.
+        roles.insert("c".into(), "moderator".into());
+        assert_eq!(next_moderator(first, &arrivals, &roles), None);
+        roles.insert("c".into(), "participant".into());
+        // Where accounts moderate, every account already does: nobody new.
+        let auth = MeetingModerators::Authenticated;
+        assert_eq!(next_moderator(auth, &arrivals, &roles), None);
+        assert_eq!(next_moderator(first, &[], &roles), None);
     }
 }

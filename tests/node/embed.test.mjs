@@ -45,10 +45,11 @@ function site(meetHost) {
   });
   for (const name of ["videoConferenceJoined", "videoConferenceLeft", "participantJoined", "participantLeft",
     "displayNameChange", "audioMuteStatusChanged", "videoMuteStatusChanged", "incomingMessage", "outgoingMessage",
-    "readyToClose", "tileViewChanged", "chatUpdated"]) {
+    "readyToClose", "tileViewChanged", "chatUpdated", "errorOccurred"]) {
     api.on(name, (data) => window.events.push({ name, data }));
   }
   window.api = api;
+  window.meetHost = ${JSON.stringify(meetHost)};
 </script></body></html>`;
   // Posts commands to the meeting frame (the site's first frame) from
   // another origin, in the API's own envelope, then tells the site.
@@ -214,6 +215,29 @@ test("embedding API: a meeting embedded by another origin's page, its events and
     assert.deepEqual(await page.evaluate(() => window.api.getParticipantsInfo()), []);
     await page.evaluate(() => window.api.dispose());
     assert.equal(await page.locator("#meet iframe").count(), 0);
+
+    // Bob, alone and moderator now, locks the meeting. The site embeds it
+    // again: told it is locked, it gives the password, and is in.
+    const lockErr = await bob.page.evaluate(() => window.conclave.store.setPassword("s3cret").then(() => null, (e) => `${e} ${e?.toString?.()} moderator=${window.conclave.store.isModerator.value}`));
+    assert.equal(lockErr, null, "Bob locking the meeting");
+    await page.evaluate((room) => {
+      window.events = [];
+      window.api = new ConclaveMeetExternalAPI(window.meetHost, {
+        roomName: room,
+        parentNode: document.getElementById("meet"),
+        userInfo: { displayName: "Embedded Ann" },
+        configOverwrite: { prejoinPageEnabled: false },
+      });
+      for (const name of ["errorOccurred", "videoConferenceJoined"]) window.api.on(name, (data) => window.events.push({ name, data }));
+    }, room);
+    const [locked] = await until(() => events("errorOccurred").then((e) => (e.length ? e : null)), 30000, "errorOccurred for the locked meeting");
+    assert.deepEqual(
+      { name: locked.name, type: locked.type, isFatal: locked.isFatal },
+      { name: "conference.authenticationRequired", type: "CONFERENCE", isFatal: false },
+    );
+    await page.evaluate(() => window.api.executeCommand("password", "s3cret"));
+    await until(() => events("videoConferenceJoined").then((e) => e.length > 0), 30000, "joining with the password");
+    assert.equal((await events("errorOccurred")).length, 1);
 
     assert.deepEqual(outside, [], "something was fetched from outside the site and the server");
     // The one error logged is the browser refusing to frame the home page.

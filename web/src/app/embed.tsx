@@ -26,8 +26,26 @@ const MAX_CHAT_TEXT = 10_000;
 type Distribute<T> = T extends unknown ? Omit<T, 'tag' | 'apiId'> : never;
 type Outgoing = Distribute<ToParent>;
 
+/**
+ * A failure the person sees in the frame, told to the site as Jitsi's
+ * `errorOccurred` (its names, so that a site written for Jitsi's API can
+ * tell them apart).
+ */
+export interface EmbedError {
+  name:
+    | 'connection.otherError'
+    | 'conference.setupFailed'
+    | 'conference.authenticationRequired'
+    | 'conference.conferenceAccessDenied';
+  type: 'CONNECTION' | 'CONFERENCE';
+  message: string;
+  isFatal: boolean;
+}
+
 class Embed {
   private store: MeetingStore | null = null;
+  /** While the meeting asks for its password: how to try one. */
+  passwordPrompt: ((password: string) => void) | null = null;
   private joined = false;
   private queue: ToFrame[] = [];
 
@@ -51,6 +69,10 @@ class Embed {
     if (m === null) return;
     if (m.kind === 'request') {
       this.post({ kind: 'response', reqId: m.reqId, ok: true, result: this.answer(m.name) });
+    } else if (m.name === 'password' && this.passwordPrompt !== null) {
+      // Jitsi's `password` before joining: the locked meeting's password.
+      const [pw] = m.args;
+      if (typeof pw === 'string' && pw !== '') this.passwordPrompt(pw);
     } else if (this.joined && this.store) {
       this.run(this.store, m.name, m.args);
     } else if (this.queue.length < MAX_QUEUED) {
@@ -116,7 +138,15 @@ class Embed {
       case 'hangup':
         void s.leave();
         break;
+      case 'password':
+        // Once in, a moderator's `password` locks the meeting ('' unlocks).
+        if (typeof a === 'string' && s.isModerator.value) void s.setPassword(a).catch(() => undefined);
+        break;
     }
+  }
+
+  error(e: EmbedError): void {
+    this.event('errorOccurred', { ...e });
   }
 
   /** Follows the meeting: Jitsi's events, from the store's signals. */
@@ -226,6 +256,17 @@ function embed(): Embed | null {
   if (ancestors !== undefined && ancestors.length > 0 && ancestors[0] !== params.parentOrigin) return null;
   instance = new Embed(params);
   return instance;
+}
+
+/** Tells the embedding page, when there is one, what went wrong. */
+export function reportEmbedError(e: EmbedError): void {
+  embed()?.error(e);
+}
+
+/** While a locked meeting asks for its password, the site may give it (`password`). */
+export function embedPasswordPrompt(prompt: ((password: string) => void) | null): void {
+  const e = embed();
+  if (e !== null) e.passwordPrompt = prompt;
 }
 
 /** Reports this meeting to the embedding page, when there is one. */

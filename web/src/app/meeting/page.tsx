@@ -3,7 +3,7 @@
 // and what to do, never a blank one.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { JoinError, loadMeetConfig, type Conference, type MeetConfig } from '../../lib';
-import { AutoJoin, attachEmbed, embedded, skipsPrejoin } from '../embed';
+import { AutoJoin, attachEmbed, embedded, embedPasswordPrompt, reportEmbedError, skipsPrejoin } from '../embed';
 import { t } from '../i18n';
 import { stopStream } from '../media';
 import { ErrorText, Notice } from '../notice';
@@ -45,6 +45,31 @@ export function MeetingPage({ room }: { room: string }) {
       live = false;
     };
   }, [attempt]);
+
+  // An embedding site hears of each failure shown here, and may answer a
+  // password request itself.
+  useEffect(() => {
+    embedPasswordPrompt(state.kind === 'password' ? (pw) => retry.current(pw) : null);
+    switch (state.kind) {
+      case 'unreachable':
+        reportEmbedError({ name: 'connection.otherError', type: 'CONNECTION', message: state.detail, isFatal: true });
+        break;
+      case 'failed':
+        reportEmbedError({ name: 'conference.setupFailed', type: 'CONFERENCE', message: state.detail, isFatal: true });
+        break;
+      case 'password':
+        reportEmbedError({
+          name: 'conference.authenticationRequired',
+          type: 'CONFERENCE',
+          message: state.wrong ? 'wrong password' : 'the meeting is locked with a password',
+          isFatal: false,
+        });
+        break;
+      case 'denied':
+        reportEmbedError({ name: 'conference.conferenceAccessDenied', type: 'CONFERENCE', message: 'denied by the lobby', isFatal: true });
+        break;
+    }
+  }, [state]);
 
   const join = (config: MeetConfig, r: PreJoinResult) => {
     // ?codec=VP9 or AV1: send that codec (SVC) instead of VP8 simulcast.

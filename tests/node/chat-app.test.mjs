@@ -11,9 +11,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
-import { startServer, TARGET } from "./lib/server.mjs";
+import { REPO, startServer, TARGET } from "./lib/server.mjs";
 import { axeViolations, launch, openPage, playingRemoteVideos, screenshots, until } from "./lib/browser.mjs";
 
 const skip = TARGET !== "conclave" && "the web client is Conclave's";
@@ -232,6 +235,78 @@ test("chat: sign in, contacts, conversations, history, search, a group's call wi
     await conversation(a.page, "Team").click();
     await messages(a.page).getByText("notes from the call").waitFor({ timeout: 15000 });
     await messages(a.page).getByText("hello team").waitFor();
+
+    // An image and a video in the conversation: Bob sees the image's
+    // preview and seeks in the video (a 4 s clip whose colour changes each
+    // second: the frame shown after the seek is the one at that time).
+    const png = Buffer.from(
+      await a.page.evaluate(async () => {
+        const c = new OffscreenCanvas(64, 48);
+        const g = c.getContext("2d");
+        g.fillStyle = "#3a6";
+        g.fillRect(0, 0, 64, 48);
+        const blob = await c.convertToBlob({ type: "image/png" });
+        return [...new Uint8Array(await blob.arrayBuffer())];
+      }),
+    );
+    const clip = join(mkdtempSync(join(tmpdir(), "conclave-clip-")), "clip.webm");
+    execFileSync(join(REPO, "tests", ".venv", "bin", "python"), [join(REPO, "tests", "node", "lib", "sample_video.py"), clip]);
+    for (const f of [
+      { name: "diagram.png", mimeType: "image/png", buffer: png },
+      { name: "clip.webm", mimeType: "video/webm", buffer: readFileSync(clip) },
+    ]) {
+      await a.page.locator(".conversation input[type=file]").setInputFiles(f);
+      await messages(a.page).getByRole("link", { name: `Download ${f.name}` }).or(messages(a.page).getByRole("img", { name: f.name })).first().waitFor({ timeout: 15000 });
+    }
+    await b.page.goto(`${origin}/chat`);
+    await conversation(b.page, "Team").click();
+    const img = messages(b.page).getByRole("img", { name: "diagram.png" });
+    await img.waitFor({ timeout: 15000 });
+    await until(() => img.evaluate((el) => el.complete && el.naturalWidth === 64 && el.naturalHeight === 48), 10000, "the image's preview");
+    const video = messages(b.page).locator('video[aria-label="clip.webm"]');
+    await video.waitFor({ timeout: 15000 });
+    await until(() => video.evaluate((el) => el.readyState >= 1 && Math.abs(el.duration - 4) < 0.3), 10000, "the video's metadata (a 4 s clip)");
+    const seeked = await video.evaluate(
+      (el) =>
+        new Promise((resolve, reject) => {
+          el.addEventListener("error", () => reject(new Error(`video error ${el.error?.code}`)), { once: true });
+          el.addEventListener(
+            "seeked",
+            () => {
+              const c = new OffscreenCanvas(el.videoWidth, el.videoHeight);
+              const g = c.getContext("2d");
+              g.drawImage(el, 0, 0);
+              const [r] = g.getImageData(1, 1, 1, 1).data;
+              resolve({ at: el.currentTime, width: el.videoWidth, red: r });
+            },
+            { once: true },
+          );
+          el.currentTime = 2.5;
+        }),
+    );
+    assert.ok(Math.abs(seeked.at - 2.5) < 0.2, `seeked to ${seeked.at}`);
+    assert.equal(seeked.width, 160);
+    // Second 2's frames are red 120 (0, 60, 120, 180 by second), within
+    // the codec's rounding.
+    assert.ok(Math.abs(seeked.red - 120) < 20, `the frame after the seek has red ${seeked.red}, not second 2's`);
+
+    // "Start a call" with Bob alone: a room for the two of them, whose
+    // invitation Bob gets; what is said in the call is in their
+    // conversation afterwards, for both.
+    await conversation(a.page, "Bob").click();
+    await a.page.getByRole("button", { name: "Start a call" }).click();
+    await a.page.getByRole("button", { name: "Join meeting" }).click({ timeout: 15000 });
+    const callRoom = new URL(a.page.url()).pathname.slice(1);
+    assert.match(callRoom, /^c-[0-9a-f]{16}$/);
+    await a.page.waitForFunction(() => window.conclave !== undefined, null, { timeout: 15000 });
+    await a.page.evaluate(() => window.conclave.ready.then(() => window.conclave.store.sendChat("the contract is signed")));
+    await a.page.getByRole("button", { name: "Leave" }).click();
+    await a.page.goto(`${origin}/chat`);
+    await conversation(a.page, "Bob").click();
+    await messages(a.page).locator("li.msg", { hasText: "the contract is signed" }).getByText("in the call").waitFor({ timeout: 15000 });
+    await conversation(b.page, "alice").click();
+    await messages(b.page).getByRole("link", { name: `${origin}/${callRoom}` }).waitFor({ timeout: 10000 });
+    await messages(b.page).locator("li.msg", { hasText: "the contract is signed" }).getByText("in the call").waitFor({ timeout: 15000 });
 
     // The quota is used up: the next file is refused in words.
     await a.page.locator(".conversation input[type=file]").setInputFiles({ name: "big.bin", mimeType: "application/octet-stream", buffer: randomBytes(1_500_000) });

@@ -125,6 +125,19 @@ describe('chat stanzas', () => {
     expect(message(withUrl('javascript:alert(1)')).file).toBeUndefined();
   });
 
+  it('invites to a call with its room and link (XEP-0482), which readers take back', () => {
+    const room = 'c-0123456789abcdef@conference.localhost';
+    const { el } = chatMessage({ to: 'bob@localhost', groupchat: false, text: 'Started a call: https://h/c-0123456789abcdef', call: { room, url: 'https://h/c-0123456789abcdef' } });
+    const invite = el.getChild('invite', 'urn:xmpp:call-invites:0');
+    expect(invite?.getChild('jitsi')?.attrs.room).toBe(room);
+    expect(invite?.getChild('external')?.attrs.uri).toBe('https://h/c-0123456789abcdef');
+    const echoed = parseXml(el.toString().replace('<message ', `<message from='${ME}/web' `));
+    expect(message(parseChat(echoed, ME, NICKS, 0))).toMatchObject({ call: room, text: 'Started a call: https://h/c-0123456789abcdef' });
+    // A room that is no bare address is no call.
+    const odd = parseXml(`<message from='bob@localhost/x' type='chat'><body>b</body><invite xmlns='urn:xmpp:call-invites:0'><jitsi room='a@b/c'/></invite></message>`);
+    expect(message(parseChat(odd, ME, NICKS, 0)).call).toBeUndefined();
+  });
+
   it('reads the roster, bookmarks and invitations', () => {
     expect(parseRosterItems(parseXml(`<query xmlns='jabber:iq:roster'><item jid='Bob@localhost' name='Bob' subscription='both'/><item jid='c@localhost' ask='subscribe'/></query>`))).toEqual([
       { jid: 'bob@localhost', name: 'Bob', subscription: 'both', pending: false },

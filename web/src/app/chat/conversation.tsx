@@ -257,6 +257,7 @@ function Message({ store, item, onReply, onEdit }: { store: ChatStore; item: Cha
         <b>{who}</b>
         <time dateTime={new Date(item.stamp).toISOString()}>{timeOf(item.stamp)}</time>
         {item.edited === true && <span class="detail">{t('chatApp.edited')}</span>}
+        {item.inCall !== undefined && <span class="detail in-call">{t('chatApp.inCall')}</span>}
       </div>
       {item.reply?.quote !== undefined && <blockquote class="quote">{item.reply.quote}</blockquote>}
       {item.file !== undefined ? (
@@ -283,31 +284,33 @@ function Message({ store, item, onReply, onEdit }: { store: ChatStore; item: Cha
           ))}
         </ul>
       )}
-      <div class="msg-actions">
-        <button type="button" class="small" aria-label={t('chatApp.replyTo', { name: who })} onClick={onReply}>
-          <Reply aria-hidden="true" size={14} />
-        </button>
-        <button type="button" class="small" aria-expanded={picking} aria-label={t('chatApp.react')} onClick={() => setPicking(!picking)}>
-          +😀
-        </button>
-        {item.outgoing && item.file === undefined && (
-          <button type="button" class="small" aria-label={t('chatApp.edit')} onClick={onEdit}>
-            <Pencil aria-hidden="true" size={14} />
+      {item.inCall === undefined && (
+        <div class="msg-actions">
+          <button type="button" class="small" aria-label={t('chatApp.replyTo', { name: who })} onClick={onReply}>
+            <Reply aria-hidden="true" size={14} />
           </button>
-        )}
-        {item.outgoing && (
-          <button
-            type="button"
-            class="small"
-            aria-label={t('chatApp.delete')}
-            onClick={() => {
-              if (confirm(t('chatApp.confirmDelete'))) void store.retract(item);
-            }}
-          >
-            <Trash aria-hidden="true" size={14} />
+          <button type="button" class="small" aria-expanded={picking} aria-label={t('chatApp.react')} onClick={() => setPicking(!picking)}>
+            +😀
           </button>
-        )}
-      </div>
+          {item.outgoing && item.file === undefined && (
+            <button type="button" class="small" aria-label={t('chatApp.edit')} onClick={onEdit}>
+              <Pencil aria-hidden="true" size={14} />
+            </button>
+          )}
+          {item.outgoing && (
+            <button
+              type="button"
+              class="small"
+              aria-label={t('chatApp.delete')}
+              onClick={() => {
+                if (confirm(t('chatApp.confirmDelete'))) void store.retract(item);
+              }}
+            >
+              <Trash aria-hidden="true" size={14} />
+            </button>
+          )}
+        </div>
+      )}
       {picking && (
         <div class="picker" role="group" aria-label={t('chatApp.react')}>
           {QUICK_REACTIONS.map((e) => (

@@ -247,6 +247,7 @@ export class ChatStore {
       const page = await this.client.history(jid, groupchat, '', PAGE);
       this.mergePage(page.events, { jid, complete: page.complete, ...(page.first !== undefined ? { first: page.first } : {}) });
     }
+    if (!groupchat) await this.loadCallChats(jid);
   }
 
   /** The page of history before what the conversation shows. */
@@ -272,10 +273,18 @@ export class ChatStore {
     if (!groupchat) this.addOwn(jid, id, text, reply);
   }
 
-  private addOwn(jid: string, id: string, text: string, reply?: { id: string; quote: string; to?: string }, file?: { url: string; name: string }): void {
+  private addOwn(
+    jid: string,
+    id: string,
+    text: string,
+    reply?: { id: string; quote: string; to?: string },
+    file?: { url: string; name: string },
+    call?: string,
+  ): void {
     const item: ChatItem = { conversation: jid, groupchat: false, sender: this.me, outgoing: true, id, text, stamp: Date.now() };
     if (reply !== undefined) item.reply = { id: reply.id, quote: reply.quote };
     if (file !== undefined) item.file = file;
+    if (call !== undefined) item.call = call;
     this.update(jid, false, (c) => ({ ...c, items: applyEvent(c.items, { kind: 'message', item }) }));
   }
 
@@ -367,19 +376,43 @@ export class ChatStore {
   }
 
   /**
-   * A meeting for the conversation's members. A group meets in its own
-   * room, so the meeting's chat is the group's and stays in its history; a
-   * one-to-one conversation gets a new meeting, whose link goes to the
-   * other person.
+   * A meeting for the conversation's members, whose chat stays in the
+   * conversation's history. A group meets in its own room, so the meeting's
+   * chat is the group's. A one-to-one conversation gets a room of its own
+   * for the call (members-only, the two of us), whose invitation (XEP-0482,
+   * with the link as text for other clients) goes to the other person; the
+   * conversation shows that room's chat under it (`loadCallChats`).
    */
   async startCall(jid: string): Promise<string> {
     const groupchat = this.isGroup(jid);
-    const room = groupchat ? (jid.split('@')[0] ?? newMeetingName()) : newMeetingName();
-    const link = `${location.origin}/${encodeURIComponent(room)}`;
-    await this.client.send({ to: jid, groupchat, text: t('chatApp.callStarted', { url: link }) }).then((id) => {
-      if (!groupchat) this.addOwn(jid, id, t('chatApp.callStarted', { url: link }));
-    });
-    return room;
+    const room = groupchat ? jid : await this.client.createCallRoom(jid, t('chatApp.callWith', { name: this.nameOf(jid) }));
+    const local = room.split('@')[0] ?? newMeetingName();
+    const link = `${location.origin}/${encodeURIComponent(local)}`;
+    const text = t('chatApp.callStarted', { url: link });
+    const id = await this.client.send({ to: jid, groupchat, text, ...(groupchat ? {} : { call: { room, url: link } }) });
+    if (!groupchat) this.addOwn(jid, id, text, undefined, undefined, room);
+    return local;
+  }
+
+  /**
+   * What was said in the calls a one-to-one conversation started: each
+   * call room's newest page, shown among the conversation's messages.
+   * Only rooms of this server's meetings, and read again each time the
+   * conversation is opened (a call may have happened since).
+   */
+  private async loadCallChats(jid: string): Promise<void> {
+    const conv = this.conversations.value.get(jid);
+    if (conv === undefined || conv.groupchat) return;
+    const rooms = new Set<string>();
+    for (const x of conv.items) if (x.call !== undefined && x.call.endsWith(`@${this.client.config.muc}`)) rooms.add(x.call);
+    for (const room of rooms) {
+      const page = await this.client.history(room, true, '', PAGE).catch(() => null);
+      if (page === null) continue;
+      const events = page.events.flatMap((ev): ChatEvent[] =>
+        ev.kind === 'message' ? [{ kind: 'message', item: { ...ev.item, conversation: jid, inCall: room } }] : [{ ...ev, conversation: jid }],
+      );
+      this.update(jid, false, (c) => ({ ...c, ...applyPage(c.items, events, c.orphans) }));
+    }
   }
 
   async signOut(): Promise<void> {

@@ -383,21 +383,40 @@ export class ChatClient extends Emitter<ChatClientEvents> {
    * its members made members and invited, and a bookmark of it.
    */
   async createGroup(name: string, members: string[]): Promise<string> {
-    const room = `g-${newId().replace(/-/g, '').slice(0, 16)}@${this.config.muc}`;
+    const room = await this.createRoom('g', name, members);
+    await this.addBookmark({ jid: room, name, autojoin: true, nick: this.localpart });
+    for (const m of members) await this.xmpp.send(directInvite(m, room, name));
+    return room;
+  }
+
+  /**
+   * A room for a call with one contact: kept, members-only and archived
+   * like a group's, so that the call's chat stays readable to the two of
+   * them (and nobody else) afterwards; we leave it at once, as the call is
+   * held by the meeting page. Its name is random: nobody can take it first.
+   */
+  async createCallRoom(peer: string, name: string): Promise<string> {
+    const room = await this.createRoom('c', name, [peer]);
+    this.nicks.delete(room);
+    await this.xmpp.send(xml('presence', { to: `${room}/${this.localpart}`, type: 'unavailable' }));
+    return room;
+  }
+
+  /** A new kept, members-only, archived room under a random name, with `members` as its members. */
+  private async createRoom(prefix: string, name: string, members: string[]): Promise<string> {
+    const room = `${prefix}-${newId().replace(/-/g, '').slice(0, 16)}@${this.config.muc}`;
     const joined = new Promise<void>((resolve, reject) => {
       const off = this.on('room', (r) => {
         if (r.jid !== room) return;
         off();
         if (r.joined) resolve();
-        else reject(new Error(r.error ?? 'could not create the group'));
+        else reject(new Error(r.error ?? 'could not create the room'));
       });
     });
     await this.joinRoom(room);
     await joined;
     await this.xmpp.iqCaller.request(groupConfig(room, name), IQ_TIMEOUT_MS);
     if (members.length > 0) await this.xmpp.iqCaller.request(memberAffiliations(room, members), IQ_TIMEOUT_MS);
-    await this.addBookmark({ jid: room, name, autojoin: true, nick: this.localpart });
-    for (const m of members) await this.xmpp.send(directInvite(m, room, name));
     return room;
   }
 

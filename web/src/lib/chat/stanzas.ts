@@ -25,6 +25,8 @@ export const NS_BOOKMARKS = 'urn:xmpp:bookmarks:1';
 export const NS_DIRECT_INVITE = 'jabber:x:conference';
 export const NS_FULLTEXT = 'urn:xmpp:fulltext:0';
 export const NS_CHATSTATES = 'http://jabber.org/protocol/chatstates';
+/** XEP-0482: a call's invitation, naming its (Jitsi-style) room and its link. */
+export const NS_CALL_INVITES = 'urn:xmpp:call-invites:0';
 
 /** The bare form of a JID, lowercased in its local and domain parts. */
 export function bare(jid: string): string {
@@ -77,6 +79,14 @@ export interface ChatItem {
   file?: FileRef;
   /** Emoji to the senders (bare JIDs or nicks) who chose it. */
   reactions?: Record<string, string[]>;
+  /** A call's invitation (XEP-0482): the room the call is held in. */
+  call?: string;
+  /**
+   * Said in the chat of a call this conversation started (read from that
+   * room's archive, shown here): the call's room. Such a message is only
+   * read; the room, not this conversation, is where it could be answered.
+   */
+  inCall?: string;
 }
 
 function stampOf(el: Element, fallback: number): number {
@@ -196,7 +206,14 @@ export function parseChat(
   }
   const file = fileOf(el, body);
   if (file !== undefined) item.file = file;
+  const call = el.getChild('invite', NS_CALL_INVITES)?.getChild('jitsi')?.attrs.room;
+  if (call !== undefined && isBareJid(call)) item.call = call;
   return { kind: 'message', item };
+}
+
+/** `local@domain`, nothing more: what a room's address is. */
+function isBareJid(s: string): boolean {
+  return /^[^@/\s]+@[^@/\s]+$/.test(s) && s.length <= 3071;
 }
 
 /** The message a carbon (XEP-0280) carries, or the stanza itself. */
@@ -219,6 +236,8 @@ export interface OutgoingOptions {
   nick?: string;
   replyTo?: { id: string; to?: string; quote: string };
   file?: string;
+  /** An invitation to a call: its room, and the link to it (in the body too, for other clients). */
+  call?: { room: string; url: string };
 }
 
 /** A chat message; its id doubles as its origin-id. */
@@ -242,6 +261,11 @@ export function chatMessage(o: OutgoingOptions): { el: Element; id: string } {
   if (o.file !== undefined) {
     body = o.file;
     extra.push(xml('x', { xmlns: NS_OOB }, xml('url', {}, o.file)));
+  }
+  if (o.call !== undefined) {
+    extra.push(
+      xml('invite', { xmlns: NS_CALL_INVITES, video: 'true' }, xml('jitsi', { room: o.call.room }), xml('external', { uri: o.call.url })),
+    );
   }
   const el = xml(
     'message',

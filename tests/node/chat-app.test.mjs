@@ -300,6 +300,14 @@ test("chat: sign in, contacts, conversations, history, search, a group's call wi
     assert.match(callRoom, /^c-[0-9a-f]{16}$/);
     await a.page.waitForFunction(() => window.conclave !== undefined, null, { timeout: 15000 });
     await a.page.evaluate(() => window.conclave.ready.then(() => window.conclave.store.sendChat("the contract is signed")));
+    // Back in the call (a reload: a new session of the same account), her
+    // message in the room's history is hers.
+    await a.page.reload();
+    await a.page.getByRole("button", { name: "Join meeting" }).click({ timeout: 15000 });
+    await a.page.waitForFunction(() => window.conclave !== undefined, null, { timeout: 15000 });
+    await a.page.evaluate(() => window.conclave.ready.then(() => undefined));
+    await a.page.getByRole("button", { name: "Chat" }).click();
+    await a.page.locator(".chat li", { hasText: "the contract is signed" }).getByText("You", { exact: true }).waitFor({ timeout: 10000 });
     await a.page.getByRole("button", { name: "Leave" }).click();
     await a.page.goto(`${origin}/chat`);
     await conversation(a.page, "Bob").click();

@@ -194,6 +194,15 @@ describe('chat', () => {
       ROOM,
     );
     expect(m).toEqual({ from: 'b0b0b0b0', text: 'hello', private: false, delayed: true, stamp: '2026-01-01T00:00:00Z', id: 'x', nick: 'Bob' });
+    // The room's occupant-id (XEP-0421) on a message and on a presence: how
+    // our own messages from an earlier visit are told apart.
+    const stamped = parseChatMessage(
+      parseXml(`<message from='${ROOM}/old1' type='groupchat'><body>before</body><occupant-id xmlns='urn:xmpp:occupant-id:0' id='OID1'/></message>`),
+      ROOM,
+    );
+    expect(stamped?.occupantId).toBe('OID1');
+    const self = parseOccupantPresence(parseXml(`<presence from='${ROOM}/new1'><occupant-id xmlns='urn:xmpp:occupant-id:0' id='OID1'/></presence>`), ROOM);
+    expect(self?.occupantId).toBe('OID1');
     expect(parseChatMessage(parseXml(`<message from='${ROOM}' type='groupchat'><subject>s</subject></message>`), ROOM)).toBeNull();
     expect(parseChatMessage(parseXml(`<message from='${ROOM}/x' type='error'><body>e</body></message>`), ROOM)).toBeNull();
   });

@@ -227,6 +227,8 @@ class Embed {
         if (seenChat.has(m.id) || (m.mine && m.progress !== undefined && m.progress < 1)) continue;
         seenChat.add(m.id);
         const privateMessage = m.privateWith !== undefined;
+        // Ours from an earlier visit (the room's history): not sent now.
+        if (m.mine && m.history === true) continue;
         if (m.mine) this.event('outgoingMessage', { message: m.text, privateMessage });
         else {
           const stamp = Number.isNaN(m.at.getTime()) ? undefined : m.at.toISOString();

@@ -96,7 +96,8 @@ export interface ConferenceEvents {
   'participant-updated': Participant;
   'remote-track': RemoteTrack;
   'remote-track-removed': RemoteTrack;
-  chat: ChatMessage & { displayName?: string };
+  /** `mine`: sent by this account in an earlier session here (the room's history; XEP-0421). */
+  chat: ChatMessage & { displayName?: string; mine: boolean };
   'endpoint-message': { from: string; payload: unknown };
   'dominant-speaker': { endpointId: string; previous: string[]; silence: boolean };
   'forwarded-sources': { sources: string[] };
@@ -203,6 +204,8 @@ export class Conference extends Emitter<ConferenceEvents> {
   private readonly properties = new Map<string, string>();
   private password = '';
   private role = '';
+  /** Ours in the room (XEP-0421), from our own presence: which history is ours. */
+  private ownOccupantId: string | undefined;
   private affiliation = '';
   private readonly forceMuted = { audio: false, video: false };
   /** The lobby room, once the room named one (to knock at, or to watch). */
@@ -707,7 +710,8 @@ export class Conference extends Emitter<ConferenceEvents> {
       const m = parseChatMessage(el, this.roomJid);
       if (m && m.from !== this.endpointId) {
         const displayName = this.participants.get(m.from)?.displayName ?? m.nick;
-        this.emit('chat', displayName !== undefined ? { ...m, displayName } : m);
+        const mine = m.occupantId !== undefined && m.occupantId === this.ownOccupantId;
+        this.emit('chat', displayName !== undefined ? { ...m, displayName, mine } : { ...m, mine });
       }
     }
   }
@@ -752,6 +756,7 @@ export class Conference extends Emitter<ConferenceEvents> {
       this.joinWaiter?.reject(new JoinError(p.error ?? 'undefined-condition', p.lobbyRoom));
       return;
     }
+    if (p.type === 'available' && p.occupantId !== undefined) this.ownOccupantId = p.occupantId;
     if (p.type === 'available' && (p.role !== this.role || p.affiliation !== this.affiliation)) {
       this.role = p.role ?? '';
       this.affiliation = p.affiliation ?? '';

@@ -3,7 +3,7 @@
 import { xml, type Element } from '@xmpp/client';
 import { NS_OOB, NS_SID, fileOf, type FileRef } from './chat/stanzas';
 import { roomConfig } from './moderation';
-import { NS_DELAY, NS_JITMEET, NS_MUC, NS_MUC_USER, NS_NICK } from './ns';
+import { NS_DELAY, NS_JITMEET, NS_MUC, NS_MUC_USER, NS_NICK, NS_OCCUPANT_ID } from './ns';
 
 export interface SourceState {
   muted: boolean;
@@ -66,6 +66,8 @@ export interface OccupantPresence {
   displayName?: string;
   /** The occupant's real JID (muc#user item jid), when the room shows it. */
   realJid?: string;
+  /** XEP-0421: the same for every session of one account in the room. */
+  occupantId?: string;
   role?: string;
   affiliation?: string;
   statuses: number[];
@@ -139,6 +141,8 @@ export function parseOccupantPresence(stanza: Element, roomJid: string): Occupan
   if (type !== undefined && type !== 'unavailable' && type !== 'error') return null;
   const nick = stanza.getChildText('nick', NS_NICK);
   if (nick !== null) p.displayName = nick;
+  const occupantId = stanza.getChild('occupant-id', NS_OCCUPANT_ID)?.attrs.id;
+  if (occupantId !== undefined && occupantId !== '') p.occupantId = occupantId;
   const x = stanza.getChild('x', NS_MUC_USER);
   if (x) {
     const item = x.getChild('item');
@@ -205,6 +209,8 @@ export interface ChatMessage {
   nick?: string;
   /** A shared file (XEP-0066: the body is its URL). */
   file?: FileRef;
+  /** XEP-0421, as the room stamped it: who sent it, across their sessions. */
+  occupantId?: string;
 }
 
 /**
@@ -247,6 +253,8 @@ export function parseChatMessage(stanza: Element, roomJid: string): ChatMessage 
   if (nick !== null && nick !== '') m.nick = nick;
   const file = fileOf(stanza, body);
   if (file !== undefined) m.file = file;
+  const occupantId = stanza.getChild('occupant-id', NS_OCCUPANT_ID)?.attrs.id;
+  if (occupantId !== undefined && occupantId !== '') m.occupantId = occupantId;
   return m;
 }
 

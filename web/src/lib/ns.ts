@@ -21,6 +21,8 @@ export const NS_NICK = 'http://jabber.org/protocol/nick';
 export const NS_DATA = 'jabber:x:data';
 export const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 export const NS_DELAY = 'urn:xmpp:delay';
+/** XEP-0421: an occupant's id in a room, the same for each of its sessions there. */
+export const NS_OCCUPANT_ID = 'urn:xmpp:occupant-id:0';
 export const NS_MUC_ADMIN = 'http://jabber.org/protocol/muc#admin';
 export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
 /** Jitsi's force-mute IQs, between moderator, focus and participant. */

@@ -52,6 +52,8 @@ export interface ChatEntry {
   progress?: number;
   /** Why our file could not be sent. */
   error?: string;
+  /** From the room's history, said before we came. */
+  history?: boolean;
 }
 
 export interface Reaction {
@@ -252,7 +254,8 @@ export class MeetingStore {
         from: m.from,
         fromName: m.displayName ?? m.from,
         text: m.text,
-        mine: false,
+        mine: m.mine,
+        ...(m.delayed ? { history: true } : {}),
         ...(m.file !== undefined ? { file: m.file } : {}),
         ...(m.private ? { privateWith: m.from, privateWithName: m.displayName ?? m.from } : {}),
         at: m.stamp !== undefined ? new Date(m.stamp) : new Date(),

@@ -1,5 +1,6 @@
 """HTTPS endpoints: /health, /metrics, and HTTP-level behaviour of BOSH."""
 
+import gzip
 import re
 import urllib.request
 
@@ -136,10 +137,17 @@ def test_the_meeting_page_and_its_assets_are_served_from_the_server_itself(serve
     page = body.decode()
     scripts = re.findall(r'src="(/assets/[^"]+\.js)"', page)
     assert scripts, page
-    for s in scripts:
+    # What the page loads at first: its scripts and the chunks it preloads
+    # (the lazy ones, such as the emoji data, come later if ever).
+    first_load = scripts + re.findall(r'rel="modulepreload"[^>]*href="(/assets/[^"]+\.js)"', page)
+    compressed = 0
+    for s in first_load:
         status, headers, js = https_get_full(server.http_port, s)
         assert status == 200 and headers["content-type"].startswith("text/javascript")
         assert "immutable" in headers["cache-control"]
+        compressed += len(gzip.compress(js, 9))
+    # The issue's budget: under 300 KB of compressed JavaScript.
+    assert compressed < 300 * 1024, f"first load: {compressed} bytes of gzipped JavaScript"
     status, headers, body = https_get_full(server.http_port, "/meet-config.json")
     assert status == 200
     import json

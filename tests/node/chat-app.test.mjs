@@ -114,6 +114,26 @@ test("chat: sign in, contacts, conversations, history, search, a group's call wi
     const reply = messages(a.page).locator("li.msg", { hasText: "yes, at noon" });
     await reply.locator("blockquote", { hasText: "lunch?" }).waitFor({ timeout: 10000 });
     await messages(a.page).locator("li.msg", { hasText: "budget for 2027" }).getByRole("button", { name: "👍 from 1" }).waitFor({ timeout: 10000 });
+    // Any emoji, from the full picker (searched by name): a reaction, and
+    // one put in a message where the cursor is.
+    await budgetAtBob.hover();
+    await budgetAtBob.getByRole("button", { name: "React", exact: true }).click();
+    await budgetAtBob.getByRole("button", { name: "More reactions" }).click();
+    const picker = b.page.getByRole("dialog", { name: "Pick a reaction" });
+    await picker.getByRole("searchbox", { name: "Search emoji" }).fill("rocket");
+    await picker.getByRole("button", { name: "rocket", exact: true }).click();
+    await messages(a.page).locator("li.msg", { hasText: "budget for 2027" }).getByRole("button", { name: "🚀 from 1" }).waitFor({ timeout: 10000 });
+    await composer(a.page).fill("ship it");
+    await a.page.getByRole("button", { name: "Insert emoji" }).click();
+    const insert = a.page.getByRole("dialog", { name: "Pick an emoji to insert" });
+    await insert.getByRole("button", { name: "Animals & nature" }).click();
+    await insert.getByRole("button", { name: "dog face" }).waitFor();
+    await noViolations(a.page, "chat-emoji");
+    await insert.getByRole("searchbox", { name: "Search emoji" }).fill("party pop");
+    await insert.getByRole("button", { name: "party popper" }).click();
+    assert.equal(await composer(a.page).inputValue(), "ship it🎉");
+    await composer(a.page).press("Enter");
+    await messages(b.page).getByText("ship it🎉").waitFor({ timeout: 10000 });
 
     // Alice corrects a message and deletes another; Bob sees both.
     const mine = messages(a.page).locator("li.msg.mine", { hasText: "lunch?" });

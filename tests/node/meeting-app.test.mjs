@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import jsQR from "jsqr";
 
 import { startServer, TARGET, withTimeout } from "./lib/server.mjs";
 import {
@@ -153,6 +154,35 @@ test("web client: three in a meeting see and hear each other, chat in the room a
   const room = `App${Date.now()}`;
   try {
     const a = await withTimeout(join(browser, origin, room, "Alice", outside), 30000, "Alice joining");
+
+    // Alone, Alice is offered to invite people: the meeting's link to copy,
+    // and as a QR code that decodes (jsQR) to the same link.
+    await a.page.getByText("You are the only one here.").waitFor({ timeout: 10000 });
+    await a.page.getByRole("button", { name: "Invite people" }).click();
+    const link = `${origin}/${room.toLowerCase()}`;
+    assert.equal(await a.page.getByLabel("Meeting link").inputValue(), link);
+    // For this origin, the list replaces what the context had: camera and microphone stay.
+    await a.ctx.grantPermissions(["camera", "microphone", "clipboard-read", "clipboard-write"], { origin });
+    await a.page.getByRole("button", { name: "Copy link" }).click();
+    await a.page.getByText("Link copied.").waitFor();
+    assert.equal(await a.page.evaluate(() => navigator.clipboard.readText()), link);
+    await a.page.getByRole("button", { name: "QR code" }).click();
+    const qr = a.page.getByRole("img", { name: `QR code of the meeting link ${link}` });
+    await qr.waitFor();
+    const pixels = await qr.evaluate((canvas) => {
+      // Scaled up without smoothing, as a camera would see it on screen.
+      const scale = 8;
+      const c = new OffscreenCanvas(canvas.width * scale, canvas.height * scale);
+      const g = c.getContext("2d");
+      g.imageSmoothingEnabled = false;
+      g.drawImage(canvas, 0, 0, c.width, c.height);
+      const d = g.getImageData(0, 0, c.width, c.height);
+      return { w: d.width, h: d.height, data: [...d.data] };
+    });
+    assert.equal(jsQR(Uint8ClampedArray.from(pixels.data), pixels.w, pixels.h)?.data, link, "the QR code's link");
+    await noViolations(a.page, "meeting-invite");
+    await a.page.getByRole("button", { name: "Participants" }).click();
+
     const b = await withTimeout(join(browser, origin, room, "Bob", outside), 30000, "Bob joining");
     const c = await withTimeout(join(browser, origin, room, "Carol", outside), 30000, "Carol joining");
     const ids = await Promise.all([a, b, c].map((p) => p.page.evaluate(() => window.conclave.conference.endpointId)));

@@ -3,6 +3,7 @@ import { gridCapacity, gridShape, tracks } from '../src/app/meeting/layout';
 import { newMeetingName, roomFromInput, routeOf } from '../src/app/route';
 import en from '../src/app/locales/en.json';
 import { t } from '../src/app/i18n';
+import { matches } from '../src/app/emoji';
 
 describe('routes and meeting names', () => {
   it('tells the home page, a meeting and an unusable name apart', () => {
@@ -58,5 +59,17 @@ describe('the string catalogue', () => {
     expect(t('meeting.count', { count: 3 })).toBe('3 participants');
     expect(t('prejoin.problem.denied', { device: t('prejoin.deviceWord.camera') })).toContain('your camera is blocked');
     expect(Object.keys(en).length).toBeGreaterThan(10);
+  });
+});
+
+describe('the emoji picker', () => {
+  it('finds emoji by the start of their names and keywords, every word', () => {
+    const thumbs = { label: 'thumbs up', tags: ['+1', 'good', 'like', 'yes'] };
+    expect(matches(thumbs, 'thumb')).toBe(true);
+    expect(matches(thumbs, 'LIKE')).toBe(true);
+    expect(matches(thumbs, 'thumbs up')).toBe(true);
+    expect(matches(thumbs, 'thumbs down')).toBe(false);
+    expect(matches(thumbs, 'humb')).toBe(false);
+    expect(matches({ label: 'flag: France' }, 'france')).toBe(true);
   });
 });

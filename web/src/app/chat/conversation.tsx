@@ -5,6 +5,7 @@ import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ArrowLeft, Bell, BellOff, Pencil, Phone, Reply, Trash, X } from 'lucide-preact';
 import type { ChatItem } from '../../lib';
 import { ComposeRow } from '../compose';
+import { EmojiPicker } from '../emoji';
 import { DropZone, FileView, UploadProgress } from '../files';
 import { t } from '../i18n';
 import { ErrorText } from '../notice';
@@ -238,6 +239,7 @@ export function ConversationView({ store, jid }: { store: ChatStore; jid: string
 
 function Message({ store, item, onReply, onEdit }: { store: ChatStore; item: ChatItem; onReply: () => void; onEdit: () => void }) {
   const [picking, setPicking] = useState(false);
+  const [more, setMore] = useState(false);
   const who = store.senderName(item);
   if (item.retracted === true) {
     return (
@@ -327,7 +329,21 @@ function Message({ store, item, onReply, onEdit }: { store: ChatStore; item: Cha
               {e}
             </button>
           ))}
+          <button type="button" class="small" aria-expanded={more} onClick={() => setMore(!more)}>
+            {t('emoji.more')}
+          </button>
         </div>
+      )}
+      {picking && more && (
+        <EmojiPicker
+          label={t('emoji.pickReaction')}
+          onPick={(e) => {
+            setMore(false);
+            setPicking(false);
+            void store.react(item, e);
+          }}
+          onClose={() => setMore(false)}
+        />
       )}
     </li>
   );

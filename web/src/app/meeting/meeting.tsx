@@ -128,6 +128,14 @@ export function Meeting({ store, room }: { store: MeetingStore; room: string }) 
       <ErrorText text={store.mediaError.value} banner />
       <main class="view" aria-label={t('layout.label')}>
         {layout === 'tile' ? <Grid store={store} local={local} /> : <Stage store={store} local={local} />}
+        {store.peers.value.size === 0 && panel !== 'participants' && (
+          <div class="alone">
+            <span>{t('invite.alone')}</span>
+            <button type="button" class="small primary" onClick={() => store.openPanel('participants')}>
+              {t('invite.aloneAction')}
+            </button>
+          </div>
+        )}
         <ol class="reactions" aria-live="polite">
           {store.reactions.value.map((r) => (
             <li key={r.key}>

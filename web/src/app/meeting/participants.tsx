@@ -4,6 +4,7 @@ import { Hand, Mic, MicOff, Video, VideoOff } from 'lucide-preact';
 import { useState } from 'preact/hooks';
 import { t } from '../i18n';
 import { ErrorText } from '../notice';
+import { InvitePeople } from './invite';
 import { displayName } from './tile';
 import type { MeetingStore, PeerView } from './store';
 
@@ -31,6 +32,7 @@ export function ParticipantsPanel({
   return (
     <section class="panel participants" aria-labelledby="participants-title">
       <h2 id="participants-title">{t('participants.title', { count: everyone.length })}</h2>
+      <InvitePeople room={store.room} />
       {mod && <ModeratorTools store={store} />}
       {store.knockers.value.length > 0 && (
         <section class="lobby-list" aria-labelledby="lobby-title">

@@ -166,6 +166,11 @@ export class MeetingStore {
   private stopped = false;
   private constraintsKey = '';
 
+  /** The meeting's name, as in its link. */
+  get room(): string {
+    return this.opts.room;
+  }
+
   constructor(opts: MeetingOptions) {
     this.opts = opts;
     this.camera = opts.stream;

@@ -39,6 +39,8 @@ export interface Invite {
 
 const MUTED_KEY = 'conclave.mutedConversations';
 const PAGE = 50;
+/** How many of a conversation's calls show their chat in it (the newest). */
+const MAX_CALL_ROOMS = 10;
 
 function loadMuted(): Set<string> {
   try {
@@ -403,8 +405,13 @@ export class ChatStore {
   private async loadCallChats(jid: string): Promise<void> {
     const conv = this.conversations.value.get(jid);
     if (conv === undefined || conv.groupchat) return;
+    // The newest calls first, and only so many: opening a conversation
+    // asks this many archives at most.
     const rooms = new Set<string>();
-    for (const x of conv.items) if (x.call !== undefined && x.call.endsWith(`@${this.client.config.muc}`)) rooms.add(x.call);
+    for (let i = conv.items.length - 1; i >= 0 && rooms.size < MAX_CALL_ROOMS; i -= 1) {
+      const call = conv.items[i]?.call;
+      if (call !== undefined && call.endsWith(`@${this.client.config.muc}`)) rooms.add(call);
+    }
     for (const room of rooms) {
       const page = await this.client.history(room, true, '', PAGE).catch(() => null);
       if (page === null) continue;

@@ -22,14 +22,20 @@ export function Notice(props: {
         {props.detail !== undefined && <p class="detail">{props.detail}</p>}
         <div class="row">
           {props.children}
-          {props.busy !== true && embedded() === null && (
-            <a class="button" href="/">
-              {t('common.home')}
-            </a>
-          )}
+          {props.busy !== true && <HomeLink />}
         </div>
       </section>
     </main>
+  );
+}
+
+/** The way back to the home page; none in an embedded meeting (the home page refuses framing). */
+export function HomeLink() {
+  if (embedded() !== null) return null;
+  return (
+    <a class="button" href="/">
+      {t('common.home')}
+    </a>
   );
 }
 

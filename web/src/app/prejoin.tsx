@@ -2,6 +2,7 @@
 // level meter that shows the microphone hears something. A refused or
 // missing device is explained, and joining without it stays possible.
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { MAX_NAME } from '../embed/protocol';
 import { embedded } from './embed';
 import { t } from './i18n';
 import { LevelMeter, listDevices, openMedia, stopStream, type Devices, type MediaProblem } from './media';
@@ -14,7 +15,6 @@ export interface PreJoinResult {
 }
 
 const NAME_KEY = 'conclave.displayName';
-const MAX_NAME = 64;
 
 function storedName(): string {
   const fromUrl = new URLSearchParams(location.search).get('name') ?? embedded()?.displayName ?? null;

@@ -50,6 +50,11 @@ export function newMeetingName(): string {
   return [0, 4, 8, 12].map((i) => chars.slice(i, i + 4).join('')).join('-');
 }
 
+/** The link that opens a meeting here (nothing an embedding added). */
+export function meetingLink(room: string): string {
+  return `${location.origin}/${encodeURIComponent(room)}`;
+}
+
 /** A room name a person typed: spaces become dashes; null if still unusable. */
 export function roomFromInput(text: string): string | null {
   const cleaned = text.trim().replace(/\s+/g, '-');

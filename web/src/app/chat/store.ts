@@ -15,7 +15,7 @@ import {
 } from '../../lib';
 import { uploadMessage } from '../files';
 import { t } from '../i18n';
-import { newMeetingName } from '../route';
+import { meetingLink, newMeetingName } from '../route';
 import { saveCredentials } from '../session';
 import { applyEvent, applyPage, emptyConversation, referenceId, toggledReactions, type Conversation } from './model';
 
@@ -389,7 +389,7 @@ export class ChatStore {
     const groupchat = this.isGroup(jid);
     const room = groupchat ? jid : await this.client.createCallRoom(jid, t('chatApp.callWith', { name: this.nameOf(jid) }));
     const local = room.split('@')[0] ?? newMeetingName();
-    const link = `${location.origin}/${encodeURIComponent(local)}`;
+    const link = meetingLink(local);
     const text = t('chatApp.callStarted', { url: link });
     const id = await this.client.send({ to: jid, groupchat, text, ...(groupchat ? {} : { call: { room, url: link } }) });
     if (!groupchat) this.addOwn(jid, id, text, undefined, undefined, room);
@@ -412,11 +412,12 @@ export class ChatStore {
       const call = conv.items[i]?.call;
       if (call !== undefined && call.endsWith(`@${this.client.config.muc}`)) rooms.add(call);
     }
-    for (const room of rooms) {
-      const page = await this.client.history(room, true, '', PAGE).catch(() => null);
-      if (page === null) continue;
-      const events = page.events.flatMap((ev): ChatEvent[] =>
-        ev.kind === 'message' ? [{ kind: 'message', item: { ...ev.item, conversation: jid, inCall: room } }] : [{ ...ev, conversation: jid }],
+    // Asked together, not one after another.
+    const pages = await Promise.all([...rooms].map((room) => this.client.history(room, true, '', PAGE).then((page) => ({ room, page }), () => null)));
+    for (const got of pages) {
+      if (got === null) continue;
+      const events = got.page.events.flatMap((ev): ChatEvent[] =>
+        ev.kind === 'message' ? [{ kind: 'message', item: { ...ev.item, conversation: jid, inCall: got.room } }] : [{ ...ev, conversation: jid }],
       );
       this.update(jid, false, (c) => ({ ...c, ...applyPage(c.items, events, c.orphans) }));
     }

@@ -5,11 +5,7 @@ import { generate } from 'lean-qr';
 import { QrCode } from 'lucide-preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { t } from '../i18n';
-
-/** The link that opens this meeting (without anything an embedding added). */
-export function meetingLink(room: string): string {
-  return `${location.origin}/${encodeURIComponent(room)}`;
-}
+import { meetingLink } from '../route';
 
 export function InvitePeople({ room }: { room: string }) {
   const link = meetingLink(room);

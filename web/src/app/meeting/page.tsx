@@ -3,10 +3,10 @@
 // and what to do, never a blank one.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { JoinError, loadMeetConfig, type Conference, type MeetConfig } from '../../lib';
-import { AutoJoin, attachEmbed, embedded, embedPasswordPrompt, reportEmbedError, skipsPrejoin } from '../embed';
+import { AutoJoin, attachEmbed, embedPasswordPrompt, reportEmbedError, skipsPrejoin } from '../embed';
 import { t } from '../i18n';
 import { stopStream } from '../media';
-import { ErrorText, Notice } from '../notice';
+import { ErrorText, HomeLink, Notice } from '../notice';
 import { PreJoin, type PreJoinResult } from '../prejoin';
 import { savedCredentials } from '../session';
 import { Meeting } from './meeting';
@@ -189,11 +189,7 @@ function PasswordPrompt(props: { wrong: boolean; onSubmit: (password: string) =>
           <button type="submit" class="primary">
             {t('password.join')}
           </button>
-          {embedded() === null && (
-            <a class="button" href="/">
-              {t('common.home')}
-            </a>
-          )}
+          <HomeLink />
         </div>
         <ErrorText id="password-wrong" text={props.wrong ? t('password.wrong') : ''} />
       </form>

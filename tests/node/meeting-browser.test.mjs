@@ -198,6 +198,13 @@ test(
       const b = await withTimeout(join(browser, origin, room, "Bob", outside, "&media=none"), 30000, "Bob joining");
       const c = await withTimeout(join(browser, origin, room, "Carol", outside, "&media=none"), 30000, "Carol joining");
       const alice = await a.page.evaluate(() => window.conclave.conference.endpointId);
+      // Both see Alice in the tile their page sized. How many layers she
+      // sends follows the tallest of those tiles, which depends on the
+      // layout of the moment, so both ask for her full size first.
+      await until(async () => (await heightOf(b.page, alice)) > 0, 20000, "Bob sees Alice");
+      await until(async () => (await heightOf(c.page, alice)) > 0, 20000, "Carol sees Alice");
+      await askFor(b.page, 720);
+      await askFor(c.page, 720);
       const svc = await until(async () => {
         const st = await a.page.evaluate(async () => {
           const out = [];
@@ -211,12 +218,8 @@ test(
         return st.length === 1 && st[0] === "L3T3_KEY" && st;
       }, 30000, `Alice sending one ${codec} stream with three spatial layers`);
       assert.deepEqual(svc, ["L3T3_KEY"]);
-      // Both see Alice in the tile their page sized; then Bob asks for
-      // small pictures, Carol for everything: the bridge sends each what
-      // they asked for, out of the one stream.
-      await until(async () => (await heightOf(b.page, alice)) > 0, 20000, "Bob sees Alice");
-      await until(async () => (await heightOf(c.page, alice)) > 0, 20000, "Carol sees Alice");
-      await askFor(c.page, 720);
+      // Then Bob asks for small pictures, Carol still for everything: the
+      // bridge sends each what they asked for, out of the one stream.
       await askFor(b.page, 180);
       await until(async () => {
         const h = await heightOf(b.page, alice);

@@ -1,15 +1,16 @@
 // One conversation: its history (paged back through the archive), each
 // message's reply, reactions, edit and delete, files with their progress,
 // the composer, and "Start a call".
-import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ArrowLeft, Bell, BellOff, Pencil, Phone, Reply, Trash, X } from 'lucide-preact';
 import type { ChatItem } from '../../lib';
+import { VirtualLog, type LogControl, type RowProps } from '../log';
 import { ComposeRow } from '../compose';
 import { EmojiPicker } from '../emoji';
 import { DropZone, FileView, UploadProgress } from '../files';
 import { t } from '../i18n';
 import { ErrorText } from '../notice';
-import type { ChatStore } from './store';
+import type { ChatStore, PendingUpload } from './store';
 
 const MAX_MESSAGE = 10000;
 const QUICK_REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '🙏'];
@@ -33,6 +34,14 @@ function Linked({ text }: { text: string }) {
   );
 }
 
+/** A row of the log: a message, or a file on its way. */
+type Row = { kind: 'message'; item: ChatItem } | { kind: 'upload'; upload: PendingUpload };
+
+function rowKey(r: Row): string {
+  if (r.kind === 'upload') return `upload|${r.upload.key}`;
+  return `${r.item.stanzaId ?? ''}|${r.item.id}|${r.item.sender}`;
+}
+
 function timeOf(ms: number): string {
   return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 }
@@ -41,22 +50,23 @@ export function ConversationView({ store, jid }: { store: ChatStore; jid: string
   const conv = store.conversations.value.get(jid);
   const contact = store.contacts.value.get(jid);
   const muted = store.muted.value.has(jid);
-  const uploads = store.uploads.value.filter((u) => u.conversation === jid);
+  const allUploads = store.uploads.value;
   const [text, setText] = useState('');
   const [replyTo, setReplyTo] = useState<ChatItem | null>(null);
   const [editing, setEditing] = useState<ChatItem | null>(null);
   const [error, setError] = useState('');
   const [loadingEarlier, setLoadingEarlier] = useState(false);
-  const log = useRef<HTMLOListElement>(null);
+  const log = useRef<LogControl>(null);
   const input = useRef<HTMLTextAreaElement>(null);
-  const atBottom = useRef(true);
   const items = conv?.items ?? [];
-  const count = items.length;
+  const rows = useMemo(
+    (): Row[] => [
+      ...items.map((item): Row => ({ kind: 'message', item })),
+      ...allUploads.filter((u) => u.conversation === jid).map((upload): Row => ({ kind: 'upload', upload })),
+    ],
+    [items, allUploads, jid],
+  );
 
-  useLayoutEffect(() => {
-    const el = log.current;
-    if (el && atBottom.current) el.scrollTop = el.scrollHeight;
-  }, [count, uploads.length]);
   useEffect(() => {
     input.current?.focus();
   }, [jid, replyTo, editing]);
@@ -64,15 +74,8 @@ export function ConversationView({ store, jid }: { store: ChatStore; jid: string
   const earlier = () => {
     if (loadingEarlier || conv?.complete !== false) return;
     setLoadingEarlier(true);
-    const el = log.current;
-    const fromBottom = el ? el.scrollHeight - el.scrollTop : 0;
-    void store.loadEarlier(jid).finally(() => {
-      setLoadingEarlier(false);
-      // Keep the message the reader was at in place.
-      requestAnimationFrame(() => {
-        if (el) el.scrollTop = el.scrollHeight - fromBottom;
-      });
-    });
+    // The log keeps the message being read in place as older ones arrive.
+    void store.loadEarlier(jid).finally(() => setLoadingEarlier(false));
   };
 
   const send = (ev?: Event) => {
@@ -84,7 +87,7 @@ export function ConversationView({ store, jid }: { store: ChatStore; jid: string
     const done = editing !== null ? store.edit(editing, body) : store.send(jid, body, replyTo ?? undefined);
     setEditing(null);
     setReplyTo(null);
-    atBottom.current = true;
+    log.current?.toEnd();
     done.catch(() => {
       setText(body);
       setError(t('chat.sendFailed'));
@@ -123,58 +126,59 @@ export function ConversationView({ store, jid }: { store: ChatStore; jid: string
         </button>
       </header>
       <DropZone class="conv-body" onFiles={(f) => store.sendFiles(jid, f)}>
-        <ol
-          ref={log}
+        <VirtualLog
+          key={jid}
           class="messages"
-          aria-label={t('chatApp.messagesWith', { name })}
-          aria-live="polite"
-          aria-relevant="additions"
-          tabIndex={0}
-          onScroll={(e) => {
-            const el = e.currentTarget;
-            atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
-            if (el.scrollTop < 40) earlier();
-          }}
-        >
-          <li class="history-edge">
-            {conv?.complete === true ? (
+          label={t('chatApp.messagesWith', { name })}
+          items={rows}
+          keyOf={rowKey}
+          onNearStart={earlier}
+          head={
+            conv?.complete === true ? (
               <span class="detail">{t('chatApp.historyStart')}</span>
             ) : (
               <button type="button" class="small" disabled={loadingEarlier} onClick={earlier}>
                 {loadingEarlier ? t('chatApp.loading') : t('chatApp.loadEarlier')}
               </button>
-            )}
-          </li>
-          {items.map((m) => (
-            <Message
-              key={`${m.stanzaId ?? ''}|${m.id}|${m.sender}`}
-              store={store}
-              item={m}
-              onReply={() => {
-                setEditing(null);
-                setReplyTo(m);
-              }}
-              onEdit={() => {
-                setReplyTo(null);
-                setEditing(m);
-                setText(m.text);
-              }}
-            />
-          ))}
-          {uploads.map((u) => (
-            <li key={u.key} class="msg mine">
-              <div class="meta">
-                <b>{t('chat.you')}</b>
-              </div>
-              <UploadProgress name={u.name} progress={u.progress} error={u.error} />
-              {u.error !== undefined && (
-                <button type="button" class="small" onClick={() => store.dismissUpload(u.key)}>
-                  {t('common.dismiss')}
-                </button>
-              )}
-            </li>
-          ))}
-        </ol>
+            )
+          }
+          control={log}
+          row={(r, props) => {
+            if (r.kind === 'upload') {
+              const u = r.upload;
+              return (
+                <li class="msg mine" {...props}>
+                  <div class="meta">
+                    <b>{t('chat.you')}</b>
+                  </div>
+                  <UploadProgress name={u.name} progress={u.progress} error={u.error} />
+                  {u.error !== undefined && (
+                    <button type="button" class="small" onClick={() => store.dismissUpload(u.key)}>
+                      {t('common.dismiss')}
+                    </button>
+                  )}
+                </li>
+              );
+            }
+            const m = r.item;
+            return (
+              <Message
+                store={store}
+                item={m}
+                row={props}
+                onReply={() => {
+                  setEditing(null);
+                  setReplyTo(m);
+                }}
+                onEdit={() => {
+                  setReplyTo(null);
+                  setEditing(m);
+                  setText(m.text);
+                }}
+              />
+            );
+          }}
+        />
         <form class="chat-form" onSubmit={send}>
           {(replyTo !== null || editing !== null) && (
             <div class="composing">
@@ -237,13 +241,25 @@ export function ConversationView({ store, jid }: { store: ChatStore; jid: string
   );
 }
 
-function Message({ store, item, onReply, onEdit }: { store: ChatStore; item: ChatItem; onReply: () => void; onEdit: () => void }) {
+function Message({
+  store,
+  item,
+  row,
+  onReply,
+  onEdit,
+}: {
+  store: ChatStore;
+  item: ChatItem;
+  row: RowProps;
+  onReply: () => void;
+  onEdit: () => void;
+}) {
   const [picking, setPicking] = useState(false);
   const [more, setMore] = useState(false);
   const who = store.senderName(item);
   if (item.retracted === true) {
     return (
-      <li class="msg retracted">
+      <li class="msg retracted" {...row}>
         <div class="meta">
           <b>{who}</b>
           <time dateTime={new Date(item.stamp).toISOString()}>{timeOf(item.stamp)}</time>
@@ -254,7 +270,7 @@ function Message({ store, item, onReply, onEdit }: { store: ChatStore; item: Cha
   }
   const reactions = Object.entries(item.reactions ?? {});
   return (
-    <li class={`msg${item.outgoing ? ' mine' : ''}`} data-id={item.id}>
+    <li class={`msg${item.outgoing ? ' mine' : ''}`} data-id={item.id} {...row}>
       <div class="meta">
         <b>{who}</b>
         <time dateTime={new Date(item.stamp).toISOString()}>{timeOf(item.stamp)}</time>

@@ -5,9 +5,15 @@ import { ComposeRow } from '../compose';
 import { DropZone, FileView, UploadProgress } from '../files';
 import { t } from '../i18n';
 import { ErrorText } from '../notice';
-import type { MeetingStore } from './store';
+import { VirtualLog, type LogControl } from '../log';
+import type { ChatEntry, MeetingStore } from './store';
 
 const MAX_MESSAGE = 4000;
+
+function senderOf(e: ChatEntry): string {
+  if (e.mine) return t('chat.you');
+  return e.fromName !== '' ? e.fromName : t('tile.guest');
+}
 
 function timeOf(d: Date): string {
   return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
@@ -20,13 +26,9 @@ export function ChatPanel({ store }: { store: MeetingStore }) {
   const to = store.chatTo.value;
   const setTo = (id: string) => (store.chatTo.value = id);
   const [error, setError] = useState('');
-  const log = useRef<HTMLOListElement>(null);
+  const log = useRef<LogControl>(null);
   const input = useRef<HTMLTextAreaElement>(null);
 
-  useEffect(() => {
-    const el = log.current;
-    if (el) el.scrollTop = el.scrollHeight;
-  }, [entries.length]);
   useEffect(() => {
     input.current?.focus();
   }, []);
@@ -40,6 +42,7 @@ export function ChatPanel({ store }: { store: MeetingStore }) {
     const body = text.trim();
     if (body === '') return;
     setText('');
+    log.current?.toEnd();
     store.sendChat(body, to === '' ? undefined : to).catch(() => {
       setText(body);
       setError(t('chat.sendFailed'));
@@ -54,31 +57,37 @@ export function ChatPanel({ store }: { store: MeetingStore }) {
     <section class="panel chat" aria-labelledby="chat-title">
       <DropZone class="drop" onFiles={store.canShareFiles ? sendFiles : () => setError(t('files.forbidden'))}>
         <h2 id="chat-title">{t('chat.title')}</h2>
-        <ol ref={log} class="chat-log" aria-live="polite" aria-relevant="additions">
-          {entries.length === 0 && <li class="empty">{t('chat.empty')}</li>}
-          {entries.map((e) => (
-            <li key={e.id} class={`${e.mine ? 'mine' : ''}${e.privateWith !== undefined ? ' private' : ''}`}>
-              <div class="meta">
-                <b>{e.mine ? t('chat.you') : e.fromName !== '' ? e.fromName : t('tile.guest')}</b>
-                <time dateTime={e.at.toISOString()}>{timeOf(e.at)}</time>
-              </div>
-              {e.privateWith !== undefined && (
-                <div class="private-note">
-                  {e.mine
-                    ? t('chat.privateTo', { name: e.privateWithName ?? '' })
-                    : t('chat.privateFrom')}
-                  {!e.mine && peers.has(e.from) && (
-                    <button type="button" class="link" onClick={() => setTo(e.from)}>
-                      {t('chat.reply')}
-                    </button>
-                  )}
+        {entries.length === 0 ? (
+          <p class="chat-log empty">{t('chat.empty')}</p>
+        ) : (
+          <VirtualLog
+            class="chat-log"
+            label={t('chat.title')}
+            items={entries}
+            keyOf={(e) => e.id}
+            control={log}
+            row={(e, props) => (
+              <li class={`${e.mine ? 'mine' : ''}${e.privateWith !== undefined ? ' private' : ''}`} {...props}>
+                <div class="meta">
+                  <b>{senderOf(e)}</b>
+                  <time dateTime={e.at.toISOString()}>{timeOf(e.at)}</time>
                 </div>
-              )}
-              {e.file !== undefined ? <FileView file={e.file} /> : <p class="text">{e.text}</p>}
-              {e.progress !== undefined && <UploadProgress name={e.file?.name ?? e.text} progress={e.progress} error={e.error} />}
-            </li>
-          ))}
-        </ol>
+                {e.privateWith !== undefined && (
+                  <div class="private-note">
+                    {e.mine ? t('chat.privateTo', { name: e.privateWithName ?? '' }) : t('chat.privateFrom')}
+                    {!e.mine && peers.has(e.from) && (
+                      <button type="button" class="link" onClick={() => setTo(e.from)}>
+                        {t('chat.reply')}
+                      </button>
+                    )}
+                  </div>
+                )}
+                {e.file !== undefined ? <FileView file={e.file} /> : <p class="text">{e.text}</p>}
+                {e.progress !== undefined && <UploadProgress name={e.file?.name ?? e.text} progress={e.progress} error={e.error} />}
+              </li>
+            )}
+          />
+        )}
         <form class="chat-form" onSubmit={send}>
           <label for="chat-to">{t('chat.to')}</label>
           <select id="chat-to" value={to} onChange={(e) => setTo(e.currentTarget.value)}>

@@ -13,17 +13,31 @@ interface Catalogue {
 
 /** Group 2 holds the bare skin-tone and hair components: not for picking. */
 const COMPONENTS = 2;
+/**
+ * emojibase's groups by number, in its order (all but the components),
+ * each with its name's key in our catalogue, so that translators find
+ * them with every other string.
+ */
+const GROUPS: readonly (readonly [number, string])[] = [
+  [0, 'smileysEmotion'],
+  [1, 'peopleBody'],
+  [3, 'animalsNature'],
+  [4, 'foodDrink'],
+  [5, 'travelPlaces'],
+  [6, 'activities'],
+  [7, 'objects'],
+  [8, 'symbols'],
+  [9, 'flags'],
+];
 const MAX_RESULTS = 120;
 
 let catalogue: Promise<Catalogue> | null = null;
 
 function load(): Promise<Catalogue> {
-  catalogue ??= Promise.all([import('emojibase-data/en/compact.json'), import('emojibase-data/en/messages.json')]).then(
-    ([data, messages]) => ({
-      groups: messages.default.groups.filter((g) => g.order !== COMPONENTS).map((g) => ({ key: g.order, name: g.message.charAt(0).toUpperCase() + g.message.slice(1) })),
-      emoji: data.default.filter((e) => e.group !== undefined && e.group !== COMPONENTS).sort((a, b) => (a.order ?? 0) - (b.order ?? 0)),
-    }),
-  );
+  catalogue ??= import('emojibase-data/en/compact.json').then((data) => ({
+    groups: GROUPS.map(([key, name]) => ({ key, name: t(`emoji.group.${name}`) })),
+    emoji: data.default.filter((e) => e.group !== undefined && e.group !== COMPONENTS).sort((a, b) => (a.order ?? 0) - (b.order ?? 0)),
+  }));
   catalogue.catch(() => (catalogue = null));
   return catalogue;
 }

@@ -179,16 +179,24 @@ test("chat: sign in, contacts, conversations, history, search, a group's call wi
     await conversation(b.page, "alice").getByLabel("1 unread message").waitFor({ timeout: 10000 });
     assert.equal(await b.page.evaluate(() => window.__notes.length), 1, "a muted conversation does not notify");
 
-    // More than a page of history: the older part is read back on demand.
+    // Over two pages of history: the older part is read back on demand.
     await a.page.evaluate(async () => {
-      for (let i = 1; i <= 55; i += 1) await window.conclaveChat.send("bob@localhost", `filler ${i}`);
+      for (let i = 1; i <= 105; i += 1) await window.conclaveChat.send("bob@localhost", `filler ${i}`);
     });
+
+    // Which earlier pages Alice's client asks the archive for (RSM <before>).
+    const asked = [];
+    a.page.on("websocket", (ws) =>
+      ws.on("framesent", ({ payload }) => {
+        for (const m of String(payload).matchAll(/<before>([^<]+)<\/before>/g)) asked.push(m[1]);
+      }),
+    );
 
     // A reload keeps Alice signed in (this tab), and the history is there,
     // corrected, with the deletion and the reaction; search finds the old message.
     await a.page.reload();
     await conversation(a.page, "Bob").click();
-    await messages(a.page).getByText("filler 55", { exact: true }).waitFor({ timeout: 15000 });
+    await messages(a.page).getByText("filler 105", { exact: true }).waitFor({ timeout: 15000 });
     const held = () =>
       a.page.evaluate(() => window.conclaveChat.conversations.value.get("bob@localhost").items.map((m) => m.text));
     assert.ok(!(await held()).includes("lunch at noon?"), "one page of history at first");
@@ -208,6 +216,9 @@ test("chat: sign in, contacts, conversations, history, search, a group's call wi
     await a.page.mouse.wheel(0, -100000);
     await until(async () => (await held()).length > 50, 10000, "an earlier page, read on scrolling up");
     await until(() => inView(oldestRead), 5000, `"${oldestRead}" still in view`);
+    // Near the top every scroll event asks for the page before: asked
+    // again while it is on its way, it is still read once.
+    await a.page.evaluate(() => Promise.all([1, 2, 3].map(() => window.conclaveChat.loadEarlier("bob@localhost"))));
     await until(
       async () => {
         if (await inView("This is the start of the conversation.")) return true;
@@ -217,10 +228,12 @@ test("chat: sign in, contacts, conversations, history, search, a group's call wi
       15000,
       "the history back to its start",
     );
+    assert.ok(asked.length >= 2, `earlier pages asked for: ${asked.length}`);
+    assert.deepEqual(asked, [...new Set(asked)], "no page asked for twice");
     // Only what is in view is drawn: the log holds every message.
     const drawn = await messages(a.page).locator("li.msg").count();
     const all = (await held()).length;
-    assert.ok(all >= 60 && drawn < all / 2, `${drawn} of ${all} messages drawn`);
+    assert.ok(all >= 110 && drawn < all / 4, `${drawn} of ${all} messages drawn`);
     await messages(a.page).getByText("lunch at noon?").waitFor();
     for (const text of ["budget for 2027", "yes, at noon", "no rush"]) {
       await messages(a.page).getByText(text).first().waitFor({ timeout: 5000 });

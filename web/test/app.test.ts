@@ -3,7 +3,8 @@ import { gridCapacity, gridShape, tracks } from '../src/app/meeting/layout';
 import { newMeetingName, roomFromInput, routeOf } from '../src/app/route';
 import en from '../src/app/locales/en.json';
 import { t } from '../src/app/i18n';
-import { matches } from '../src/app/emoji';
+import { COMPONENTS, GROUPS, matches } from '../src/app/emoji';
+import emojiData from 'emojibase-data/en/compact.json';
 
 describe('routes and meeting names', () => {
   it('tells the home page, a meeting and an unusable name apart', () => {
@@ -71,5 +72,15 @@ describe('the emoji picker', () => {
     expect(matches(thumbs, 'thumbs down')).toBe(false);
     expect(matches(thumbs, 'humb')).toBe(false);
     expect(matches({ label: 'flag: France' }, 'france')).toBe(true);
+  });
+});
+
+describe('the emoji picker groups', () => {
+  it('name every group of the data but the components, each from the catalogue', () => {
+    const inData = [...new Set(emojiData.flatMap((e) => (e.group === undefined || e.group === COMPONENTS ? [] : [e.group])))].sort((a, b) => a - b);
+    expect(GROUPS.map(([n]) => n)).toEqual(inData);
+    for (const [, key] of GROUPS) {
+      expect(t(`emoji.group.${key}`)).not.toBe(`emoji.group.${key}`);
+    }
   });
 });

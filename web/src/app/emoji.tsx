@@ -12,13 +12,13 @@ interface Catalogue {
 }
 
 /** Group 2 holds the bare skin-tone and hair components: not for picking. */
-const COMPONENTS = 2;
+export const COMPONENTS = 2;
 /**
  * emojibase's groups by number, in its order (all but the components),
  * each with its name's key in our catalogue, so that translators find
  * them with every other string.
  */
-const GROUPS: readonly (readonly [number, string])[] = [
+export const GROUPS: readonly (readonly [number, string])[] = [
   [0, 'smileysEmotion'],
   [1, 'peopleBody'],
   [3, 'animalsNature'],

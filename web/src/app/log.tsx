@@ -42,8 +42,6 @@ interface Props<T> {
    * that the message being read, not this, is what stays in place.
    */
   head?: ComponentChildren;
-  /** A row's height before it is drawn, in pixels. */
-  estimate?: number;
   /** Called while the reader is within a screen of the oldest row. */
   onNearStart?: () => void;
   control?: RefObject<LogControl | null>;
@@ -51,18 +49,21 @@ interface Props<T> {
 
 /** Rows drawn beyond the visible ones, each side, so that a quick scroll shows no gap. */
 const OVERSCAN = 6;
+/** A row's height before it is drawn, in pixels: a one-line message. */
+const ESTIMATE = 64;
 /** Space above the first row and below the last, in pixels. */
 const PAD = 8;
 /** The head's height, in pixels: fixed, as the rows are placed under it. */
 const HEAD = 52;
 
-export function VirtualLog<T>({ items, keyOf, row, class: cls, label, head, estimate = 64, onNearStart, control }: Props<T>) {
+export function VirtualLog<T>({ items, keyOf, row, class: cls, label, head, onNearStart, control }: Props<T>) {
   const scroller = useRef<HTMLDivElement>(null);
   const list = useRef<HTMLOListElement>(null);
   const [, rerender] = useReducer((n: number) => n + 1, 0);
   // The row that holds the focus stays drawn, so that scrolling away
-  // with the wheel does not drop the keyboard's place.
-  const focused = useRef<number | null>(null);
+  // with the wheel does not drop the keyboard's place. By key: an older
+  // page put above it moves its index.
+  const focused = useRef<string | null>(null);
   const count = items.length;
   // Stable while the items are, so that a scroll does not re-lay out every row.
   const getItemKey = useMemo(
@@ -75,7 +76,7 @@ export function VirtualLog<T>({ items, keyOf, row, class: cls, label, head, esti
   const options = {
     count,
     getScrollElement: () => scroller.current,
-    estimateSize: () => estimate,
+    estimateSize: () => ESTIMATE,
     getItemKey,
     overscan: OVERSCAN,
     paddingStart: head === undefined ? PAD : PAD + HEAD,
@@ -85,9 +86,10 @@ export function VirtualLog<T>({ items, keyOf, row, class: cls, label, head, esti
     scrollEndThreshold: 40,
     rangeExtractor: (range: Range) => {
       const drawn = defaultRangeExtractor(range);
-      const f = focused.current;
-      if (f !== null && f < range.count && !drawn.includes(f)) return [...drawn, f].sort((a, b) => a - b);
-      return drawn;
+      const key = focused.current;
+      if (key === null || drawn.some((i) => getItemKey(i) === key)) return drawn;
+      const f = items.findIndex((item) => keyOf(item) === key);
+      return f < 0 ? drawn : [...drawn, f].sort((a, b) => a - b);
     },
     observeElementRect,
     observeElementOffset,
@@ -132,7 +134,8 @@ export function VirtualLog<T>({ items, keyOf, row, class: cls, label, head, esti
         style={`height:${String(v.getTotalSize())}px`}
         onFocusIn={(e) => {
           const li = (e.target as Element).closest('[data-index]');
-          focused.current = li === null ? null : Number(li.getAttribute('data-index'));
+          const item = li === null ? undefined : items[Number(li.getAttribute('data-index'))];
+          focused.current = item === undefined ? null : keyOf(item);
         }}
         onFocusOut={(e) => {
           if (!list.current?.contains(e.relatedTarget as Node | null)) focused.current = null;

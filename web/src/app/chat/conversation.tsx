@@ -55,7 +55,7 @@ export function ConversationView({ store, jid }: { store: ChatStore; jid: string
   const [replyTo, setReplyTo] = useState<ChatItem | null>(null);
   const [editing, setEditing] = useState<ChatItem | null>(null);
   const [error, setError] = useState('');
-  const [loadingEarlier, setLoadingEarlier] = useState(false);
+  const loadingEarlier = store.loadingEarlier.value.has(jid);
   const log = useRef<LogControl>(null);
   const input = useRef<HTMLTextAreaElement>(null);
   const items = conv?.items ?? [];
@@ -71,12 +71,8 @@ export function ConversationView({ store, jid }: { store: ChatStore; jid: string
     input.current?.focus();
   }, [jid, replyTo, editing]);
 
-  const earlier = () => {
-    if (loadingEarlier || conv?.complete !== false) return;
-    setLoadingEarlier(true);
-    // The log keeps the message being read in place as older ones arrive.
-    void store.loadEarlier(jid).finally(() => setLoadingEarlier(false));
-  };
+  // The log keeps the message being read in place as older ones arrive.
+  const earlier = () => void store.loadEarlier(jid);
 
   const send = (ev?: Event) => {
     ev?.preventDefault();

@@ -61,6 +61,8 @@ export class ChatStore {
   readonly invites = signal<readonly Invite[]>([]);
   readonly muted = signal<ReadonlySet<string>>(loadMuted());
   readonly uploads = signal<readonly PendingUpload[]>([]);
+  /** Conversations whose earlier page is on its way. */
+  readonly loadingEarlier = signal<ReadonlySet<string>>(new Set());
   readonly search = signal<{ text: string; results: readonly ChatItem[] | null } | null>(null);
   readonly notificationsAllowed = signal(typeof Notification !== 'undefined' && Notification.permission === 'granted');
   readonly totalUnread = computed(() => [...this.conversations.value.values()].reduce((n, c) => n + (this.muted.value.has(c.jid) ? 0 : c.unread), 0));
@@ -253,11 +255,23 @@ export class ChatStore {
   }
 
   /** The page of history before what the conversation shows. */
+  /**
+   * Reads the page before a conversation's oldest message. A scroll asks
+   * many times a second near the top: while a page is on its way, that
+   * is the answer, not a second query for the same page.
+   */
   async loadEarlier(jid: string): Promise<void> {
     const c = this.conversations.value.get(jid);
-    if (c === undefined || c.complete) return;
-    const page = await this.client.history(jid, c.groupchat, c.oldest ?? '', PAGE);
-    this.mergePage(page.events, { jid, complete: page.complete, ...(page.first !== undefined ? { first: page.first } : {}) });
+    if (c === undefined || c.complete || this.loadingEarlier.value.has(jid)) return;
+    this.loadingEarlier.value = new Set([...this.loadingEarlier.value, jid]);
+    try {
+      const page = await this.client.history(jid, c.groupchat, c.oldest ?? '', PAGE);
+      this.mergePage(page.events, { jid, complete: page.complete, ...(page.first !== undefined ? { first: page.first } : {}) });
+    } finally {
+      const rest = new Set(this.loadingEarlier.value);
+      rest.delete(jid);
+      this.loadingEarlier.value = rest;
+    }
   }
 
   async send(jid: string, text: string, replyTo?: ChatItem): Promise<void> {

@@ -57,37 +57,35 @@ export function ChatPanel({ store }: { store: MeetingStore }) {
     <section class="panel chat" aria-labelledby="chat-title">
       <DropZone class="drop" onFiles={store.canShareFiles ? sendFiles : () => setError(t('files.forbidden'))}>
         <h2 id="chat-title">{t('chat.title')}</h2>
-        {entries.length === 0 ? (
-          <p class="chat-log empty">{t('chat.empty')}</p>
-        ) : (
-          <VirtualLog
-            class="chat-log"
-            label={t('chat.title')}
-            items={entries}
-            keyOf={(e) => e.id}
-            control={log}
-            row={(e, props) => (
-              <li class={`${e.mine ? 'mine' : ''}${e.privateWith !== undefined ? ' private' : ''}`} {...props}>
-                <div class="meta">
-                  <b>{senderOf(e)}</b>
-                  <time dateTime={e.at.toISOString()}>{timeOf(e.at)}</time>
+        {entries.length === 0 && <p class="chat-empty">{t('chat.empty')}</p>}
+        {/* Mounted while empty too: the first message is news to announce. */}
+        <VirtualLog
+          class="chat-log"
+          label={t('chat.title')}
+          items={entries}
+          keyOf={(e) => e.id}
+          control={log}
+          row={(e, props) => (
+            <li class={`${e.mine ? 'mine' : ''}${e.privateWith !== undefined ? ' private' : ''}`} {...props}>
+              <div class="meta">
+                <b>{senderOf(e)}</b>
+                <time dateTime={e.at.toISOString()}>{timeOf(e.at)}</time>
+              </div>
+              {e.privateWith !== undefined && (
+                <div class="private-note">
+                  {e.mine ? t('chat.privateTo', { name: e.privateWithName ?? '' }) : t('chat.privateFrom')}
+                  {!e.mine && peers.has(e.from) && (
+                    <button type="button" class="link" onClick={() => setTo(e.from)}>
+                      {t('chat.reply')}
+                    </button>
+                  )}
                 </div>
-                {e.privateWith !== undefined && (
-                  <div class="private-note">
-                    {e.mine ? t('chat.privateTo', { name: e.privateWithName ?? '' }) : t('chat.privateFrom')}
-                    {!e.mine && peers.has(e.from) && (
-                      <button type="button" class="link" onClick={() => setTo(e.from)}>
-                        {t('chat.reply')}
-                      </button>
-                    )}
-                  </div>
-                )}
-                {e.file !== undefined ? <FileView file={e.file} /> : <p class="text">{e.text}</p>}
-                {e.progress !== undefined && <UploadProgress name={e.file?.name ?? e.text} progress={e.progress} error={e.error} />}
-              </li>
-            )}
-          />
-        )}
+              )}
+              {e.file !== undefined ? <FileView file={e.file} /> : <p class="text">{e.text}</p>}
+              {e.progress !== undefined && <UploadProgress name={e.file?.name ?? e.text} progress={e.progress} error={e.error} />}
+            </li>
+          )}
+        />
         <form class="chat-form" onSubmit={send}>
           <label for="chat-to">{t('chat.to')}</label>
           <select id="chat-to" value={to} onChange={(e) => setTo(e.currentTarget.value)}>

@@ -254,7 +254,6 @@ export class ChatStore {
     if (!groupchat) await this.loadCallChats(jid);
   }
 
-  /** The page of history before what the conversation shows. */
   /**
    * Reads the page before a conversation's oldest message. A scroll asks
    * many times a second near the top: while a page is on its way, that

@@ -15,13 +15,12 @@ import { useEffect } from 'preact/hooks';
 import { asToFrame, parseHash, TAG, MAX_NAME, type EmbedParams, type ToFrame, type ToParent } from '../embed/protocol';
 import { t } from './i18n';
 import { openMedia, stopStream } from './media';
-import type { MeetingStore } from './meeting/store';
+import { MAX_CHAT_MESSAGE, type MeetingStore } from './meeting/store';
 import { Notice } from './notice';
 import type { PreJoinResult } from './prejoin';
 
 /** Commands that came before the meeting was joined, run once it is. */
 const MAX_QUEUED = 50;
-const MAX_CHAT_TEXT = 10_000;
 
 type Distribute<T> = T extends unknown ? Omit<T, 'tag' | 'apiId'> : never;
 type Outgoing = Distribute<ToParent>;
@@ -128,7 +127,7 @@ class Embed {
         s.toggleHand();
         break;
       case 'sendChatMessage': {
-        if (typeof a !== 'string' || a.trim() === '' || a.length > MAX_CHAT_TEXT) break;
+        if (typeof a !== 'string' || a.trim() === '' || a.length > MAX_CHAT_MESSAGE) break;
         // To one participant (privately) when `to` names one in the meeting.
         const to = typeof b === 'string' && b !== '' ? b : undefined;
         if (to !== undefined && !s.peers.value.has(to)) break;

@@ -6,9 +6,7 @@ import { DropZone, FileView, UploadProgress } from '../files';
 import { t } from '../i18n';
 import { ErrorText } from '../notice';
 import { VirtualLog, type LogControl } from '../log';
-import type { ChatEntry, MeetingStore } from './store';
-
-const MAX_MESSAGE = 4000;
+import { MAX_CHAT_MESSAGE, type ChatEntry, type MeetingStore } from './store';
 
 function senderOf(e: ChatEntry): string {
   if (e.mine) return t('chat.you');
@@ -103,7 +101,7 @@ export function ChatPanel({ store }: { store: MeetingStore }) {
             id="chat-input"
             inputRef={input}
             value={text}
-            maxLength={MAX_MESSAGE}
+            maxLength={MAX_CHAT_MESSAGE}
             placeholder={to === '' ? t('chat.placeholder') : t('chat.placeholderPrivate', { name: store.nameOf(to) })}
             submitLabel={t('chat.send')}
             onInput={(v) => {

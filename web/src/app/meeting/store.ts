@@ -82,6 +82,8 @@ const REJOIN_DELAYS_MS = [500, 1000, 2000, 4000, 8000];
 const REACTION_SHOW_MS = 4000;
 const STATS_INTERVAL_MS = 2000;
 const MAX_CHAT_ENTRIES = 2000;
+/** The longest message the meeting's chat sends, typed or from an embedding site. */
+export const MAX_CHAT_MESSAGE = 4000;
 const QUALITY_REPEAT_POLLS = 5;
 
 export interface MeetingOptions {
